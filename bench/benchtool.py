@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh (standard library only).
+
+Subcommands:
+  freeport [N]                      print N free TCP ports on 127.0.0.1
+  pidtree PID                       print PID and all its descendants
+  cputicks PID...                   sum of utime+stime (clock ticks) of the PIDs
+  rss PID...                        sum of VmRSS (KiB) of the PIDs
+  wait-port PORT TIMEOUT            wait until 127.0.0.1:PORT accepts connections
+  seq PORT N                        N sequential GETs over one keep-alive connection
+  idle PORT CONNS PID...            RSS growth of PIDs per idle keep-alive connection
+  wrk FILE                          parse `wrk --latency` output
+  callgrind FILE                    total Ir of a callgrind dump
+  strace FILE                       total syscalls of an `strace -c` summary
+  dhat FILE                         total blocks/bytes from a DHAT log
+  report RESULTS.jsonl INFO         print the Markdown report (INFO: key=value lines)
+
+Every request that the helpers send goes to 127.0.0.1 only.
+"""
+
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import statistics
+import sys
+import time
+
+HOST = "127.0.0.1"
+BODY_LEN = 1024
+
+
+def die(msg):
+    print(f"benchtool: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- processes
+
+def freeport(n=1):
+    socks, ports = [], []
+    for _ in range(int(n)):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    print(" ".join(map(str, ports)))
+
+
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    # comm (field 2) may hold spaces or parentheses: split after the last ')'.
+    return data[data.rindex(")") + 2:].split()
+
+
+def pidtree(pid):
+    pid = int(pid)
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(_stat_fields(entry)[1])  # field 4
+        except (OSError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    print(" ".join(map(str, sorted(out))))
+
+
+def cputicks(*pids):
+    total = 0
+    for pid in pids:
+        f = _stat_fields(pid)
+        # fields 14 (utime) and 15 (stime); f[0] is field 3.
+        total += int(f[11]) + int(f[12])
+    print(total)
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def wait_port(port, timeout):
+    deadline = time.monotonic() + float(timeout)
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    die(f"nothing listens on {HOST}:{port} after {timeout}s")
+
+
+# ---------------------------------------------------------------- clients
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: strait-bench\r\n\r\n"
+
+
+def _read_response(sock, buf):
+    """Read one response from sock; buf holds bytes already read. Returns
+    (status, body_len, rest_of_buffer)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before response headers")
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    clen, chunked = None, False
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            clen = int(v.strip())
+        elif k == b"transfer-encoding" and b"chunked" in v.lower():
+            chunked = True
+    if chunked:
+        body = b""
+        while True:
+            while b"\r\n" not in buf:
+                buf += sock.recv(65536)
+            size_line, buf = buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed inside a chunk")
+                buf += chunk
+            body += buf[:size]
+            buf = buf[size + 2:]
+            if size == 0:
+                break
+        return status, len(body), buf
+    if clen is None:
+        raise ValueError("response without Content-Length or chunked body")
+    while len(buf) < clen:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed inside the body")
+        buf += chunk
+    return status, clen, buf[clen:]
+
+
+def seq(port, n, timeout=120):
+    """Exactly n GETs, one after the other, over one keep-alive connection.
+    Every response must be a 200 with a 1024-byte body. If the server closes
+    the connection between two requests, reconnect and warn (the count stays
+    exact)."""
+    n = int(n)
+
+    def connect():
+        s = socket.create_connection((HOST, int(port)), timeout=float(timeout))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    sock, buf, reconnects, i = connect(), b"", 0, 0
+    t0 = time.monotonic()
+    while i < n:
+        try:
+            sock.sendall(REQUEST)
+            status, blen, buf = _read_response(sock, buf)
+        except ConnectionError as e:
+            # closed before any byte of this response: the server ended the
+            # keep-alive connection; anything else is an error
+            if buf or "before response headers" not in str(e) or reconnects > n:
+                die(f"request {i + 1}/{n} to port {port} failed: {e}")
+            sock.close()
+            sock, buf = connect(), b""
+            reconnects += 1
+            continue
+        except (OSError, ValueError) as e:
+            die(f"request {i + 1}/{n} to port {port} failed: {e}")
+        if status != 200 or blen != BODY_LEN:
+            die(f"request {i + 1}/{n} to port {port}: status {status}, body {blen} bytes")
+        i += 1
+    sock.close()
+    if reconnects:
+        print(f"benchtool: WARNING: port {port} closed the keep-alive connection "
+              f"{reconnects} times during {n} requests", file=sys.stderr)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(f"{n} requests in {time.monotonic() - t0:.2f}s", file=sys.stderr)
+
+
+async def _idle(port, conns, pids, parallel=200, settle=2.0):
+    pids = [int(p) for p in pids]
+    before = rss_kib(pids)
+    sem = asyncio.Semaphore(parallel)
+    streams, failures = [], []
+
+    async def one():
+        async with sem:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), 30)
+                w.write(REQUEST)
+                await w.drain()
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                if not head.startswith(b"HTTP/1.1 200") or not m:
+                    raise ValueError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+                await asyncio.wait_for(r.readexactly(int(m.group(1))), 30)
+                streams.append((r, w))
+            except Exception as e:  # noqa: BLE001 - report, don't crash
+                failures.append(repr(e))
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(conns)))
+    opened = time.monotonic() - t0
+    await asyncio.sleep(settle)
+    after = rss_kib(pids)
+    # A connection the server closed meanwhile has seen EOF.
+    alive = sum(1 for r, _ in streams if not r.at_eof())
+    for _, w in streams:
+        w.close()
+    for _, w in streams:
+        try:
+            await w.wait_closed()
+        except Exception:  # noqa: BLE001
+            pass
+    return {
+        "conns": conns,
+        "opened": len(streams),
+        "alive": alive,
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "open_seconds": round(opened, 2),
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_conn": (after - before) / len(streams) if streams else None,
+    }
+
+
+def idle(port, conns, *pids):
+    conns = int(conns)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, conns + 1024) if hard != resource.RLIM_INFINITY else conns + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < conns + 16:
+        die(f"open-file limit {hard} too low for {conns} connections")
+    r = asyncio.run(_idle(int(port), conns, pids))
+    print(json.dumps(r), file=sys.stderr)
+    # one line for bash: kib_per_conn opened alive failures rss_before rss_after
+    print(r["kib_per_conn"] if r["kib_per_conn"] is not None else "nan", r["opened"],
+          r["alive"], r["failures"], r["rss_before_kib"], r["rss_after_kib"])
+
+
+# ---------------------------------------------------------------- parsers
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def _dur_ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"bad duration {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def wrk(path):
+    text = open(path).read()
+    out = {}
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        if not m:
+            die(f"{path}: no {pct}% latency line (was --latency given?)")
+        out[key] = round(_dur_ms(m.group(1)), 4)
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(\w+),", text, re.M)
+    if not m:
+        die(f"{path}: no 'N requests in' line")
+    out["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    out["rps"] = float(m.group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    out["errors"] = errors
+    # one line for bash: rps p50_ms p99_ms requests errors
+    print(out["rps"], out["p50_ms"], out["p99_ms"], out["requests"], out["errors"])
+
+
+def callgrind(path):
+    total = None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("totals:"):
+                total = int(line.split()[1])
+            elif line.startswith("summary:") and total is None:
+                total = int(line.split()[1])
+    if total is None:
+        die(f"{path}: no totals:/summary: line")
+    print(total)
+
+
+def strace(path):
+    for line in open(path):
+        f = line.split()
+        if f and f[-1] == "total":
+            # % time, seconds, usecs/call, calls, [errors], total
+            print(int(f[3]))
+            return
+    die(f"{path}: no 'total' line")
+
+
+def dhat(path):
+    text = open(path).read()
+    m = re.search(r"Total:\s+([\d,]+) bytes in ([\d,]+) blocks", text)
+    if not m:
+        die(f"{path}: no 'Total: ... bytes in ... blocks' line")
+    # one line for bash: blocks bytes
+    print(int(m.group(2).replace(",", "")), int(m.group(1).replace(",", "")))
+
+
+# ---------------------------------------------------------------- report
+
+# (key, label, format, note); lower is better unless the label says otherwise
+METRICS = [
+    ("rps", "Requests/s (higher is better)", "{:,.0f}"),
+    ("p50_ms", "Latency p50 (ms)", "{:.3f}"),
+    ("p99_ms", "Latency p99 (ms)", "{:.3f}"),
+    ("cpu_us", "CPU time per request (µs)", "{:.2f}"),
+    ("cpu_busy", "Proxy CPU busy under load (% of a core)", "{:.0f}"),
+    ("errors", "wrk errors, all rounds (socket + non-2xx)", "{:.0f}"),
+    ("ir", "Instructions per request (callgrind Ir)", "{:,.0f}"),
+    ("syscalls", "Syscalls per request (strace)", "{:.2f}"),
+    ("allocs", "Heap allocations per request (DHAT blocks)", "{:.2f}"),
+    ("alloc_bytes", "Heap bytes allocated per request (DHAT)", "{:,.0f}"),
+    ("idle_kib", "RSS per idle keep-alive connection (KiB)", "{:.2f}"),
+    ("rss_start", "RSS after start-up (KiB)", "{:,.0f}"),
+]
+
+
+def _read_info(path):
+    """key=value lines; 'note' may repeat."""
+    info = {"notes": []}
+    for line in open(path):
+        line = line.rstrip("\n")
+        if "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        if k == "note":
+            info["notes"].append(v)
+        else:
+            info[k] = v
+    return info
+
+
+def report(results_path, info_path):
+    info = _read_info(info_path)
+    values = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            values.setdefault((r["proxy"], r["metric"]), []).append(r["value"])
+
+    def agg(proxy, key):
+        v = values.get((proxy, key))
+        if not v:
+            return None
+        if key == "errors":
+            return sum(v)
+        return statistics.median(v)
+
+    rows = []
+    for key, label, fmt in METRICS:
+        s, n = agg("strait", key), agg("nginx", key)
+        if s is None and n is None:
+            continue
+        cell = lambda x: "n/a" if x is None else fmt.format(x)  # noqa: E731
+        if s is not None and n not in (None, 0):
+            ratio = f"{s / n:.2f}"
+        elif s is not None and n == 0 and s == 0:
+            ratio = "—"
+        else:
+            ratio = "n/a"
+        rows.append(f"| {label} | {cell(s)} | {cell(n)} | {ratio} |")
+
+    out = []
+    out.append("# Strait vs nginx — reverse-proxy benchmark")
+    out.append("")
+    out.append(f"Run: {info['date']}  ")
+    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}  ")
+    out.append(f"Strait: {info['strait_version']} (git {info['git']})  ")
+    out.append(f"nginx: {info['nginx_version']}; wrk: {info['wrk_version']}; "
+               f"valgrind: {info['valgrind_version']}; strace: {info['strace_version']}  ")
+    out.append(f"Settings: ROUNDS={info['rounds']} DURATION={info['duration']} "
+               f"CONNS={info['conns']} N={info['n']} IDLE_CONNS={info['idle_conns']}; "
+               f"proxy on CPU {info['proxy_cpu']}, wrk + origin on CPU {info['load_cpu']}")
+    if info.get("phases", "").split() != ["load", "strace", "idle", "callgrind", "dhat"]:
+        out.append("")
+        out.append(f"Partial run: PHASES={info.get('phases')}")
+    out.append("")
+    out.append("| metric | strait | nginx | ratio (strait/nginx) |")
+    out.append("| --- | ---: | ---: | ---: |")
+    out.extend(rows)
+    out.append("")
+    out.append("Load-test rows are medians over the rounds. Every ratio is strait ÷ nginx: "
+               "below 1 is better for strait in every row but requests/s.")
+    if info.get("origin_rps"):
+        out.append("")
+        out.append(f"Origin alone (wrk straight to the origin, same settings, one run): "
+                   f"{float(info['origin_rps']):,.0f} requests/s.")
+    for note in info.get("notes", []):
+        out.append("")
+        out.append(f"Note: {note}")
+    print("\n".join(out))
+
+
+COMMANDS = {
+    "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
+    "rss": lambda *p: print(rss_kib(p)), "wait-port": wait_port, "seq": seq,
+    "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
+    "dhat": dhat, "report": report,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        die(__doc__)
+    COMMANDS[sys.argv[1]](*sys.argv[2:])

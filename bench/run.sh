@@ -1,0 +1,482 @@
+#!/usr/bin/env bash
+# Benchmark Strait beside nginx, both as reverse proxies in front of the same
+# fast origin (a second nginx returning a 1 KiB body), and print a Markdown
+# table with the ratios strait/nginx. See bench/README.md for the method.
+#
+# Usage: bench/run.sh            (from anywhere; needs root for apt-get)
+#
+# Knobs (environment):
+#   ROUNDS=3          load-test rounds; the two proxies alternate in each round
+#   DURATION=10s      length of one wrk run
+#   CONNS=50          wrk connections            WRK_THREADS=1  wrk threads
+#   N=2000            sequential keep-alive requests for callgrind/strace/DHAT
+#   WARMUP=200        requests sent before the counters are zeroed
+#   DHAT_BASE=500     DHAT runs DHAT_BASE and DHAT_BASE+N requests; the
+#                     difference / N is reported
+#   IDLE_CONNS=10000  idle keep-alive connections for the memory test
+#   SKIP_INSTALL=1    don't apt-get install missing tools
+#   SKIP_BUILD=1      don't run `cargo build --release`; use the existing binary
+#   STRAIT_BIN=path   strait binary (default: target/release/strait)
+#   PHASES="load strace idle callgrind dhat"   which measurements to run
+#   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for wrk + origin
+#   VG_TIMEOUT=600    seconds allowed for one valgrind step
+#   MODE=single       upstream layout; "balance" (several origins) is reserved
+#   STRAIT_STANDIN=nginx  A/A test of this harness: the "strait" column runs a
+#                     second nginx proxy instead of strait (ratios should be ~1)
+#   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
+#
+# Output: the table on stdout and in bench/results/latest.md; raw outputs of
+# every tool in bench/results/raw/ (ignored by git).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+WRK_THREADS=${WRK_THREADS:-1}
+N=${N:-2000}
+WARMUP=${WARMUP:-200}
+DHAT_BASE=${DHAT_BASE:-500}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SKIP_INSTALL=${SKIP_INSTALL:-0}
+SKIP_BUILD=${SKIP_BUILD:-0}
+STRAIT_BIN=${STRAIT_BIN:-$ROOT/target/release/strait}
+PHASES=${PHASES:-load strace idle callgrind dhat}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+VG_TIMEOUT=${VG_TIMEOUT:-600}
+MODE=${MODE:-single}
+KEEP_TMP=${KEEP_TMP:-0}
+STRAIT_STANDIN=${STRAIT_STANDIN:-}
+
+PROXIES=(strait nginx)
+BT=(python3 "$BENCH_DIR/benchtool.py")
+RESULTS_DIR=$BENCH_DIR/results
+RAW=$RESULTS_DIR/raw
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+
+case $MODE in
+  single) ;;
+  balance) die "MODE=balance (strait balancing over several origins) is not implemented yet" ;;
+  *) die "unknown MODE=$MODE" ;;
+esac
+
+# ------------------------------------------------------------------ processes
+# Every process this script starts is recorded here and stopped on exit.
+PIDS=()
+TMP=""
+
+stop_pid() { # PID [seconds]: SIGTERM, then SIGKILL after the grace period
+  local pid=$1 grace=${2:-10} i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid did not stop after ${grace}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do stop_pid "$pid" 5; done
+  if [[ -n $TMP && -d $TMP ]]; then
+    if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() { # remove a stopped PID from PIDS
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# ------------------------------------------------------------------ tools
+install_tools() {
+  local missing=() c
+  for c in nginx wrk valgrind callgrind_control strace taskset python3; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  [[ $SKIP_INSTALL == 1 ]] && die "missing: ${missing[*]} (and SKIP_INSTALL=1)"
+  log "installing nginx wrk valgrind strace (missing: ${missing[*]})"
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk valgrind strace
+  command -v python3 >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3
+}
+
+build_strait() {
+  if [[ $STRAIT_STANDIN == nginx ]]; then
+    log "STRAIT_STANDIN=nginx: the strait column is a second nginx (harness A/A test)"
+    return 0
+  fi
+  if [[ $SKIP_BUILD != 1 ]]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release)
+  fi
+  [[ -x $STRAIT_BIN ]] || die "no strait binary at $STRAIT_BIN"
+  local help
+  help=$("$STRAIT_BIN" proxy --help 2>&1) ||
+    die "'$STRAIT_BIN proxy --help' fails: this strait has no proxy command yet"
+  [[ $help == *--listen* && $help == *--to* ]] ||
+    die "'$STRAIT_BIN proxy --help' does not list --listen and --to: this strait has no proxy command yet"
+}
+
+raise_nofile() {
+  local hard
+  ulimit -Hn 65536 2>/dev/null || true
+  hard=$(ulimit -Hn)
+  if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
+  ulimit -n "$hard"
+  NOFILE=$(ulimit -n)
+  if ((IDLE_CONNS + 1024 > NOFILE)); then
+    log "open-file limit is $NOFILE: IDLE_CONNS lowered from $IDLE_CONNS to $((NOFILE - 1024))"
+    IDLE_CONNS=$((NOFILE - 1024))
+  fi
+  # enough for every idle client plus upstream connections and some slack
+  WORKER_CONNECTIONS=$((IDLE_CONNS + 1024))
+}
+
+# ------------------------------------------------------------------ helpers
+pidtree() { "${BT[@]}" pidtree "$1"; }
+cputicks() { "${BT[@]}" cputicks "$@"; }
+rss() { "${BT[@]}" rss "$@"; }
+wait_port() { "${BT[@]}" wait-port "$1" "${2:-30}"; }
+freeport() { "${BT[@]}" freeport "${1:-1}"; }
+
+RESULTS=""
+emit() { # PROXY METRIC VALUE
+  [[ $3 =~ ^-?[0-9.]+([eE][-+]?[0-9]+)?$ ]] || { log "not a number for $1 $2: '$3'"; return 0; }
+  printf '{"proxy":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" >>"$RESULTS"
+}
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+
+# Command prefixes that pin to a core (empty when there is one core). Arrays,
+# not functions: a function run with & would be a subshell between $! and the
+# process, and stopping $! would leave the process behind.
+CPU_PIN=0
+PIN_PROXY=()
+PIN_LOAD=()
+
+# ------------------------------------------------------------------ nginx
+BODY=$(printf 'x%.0s' $(seq 1024))
+
+nginx_conf() { # TEMPLATE PREFIX PORT MASTER_PROCESS -> writes PREFIX/nginx.conf
+  local tpl=$1 prefix=$2 port=$3 master=$4 servers="" p
+  mkdir -p "$prefix"
+  for p in "${ORIGIN_PORTS[@]:-0}"; do servers+="server 127.0.0.1:$p; "; done
+  sed -e "s#@PREFIX@#$prefix#g" -e "s#@PORT@#$port#g" \
+    -e "s#@UPSTREAM_SERVERS@#$servers#g" -e "s#@MASTER_PROCESS@#$master#g" \
+    -e "s#@NOFILE@#$NOFILE#g" -e "s#@WORKER_CONNECTIONS@#$WORKER_CONNECTIONS#g" \
+    -e "s#@BODY@#$BODY#g" "$tpl" >"$prefix/nginx.conf"
+}
+
+start_origins() {
+  # MODE=single: one origin. A later "balance" mode starts several here.
+  local port prefix
+  ORIGIN_PORTS=()
+  port=$(freeport)
+  prefix=$TMP/origin
+  nginx_conf "$BENCH_DIR/nginx/origin.conf.in" "$prefix" "$port" on
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
+    >"$prefix/stdout.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$port" 30 || die "origin did not start; see $prefix/error.log"
+  ORIGIN_PORTS+=("$port")
+  ORIGIN_PORT=$port
+  log "origin nginx on 127.0.0.1:$port (pid $!)"
+}
+
+# start_proxy NAME HOW PORT [OUTFILE]  -> sets STARTED_PID
+#   HOW: native | callgrind | dhat
+start_proxy() {
+  local name=$1 how=$2 port=$3 out=${4:-} cmd prefix vg=()
+  case $how in
+    native) ;;
+    callgrind) vg=(valgrind --tool=callgrind --callgrind-out-file="$out" --log-file="$out.log") ;;
+    dhat) vg=(valgrind --tool=dhat --dhat-out-file="$out.json" --log-file="$out.log") ;;
+  esac
+  case $name in
+    strait)
+      if [[ $STRAIT_STANDIN == nginx ]]; then
+        prefix=$TMP/standin-$how
+        nginx_conf "$BENCH_DIR/nginx/proxy.conf.in" "$prefix" "$port" \
+          "$([[ $how == native ]] && echo on || echo off)"
+        cmd=(nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log")
+      else
+        cmd=("$STRAIT_BIN" proxy --listen "127.0.0.1:$port" --to "127.0.0.1:$ORIGIN_PORT" --workers 1)
+      fi
+      ;;
+    nginx)
+      prefix=$TMP/nginx-$how
+      # under valgrind: one process (master_process off) so that it is measured
+      nginx_conf "$BENCH_DIR/nginx/proxy.conf.in" "$prefix" "$port" \
+        "$([[ $how == native ]] && echo on || echo off)"
+      cmd=(nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log")
+      ;;
+  esac
+  if [[ $how == native ]]; then
+    ${PIN_PROXY[@]+"${PIN_PROXY[@]}"} "${cmd[@]}" >"$RAW/$name.$how.stdout.log" 2>&1 &
+  else
+    "${vg[@]}" "${cmd[@]}" >"$RAW/$name.$how.stdout.log" 2>&1 &
+  fi
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  local timeout=30
+  [[ $how == native ]] || timeout=$VG_TIMEOUT
+  wait_port "$port" "$timeout" || {
+    tail -20 "$RAW/$name.$how.stdout.log" >&2 || true
+    die "$name ($how) did not start listening on $port"
+  }
+}
+
+# ------------------------------------------------------------------ phases
+load_round() { # NAME PORT ROUND
+  local name=$1 port=$2 round=$3 pids t0 t1 s0 s1 rps p50 p99 reqs errs f
+  f=$RAW/wrk.$name.$round.txt
+  read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"
+  t0=$(cputicks "${pids[@]}")
+  s0=$(date +%s.%N)
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$f" 2>&1 ||
+    die "wrk failed against $name: $(tail -3 "$f")"
+  s1=$(date +%s.%N)
+  t1=$(cputicks "${pids[@]}")
+  read -r rps p50 p99 reqs errs <<<"$("${BT[@]}" wrk "$f")"
+  ((reqs > 0)) || die "wrk completed no request against $name; see $f"
+  emit "$name" rps "$rps"
+  emit "$name" p50_ms "$p50"
+  emit "$name" p99_ms "$p99"
+  emit "$name" errors "$errs"
+  emit "$name" cpu_us "$(calc "($t1 - $t0) * 1000000 / $CLK_TCK / $reqs")"
+  emit "$name" cpu_busy "$(calc "($t1 - $t0) * 100 / $CLK_TCK / ($s1 - $s0)")"
+  log "round $round $name: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, $((t1 - t0)) ticks, $errs errors"
+  ((errs == 0)) || log "WARNING: $name had $errs errors in round $round (see $f)"
+}
+
+phase_load() {
+  local r i name order
+  for name in "${PROXIES[@]}"; do
+    log "warm-up: wrk 2s against $name"
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d2s "http://127.0.0.1:${PROXY_PORT[$name]}/" >"$RAW/wrk.$name.warmup.txt" 2>&1
+  done
+  log "origin alone: wrk $DURATION straight to the origin"
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$ORIGIN_PORT/" >"$RAW/wrk.origin.txt" 2>&1
+  echo "origin_rps=$("${BT[@]}" wrk "$RAW/wrk.origin.txt" | cut -d' ' -f1)" >>"$INFO"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    # alternate which proxy goes first
+    if ((r % 2)); then order=("${PROXIES[@]}"); else order=("${PROXIES[1]}" "${PROXIES[0]}"); fi
+    for name in "${order[@]}"; do
+      load_round "$name" "${PROXY_PORT[$name]}" "$r"
+    done
+  done
+}
+
+phase_strace() { # strace -c on the running native proxies, N sequential requests
+  local name pids sp out p args calls tid
+  for name in "${PROXIES[@]}"; do
+    out=$RAW/strace.$name.txt
+    read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"
+    "${BT[@]}" seq "${PROXY_PORT[$name]}" "$WARMUP"
+    args=()
+    for p in "${pids[@]}"; do args+=(-p "$p"); done
+    strace -f -c -o "$out" "${args[@]}" 2>"$RAW/strace.$name.stderr" &
+    sp=$!
+    PIDS+=("$sp")
+    # wait until every thread of every process is traced
+    local deadline=$((SECONDS + 30)) ok
+    while :; do
+      ok=1
+      for p in "${pids[@]}"; do
+        for tid in /proc/"$p"/task/*; do
+          [[ $(awk '/^TracerPid:/ {print $2}' "$tid/status" 2>/dev/null) != 0 ]] || ok=0
+        done
+      done
+      ((ok)) && break
+      ((SECONDS < deadline)) || die "strace did not attach to $name"
+      sleep 0.1
+    done
+    "${BT[@]}" seq "${PROXY_PORT[$name]}" "$N"
+    sleep 0.2
+    kill -INT "$sp"
+    wait "$sp" || true
+    forget_pid "$sp"
+    calls=$("${BT[@]}" strace "$out")
+    emit "$name" syscalls "$(calc "$calls / $N")"
+    log "strace $name: $calls syscalls for $N requests"
+  done
+}
+
+phase_idle() { # RSS growth per idle keep-alive connection
+  local name pids kib opened alive failures before after
+  for name in "${PROXIES[@]}"; do
+    read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"
+    log "idle: $IDLE_CONNS keep-alive connections to $name"
+    read -r kib opened alive failures before after <<<"$(
+      "${BT[@]}" idle "${PROXY_PORT[$name]}" "$IDLE_CONNS" "${pids[@]}" 2>>"$RAW/idle.$name.json")"
+    log "idle $name: RSS $before -> $after KiB, $opened opened, $alive still open, $failures failed"
+    ((failures == 0)) || log "WARNING: $failures of $IDLE_CONNS connections to $name failed (see $RAW/idle.$name.json)"
+    ((alive == opened)) || log "WARNING: $name closed $((opened - alive)) idle connections during the hold"
+    emit "$name" idle_kib "$kib"
+    sleep 1 # let the proxy see the closes before the next phase
+  done
+}
+
+vg_requests() { # PORT COUNT: requests against a proxy under valgrind
+  timeout "$VG_TIMEOUT" "${BT[@]}" seq "$1" "$2" ||
+    die "requests under valgrind failed or timed out (port $1)"
+}
+
+phase_callgrind() {
+  local name port out pid dump ir
+  for name in "${PROXIES[@]}"; do
+    port=$(freeport)
+    out=$RAW/callgrind.$name.out
+    rm -f "$out" "$out".*
+    log "callgrind: starting $name under valgrind"
+    start_proxy "$name" callgrind "$port" "$out"
+    pid=$STARTED_PID
+    vg_requests "$port" "$WARMUP"
+    timeout "$VG_TIMEOUT" callgrind_control -z "$pid" >>"$RAW/callgrind_control.log" 2>&1 ||
+      die "callgrind_control -z $pid failed"
+    vg_requests "$port" "$N"
+    timeout "$VG_TIMEOUT" callgrind_control -d "$pid" >>"$RAW/callgrind_control.log" 2>&1 ||
+      die "callgrind_control -d $pid failed"
+    # the first dump after zeroing is part 1; wait until it is complete
+    dump=$out.1
+    local deadline=$((SECONDS + 60))
+    until [[ -f $dump ]] && grep -q '^totals:' "$dump"; do
+      ((SECONDS < deadline)) || die "no callgrind dump $dump"
+      sleep 0.2
+    done
+    ir=$("${BT[@]}" callgrind "$dump")
+    emit "$name" ir "$(calc "$ir / $N")"
+    log "callgrind $name: $ir Ir for $N requests"
+    stop_pid "$pid" 60
+    forget_pid "$pid"
+  done
+}
+
+dhat_run() { # NAME COUNT -> sets DHAT_BLOCKS DHAT_BYTES
+  local name=$1 count=$2 port out pid
+  port=$(freeport)
+  out=$RAW/dhat.$name.$count
+  rm -f "$out.json" "$out.log"
+  start_proxy "$name" dhat "$port" "$out"
+  pid=$STARTED_PID
+  vg_requests "$port" "$WARMUP"
+  vg_requests "$port" "$count"
+  stop_pid "$pid" 120 # DHAT writes its totals at exit
+  forget_pid "$pid"
+  read -r DHAT_BLOCKS DHAT_BYTES <<<"$("${BT[@]}" dhat "$out.log")"
+}
+
+phase_dhat() {
+  local name b1 y1 b2 y2
+  for name in "${PROXIES[@]}"; do
+    log "dhat: $name with $DHAT_BASE and $((DHAT_BASE + N)) requests"
+    dhat_run "$name" "$DHAT_BASE"
+    b1=$DHAT_BLOCKS y1=$DHAT_BYTES
+    dhat_run "$name" $((DHAT_BASE + N))
+    b2=$DHAT_BLOCKS y2=$DHAT_BYTES
+    emit "$name" allocs "$(calc "($b2 - $b1) / $N")"
+    emit "$name" alloc_bytes "$(calc "($y2 - $y1) / $N")"
+    log "dhat $name: $b1 -> $b2 blocks, $y1 -> $y2 bytes"
+  done
+}
+
+# ------------------------------------------------------------------ main
+install_tools
+build_strait
+raise_nofile
+
+CLK_TCK=$(getconf CLK_TCK)
+NPROC=$(nproc)
+if ((NPROC >= 2)); then
+  CPU_PIN=1
+  PIN_PROXY=(taskset -c "$PROXY_CPU")
+  PIN_LOAD=(taskset -c "$LOAD_CPU")
+else
+  log "WARNING: only $NPROC core: proxy, wrk and origin share it (no pinning)"
+fi
+
+TMP=$(mktemp -d /tmp/strait-bench.XXXXXX)
+mkdir -p "$RAW"
+rm -f "$RAW"/*
+RESULTS=$RAW/results.jsonl
+INFO=$RAW/info.txt
+: >"$RESULTS"
+
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "nproc=$NPROC"
+  echo "cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "kernel=$(uname -r)"
+  if [[ $STRAIT_STANDIN == nginx ]]; then
+    echo "strait_version=NOT STRAIT: A/A test, the strait column is a second nginx"
+  else
+    echo "strait_version=$("$STRAIT_BIN" --version 2>/dev/null | head -1 || echo "strait (version unknown)")"
+  fi
+  echo "git=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+changes')"
+  echo "nginx_version=$(nginx -v 2>&1 | sed 's#^nginx version: ##')"
+  echo "wrk_version=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+  echo "valgrind_version=$(valgrind --version)"
+  echo "strace_version=$(strace -V | head -1 | awk '{print $NF}')"
+  echo "rounds=$ROUNDS"
+  echo "duration=$DURATION"
+  echo "conns=$CONNS"
+  echo "n=$N"
+  echo "idle_conns=$IDLE_CONNS"
+  echo "phases=$PHASES"
+  echo "proxy_cpu=$([[ $CPU_PIN == 1 ]] && echo "$PROXY_CPU" || echo any)"
+  echo "load_cpu=$([[ $CPU_PIN == 1 ]] && echo "$LOAD_CPU" || echo any)"
+} >"$INFO"
+
+start_origins
+
+declare -A PROXY_PORT PROXY_PID
+if has_phase load || has_phase strace || has_phase idle; then
+  for name in "${PROXIES[@]}"; do
+    PROXY_PORT[$name]=$(freeport)
+    start_proxy "$name" native "${PROXY_PORT[$name]}"
+    PROXY_PID[$name]=$STARTED_PID
+    "${BT[@]}" seq "${PROXY_PORT[$name]}" 10 ||
+      die "$name does not proxy correctly (expected 200 with a 1024-byte body)"
+    sleep 0.5
+    read -ra pids <<<"$(pidtree "$STARTED_PID")"
+    emit "$name" rss_start "$(rss "${pids[@]}")"
+    log "$name proxy on 127.0.0.1:${PROXY_PORT[$name]} (pids ${pids[*]})"
+  done
+fi
+
+has_phase load && phase_load
+has_phase strace && phase_strace
+has_phase idle && phase_idle
+
+if has_phase load || has_phase strace || has_phase idle; then
+  for name in "${PROXIES[@]}"; do
+    kill -0 "${PROXY_PID[$name]}" 2>/dev/null || log "WARNING: $name exited during the tests"
+    stop_pid "${PROXY_PID[$name]}" 10
+    forget_pid "${PROXY_PID[$name]}"
+  done
+fi
+
+has_phase callgrind && phase_callgrind
+has_phase dhat && phase_dhat
+
+"${BT[@]}" report "$RESULTS" "$INFO" >"$RESULTS_DIR/latest.md"
+cat "$RESULTS_DIR/latest.md"
+log "written to $RESULTS_DIR/latest.md (raw outputs in $RAW)"

@@ -1,0 +1,695 @@
+//! The validation and compile pass: raw configuration → `Snapshot`. Every check
+//! records its error with the location of the offending value and goes on, so
+//! one run reports every problem; a snapshot is built only when there is none.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use toml::Spanned;
+
+use super::intern;
+use super::raw::{
+    RawConfig, RawEndpoint, RawMatch, RawMiddleware, RawRoute, RawServer, RawUpstream,
+};
+use super::snapshot::{ListenerSpec, Route, ServerSettings, Snapshot};
+use super::validate::{self as v, ConfigErrors, Diagnostics};
+use crate::balance::BalanceKind;
+use crate::control::log_writer::Sink;
+use crate::middleware::{
+    AccessLog, CustomRegistry, HeaderOps, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
+};
+use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
+use crate::upstream::{self, EndpointSpec, PoolSettings, UpstreamSpec};
+
+/// Opens access-log outputs (the control plane's writer threads; a detached
+/// stand-in for `strait check`).
+pub(crate) trait SinkOpener {
+    fn open(&self, output: &str) -> Result<Arc<Sink>, String>;
+}
+
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_MAX_HEADERS: usize = 100;
+const DEFAULT_H2_STREAMS: u32 = 256;
+const MAX_WORKERS: i64 = 1024;
+
+/// Compiles `source` (read from `file`) into a snapshot, or returns every error.
+pub(crate) fn compile(
+    file: &str,
+    source: &str,
+    generation: u64,
+    registry: &CustomRegistry,
+    sinks: &dyn SinkOpener,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut d = Diagnostics::new(file, source);
+    let raw: RawConfig = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            match e.span() {
+                Some(span) => d.at(span, e.message().trim_end().to_string()),
+                None => d.global(e.message().trim_end().to_string()),
+            }
+            return Err(d.finish());
+        }
+    };
+    let mut c = Compiler { d, registry, sinks };
+    let server = c.server(&raw.server);
+    let listeners = c.listeners(&raw);
+    let (upstreams, upstream_ids) = c.upstreams(&raw.upstreams);
+    let middlewares = c.middlewares(&raw.middlewares);
+    let fallback_log = c.fallback_log(&raw.server, &middlewares);
+    let (router, routes) = c.routes(&raw.routes, &upstream_ids, &middlewares);
+    if !c.d.is_empty() {
+        return Err(c.d.finish());
+    }
+    match (server, router) {
+        (Some(server), Some(router)) => Ok(Snapshot {
+            generation,
+            source: file.to_string(),
+            server,
+            listeners,
+            router,
+            routes,
+            upstreams,
+            fallback_log,
+        }),
+        _ => {
+            c.d.global("configuration incomplete");
+            Err(c.d.finish())
+        }
+    }
+}
+
+/// A middleware definition after checking, ready to be put into chains.
+enum Defined {
+    Ready(Middleware),
+    /// Defined but invalid: already reported; routes using it add no error.
+    Broken,
+}
+
+struct Compiler<'s, 'r> {
+    d: Diagnostics<'s>,
+    registry: &'r CustomRegistry,
+    sinks: &'r dyn SinkOpener,
+}
+
+fn span<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+impl Compiler<'_, '_> {
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+        what: &str,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match v::parse_duration(value.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.d
+                    .at(span(value), format!("{what} must be greater than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(msg) => {
+                self.d.at(span(value), format!("{what}: {msg}"));
+                default
+            }
+        }
+    }
+
+    fn int_in(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        default: i64,
+        range: Range<i64>,
+        what: &str,
+    ) -> i64 {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            n
+        } else {
+            self.d.at(
+                span(value),
+                format!(
+                    "{what} = {n} is out of range: expected {} to {}",
+                    range.start,
+                    range.end - 1
+                ),
+            );
+            default
+        }
+    }
+
+    fn server(&mut self, raw: &RawServer) -> Option<ServerSettings> {
+        let workers = self.int_in(&raw.workers, 0, 0..MAX_WORKERS + 1, "server.workers") as usize;
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            workers
+        };
+        let mut trusted_proxies = Vec::new();
+        for entry in &raw.trusted_proxies {
+            match v::parse_cidr(entry.get_ref()) {
+                Ok(net) => trusted_proxies.push(net),
+                Err(msg) => self.d.at(span(entry), msg),
+            }
+        }
+        Some(ServerSettings {
+            workers,
+            trusted_proxies,
+            header_read_timeout: self.duration(
+                &raw.header_read_timeout,
+                DEFAULT_HEADER_READ_TIMEOUT,
+                "server.header_read_timeout",
+            ),
+            max_header_bytes: self.int_in(
+                &raw.max_header_bytes,
+                DEFAULT_MAX_HEADER_BYTES as i64,
+                8192..(1 << 20) + 1,
+                "server.max_header_bytes",
+            ) as usize,
+            max_headers: self.int_in(
+                &raw.max_headers,
+                DEFAULT_MAX_HEADERS as i64,
+                1..1001,
+                "server.max_headers",
+            ) as usize,
+            http2_max_concurrent_streams: self.int_in(
+                &raw.http2_max_concurrent_streams,
+                i64::from(DEFAULT_H2_STREAMS),
+                1..65536,
+                "server.http2_max_concurrent_streams",
+            ) as u32,
+            add_forwarded_headers: raw.add_forwarded_headers.unwrap_or(true),
+            preserve_host: raw.preserve_host.unwrap_or(true),
+        })
+    }
+
+    fn listeners(&mut self, raw: &RawConfig) -> Vec<ListenerSpec> {
+        if raw.listeners.is_empty() {
+            self.d.global(
+                "no [[listeners]]: expected at least one, e.g. address = \"127.0.0.1:8080\"",
+            );
+        }
+        let mut out: Vec<ListenerSpec> = Vec::new();
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        for (i, l) in raw.listeners.iter().enumerate() {
+            let l = l.get_ref();
+            let name = l
+                .name
+                .as_ref()
+                .map_or_else(|| format!("listener-{}", i + 1), |n| n.get_ref().clone());
+            if let Some(n) = &l.name {
+                if out.iter().any(|o| o.name == *n.get_ref()) {
+                    self.d.at(
+                        span(n),
+                        format!("duplicate listener name {:?}", n.get_ref()),
+                    );
+                }
+            }
+            match v::parse_listen_addr(l.address.get_ref()) {
+                Ok(addr) => {
+                    if let Some(prev) = seen.insert(addr, i) {
+                        self.d.at(
+                            span(&l.address),
+                            format!(
+                                "listener address {addr} is already used by listener {}",
+                                prev + 1
+                            ),
+                        );
+                    }
+                    out.push(ListenerSpec { name, addr });
+                }
+                Err(msg) => self.d.at(span(&l.address), msg),
+            }
+        }
+        out
+    }
+
+    fn upstreams(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawUpstream>>,
+    ) -> (Vec<UpstreamSpec>, HashMap<String, usize>) {
+        let mut specs = Vec::new();
+        let mut ids = HashMap::new();
+        for (name, up) in raw {
+            if let Some(spec) = self.upstream(name.get_ref(), up) {
+                ids.insert(name.get_ref().clone(), specs.len());
+                specs.push(spec);
+            } else {
+                // Known but broken: routes pointing to it get no second error.
+                ids.insert(name.get_ref().clone(), usize::MAX);
+            }
+        }
+        (specs, ids)
+    }
+
+    fn upstream(&mut self, name: &str, raw: &Spanned<RawUpstream>) -> Option<UpstreamSpec> {
+        let before = self.error_count();
+        let up = raw.get_ref();
+        if up.endpoints.is_empty() {
+            self.d.at(
+                span(raw),
+                format!("upstream {name:?} has no endpoints: expected at least one address"),
+            );
+        }
+        let mut endpoints = Vec::new();
+        for ep in &up.endpoints {
+            let (address, weight) = match ep.get_ref() {
+                RawEndpoint::Address(a) => (a.as_str(), 1),
+                RawEndpoint::Detailed(d) => (d.address.as_str(), d.weight.unwrap_or(1)),
+            };
+            if !(1..=10_000).contains(&weight) {
+                self.d.at(
+                    span(ep),
+                    format!("endpoint {address:?} of upstream {name:?}: weight {weight} is out of range: expected 1 to 10000"),
+                );
+                continue;
+            }
+            match v::parse_endpoint_addr(address) {
+                Ok(addr) => {
+                    let host_value = intern::header_value(&addr.to_string())
+                        .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
+                    endpoints.push(EndpointSpec {
+                        addr,
+                        weight: weight as u32,
+                        host_value,
+                    });
+                }
+                Err(msg) => self.d.at(span(ep), format!("upstream {name:?}: {msg}")),
+            }
+        }
+        let balance = match &up.balance {
+            None => BalanceKind::RoundRobin,
+            Some(b) => BalanceKind::parse(b.get_ref()).unwrap_or_else(|msg| {
+                self.d.at(span(b), msg);
+                BalanceKind::RoundRobin
+            }),
+        };
+        let what = |k: &str| format!("upstreams.{name}.{k}");
+        let spec = UpstreamSpec {
+            name: name.into(),
+            endpoints: endpoints.into(),
+            balance,
+            connect_timeout: self.duration(
+                &up.connect_timeout,
+                upstream::DEFAULT_CONNECT_TIMEOUT,
+                &what("connect_timeout"),
+            ),
+            response_header_timeout: self.duration(
+                &up.response_header_timeout,
+                upstream::DEFAULT_RESPONSE_HEADER_TIMEOUT,
+                &what("response_header_timeout"),
+            ),
+            body_idle_timeout: self.duration(
+                &up.body_idle_timeout,
+                upstream::DEFAULT_BODY_IDLE_TIMEOUT,
+                &what("body_idle_timeout"),
+            ),
+            pool: PoolSettings {
+                idle_timeout: self.duration(
+                    &up.idle_timeout,
+                    upstream::DEFAULT_IDLE_TIMEOUT,
+                    &what("idle_timeout"),
+                ),
+                max_idle_per_endpoint: self.int_in(
+                    &up.max_idle_per_endpoint,
+                    upstream::DEFAULT_MAX_IDLE_PER_ENDPOINT as i64,
+                    0..100_001,
+                    &what("max_idle_per_endpoint"),
+                ) as usize,
+            },
+        };
+        (self.error_count() == before).then_some(spec)
+    }
+
+    /// Diagnostics only grows; comparing counts tells whether a part added errors.
+    fn error_count(&self) -> usize {
+        self.d.len()
+    }
+
+    fn middlewares(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
+    ) -> HashMap<String, Defined> {
+        let mut out = HashMap::new();
+        for (name, def) in raw {
+            let built = match self.middleware(name.get_ref(), def.get_ref()) {
+                Ok(m) => Defined::Ready(m),
+                Err(msg) => {
+                    self.d
+                        .at(span(def), format!("middleware {:?}: {msg}", name.get_ref()));
+                    Defined::Broken
+                }
+            };
+            out.insert(name.get_ref().clone(), built);
+        }
+        out
+    }
+
+    fn middleware(&mut self, _name: &str, raw: &RawMiddleware) -> Result<Middleware, String> {
+        Ok(match raw {
+            RawMiddleware::RequestId {
+                header,
+                response,
+                trust_incoming,
+            } => {
+                let header_text = header.as_deref().unwrap_or("x-request-id");
+                let header = intern::header_name(header_text)
+                    .ok_or_else(|| format!("invalid header name {header_text:?}: expected a token such as \"x-request-id\""))?;
+                Middleware::RequestId(RequestId {
+                    header,
+                    response: response.unwrap_or(true),
+                    trust_incoming: trust_incoming.unwrap_or(true),
+                })
+            }
+            RawMiddleware::Headers {
+                request_set,
+                request_append,
+                request_remove,
+                response_set,
+                response_append,
+                response_remove,
+            } => {
+                let mut ops = HeaderOps {
+                    request: Default::default(),
+                    response: Default::default(),
+                };
+                ops.request.set = header_pairs(request_set)?;
+                ops.request.append = header_pairs(request_append)?;
+                ops.request.remove = header_names(request_remove)?;
+                ops.response.set = header_pairs(response_set)?;
+                ops.response.append = header_pairs(response_append)?;
+                ops.response.remove = header_names(response_remove)?;
+                Middleware::Headers(ops)
+            }
+            RawMiddleware::StripPrefix { prefix } => {
+                if !prefix.starts_with('/')
+                    || (prefix.len() > 1 && prefix.ends_with('/'))
+                    || prefix == "/"
+                {
+                    return Err(format!(
+                        "strip_prefix prefix {prefix:?} is invalid: expected a path starting with '/' and not ending with '/', e.g. \"/api\""
+                    ));
+                }
+                Middleware::StripPrefix(StripPrefix {
+                    prefix: prefix.as_str().into(),
+                })
+            }
+            RawMiddleware::Rewrite { path } => {
+                if !path.starts_with('/') {
+                    return Err(format!("rewrite path {path:?} must start with '/'"));
+                }
+                Middleware::Rewrite(Rewrite::parse(path)?)
+            }
+            RawMiddleware::AccessLog { format, output } => {
+                self.access_log(format.as_deref(), output.as_deref())?
+            }
+            RawMiddleware::Custom { name, settings } => {
+                let factory = self.registry.get(name).ok_or_else(|| {
+                    let known = self.registry.names();
+                    if known.is_empty() {
+                        format!("custom middleware {name:?} is not registered (no custom middlewares are registered in this build)")
+                    } else {
+                        format!("custom middleware {name:?} is not registered: expected one of {known:?}")
+                    }
+                })?;
+                Middleware::Custom(factory.build(settings)?)
+            }
+        })
+    }
+
+    fn access_log(
+        &mut self,
+        format: Option<&str>,
+        output: Option<&str>,
+    ) -> Result<Middleware, String> {
+        let format = match format.unwrap_or("combined") {
+            "combined" => LogFormat::Combined,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "unknown access log format {other:?}: expected \"combined\" or \"json\""
+                ))
+            }
+        };
+        let output = output.unwrap_or("stdout");
+        if output.is_empty() {
+            return Err(
+                "access log output is empty: expected \"stdout\", \"stderr\" or a file path".into(),
+            );
+        }
+        let sink = self.sinks.open(output)?;
+        Ok(Middleware::AccessLog(AccessLog { format, sink }))
+    }
+
+    /// A middleware by name: a definition, or a built-in used with its defaults.
+    fn lookup(
+        &mut self,
+        name: &str,
+        defined: &HashMap<String, Defined>,
+    ) -> Result<Option<Middleware>, String> {
+        match defined.get(name) {
+            Some(Defined::Ready(m)) => Ok(Some(m.clone())),
+            Some(Defined::Broken) => Ok(None),
+            None => match name {
+                "request_id" => self
+                    .middleware(
+                        name,
+                        &RawMiddleware::RequestId {
+                            header: None,
+                            response: None,
+                            trust_incoming: None,
+                        },
+                    )
+                    .map(Some),
+                "access_log" => self.access_log(None, None).map(Some),
+                _ => {
+                    let mut known: Vec<&str> = defined.keys().map(String::as_str).collect();
+                    known.extend(["request_id", "access_log"]);
+                    known.sort_unstable();
+                    known.dedup();
+                    Err(format!("unknown middleware {name:?}: expected one of {known:?} (define it under [middlewares.{name}])"))
+                }
+            },
+        }
+    }
+
+    fn fallback_log(
+        &mut self,
+        raw: &RawServer,
+        defined: &HashMap<String, Defined>,
+    ) -> Option<AccessLog> {
+        let name = raw.access_log.as_ref()?;
+        match self.lookup(name.get_ref(), defined) {
+            Ok(Some(Middleware::AccessLog(log))) => Some(log),
+            Ok(Some(_)) => {
+                self.d.at(
+                    span(name),
+                    format!(
+                        "server.access_log = {:?} is not an access_log middleware",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(msg) => {
+                self.d.at(span(name), format!("server.access_log: {msg}"));
+                None
+            }
+        }
+    }
+
+    fn routes(
+        &mut self,
+        raw: &[Spanned<RawRoute>],
+        upstream_ids: &HashMap<String, usize>,
+        defined: &HashMap<String, Defined>,
+    ) -> (Option<Router>, Vec<Route>) {
+        if raw.is_empty() {
+            self.d.global("no [[routes]]: every request would get 404; expected at least one route with an upstream");
+        }
+        let mut specs = Vec::new();
+        let mut routes = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (i, spanned) in raw.iter().enumerate() {
+            let r = spanned.get_ref();
+            let name = r
+                .name
+                .as_ref()
+                .map_or_else(|| format!("route-{}", i + 1), |n| n.get_ref().clone());
+            if let Some(prev) = names.insert(name.clone(), i) {
+                let at = r.name.as_ref().map_or_else(|| span(spanned), span);
+                self.d.at(
+                    at,
+                    format!("duplicate route name {name:?} (also route {})", prev + 1),
+                );
+            }
+            let (spec, params) = self.route_match(r.matcher.as_ref());
+            let upstream = match upstream_ids.get(r.upstream.get_ref()) {
+                Some(&id) => id,
+                None => {
+                    let mut known: Vec<&str> = upstream_ids.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    self.d.at(
+                        span(&r.upstream),
+                        format!(
+                            "route {name:?}: unknown upstream {:?}: expected one of {known:?}",
+                            r.upstream.get_ref()
+                        ),
+                    );
+                    usize::MAX
+                }
+            };
+            let mut chain = Vec::new();
+            for m in &r.middlewares {
+                match self.lookup(m.get_ref(), defined) {
+                    Ok(Some(mw)) => {
+                        if let Some(names) = mw.rewrite_params() {
+                            for p in names {
+                                if !params.iter().any(|q| q == p) {
+                                    self.d.at(
+                                        span(m),
+                                        format!(
+                                            "route {name:?}: middleware {:?} uses parameter {{{p}}} that the route's path_pattern does not capture",
+                                            m.get_ref()
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        chain.push(mw);
+                    }
+                    Ok(None) => {}
+                    Err(msg) => self.d.at(span(m), format!("route {name:?}: {msg}")),
+                }
+            }
+            specs.push(spec);
+            routes.push(Route {
+                name: name.into(),
+                chain: chain.into(),
+                upstream,
+            });
+        }
+        let router = match Router::build(specs) {
+            Ok(router) => Some(router),
+            Err(errors) => {
+                for (i, msg) in errors {
+                    let r = &raw[i];
+                    let at = r.get_ref().matcher.as_ref().map_or_else(|| span(r), span);
+                    self.d.at(at, format!("route {:?}: {msg}", routes[i].name));
+                }
+                None
+            }
+        };
+        (router, routes)
+    }
+
+    /// The route's match conditions, and the parameter names its pattern captures.
+    fn route_match(&mut self, m: Option<&Spanned<RawMatch>>) -> (RouteSpec, Vec<String>) {
+        let mut spec = RouteSpec {
+            host: None,
+            path: PathSpec::Any,
+            methods: Vec::new(),
+            headers: Vec::new(),
+        };
+        let mut params = Vec::new();
+        let Some(m) = m else { return (spec, params) };
+        let at = span(m);
+        let m = m.get_ref();
+        spec.host = m.host.as_ref().map(|h| h.get_ref().clone());
+        let paths = [&m.path, &m.path_prefix, &m.path_pattern]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if paths > 1 {
+            self.d.at(at.clone(), "a route matches one path form: expected only one of path, path_prefix, path_pattern");
+        }
+        if let Some(p) = &m.path {
+            spec.path = PathSpec::Exact(p.get_ref().clone());
+        } else if let Some(p) = &m.path_prefix {
+            spec.path = PathSpec::Prefix(p.get_ref().clone());
+        } else if let Some(p) = &m.path_pattern {
+            spec.path = PathSpec::Pattern(p.get_ref().clone());
+            params = pattern_params(p.get_ref());
+        }
+        for method in &m.methods {
+            let upper = method.get_ref().to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(mt) if !upper.is_empty() => spec.methods.push(mt),
+                _ => self.d.at(
+                    span(method),
+                    format!(
+                        "invalid method {:?}: expected a token like \"GET\"",
+                        method.get_ref()
+                    ),
+                ),
+            }
+        }
+        for h in &m.headers {
+            let raw = h.get_ref();
+            let Some(name) = intern::header_name(&raw.name) else {
+                self.d.at(
+                    span(h),
+                    format!(
+                        "invalid header name {:?}: expected a token such as \"x-canary\"",
+                        raw.name
+                    ),
+                );
+                continue;
+            };
+            match &raw.value {
+                None => spec.headers.push(HeaderCond::Present(name)),
+                Some(value) => match intern::header_value(value) {
+                    Some(v) => spec.headers.push(HeaderCond::Equals(name, v)),
+                    None => self.d.at(
+                        span(h),
+                        format!("invalid value {value:?} for header {:?}", raw.name),
+                    ),
+                },
+            }
+        }
+        (spec, params)
+    }
+}
+
+/// `{name}` and `{*name}` captures of a path pattern (validity is the router's job).
+fn pattern_params(pattern: &str) -> Vec<String> {
+    pattern
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|n| n.trim_start_matches('*').to_string())
+        .collect()
+}
+
+fn header_pairs(
+    map: &BTreeMap<String, String>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    map.iter()
+        .map(|(k, val)| {
+            let name = intern::header_name(k)
+                .ok_or_else(|| format!("invalid header name {k:?}: expected a token such as \"x-env\""))?;
+            let value = intern::header_value(val)
+                .ok_or_else(|| format!("invalid value for header {k:?}: {val:?} has characters not allowed in a header value"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn header_names(list: &[String]) -> Result<Vec<http::HeaderName>, String> {
+    list.iter()
+        .map(|k| {
+            intern::header_name(k).ok_or_else(|| {
+                format!("invalid header name {k:?}: expected a token such as \"x-debug\"")
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,176 @@
+//! Raw configuration: the serde image of the TOML file, with source spans.
+//! Unknown keys are rejected here; every semantic check is left to `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) listeners: Vec<Spanned<RawListener>>,
+    #[serde(default)]
+    pub(crate) routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub(crate) upstreams: BTreeMap<Spanned<String>, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub(crate) middlewares: BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) workers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<Spanned<String>>,
+    pub(crate) header_read_timeout: Option<Spanned<String>>,
+    pub(crate) max_header_bytes: Option<Spanned<i64>>,
+    pub(crate) max_headers: Option<Spanned<i64>>,
+    pub(crate) http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub(crate) add_forwarded_headers: Option<bool>,
+    pub(crate) preserve_host: Option<bool>,
+    pub(crate) access_log: Option<Spanned<String>>,
+}
+
+/// `[[listeners]]`: one bound address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) address: Spanned<String>,
+}
+
+/// `[[routes]]`: match → middlewares → upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: Option<Spanned<String>>,
+    #[serde(rename = "match", default)]
+    pub(crate) matcher: Option<Spanned<RawMatch>>,
+    #[serde(default)]
+    pub(crate) middlewares: Vec<Spanned<String>>,
+    pub(crate) upstream: Spanned<String>,
+}
+
+/// `match = { ... }` of a route; every condition present must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) path_prefix: Option<Spanned<String>>,
+    pub(crate) path_pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) methods: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) headers: Vec<Spanned<RawHeaderMatch>>,
+}
+
+/// One header condition: present (no `value`) or equal to `value`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderMatch {
+    pub(crate) name: String,
+    pub(crate) value: Option<String>,
+}
+
+/// `[upstreams.NAME]`: a set of endpoints and how to reach them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) endpoints: Vec<Spanned<RawEndpoint>>,
+    pub(crate) balance: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) response_header_timeout: Option<Spanned<String>>,
+    pub(crate) body_idle_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+    pub(crate) max_idle_per_endpoint: Option<Spanned<i64>>,
+}
+
+/// An endpoint: `"10.0.0.1:80"` or `{ address = "10.0.0.1:80", weight = 3 }`.
+#[derive(Debug)]
+pub(crate) enum RawEndpoint {
+    Address(String),
+    Detailed(RawEndpointDetailed),
+}
+
+// Hand-written rather than `untagged` so that a typo inside the table form is
+// reported as such ("unknown field `wieght`") instead of "did not match any variant".
+impl<'de> Deserialize<'de> for RawEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawEndpoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address string like \"127.0.0.1:9000\" or a table { address = ..., weight = ... }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawEndpoint, E> {
+                Ok(RawEndpoint::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawEndpoint, A::Error> {
+                RawEndpointDetailed::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawEndpoint::Detailed)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The table form of an endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpointDetailed {
+    pub(crate) address: String,
+    pub(crate) weight: Option<i64>,
+}
+
+/// `[middlewares.NAME]`: a named, configured middleware instance.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawMiddleware {
+    RequestId {
+        header: Option<String>,
+        #[serde(default)]
+        response: Option<bool>,
+        #[serde(default)]
+        trust_incoming: Option<bool>,
+    },
+    Headers {
+        #[serde(default)]
+        request_set: BTreeMap<String, String>,
+        #[serde(default)]
+        request_append: BTreeMap<String, String>,
+        #[serde(default)]
+        request_remove: Vec<String>,
+        #[serde(default)]
+        response_set: BTreeMap<String, String>,
+        #[serde(default)]
+        response_append: BTreeMap<String, String>,
+        #[serde(default)]
+        response_remove: Vec<String>,
+    },
+    StripPrefix {
+        prefix: String,
+    },
+    Rewrite {
+        path: String,
+    },
+    AccessLog {
+        format: Option<String>,
+        output: Option<String>,
+    },
+    Custom {
+        name: String,
+        #[serde(default)]
+        settings: toml::Table,
+    },
+}

@@ -1,0 +1,106 @@
+//! The compiled, immutable configuration the data plane reads: the route table,
+//! the upstreams, the middleware instances and the server settings. Built by the
+//! control plane, published with one atomic swap, never changed afterwards.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::middleware::{AccessLog, Middleware};
+use crate::router::Router;
+use crate::upstream::UpstreamSpec;
+
+/// One published configuration.
+pub struct Snapshot {
+    /// Increases with every publish.
+    pub(crate) generation: u64,
+    /// Where it came from (a path, `<built-in>`, `<command line>`).
+    pub(crate) source: String,
+    pub(crate) server: ServerSettings,
+    pub(crate) listeners: Vec<ListenerSpec>,
+    pub(crate) router: Router,
+    /// Indexed by the router's route ids.
+    pub(crate) routes: Vec<Route>,
+    /// Indexed by `Route::upstream`.
+    pub(crate) upstreams: Vec<UpstreamSpec>,
+    /// Logs requests that matched no route.
+    pub(crate) fallback_log: Option<AccessLog>,
+}
+
+impl Snapshot {
+    /// The configured listener addresses, in file order.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
+    }
+
+    /// The number of workers to run (0 in the file means one per core).
+    pub fn workers(&self) -> usize {
+        self.server.workers
+    }
+
+    /// A one-paragraph summary for the start-up log.
+    pub fn summary(&self) -> String {
+        let listeners: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|l| format!("{} ({})", l.addr, l.name))
+            .collect();
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| format!("{} -> {}", r.name, self.upstreams[r.upstream].name))
+            .collect();
+        let upstreams: Vec<String> = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                let eps: Vec<String> = u.endpoints.iter().map(|e| e.addr.to_string()).collect();
+                format!("{} [{}]", u.name, eps.join(", "))
+            })
+            .collect();
+        format!(
+            "config {} (generation {}): listeners: {}; routes: {}; upstreams: {}; workers: {}",
+            self.source,
+            self.generation,
+            listeners.join(", "),
+            routes.join(", "),
+            upstreams.join(", "),
+            self.server.workers
+        )
+    }
+}
+
+/// `[server]` as compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSettings {
+    pub(crate) workers: usize,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) http2_max_concurrent_streams: u32,
+    pub(crate) add_forwarded_headers: bool,
+    pub(crate) preserve_host: bool,
+}
+
+/// A listener as compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerSpec {
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+}
+
+/// A route as compiled: its chain and its upstream.
+pub struct Route {
+    pub(crate) name: Box<str>,
+    pub(crate) chain: Box<[Middleware]>,
+    pub(crate) upstream: usize,
+}
+
+impl Route {
+    /// The route's name (`name = ...`, or `route-N` by position).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,372 @@
+//! Body wrappers that stream with backpressure in both directions: `RequestBody`
+//! (client → upstream) and `ProxyBody` (→ client). They enforce the body idle
+//! timeout, return the upstream connection to the pool when the response ends,
+//! and finish the access-log line with the bytes actually sent.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::future::Future as _;
+use tokio::time::Sleep;
+
+use crate::middleware::LogTail;
+use crate::upstream::pool::PooledConn;
+
+/// Errors a proxied body can end with.
+#[derive(Debug)]
+pub enum BodyError {
+    /// No bytes moved for the body idle timeout.
+    Idle(Duration),
+    /// The peer's side of the body failed.
+    Peer(hyper::Error),
+    /// A custom error from a middleware that replaced the body.
+    Other(Box<dyn StdError + Send + Sync>),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Idle(d) => write!(f, "body idle for {d:?}"),
+            BodyError::Peer(e) => write!(f, "peer body error: {e}"),
+            BodyError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl StdError for BodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BodyError::Peer(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+pin_project! {
+    /// Fires when no frame moved for `timeout`. The timer is armed only when the
+    /// inner body is pending, so a body that is always ready never touches it.
+    struct IdleTimer {
+        #[pin]
+        sleep: Option<Sleep>,
+        timeout: Duration,
+        last: Instant,
+    }
+}
+
+impl IdleTimer {
+    fn new(timeout: Duration) -> Self {
+        IdleTimer {
+            sleep: None,
+            timeout,
+            last: Instant::now(),
+        }
+    }
+
+    fn activity(self: Pin<&mut Self>) {
+        *self.project().last = Instant::now();
+    }
+
+    /// Polls the timer; `true` when the body has been idle for the timeout.
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        let deadline = tokio::time::Instant::from_std(*this.last + *this.timeout);
+        loop {
+            match this.sleep.as_mut().as_pin_mut() {
+                None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
+                Some(mut sleep) => {
+                    if sleep.deadline() != deadline {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    return match sleep.poll(cx) {
+                        Poll::Ready(()) => true,
+                        Poll::Pending => false,
+                    };
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The client's request body on its way upstream.
+    pub struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        idle: IdleTimer,
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, idle_timeout: Duration) -> Self {
+        RequestBody {
+            inner,
+            idle: IdleTimer::new(idle_timeout),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.activity();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Peer(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this.idle.as_mut().poll_expired(cx) {
+                    Poll::Ready(Some(Err(BodyError::Idle(this.idle.timeout))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Upstream { #[pin] inner: Incoming, #[pin] idle: IdleTimer },
+        Full { data: Option<Bytes> },
+        Boxed { inner: Pin<Box<dyn Body<Data = Bytes, Error = BodyError> + 'static>> },
+        Empty,
+    }
+}
+
+/// What happens when the body ends: the pooled connection goes back, the log
+/// line is completed. Kept outside the pinned part so `Drop` can run it.
+struct Completion {
+    conn: Option<PooledConn>,
+    log: Option<LogTail>,
+    bytes: u64,
+}
+
+impl Completion {
+    fn finish(&mut self, completed: bool) {
+        if let Some(conn) = self.conn.take() {
+            if completed {
+                conn.release();
+            }
+        }
+        if let Some(log) = self.log.take() {
+            log.finish(self.bytes, completed);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Ended early (client gone, error): the connection is closed by dropping it.
+        self.finish(false);
+    }
+}
+
+pin_project! {
+    /// A response body sent to the client: streamed from upstream, or local.
+    pub struct ProxyBody {
+        #[pin]
+        kind: Kind,
+        done: Completion,
+    }
+}
+
+impl ProxyBody {
+    /// A body with these bytes (no copy for `Bytes::from_static`).
+    pub fn full(data: Bytes) -> Self {
+        Self::with_kind(Kind::Full {
+            data: (!data.is_empty()).then_some(data),
+        })
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::with_kind(Kind::Empty)
+    }
+
+    /// Any other body, boxed (for middlewares that transform a body).
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BodyError> + 'static,
+    {
+        Self::with_kind(Kind::Boxed {
+            inner: Box::pin(body),
+        })
+    }
+
+    /// The upstream's response body; `conn` returns to the pool when it ends.
+    pub(crate) fn upstream(inner: Incoming, conn: PooledConn, idle_timeout: Duration) -> Self {
+        let ended = inner.is_end_stream();
+        let mut body = ProxyBody {
+            kind: Kind::Upstream {
+                inner,
+                idle: IdleTimer::new(idle_timeout),
+            },
+            done: Completion {
+                conn: Some(conn),
+                log: None,
+                bytes: 0,
+            },
+        };
+        if ended {
+            // No body to wait for (HEAD, 204, 304, Content-Length: 0).
+            if let Some(conn) = body.done.conn.take() {
+                conn.release();
+            }
+        }
+        body
+    }
+
+    fn with_kind(kind: Kind) -> Self {
+        ProxyBody {
+            kind,
+            done: Completion {
+                conn: None,
+                log: None,
+                bytes: 0,
+            },
+        }
+    }
+
+    /// Attaches the access-log line to be finished when the body ends.
+    pub(crate) fn set_log_tail(&mut self, tail: LogTail) {
+        self.done.log = Some(tail);
+        if self.is_end_stream() {
+            self.done.finish(true);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.project();
+        let done = this.done;
+        match this.kind.project() {
+            KindProj::Upstream {
+                mut inner,
+                mut idle,
+            } => match inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    idle.activity();
+                    if let Some(data) = frame.data_ref() {
+                        done.bytes += data.len() as u64;
+                    }
+                    if inner.is_end_stream() {
+                        done.finish(true);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // A broken upstream connection is never pooled.
+                    done.conn = None;
+                    Poll::Ready(Some(Err(BodyError::Peer(e))))
+                }
+                Poll::Ready(None) => {
+                    done.finish(true);
+                    Poll::Ready(None)
+                }
+                Poll::Pending => {
+                    if idle.as_mut().poll_expired(cx) {
+                        done.conn = None;
+                        Poll::Ready(Some(Err(BodyError::Idle(idle.timeout))))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+            },
+            KindProj::Full { data } => match data.take() {
+                Some(d) => {
+                    done.bytes += d.len() as u64;
+                    done.finish(true);
+                    Poll::Ready(Some(Ok(Frame::data(d))))
+                }
+                None => {
+                    done.finish(true);
+                    Poll::Ready(None)
+                }
+            },
+            KindProj::Boxed { inner } => {
+                let polled = ready!(inner.as_mut().poll_frame(cx));
+                match &polled {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            done.bytes += data.len() as u64;
+                        }
+                        if inner.is_end_stream() {
+                            done.finish(true);
+                        }
+                    }
+                    Some(Err(_)) => {}
+                    None => done.finish(true),
+                }
+                Poll::Ready(polled)
+            }
+            KindProj::Empty => {
+                done.finish(true);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+            Kind::Boxed { inner } => inner.is_end_stream(),
+            Kind::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Boxed { inner } => inner.size_hint(),
+            Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Upstream { .. } => "upstream",
+            Kind::Full { .. } => "full",
+            Kind::Boxed { .. } => "boxed",
+            Kind::Empty => "empty",
+        };
+        f.debug_struct("ProxyBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,122 @@
+//! Typed proxy errors: each maps to one status code, one short plain-text body
+//! naming the cause, and one log cause.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::data::body::ProxyBody;
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No route matched.
+    NoRoute,
+    /// The route's upstream has no endpoint to send to.
+    NoEndpoint,
+    /// The endpoint refused the TCP connection.
+    ConnectRefused,
+    /// The TCP connection did not complete within `connect_timeout`.
+    ConnectTimeout,
+    /// The TCP connection failed for another reason (unreachable, reset).
+    ConnectFailed,
+    /// The upstream closed or reset the connection before a complete response head.
+    UpstreamReset,
+    /// No response head within `response_header_timeout`.
+    ResponseTimeout,
+    /// The upstream's response could not be parsed.
+    BadResponse,
+    /// The client's request body failed or stalled while it was being forwarded.
+    ClientBody,
+    /// A rewrite produced a path that is not a valid request target.
+    BadRewrite,
+}
+
+impl ProxyError {
+    /// The status sent to the client.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConnectRefused
+            | ProxyError::ConnectFailed
+            | ProxyError::UpstreamReset
+            | ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::BadRewrite => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable cause written to the log.
+    pub fn cause(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoEndpoint => "no_endpoint",
+            ProxyError::ConnectRefused => "upstream_connect_refused",
+            ProxyError::ConnectTimeout => "upstream_connect_timeout",
+            ProxyError::ConnectFailed => "upstream_connect_failed",
+            ProxyError::UpstreamReset => "upstream_reset",
+            ProxyError::ResponseTimeout => "upstream_response_timeout",
+            ProxyError::BadResponse => "upstream_bad_response",
+            ProxyError::ClientBody => "client_body_error",
+            ProxyError::BadRewrite => "bad_rewrite",
+        }
+    }
+
+    /// The body sent to the client: status line text and the cause.
+    pub fn body(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "404 Not Found: no route matches this request\n",
+            ProxyError::NoEndpoint => "503 Service Unavailable: no upstream endpoint available\n",
+            ProxyError::ConnectRefused => "502 Bad Gateway: upstream refused the connection\n",
+            ProxyError::ConnectTimeout => "504 Gateway Timeout: upstream connect timed out\n",
+            ProxyError::ConnectFailed => "502 Bad Gateway: upstream connection failed\n",
+            ProxyError::UpstreamReset => {
+                "502 Bad Gateway: upstream closed the connection before responding\n"
+            }
+            ProxyError::ResponseTimeout => "504 Gateway Timeout: upstream response timed out\n",
+            ProxyError::BadResponse => "502 Bad Gateway: upstream sent an invalid response\n",
+            ProxyError::ClientBody => "400 Bad Request: request body could not be read\n",
+            ProxyError::BadRewrite => "500 Internal Server Error: rewritten path is invalid\n",
+        }
+    }
+
+    /// The response for this error (no allocation: the body is static).
+    pub fn response(self) -> Response<ProxyBody> {
+        let body = self.body();
+        let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_start_with_their_status() {
+        use ProxyError::*;
+        for e in [
+            NoRoute,
+            NoEndpoint,
+            ConnectRefused,
+            ConnectTimeout,
+            ConnectFailed,
+            UpstreamReset,
+            ResponseTimeout,
+            BadResponse,
+            ClientBody,
+            BadRewrite,
+        ] {
+            assert!(e.body().starts_with(e.status().as_str()), "{e:?}");
+            assert!(e.body().ends_with('\n'));
+        }
+    }
+}

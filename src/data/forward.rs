@@ -1,0 +1,178 @@
+//! What changes between the client's request and the upstream's: hop-by-hop
+//! headers removed (RFC 9110 §7.6.1), X-Forwarded-* added, Host kept or set, and
+//! the request target in origin form (rewritten if a middleware asked for it).
+
+use std::io::Write as _;
+
+use bumpalo::collections::Vec as BumpVec;
+use bumpalo::Bump;
+use http::header::{self, HeaderName};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Uri};
+
+use crate::config::ServerSettings;
+use crate::data::context::RequestContext;
+use crate::data::error::ProxyError;
+use crate::data::worker::WorkerLocal;
+use crate::upstream::EndpointSpec;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    PROXY_CONNECTION,
+    KEEP_ALIVE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including every field named by `Connection`.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
+    if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
+        // The named fields are collected first: the map is borrowed by the drain.
+        let (_, values) = entry.remove_entry_mult();
+        let mut listed: BumpVec<'_, HeaderValue> = BumpVec::new_in(arena);
+        listed.extend(values);
+        for value in &listed {
+            let Ok(text) = value.to_str() else { continue };
+            for name in text.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Readies the client's headers for the upstream.
+pub(crate) fn prepare_headers(
+    headers: &mut HeaderMap,
+    ctx: &RequestContext<'_>,
+    server: &ServerSettings,
+    endpoint: &EndpointSpec,
+    local: &WorkerLocal,
+) {
+    remove_hop_by_hop(headers, ctx.arena());
+    if server.add_forwarded_headers {
+        add_forwarded(headers, ctx, server, local);
+    }
+    if !server.preserve_host {
+        headers.insert(header::HOST, endpoint.host_value.clone());
+    } else if !headers.contains_key(header::HOST) {
+        // HTTP/2 clients send `:authority` instead; HTTP/1.1 needs Host.
+        if let Some(host) = ctx.host {
+            headers.insert(header::HOST, local.slab_value(&[host.as_bytes()]));
+        }
+    }
+}
+
+/// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
+/// kept (and the peer appended to X-Forwarded-For); from anyone else they are
+/// replaced, so a client cannot forge them.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    ctx: &RequestContext<'_>,
+    server: &ServerSettings,
+    local: &WorkerLocal,
+) {
+    let peer = ctx.client_addr.ip();
+    let trusted = server.trusted_proxies.iter().any(|net| net.contains(&peer));
+    let mut ip = [0u8; 48];
+    let ip_len = {
+        let mut cursor = &mut ip[..];
+        let _ = write!(cursor, "{peer}");
+        48 - cursor.len()
+    };
+    let ip = &ip[..ip_len];
+
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        Some(prior) if trusted => local.slab_value(&[prior.as_bytes(), b", ", ip]),
+        _ => local.slab_value(&[ip]),
+    };
+    // `insert` also drops any extra X-Forwarded-For lines a client sent.
+    headers.insert(X_FORWARDED_FOR, xff);
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match headers.get(header::HOST) {
+            Some(host) => {
+                let host = host.clone();
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+            None => match ctx.host {
+                Some(host) => {
+                    headers.insert(X_FORWARDED_HOST, local.slab_value(&[host.as_bytes()]));
+                }
+                None => {
+                    headers.remove(X_FORWARDED_HOST);
+                }
+            },
+        }
+    }
+}
+
+/// The upstream request target in origin form (`/path?query`).
+pub(crate) fn upstream_uri(
+    ctx: &RequestContext<'_>,
+    local: &WorkerLocal,
+) -> Result<Uri, ProxyError> {
+    let unchanged = std::ptr::eq(ctx.upstream_path, ctx.path) && ctx.upstream_query == ctx.query;
+    if unchanged {
+        if ctx.uri.scheme().is_none() && ctx.uri.authority().is_none() {
+            return Ok(ctx.uri.clone());
+        }
+        if let Some(pq) = ctx.uri.path_and_query() {
+            return Ok(Uri::from(pq.clone()));
+        }
+    }
+    let value = match ctx.upstream_query {
+        Some(q) => local.slab_value(&[ctx.upstream_path.as_bytes(), b"?", q.as_bytes()]),
+        None => local.slab_value(&[ctx.upstream_path.as_bytes()]),
+    };
+    let bytes = bytes::Bytes::copy_from_slice(value.as_bytes());
+    PathAndQuery::from_maybe_shared(bytes)
+        .map(Uri::from)
+        .map_err(|_| ProxyError::BadRewrite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_fields_go() {
+        let arena = Bump::new();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret , x-other"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("x-third"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("x-third", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, &arena);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,251 @@
+//! The life of one request, top to bottom: snapshot → arena → context → router →
+//! request phases → balancer → upstream pool → response phases. Reads in the
+//! order a request moves; each step is a named function below.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::{header, Request, Response};
+use hyper::body::Incoming;
+
+use crate::config::Snapshot;
+use crate::data::body::{ProxyBody, RequestBody};
+use crate::data::context::{RequestContext, UpstreamRequest};
+use crate::data::error::ProxyError;
+use crate::data::forward;
+use crate::data::worker::WorkerLocal;
+use crate::middleware::{self, Flow};
+use crate::router::RouteInput;
+use crate::upstream::connect::{self, Sender};
+use crate::upstream::pool::PooledConn;
+use crate::upstream::UpstreamSpec;
+
+/// hyper's entry point for each request on a client connection.
+pub(crate) async fn handle(
+    local: Rc<WorkerLocal>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    local.requests.set(local.requests.get() + 1);
+    // One atomic load; this request keeps this snapshot to the end.
+    let snapshot = local.snapshot();
+    let arena = local.arenas.take();
+    let (mut parts, body) = req.into_parts();
+    // The headers move into the upstream request; the context keeps borrowing
+    // the method and URI from `parts`.
+    let upstream = UpstreamRequest {
+        headers: std::mem::take(&mut parts.headers),
+    };
+    // HTTP/2 carries the host in the URI; HTTP/1.1 in the Host header, whose
+    // value we hold by a counted handle (no copy) since the headers move on.
+    let host_header = match parts.uri.authority() {
+        Some(_) => None,
+        None => upstream.headers.get(header::HOST).cloned(),
+    };
+    let host = match parts.uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => host_header.as_ref().and_then(|v| v.to_str().ok()),
+    };
+    let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
+    let response = process(&local, &snapshot, &mut ctx, upstream, body).await;
+    Ok(response)
+}
+
+async fn process<'a>(
+    local: &Rc<WorkerLocal>,
+    snap: &'a Snapshot,
+    ctx: &mut RequestContext<'a>,
+    mut upstream: UpstreamRequest,
+    body: Incoming,
+) -> Response<ProxyBody> {
+    // 1. Route.
+    let input = RouteInput {
+        method: ctx.method,
+        host: ctx.host,
+        path: ctx.path,
+        headers: &upstream.headers,
+    };
+    let Some(route_id) = snap.router.find(&input, &mut ctx.params) else {
+        return unrouted(snap, ctx, &upstream);
+    };
+    let route = &snap.routes[route_id];
+    let upstream_spec = &snap.upstreams[route.upstream];
+    ctx.route = Some(route);
+    ctx.log.route = &route.name;
+    ctx.log.upstream = &upstream_spec.name;
+
+    // 2. Request phases; a middleware may answer by itself.
+    let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
+    let mut response = match flow {
+        Flow::Respond(response) => response,
+        Flow::Continue => {
+            // 3. Balancer → upstream.
+            match forward_upstream(
+                local,
+                snap,
+                route.upstream,
+                upstream_spec,
+                ctx,
+                upstream,
+                body,
+            )
+            .await
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    ctx.log.cause = Some(e.cause());
+                    tracing::warn!(
+                        route = ctx.log.route,
+                        upstream = ctx.log.upstream,
+                        endpoint = ?ctx.log.endpoint,
+                        cause = e.cause(),
+                        "{} {} answered {}",
+                        ctx.method,
+                        ctx.path,
+                        e.status().as_u16()
+                    );
+                    e.response()
+                }
+            }
+        }
+    };
+    ctx.log.status = response.status().as_u16();
+
+    // 4. Response phases, innermost first.
+    middleware::run_response(&route.chain, ran, ctx, &mut response).await;
+    response
+}
+
+/// No route: 404, logged by the server's fallback access log if one is set.
+fn unrouted(
+    snap: &Snapshot,
+    ctx: &mut RequestContext<'_>,
+    req: &UpstreamRequest,
+) -> Response<ProxyBody> {
+    let e = ProxyError::NoRoute;
+    ctx.log.cause = Some(e.cause());
+    ctx.log.status = e.status().as_u16();
+    if let Some(log) = &snap.fallback_log {
+        let _ = log.on_request(ctx, req);
+        log.log_unrouted(ctx, ctx.log.status, e.body().len() as u64);
+    }
+    e.response()
+}
+
+/// Picks an endpoint, prepares the request and exchanges it over a pooled
+/// (or new) connection. Returns the response head with a streaming body.
+async fn forward_upstream<'a>(
+    local: &Rc<WorkerLocal>,
+    snap: &'a Snapshot,
+    upstream_id: usize,
+    spec: &'a UpstreamSpec,
+    ctx: &mut RequestContext<'a>,
+    mut upstream: UpstreamRequest,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let index = local
+        .pick(snap, upstream_id)
+        .ok_or(ProxyError::NoEndpoint)?;
+    let endpoint = &spec.endpoints[index];
+    ctx.log.endpoint = Some(endpoint.addr);
+
+    forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
+    let uri = forward::upstream_uri(ctx, local)?;
+    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout));
+    *request.method_mut() = ctx.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream.headers;
+
+    let started = Instant::now();
+    let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
+    ctx.log.upstream_connect = Some(started.elapsed());
+    ctx.log.reused_connection = reused;
+
+    let sent = Instant::now();
+    let exchange = send(&mut sender, request, reused, endpoint.addr, spec);
+    let response = match tokio::time::timeout(spec.response_header_timeout, exchange).await {
+        Ok(result) => result?,
+        Err(_) => return Err(ProxyError::ResponseTimeout),
+    };
+    ctx.log.upstream_header = Some(sent.elapsed());
+
+    let (mut head, incoming) = response.into_parts();
+    forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
+    let conn = PooledConn::new(sender, endpoint.addr, spec.pool, local.clone());
+    Ok(Response::from_parts(
+        head,
+        ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
+    ))
+}
+
+/// A ready connection to `addr`: the newest idle one from this worker's pool,
+/// or a new one.
+async fn acquire(
+    local: &WorkerLocal,
+    addr: SocketAddr,
+    spec: &UpstreamSpec,
+) -> Result<(Sender, bool), ProxyError> {
+    while let Some(mut sender) = local.pool.checkout(addr) {
+        if sender.ready().await.is_ok() {
+            local
+                .pool
+                .stats
+                .reused
+                .set(local.pool.stats.reused.get() + 1);
+            return Ok((sender, true));
+        }
+    }
+    let sender = connect::connect(addr, spec.connect_timeout).await?;
+    local
+        .pool
+        .stats
+        .created
+        .set(local.pool.stats.created.get() + 1);
+    Ok((sender, false))
+}
+
+/// Sends the request. If a pooled connection turns out to be closed before the
+/// request left (the upstream timed it out meanwhile), hyper hands the request
+/// back and it goes once more over a new connection: nothing was sent, so this
+/// is safe for any method.
+async fn send(
+    sender: &mut Sender,
+    mut request: Request<RequestBody>,
+    mut reused: bool,
+    addr: SocketAddr,
+    spec: &UpstreamSpec,
+) -> Result<Response<Incoming>, ProxyError> {
+    loop {
+        match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => {
+                    request = unsent;
+                    *sender = connect::connect(addr, spec.connect_timeout).await?;
+                    reused = false;
+                }
+                _ => return Err(classify(e.error())),
+            },
+        }
+    }
+}
+
+/// Maps a hyper client error to the cause the client is told.
+fn classify(e: &hyper::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<crate::data::body::BodyError>().is_some() {
+            return ProxyError::ClientBody;
+        }
+        source = err.source();
+    }
+    if e.is_parse() || e.is_parse_status() {
+        ProxyError::BadResponse
+    } else if e.is_timeout() {
+        ProxyError::ResponseTimeout
+    } else {
+        ProxyError::UpstreamReset
+    }
+}

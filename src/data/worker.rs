@@ -1,0 +1,415 @@
+//! A worker: one OS thread with its own single-threaded tokio runtime and local
+//! task set, its own listening sockets, arenas, upstream pool, balancer state,
+//! log buffers and counters. It reads configuration from the shared snapshot with
+//! one atomic load per request and otherwise touches nothing shared.
+
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use http::HeaderValue;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::balance::Balancer;
+use crate::config::{ServerSettings, Snapshot};
+use crate::control::log_writer::Sink;
+use crate::data::arena::ArenaPool;
+use crate::upstream::pool::UpstreamPool;
+
+/// What the control plane and the workers share: the published snapshot and
+/// the shutdown signal. Workers only read it.
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each publish; a worker compares it with the generation it
+    /// holds, so the per-request check is one atomic load of a line that is
+    /// only written on reload.
+    generation: AtomicU64,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(snapshot: Snapshot) -> Self {
+        let generation = snapshot.generation;
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            generation: AtomicU64::new(generation),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    /// Publishes a new snapshot (one atomic swap); requests in flight keep theirs.
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
+        let generation = snapshot.generation;
+        self.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+}
+
+/// Per-upstream balancer state for one snapshot generation.
+struct Balancers {
+    generation: u64,
+    states: Vec<Balancer>,
+    /// Used for requests still running on an older snapshot during a reload.
+    fallback: usize,
+}
+
+/// A worker-local buffer of access-log lines for one sink.
+struct LocalSink {
+    sink: Arc<Sink>,
+    buf: Vec<u8>,
+}
+
+/// Size at which a worker hands a log buffer to the writer thread.
+const LOG_BATCH: usize = 64 * 1024;
+/// Log line buffers kept for reuse.
+const LOG_FREE_MAX: usize = 256;
+/// Bytes a header slab chunk holds (request ids, X-Forwarded-For values).
+const SLAB_CHUNK: usize = 16 * 1024;
+
+/// The state one worker owns. Always inside an `Rc`; never leaves its thread.
+pub(crate) struct WorkerLocal {
+    pub(crate) id: usize,
+    me: Weak<WorkerLocal>,
+    shared: Arc<Shared>,
+    // `Rc<Arc<_>>` on purpose: requests clone the `Rc` (a plain increment on
+    // this thread); cloning the `Arc` would write the snapshot's shared refcount
+    // from every worker on every request.
+    #[allow(clippy::redundant_allocation)]
+    current: RefCell<(u64, Rc<Arc<Snapshot>>)>,
+    pub(crate) arenas: ArenaPool,
+    pub(crate) pool: UpstreamPool,
+    balancers: RefCell<Balancers>,
+    id_seed: u64,
+    id_counter: Cell<u64>,
+    slab: RefCell<BytesMut>,
+    log_free: RefCell<Vec<Vec<u8>>>,
+    log_sinks: RefCell<Vec<LocalSink>>,
+    clock_base: (Instant, SystemTime),
+    /// Requests handled (read by tests; exported by the control plane later).
+    pub(crate) requests: Cell<u64>,
+}
+
+impl WorkerLocal {
+    pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Rc<Self> {
+        let snapshot = shared.current();
+        let generation = snapshot.generation;
+        let seed = RandomState::new().hash_one((id, std::process::id(), SystemTime::now()));
+        Rc::new_cyclic(|me| WorkerLocal {
+            id,
+            me: me.clone(),
+            shared,
+            balancers: RefCell::new(Balancers::build(&snapshot, id)),
+            current: RefCell::new((generation, Rc::new(snapshot))),
+            arenas: ArenaPool::default(),
+            pool: UpstreamPool::default(),
+            id_seed: seed,
+            id_counter: Cell::new(0),
+            slab: RefCell::new(BytesMut::new()),
+            log_free: RefCell::new(Vec::new()),
+            log_sinks: RefCell::new(Vec::new()),
+            clock_base: (Instant::now(), SystemTime::now()),
+            requests: Cell::new(0),
+        })
+    }
+
+    /// A counted handle to this worker.
+    pub(crate) fn rc(&self) -> Rc<WorkerLocal> {
+        self.me
+            .upgrade()
+            .expect("a WorkerLocal only exists inside its Rc")
+    }
+
+    /// The current snapshot: one atomic load; the shared `Arc` is only touched
+    /// (once per worker) when a new generation was published.
+    #[allow(clippy::redundant_allocation)]
+    pub(crate) fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let mut current = self.current.borrow_mut();
+        if current.0 != generation {
+            let snapshot = self.shared.current();
+            *current = (snapshot.generation, Rc::new(snapshot));
+        }
+        current.1.clone()
+    }
+
+    /// Picks an endpoint of `upstream` for a request running on `snap`.
+    pub(crate) fn pick(&self, snap: &Snapshot, upstream: usize) -> Option<usize> {
+        let endpoints = &snap.upstreams.get(upstream)?.endpoints;
+        let mut b = self.balancers.borrow_mut();
+        if b.generation < snap.generation {
+            *b = Balancers::build(snap, self.id);
+        }
+        if b.generation != snap.generation {
+            // An in-flight request from before a reload: plain rotation.
+            if endpoints.is_empty() {
+                return None;
+            }
+            b.fallback = b.fallback.wrapping_add(1);
+            return Some(b.fallback % endpoints.len());
+        }
+        b.states.get_mut(upstream)?.pick(endpoints)
+    }
+
+    /// A new request id: 32 hex digits, unique per process (worker seed and
+    /// counter), written into the worker's slab (no allocation per id).
+    pub(crate) fn new_request_id(&self) -> HeaderValue {
+        let n = self.id_counter.get().wrapping_add(1);
+        self.id_counter.set(n);
+        let low = splitmix64(self.id_seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut buf = [0u8; 32];
+        let _ = write!(&mut buf[..], "{:016x}{:016x}", self.id_seed, low);
+        self.slab_value(&[&buf])
+    }
+
+    /// A header value made of `parts`, carved out of the worker's slab: one
+    /// allocation per slab chunk instead of one per value.
+    pub(crate) fn slab_value(&self, parts: &[&[u8]]) -> HeaderValue {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut slab = self.slab.borrow_mut();
+        if slab.capacity() - slab.len() < len {
+            *slab = BytesMut::with_capacity(SLAB_CHUNK.max(len));
+        }
+        for p in parts {
+            slab.extend_from_slice(p);
+        }
+        let bytes = slab.split().freeze();
+        HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The wall-clock time of a monotonic instant (for log timestamps).
+    pub(crate) fn wall_clock_at(&self, t: Instant) -> SystemTime {
+        let (base_i, base_s) = self.clock_base;
+        match t.checked_duration_since(base_i) {
+            Some(d) => base_s + d,
+            None => base_s - base_i.duration_since(t),
+        }
+    }
+
+    pub(crate) fn take_log_buf(&self) -> Vec<u8> {
+        self.log_free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(256))
+    }
+
+    /// Queues one finished log line for `sink`; full batches go to the writer.
+    pub(crate) fn write_log(&self, sink: &Arc<Sink>, mut line: Vec<u8>) {
+        let mut sinks = self.log_sinks.borrow_mut();
+        let pos = match sinks.iter().position(|s| Arc::ptr_eq(&s.sink, sink)) {
+            Some(p) => p,
+            None => {
+                sinks.push(LocalSink {
+                    sink: sink.clone(),
+                    buf: Vec::with_capacity(LOG_BATCH),
+                });
+                sinks.len() - 1
+            }
+        };
+        let local = &mut sinks[pos];
+        local.buf.extend_from_slice(&line);
+        if local.buf.len() >= LOG_BATCH {
+            let full = std::mem::replace(&mut local.buf, Vec::with_capacity(LOG_BATCH));
+            local.sink.submit(full);
+        }
+        line.clear();
+        let mut free = self.log_free.borrow_mut();
+        if free.len() < LOG_FREE_MAX {
+            free.push(line);
+        }
+    }
+
+    /// Hands every non-empty log buffer to its writer.
+    fn flush_logs(&self) {
+        let mut sinks = self.log_sinks.borrow_mut();
+        for local in sinks.iter_mut() {
+            if !local.buf.is_empty() {
+                let full = std::mem::take(&mut local.buf);
+                local.sink.submit(full);
+            }
+        }
+        // Sinks dropped from the configuration are forgotten once flushed.
+        sinks.retain(|s| Arc::strong_count(&s.sink) > 1);
+    }
+}
+
+impl Balancers {
+    fn build(snap: &Snapshot, seed: usize) -> Self {
+        Balancers {
+            generation: snap.generation,
+            states: snap
+                .upstreams
+                .iter()
+                .map(|u| Balancer::new(u.balance, &u.endpoints, seed))
+                .collect(),
+            fallback: seed,
+        }
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Runs hyper's per-stream (HTTP/2) tasks on this worker's local set, so
+/// request futures need not be `Send`.
+#[derive(Clone, Copy)]
+pub(crate) struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// The HTTP server settings of this worker's connections.
+fn connection_builder(settings: &ServerSettings) -> auto::Builder<LocalExec> {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .max_headers(settings.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.http2_max_concurrent_streams);
+    builder
+}
+
+/// Starts worker `id` on its own thread, serving `listeners` (already bound).
+pub(crate) fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("strait-worker-{id}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
+                    return;
+                }
+            };
+            let tasks = tokio::task::LocalSet::new();
+            tasks.block_on(&runtime, run(id, shared, listeners));
+        })
+}
+
+async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let local = WorkerLocal::new(id, shared);
+    let builder = Rc::new(connection_builder(&local.snapshot().server));
+    for std_listener in listeners {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "cannot register a listener");
+                continue;
+            }
+        };
+        tokio::task::spawn_local(accept_loop(
+            local.clone(),
+            builder.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+    }
+    tokio::task::spawn_local(housekeeping(local.clone()));
+    // Until the control plane says stop (graceful draining is its job).
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    local.flush_logs();
+}
+
+async fn accept_loop(
+    local: Rc<WorkerLocal>,
+    builder: Rc<auto::Builder<LocalExec>>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(worker = local.id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::task::spawn_local(serve_connection(
+            local.clone(),
+            builder.clone(),
+            stream,
+            peer,
+        ));
+    }
+}
+
+async fn serve_connection(
+    local: Rc<WorkerLocal>,
+    builder: Rc<auto::Builder<LocalExec>>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        crate::data::handler::handle(local.clone(), peer, req)
+    });
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Periodic per-worker chores: close expired idle upstream connections and
+/// hand buffered log lines to the writer.
+async fn housekeeping(local: Rc<WorkerLocal>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        local.flush_logs();
+        n += 1;
+        if n % 5 == 0 {
+            local.pool.sweep();
+        }
+    }
+}

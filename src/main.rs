@@ -1,0 +1,167 @@
+//! The `strait` command: parses the command line and starts the gateway from the
+//! library. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use strait::{CustomRegistry, Gateway, StartError};
+
+/// A thread-per-core, zero-copy reverse proxy and API gateway.
+#[derive(Parser)]
+#[command(name = "strait", version, about)]
+struct Cli {
+    /// Run this configuration file (default: the built-in demo configuration).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Number of workers (default: from the configuration, or one per core).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file and list every error; exit 1 if invalid.
+    Check,
+    /// Run a one-route proxy without a configuration file.
+    Proxy {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream endpoint (repeat for several; round robin).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// Write a combined-format access log to stdout.
+        #[arg(long)]
+        access_log: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check) => check(cli.config),
+        Some(Command::Proxy {
+            listen,
+            to,
+            access_log,
+        }) => {
+            let source = proxy_config(listen, &to, access_log);
+            run(cli.workers, "<command line>", &source)
+        }
+        None => match cli.config {
+            Some(path) => match strait::control::read_config(&path) {
+                Ok(source) => run(cli.workers, &path.display().to_string(), &source),
+                Err(e) => fail(&e),
+            },
+            None => run_default(cli.workers),
+        },
+    }
+}
+
+fn check(config: Option<PathBuf>) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("strait check: expected --config FILE");
+        return ExitCode::from(2);
+    };
+    let source = match strait::control::read_config(&path) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match strait::check(&path.display().to_string(), &source, &CustomRegistry::new()) {
+        Ok(snapshot) => {
+            println!("{}: ok ({})", path.display(), snapshot.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The TOML of `strait proxy`: one listener, one catch-all route, the default
+/// chain (request id), access log only on request.
+fn proxy_config(listen: SocketAddr, to: &[String], access_log: bool) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let endpoints: Vec<String> = to.iter().map(|t| quote(t)).collect();
+    let chain = if access_log {
+        "[\"access_log\", \"request_id\"]"
+    } else {
+        "[\"request_id\"]"
+    };
+    format!(
+        "[[listeners]]\naddress = {}\n\n[upstreams.backend]\nendpoints = [{}]\n\n[[routes]]\nname = \"proxy\"\nmiddlewares = {chain}\nupstream = \"backend\"\n",
+        quote(&listen.to_string()),
+        endpoints.join(", ")
+    )
+}
+
+fn run_default(workers: Option<usize>) -> ExitCode {
+    let origin = match strait::control::demo_origin::start(([127, 0, 0, 1], 0).into()) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("cannot start the demo origin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(%origin, "demo origin started (answers with the request it received, as JSON)");
+    let source = strait::DEFAULT_CONFIG.replace("{DEMO_ORIGIN}", &origin.to_string());
+    run(workers, "<built-in>", &source)
+}
+
+fn run(workers: Option<usize>, file: &str, source: &str) -> ExitCode {
+    let mut builder = Gateway::builder();
+    if let Some(n) = workers {
+        builder = builder.workers(n);
+    }
+    let gateway = match builder.start_toml(file, source) {
+        Ok(g) => g,
+        Err(e) => return fail(&e),
+    };
+    wait_for_signal();
+    tracing::info!("shutting down");
+    gateway.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn wait_for_signal() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        // Without a runtime we cannot wait for signals; park forever instead.
+        loop {
+            std::thread::park();
+        }
+    };
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    });
+}
+
+fn fail(e: &StartError) -> ExitCode {
+    eprintln!("strait: {e}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,115 @@
+//! The per-route middleware chain: the closed set of built-in middlewares, the
+//! `Custom` trait for user code, and the runner that walks the chain like an onion
+//! (request phases in order, response phases in reverse).
+//!
+//! Built-ins are enum variants whose phases are plain (inlined) async fns, so a
+//! chain of built-ins adds no heap allocation per request; only `Custom`
+//! middlewares pay for a boxed future.
+
+mod access_log;
+mod custom;
+mod headers;
+mod request_id;
+mod rewrite;
+
+use http::Response;
+
+pub(crate) use access_log::{AccessLog, LogFormat, LogTail};
+pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
+pub(crate) use headers::HeaderOps;
+pub(crate) use request_id::RequestId;
+pub(crate) use rewrite::{Rewrite, StripPrefix};
+
+use crate::data::body::ProxyBody;
+use crate::data::context::{RequestContext, UpstreamRequest};
+
+/// What a request phase decided.
+// Boxing the response would cost an allocation on every early answer; a
+// `Flow` is moved once, so its size is harmless.
+#[allow(clippy::large_enum_variant)]
+pub enum Flow {
+    /// Go on to the next middleware, then the upstream.
+    Continue,
+    /// Stop here and answer with this response; the upstream is not called.
+    Respond(Response<ProxyBody>),
+}
+
+/// One configured middleware instance of a route's chain.
+#[derive(Clone)]
+pub(crate) enum Middleware {
+    RequestId(RequestId),
+    Headers(HeaderOps),
+    StripPrefix(StripPrefix),
+    Rewrite(Rewrite),
+    AccessLog(AccessLog),
+    Custom(std::sync::Arc<dyn Custom>),
+}
+
+impl Middleware {
+    /// The request phase: may change the outgoing request or answer directly.
+    pub(crate) async fn on_request(
+        &self,
+        ctx: &mut RequestContext<'_>,
+        req: &mut UpstreamRequest,
+    ) -> Flow {
+        match self {
+            Middleware::RequestId(m) => m.on_request(ctx, req),
+            Middleware::Headers(m) => m.on_request(req),
+            Middleware::StripPrefix(m) => m.on_request(ctx),
+            Middleware::Rewrite(m) => m.on_request(ctx),
+            Middleware::AccessLog(m) => m.on_request(ctx, req),
+            Middleware::Custom(m) => m.on_request(ctx, req).await,
+        }
+    }
+
+    /// The response phase: may change the response head (or wrap its body).
+    pub(crate) async fn on_response(
+        &self,
+        ctx: &mut RequestContext<'_>,
+        resp: &mut Response<ProxyBody>,
+    ) {
+        match self {
+            Middleware::RequestId(m) => m.on_response(ctx, resp),
+            Middleware::Headers(m) => m.on_response(resp),
+            Middleware::StripPrefix(_) | Middleware::Rewrite(_) => {}
+            Middleware::AccessLog(m) => m.on_response(ctx, resp),
+            Middleware::Custom(m) => m.on_response(ctx, resp).await,
+        }
+    }
+
+    /// The rewrite template of this middleware, if it is a rewrite (checked
+    /// against the route's captured parameters at load).
+    pub(crate) fn rewrite_params(&self) -> Option<impl Iterator<Item = &str>> {
+        match self {
+            Middleware::Rewrite(r) => Some(r.param_names()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the request phases in order. Returns the decision and how many
+/// middlewares ran, so that only those see the response phase.
+pub(crate) async fn run_request(
+    chain: &[Middleware],
+    ctx: &mut RequestContext<'_>,
+    req: &mut UpstreamRequest,
+) -> (Flow, usize) {
+    for (i, m) in chain.iter().enumerate() {
+        if let Flow::Respond(resp) = m.on_request(ctx, req).await {
+            return (Flow::Respond(resp), i + 1);
+        }
+    }
+    (Flow::Continue, chain.len())
+}
+
+/// Runs the response phases of the first `ran` middlewares, innermost first.
+pub(crate) async fn run_response(
+    chain: &[Middleware],
+    ran: usize,
+    ctx: &mut RequestContext<'_>,
+    resp: &mut Response<ProxyBody>,
+) {
+    for m in chain[..ran.min(chain.len())].iter().rev() {
+        m.on_response(ctx, resp).await;
+    }
+}

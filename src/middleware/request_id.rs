@@ -1,0 +1,78 @@
+//! The request-id middleware: keeps a well-formed incoming id (when trusted) or
+//! generates a new one, sends it upstream, and echoes it in the response.
+
+use http::{HeaderName, Response};
+
+use super::Flow;
+use crate::data::body::ProxyBody;
+use crate::data::context::{RequestContext, UpstreamRequest};
+
+/// Longest incoming id kept; longer ones are replaced (they would bloat logs).
+const MAX_INCOMING_LEN: usize = 128;
+
+/// `type = "request_id"`.
+#[derive(Clone)]
+pub(crate) struct RequestId {
+    pub(crate) header: HeaderName,
+    /// Echo the id in the response.
+    pub(crate) response: bool,
+    /// Keep an id the client sent instead of generating one.
+    pub(crate) trust_incoming: bool,
+}
+
+impl RequestId {
+    pub(crate) fn on_request(
+        &self,
+        ctx: &mut RequestContext<'_>,
+        req: &mut UpstreamRequest,
+    ) -> Flow {
+        let incoming = if self.trust_incoming {
+            req.headers
+                .get(&self.header)
+                .filter(|v| is_acceptable(v.as_bytes()))
+                .cloned()
+        } else {
+            None
+        };
+        let id = match incoming {
+            Some(id) => id,
+            None => {
+                let id = ctx.local.new_request_id();
+                req.headers.insert(self.header.clone(), id.clone());
+                id
+            }
+        };
+        ctx.request_id = Some(id);
+        Flow::Continue
+    }
+
+    pub(crate) fn on_response(&self, ctx: &mut RequestContext<'_>, resp: &mut Response<ProxyBody>) {
+        if self.response {
+            if let Some(id) = &ctx.request_id {
+                resp.headers_mut().insert(self.header.clone(), id.clone());
+            }
+        }
+    }
+}
+
+/// An incoming id is kept only if it is short and plain (letters, digits, `-_.:`).
+fn is_acceptable(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_INCOMING_LEN
+        && v.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_acceptable;
+
+    #[test]
+    fn incoming_ids_are_filtered() {
+        assert!(is_acceptable(b"0f3a-12:ab.c_d"));
+        assert!(!is_acceptable(b""));
+        assert!(!is_acceptable(b"has space"));
+        assert!(!is_acceptable(b"quote\""));
+        assert!(!is_acceptable(&[b'a'; 129]));
+    }
+}

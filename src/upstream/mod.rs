@@ -1,0 +1,48 @@
+//! Upstreams: the compiled description of an upstream and its endpoints (part of
+//! the snapshot), the per-worker keep-alive pool, and connection set-up.
+
+pub(crate) mod connect;
+pub(crate) mod pool;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::balance::BalanceKind;
+
+/// One endpoint of an upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointSpec {
+    pub(crate) addr: SocketAddr,
+    pub(crate) weight: u32,
+    /// `ip:port` as a Host value, for `preserve_host = false` (interned).
+    pub(crate) host_value: HeaderValue,
+}
+
+/// An upstream as compiled from `[upstreams.NAME]`.
+#[derive(Debug)]
+pub(crate) struct UpstreamSpec {
+    pub(crate) name: Box<str>,
+    pub(crate) endpoints: Box<[EndpointSpec]>,
+    pub(crate) balance: BalanceKind,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_header_timeout: Duration,
+    pub(crate) body_idle_timeout: Duration,
+    pub(crate) pool: PoolSettings,
+}
+
+/// Keep-alive pool limits of one upstream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    /// Idle connections kept per endpoint per worker.
+    pub(crate) max_idle_per_endpoint: usize,
+    /// An idle connection older than this is closed.
+    pub(crate) idle_timeout: Duration,
+}
+
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 64;
