@@ -255,10 +255,9 @@ impl Compiler<'_, '_> {
         let before = self.error_count();
         let up = raw.get_ref();
         if up.endpoints.is_empty() {
-            self.d.at(
-                span(raw),
-                format!("upstream {name:?} has no endpoints: expected at least one address"),
-            );
+            // Allowed on purpose (an upstream emptied for maintenance): its
+            // routes answer 503 "no upstream endpoint available".
+            tracing::warn!(upstream = name, "upstream has no endpoints: its routes will answer 503");
         }
         let mut endpoints = Vec::new();
         for ep in &up.endpoints {

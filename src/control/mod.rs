@@ -78,6 +78,7 @@ pub fn read_config(path: &Path) -> Result<String, StartError> {
 pub struct GatewayBuilder {
     registry: CustomRegistry,
     workers: Option<usize>,
+    on_worker_start: Option<worker::StartHook>,
 }
 
 impl GatewayBuilder {
@@ -90,6 +91,13 @@ impl GatewayBuilder {
     /// Overrides `server.workers`.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n.max(1));
+        self
+    }
+
+    /// Runs `hook(worker_id)` on each worker thread before it serves (for
+    /// thread pinning, per-thread instrumentation, tests).
+    pub fn on_worker_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(hook));
         self
     }
 
@@ -141,7 +149,10 @@ impl GatewayBuilder {
         let shared = Arc::new(Shared::new(snapshot));
         let mut handles = Vec::new();
         for (id, listeners) in per_worker.into_iter().enumerate() {
-            handles.push(worker::spawn(id, shared.clone(), listeners).map_err(StartError::Spawn)?);
+            let hook = self.on_worker_start.clone();
+            handles.push(
+                worker::spawn(id, shared.clone(), listeners, hook).map_err(StartError::Spawn)?,
+            );
         }
         tracing::info!(workers, "workers started");
         Ok(Gateway {

@@ -299,15 +299,22 @@ fn connection_builder(settings: &ServerSettings) -> auto::Builder<LocalExec> {
     builder
 }
 
+/// Code run on each worker thread before it starts serving.
+pub(crate) type StartHook = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Starts worker `id` on its own thread, serving `listeners` (already bound).
 pub(crate) fn spawn(
     id: usize,
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    hook: Option<StartHook>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("strait-worker-{id}"))
         .spawn(move || {
+            if let Some(hook) = hook {
+                hook(id);
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -1,0 +1,288 @@
+//! Shared test harness: real origins on 127.0.0.1 (hyper servers on their own
+//! threads), gateways started in-process from TOML, and small clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use strait::Gateway;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub type OriginBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<OriginBody>> + Send>> + Send + Sync,
+>;
+
+/// A real HTTP/1.1 origin on 127.0.0.1 with its own runtime thread.
+pub struct Origin {
+    pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    /// Requests received so far.
+    pub requests: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// An origin that answers with the request it received, as JSON
+    /// (`method`, `path`, `query`, `headers` {name: [values]}, `body_bytes`).
+    pub fn echo() -> Origin {
+        Origin::start(Arc::new(|req| Box::pin(echo(req))))
+    }
+
+    /// An origin answering with `status` and `body` (and `x-origin: name`).
+    pub fn fixed(name: &'static str, status: u16, body: &'static str) -> Origin {
+        Origin::start(Arc::new(move |req| {
+            Box::pin(async move {
+                drain(req).await;
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                resp.headers_mut().insert("x-origin", name.parse().unwrap());
+                resp
+            })
+        }))
+    }
+
+    /// An origin with a custom handler.
+    pub fn start(handler: Handler) -> Origin {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (conns, reqs) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (stream, _) = tokio::select! {
+                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+                        _ = &mut stopped => return,
+                    };
+                    conns.fetch_add(1, Ordering::SeqCst);
+                    let handler = handler.clone();
+                    let reqs = reqs.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            reqs.fetch_add(1, Ordering::SeqCst);
+                            let fut = handler(req);
+                            async move { Ok::<_, Infallible>(fut.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Origin { addr, connections, requests, stop: Some(stop) }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An address where nothing listens (connection refused).
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A TCP server that accepts and reads but never answers (for timeouts).
+/// Returns the address; the thread lives until the test process ends.
+pub fn silent_origin() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+pub fn full(body: impl Into<Bytes>) -> OriginBody {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> OriginBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Reads and discards a request body, returning its length.
+pub async fn drain(req: Request<Incoming>) -> u64 {
+    let mut body = req.into_body();
+    let mut n = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            n += d.len() as u64;
+        }
+    }
+    n
+}
+
+async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
+    let (parts, body) = req.into_parts();
+    let body_bytes = drain(Request::from_parts(http::request::Parts::clone(&parts), body)).await;
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<serde_json::Value> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        headers.insert(name.as_str().to_string(), serde_json::Value::Array(values));
+    }
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body_bytes": body_bytes,
+    });
+    let mut resp = Response::new(full(serde_json::to_vec(&json).unwrap()));
+    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+/// Starts a gateway from TOML with `workers` workers (listen on 127.0.0.1:0).
+pub fn gateway_with(toml: &str, workers: usize) -> Gateway {
+    Gateway::builder()
+        .workers(workers)
+        .start_toml("test.toml", toml)
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}"))
+}
+
+/// Starts a gateway with 2 workers.
+pub fn gateway(toml: &str) -> Gateway {
+    gateway_with(toml, 2)
+}
+
+/// The TOML of a gateway with one catch-all route to `endpoints`.
+pub fn simple_config(endpoints: &[SocketAddr], middlewares: &str) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.backend]
+endpoints = [{}]
+connect_timeout = "1s"
+response_header_timeout = "2s"
+
+[[routes]]
+name = "all"
+middlewares = [{middlewares}]
+upstream = "backend"
+"#,
+        eps.join(", ")
+    )
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// The values the echo origin saw for `name`.
+    pub fn seen(&self, name: &str) -> Vec<String> {
+        self.json()["headers"][name]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl H1 {
+    pub async fn connect(addr: SocketAddr) -> H1 {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        H1 { sender }
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Reply {
+        self.sender.ready().await.unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(request("GET", path, &[])).await
+    }
+}
+
+/// A request with a Host header and extra headers.
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(path).header("host", "test.local");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// One request on a new connection.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    H1::connect(addr).await.send(request("GET", path, headers)).await
+}
+
+/// Writes raw bytes and reads until the server closes or 2 s pass.
+pub async fn raw(addr: SocketAddr, data: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(data).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
