@@ -6,6 +6,8 @@
 //! `upstream`) serves requests without locks, one worker per core.
 //! See docs/architecture.md for the life of a request.
 
+#![forbid(unsafe_code)]
+
 pub mod balance;
 pub mod config;
 pub mod control;

@@ -1,6 +1,8 @@
 //! The `strait` command: parses the command line and starts the gateway from the
 //! library. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -257,7 +257,10 @@ impl Compiler<'_, '_> {
         if up.endpoints.is_empty() {
             // Allowed on purpose (an upstream emptied for maintenance): its
             // routes answer 503 "no upstream endpoint available".
-            tracing::warn!(upstream = name, "upstream has no endpoints: its routes will answer 503");
+            tracing::warn!(
+                upstream = name,
+                "upstream has no endpoints: its routes will answer 503"
+            );
         }
         let mut endpoints = Vec::new();
         for ep in &up.endpoints {

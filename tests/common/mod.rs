@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub type OriginBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 pub type Handler = Arc<
-    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<OriginBody>> + Send>> + Send + Sync,
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<OriginBody>> + Send>>
+        + Send
+        + Sync,
 >;
 
 /// A real HTTP/1.1 origin on 127.0.0.1 with its own runtime thread.
@@ -92,7 +94,12 @@ impl Origin {
                 }
             });
         });
-        Origin { addr, connections, requests, stop: Some(stop) }
+        Origin {
+            addr,
+            connections,
+            requests,
+            stop: Some(stop),
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -133,7 +140,9 @@ pub fn silent_origin() -> SocketAddr {
 }
 
 pub fn full(body: impl Into<Bytes>) -> OriginBody {
-    Full::new(body.into()).map_err(|never| match never {}).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> OriginBody {
@@ -154,7 +163,11 @@ pub async fn drain(req: Request<Incoming>) -> u64 {
 
 async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
     let (parts, body) = req.into_parts();
-    let body_bytes = drain(Request::from_parts(http::request::Parts::clone(&parts), body)).await;
+    let body_bytes = drain(Request::from_parts(
+        http::request::Parts::clone(&parts),
+        body,
+    ))
+    .await;
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
         let values: Vec<serde_json::Value> = parts
@@ -173,7 +186,8 @@ async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
         "body_bytes": body_bytes,
     });
     let mut resp = Response::new(full(serde_json::to_vec(&json).unwrap()));
-    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     resp
 }
 
@@ -226,7 +240,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The values the echo origin saw for `name`.
@@ -246,7 +261,9 @@ pub struct H1 {
 impl H1 {
     pub async fn connect(addr: SocketAddr) -> H1 {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         H1 { sender }
     }
@@ -256,7 +273,11 @@ impl H1 {
         let resp = self.sender.send_request(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        Reply { status: parts.status, headers: parts.headers, body }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
@@ -266,7 +287,10 @@ impl H1 {
 
 /// A request with a Host header and extra headers.
 pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(method).uri(path).header("host", "test.local");
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "test.local");
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -275,7 +299,10 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Fu
 
 /// One request on a new connection.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
-    H1::connect(addr).await.send(request("GET", path, headers)).await
+    H1::connect(addr)
+        .await
+        .send(request("GET", path, headers))
+        .await
 }
 
 /// Writes raw bytes and reads until the server closes or 2 s pass.
