@@ -6,7 +6,7 @@ Subcommands:
   pidtree PID                       print PID and all its descendants
   cputicks PID...                   sum of utime+stime (clock ticks) of the PIDs
   rss PID...                        sum of VmRSS (KiB) of the PIDs
-  wait-port PORT TIMEOUT            wait until 127.0.0.1:PORT accepts connections
+  wait-port PORT TIMEOUT [PID]      wait until 127.0.0.1:PORT listens (held by PID)
   seq PORT N                        N sequential GETs over one keep-alive connection
   idle PORT CONNS PID...            RSS growth of PIDs per idle keep-alive connection
   wrk FILE                          parse `wrk --latency` output
@@ -40,8 +40,31 @@ def die(msg):
 # ---------------------------------------------------------------- processes
 
 def freeport(n=1):
-    socks, ports = [], []
-    for _ in range(int(n)):
+    """Free ports below the kernel's ephemeral range when there is room, so
+    that no other program's bind(0) or connect() can take them between this
+    choice and the bind of the server we start (other test suites on the
+    machine do bind port 0)."""
+    import random
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    ports = []
+    if low > 11000:
+        candidates = random.sample(range(10000, low), min(2000, low - 10000))
+        for port in candidates:
+            if len(ports) == int(n):
+                break
+            s = socket.socket()
+            try:
+                s.bind((HOST, port))
+                ports.append(port)
+            except OSError:
+                pass
+            finally:
+                s.close()
+    socks = []
+    while len(ports) < int(n):  # fallback: let the kernel choose
         s = socket.socket()
         s.bind((HOST, 0))
         socks.append(s)
@@ -59,22 +82,7 @@ def _stat_fields(pid):
 
 
 def pidtree(pid):
-    pid = int(pid)
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(_stat_fields(entry)[1])  # field 4
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    print(" ".join(map(str, sorted(out))))
+    print(" ".join(map(str, sorted(_tree(int(pid))))))
 
 
 def cputicks(*pids):
@@ -97,15 +105,74 @@ def rss_kib(pids):
     return total
 
 
-def wait_port(port, timeout):
+def _listen_inodes(port):
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def _tree(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(entry)[1]), []).append(int(entry))
+            except (OSError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _owns_listener(pid, port):
+    inodes = _listen_inodes(port)
+    if not inodes:
+        return False
+    for p in _tree(pid):
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def wait_port(port, timeout, pid=None):
+    """Wait until 127.0.0.1:PORT listens. With PID: until PID (or one of its
+    descendants) holds that listening socket; fail at once if PID is gone."""
+    port = int(port)
     deadline = time.monotonic() + float(timeout)
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, int(port)), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    die(f"nothing listens on {HOST}:{port} after {timeout}s")
+        if pid is not None:
+            try:
+                gone = _stat_fields(pid)[0] == "Z"
+            except OSError:
+                gone = True
+            if gone:
+                die(f"process {pid} exited before listening on port {port}")
+            if _owns_listener(int(pid), port):
+                return
+        else:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.1)
+    die(f"nothing of ours listens on {HOST}:{port} after {timeout}s")
 
 
 # ---------------------------------------------------------------- clients
@@ -407,7 +474,8 @@ def report(results_path, info_path):
                f"valgrind: {info['valgrind_version']}; strace: {info['strace_version']}  ")
     out.append(f"Settings: ROUNDS={info['rounds']} DURATION={info['duration']} "
                f"CONNS={info['conns']} N={info['n']} IDLE_CONNS={info['idle_conns']}; "
-               f"proxy on CPU {info['proxy_cpu']}, wrk + origin on CPU {info['load_cpu']}")
+               f"proxy on CPU {info['proxy_cpu']}, wrk + origin on CPU {info['load_cpu']}; "
+               f"load average before the run: {info.get('loadavg', '?')}")
     if info.get("phases", "").split() != ["load", "strace", "idle", "callgrind", "dhat"]:
         out.append("")
         out.append(f"Partial run: PHASES={info.get('phases')}")

@@ -155,7 +155,7 @@ raise_nofile() {
 pidtree() { "${BT[@]}" pidtree "$1"; }
 cputicks() { "${BT[@]}" cputicks "$@"; }
 rss() { "${BT[@]}" rss "$@"; }
-wait_port() { "${BT[@]}" wait-port "$1" "${2:-30}"; }
+wait_port() { "${BT[@]}" wait-port "$@"; } # PORT TIMEOUT [PID]
 freeport() { "${BT[@]}" freeport "${1:-1}"; }
 
 RESULTS=""
@@ -195,7 +195,7 @@ start_origins() {
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
     >"$prefix/stdout.log" 2>&1 &
   PIDS+=($!)
-  wait_port "$port" 30 || die "origin did not start; see $prefix/error.log"
+  wait_port "$port" 30 "$!" || die "origin did not start: $(tail -3 "$prefix/error.log")"
   ORIGIN_PORTS+=("$port")
   ORIGIN_PORT=$port
   log "origin nginx on 127.0.0.1:$port (pid $!)"
@@ -238,7 +238,8 @@ start_proxy() {
   PIDS+=("$STARTED_PID")
   local timeout=30
   [[ $how == native ]] || timeout=$VG_TIMEOUT
-  wait_port "$port" "$timeout" || {
+  wait_port "$port" "$timeout" "$STARTED_PID" || {
+    [[ -z ${prefix:-} ]] || tail -5 "$prefix/error.log" >&2 || true
     tail -20 "$RAW/$name.$how.stdout.log" >&2 || true
     die "$name ($how) did not start listening on $port"
   }
@@ -441,6 +442,7 @@ INFO=$RAW/info.txt
   echo "n=$N"
   echo "idle_conns=$IDLE_CONNS"
   echo "phases=$PHASES"
+  echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "proxy_cpu=$([[ $CPU_PIN == 1 ]] && echo "$PROXY_CPU" || echo any)"
   echo "load_cpu=$([[ $CPU_PIN == 1 ]] && echo "$LOAD_CPU" || echo any)"
 } >"$INFO"

@@ -43,8 +43,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Log lines go through a writer thread: a worker that logs (an upstream
+    // failure, say) never blocks on stderr. Lines beyond its queue are dropped.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -5,20 +5,23 @@
 mod round_robin;
 mod weighted;
 
-pub(crate) use round_robin::RoundRobin;
-pub(crate) use weighted::SmoothWeighted;
+pub use round_robin::RoundRobin;
+pub use weighted::SmoothWeighted;
 
 use crate::upstream::EndpointSpec;
 
 /// The algorithm configured for an upstream (`balance = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BalanceKind {
+pub enum BalanceKind {
+    /// `"round_robin"`: each endpoint in turn, weights ignored.
     RoundRobin,
+    /// `"weighted"`: smooth weighted round robin over the endpoints' weights.
     Weighted,
 }
 
 impl BalanceKind {
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    /// Parses the `balance` value of an upstream, or says what was expected.
+    pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "round_robin" => Ok(BalanceKind::RoundRobin),
             "weighted" => Ok(BalanceKind::Weighted),
@@ -30,14 +33,16 @@ impl BalanceKind {
 }
 
 /// One upstream's balancer state on one worker.
-pub(crate) enum Balancer {
+pub enum Balancer {
+    /// State of [`BalanceKind::RoundRobin`].
     RoundRobin(RoundRobin),
+    /// State of [`BalanceKind::Weighted`].
     Weighted(SmoothWeighted),
 }
 
 impl Balancer {
     /// Fresh state; `seed` (the worker id) staggers the workers' starting points.
-    pub(crate) fn new(kind: BalanceKind, endpoints: &[EndpointSpec], seed: usize) -> Self {
+    pub fn new(kind: BalanceKind, endpoints: &[EndpointSpec], seed: usize) -> Self {
         match kind {
             BalanceKind::RoundRobin => Balancer::RoundRobin(RoundRobin::new(seed)),
             BalanceKind::Weighted => Balancer::Weighted(SmoothWeighted::new(endpoints)),
@@ -45,7 +50,7 @@ impl Balancer {
     }
 
     /// The index of the endpoint for the next request, `None` if there is none.
-    pub(crate) fn pick(&mut self, endpoints: &[EndpointSpec]) -> Option<usize> {
+    pub fn pick(&mut self, endpoints: &[EndpointSpec]) -> Option<usize> {
         if endpoints.is_empty() {
             return None;
         }

@@ -1,7 +1,7 @@
 //! Round robin: each endpoint in turn.
 
 /// Round-robin state: the next index.
-pub(crate) struct RoundRobin {
+pub struct RoundRobin {
     next: usize,
 }
 

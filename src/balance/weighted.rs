@@ -6,7 +6,7 @@
 use crate::upstream::EndpointSpec;
 
 /// Smooth weighted round-robin state: one running score per endpoint.
-pub(crate) struct SmoothWeighted {
+pub struct SmoothWeighted {
     current: Vec<i64>,
 }
 

@@ -50,8 +50,8 @@ pub(crate) fn compile(
         Ok(raw) => raw,
         Err(e) => {
             match e.span() {
-                Some(span) => d.at(span, e.message().trim_end().to_string()),
-                None => d.global(e.message().trim_end().to_string()),
+                Some(span) => d.at(span, humanize(e.message())),
+                None => d.global(humanize(e.message())),
             }
             return Err(d.finish());
         }
@@ -288,12 +288,25 @@ impl Compiler<'_, '_> {
                 Err(msg) => self.d.at(span(ep), format!("upstream {name:?}: {msg}")),
             }
         }
+        // Unequal weights imply weighted balancing unless the file says otherwise.
+        let weighted = endpoints.iter().any(|e| e.weight != 1);
         let balance = match &up.balance {
+            None if weighted => BalanceKind::Weighted,
             None => BalanceKind::RoundRobin,
-            Some(b) => BalanceKind::parse(b.get_ref()).unwrap_or_else(|msg| {
-                self.d.at(span(b), msg);
-                BalanceKind::RoundRobin
-            }),
+            Some(b) => match BalanceKind::parse(b.get_ref()) {
+                Ok(BalanceKind::RoundRobin) if weighted => {
+                    tracing::warn!(
+                        upstream = name,
+                        "balance = \"round_robin\" ignores the endpoint weights"
+                    );
+                    BalanceKind::RoundRobin
+                }
+                Ok(kind) => kind,
+                Err(msg) => {
+                    self.d.at(span(b), msg);
+                    BalanceKind::RoundRobin
+                }
+            },
         };
         let what = |k: &str| format!("upstreams.{name}.{k}");
         let spec = UpstreamSpec {
@@ -535,7 +548,7 @@ impl Compiler<'_, '_> {
                     format!("duplicate route name {name:?} (also route {})", prev + 1),
                 );
             }
-            let (spec, params) = self.route_match(r.matcher.as_ref());
+            let (spec, params) = self.route_match(&name, r.matcher.as_ref());
             let upstream = match upstream_ids.get(r.upstream.get_ref()) {
                 Some(&id) => id,
                 None => {
@@ -596,7 +609,11 @@ impl Compiler<'_, '_> {
     }
 
     /// The route's match conditions, and the parameter names its pattern captures.
-    fn route_match(&mut self, m: Option<&Spanned<RawMatch>>) -> (RouteSpec, Vec<String>) {
+    fn route_match(
+        &mut self,
+        route: &str,
+        m: Option<&Spanned<RawMatch>>,
+    ) -> (RouteSpec, Vec<String>) {
         let mut spec = RouteSpec {
             host: None,
             path: PathSpec::Any,
@@ -613,7 +630,10 @@ impl Compiler<'_, '_> {
             .filter(|p| p.is_some())
             .count();
         if paths > 1 {
-            self.d.at(at.clone(), "a route matches one path form: expected only one of path, path_prefix, path_pattern");
+            self.d.at(
+                at.clone(),
+                format!("route {route:?}: a route matches one path form: expected only one of path, path_prefix, path_pattern"),
+            );
         }
         if let Some(p) = &m.path {
             spec.path = PathSpec::Exact(p.get_ref().clone());
@@ -630,7 +650,7 @@ impl Compiler<'_, '_> {
                 _ => self.d.at(
                     span(method),
                     format!(
-                        "invalid method {:?}: expected a token like \"GET\"",
+                        "route {route:?}: invalid method {:?}: expected a token like \"GET\"",
                         method.get_ref()
                     ),
                 ),
@@ -694,4 +714,13 @@ fn header_names(list: &[String]) -> Result<Vec<http::HeaderName>, String> {
             })
         })
         .collect()
+}
+
+/// Serde's type names mean little to an operator: say "an integer", not "i64".
+fn humanize(message: &str) -> String {
+    message
+        .trim_end()
+        .replace("expected i64", "expected an integer")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected a boolean", "expected true or false")
 }

@@ -8,7 +8,6 @@ pub(crate) mod log_writer;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -88,9 +87,13 @@ impl GatewayBuilder {
         self
     }
 
-    /// Overrides `server.workers`.
+    /// Overrides `server.workers`; 0 means one per core, as in the file.
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = Some(n.max(1));
+        self.workers = Some(if n == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            n
+        });
         self
     }
 
@@ -110,15 +113,8 @@ impl GatewayBuilder {
     /// Starts from configuration text; `file` names it in error messages.
     pub fn start_toml(self, file: &str, source: &str) -> Result<Gateway, StartError> {
         let writers = Arc::new(LogWriters::default());
-        let generation = Arc::new(AtomicU64::new(1));
-        let mut snapshot = config::compile(
-            file,
-            source,
-            generation.load(Ordering::Relaxed),
-            &self.registry,
-            &*writers,
-        )
-        .map_err(StartError::Config)?;
+        let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers)
+            .map_err(StartError::Config)?;
         if let Some(n) = self.workers {
             snapshot.server.workers = n;
         }
@@ -161,7 +157,6 @@ impl GatewayBuilder {
             listeners: bound,
             writers,
             registry: self.registry,
-            generation,
         })
     }
 }
@@ -173,7 +168,6 @@ pub struct Gateway {
     listeners: Vec<(String, SocketAddr)>,
     writers: Arc<LogWriters>,
     registry: CustomRegistry,
-    generation: Arc<AtomicU64>,
 }
 
 impl Gateway {
@@ -203,12 +197,10 @@ impl Gateway {
         let Some(shared) = &self.shared else {
             return Ok(0);
         };
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut snapshot =
-            config::compile(file, source, generation, &self.registry, &*self.writers)?;
+        // The generation is assigned when it is published.
+        let mut snapshot = config::compile(file, source, 0, &self.registry, &*self.writers)?;
         snapshot.server.workers = self.workers.len();
-        shared.publish(snapshot);
-        Ok(generation)
+        Ok(shared.publish(snapshot))
     }
 
     /// Stops accepting, stops the workers, flushes the access logs.

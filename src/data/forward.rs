@@ -62,17 +62,22 @@ pub(crate) fn prepare_headers(
     endpoint: &EndpointSpec,
     local: &WorkerLocal,
 ) {
-    remove_hop_by_hop(headers, ctx.arena());
+    // Hop-by-hop fields were removed before the middleware chain ran (see
+    // `handler::process`), so the fields middlewares added stay.
+    //
+    // Host becomes the host the route was chosen by: a target's authority wins
+    // over a Host header (RFC 9112 §3.2.2), and HTTP/2 clients send only
+    // `:authority` while HTTP/1.1 needs Host.
+    if ctx.uri.authority().is_some() || !headers.contains_key(header::HOST) {
+        if let Some(host) = ctx.host {
+            headers.insert(header::HOST, local.slab_value(&[host.as_bytes()]));
+        }
+    }
     if server.add_forwarded_headers {
         add_forwarded(headers, ctx, server, local);
     }
     if !server.preserve_host {
         headers.insert(header::HOST, endpoint.host_value.clone());
-    } else if !headers.contains_key(header::HOST) {
-        // HTTP/2 clients send `:authority` instead; HTTP/1.1 needs Host.
-        if let Some(host) = ctx.host {
-            headers.insert(header::HOST, local.slab_value(&[host.as_bytes()]));
-        }
     }
 }
 
@@ -95,9 +100,16 @@ fn add_forwarded(
     };
     let ip = &ip[..ip_len];
 
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prior) if trusted => local.slab_value(&[prior.as_bytes(), b", ", ip]),
-        _ => local.slab_value(&[ip]),
+    let xff = if trusted && headers.contains_key(&X_FORWARDED_FOR) {
+        // Several field lines are one comma-separated list (RFC 9110 §5.3).
+        let mut parts: BumpVec<'_, &[u8]> = BumpVec::new_in(ctx.arena());
+        for prior in headers.get_all(&X_FORWARDED_FOR) {
+            parts.extend_from_slice(&[prior.as_bytes(), b", "]);
+        }
+        parts.push(ip);
+        local.slab_value(&parts)
+    } else {
+        local.slab_value(&[ip])
     };
     // `insert` also drops any extra X-Forwarded-For lines a client sent.
     headers.insert(X_FORWARDED_FOR, xff);
@@ -136,11 +148,10 @@ pub(crate) fn upstream_uri(
             return Ok(Uri::from(pq.clone()));
         }
     }
-    let value = match ctx.upstream_query {
-        Some(q) => local.slab_value(&[ctx.upstream_path.as_bytes(), b"?", q.as_bytes()]),
-        None => local.slab_value(&[ctx.upstream_path.as_bytes()]),
+    let bytes = match ctx.upstream_query {
+        Some(q) => local.slab_bytes(&[ctx.upstream_path.as_bytes(), b"?", q.as_bytes()]),
+        None => local.slab_bytes(&[ctx.upstream_path.as_bytes()]),
     };
-    let bytes = bytes::Bytes::copy_from_slice(value.as_bytes());
     PathAndQuery::from_maybe_shared(bytes)
         .map(Uri::from)
         .map_err(|_| ProxyError::BadRewrite)

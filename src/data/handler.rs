@@ -76,7 +76,10 @@ async fn process<'a>(
     ctx.log.route = &route.name;
     ctx.log.upstream = &upstream_spec.name;
 
-    // 2. Request phases; a middleware may answer by itself.
+    // 2. Request phases; a middleware may answer by itself. The client's
+    // hop-by-hop fields go first (RFC 9110 §7.6.1): a client naming in
+    // `Connection` a field that a middleware sets must not strip it upstream.
+    forward::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
     let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
     let mut response = match flow {
         Flow::Respond(response) => response,

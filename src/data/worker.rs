@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     /// only written on reload.
     generation: AtomicU64,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Serialises publishers (control plane only), so generations only grow.
+    publishing: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -46,14 +48,20 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             generation: AtomicU64::new(generation),
             shutdown: watch::channel(false).0,
+            publishing: std::sync::Mutex::new(()),
         }
     }
 
-    /// Publishes a new snapshot (one atomic swap); requests in flight keep theirs.
-    pub(crate) fn publish(&self, snapshot: Snapshot) {
-        let generation = snapshot.generation;
+    /// Publishes a new snapshot with one atomic swap and returns its
+    /// generation; requests in flight keep theirs. The generation counter is
+    /// bumped after the swap, so a worker that sees it sees the new snapshot.
+    pub(crate) fn publish(&self, mut snapshot: Snapshot) -> u64 {
+        let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        snapshot.generation = generation;
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
+        generation
     }
 
     pub(crate) fn current(&self) -> Arc<Snapshot> {
@@ -71,6 +79,8 @@ struct Balancers {
 
 /// A worker-local buffer of access-log lines for one sink.
 struct LocalSink {
+    /// The sink's address: identity without touching its refcount.
+    key: usize,
     sink: Arc<Sink>,
     buf: Vec<u8>,
 }
@@ -180,6 +190,12 @@ impl WorkerLocal {
     /// A header value made of `parts`, carved out of the worker's slab: one
     /// allocation per slab chunk instead of one per value.
     pub(crate) fn slab_value(&self, parts: &[&[u8]]) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.slab_bytes(parts))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The concatenation of `parts` as `Bytes` carved out of the slab.
+    pub(crate) fn slab_bytes(&self, parts: &[&[u8]]) -> Bytes {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut slab = self.slab.borrow_mut();
         if slab.capacity() - slab.len() < len {
@@ -188,8 +204,7 @@ impl WorkerLocal {
         for p in parts {
             slab.extend_from_slice(p);
         }
-        let bytes = slab.split().freeze();
-        HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
+        slab.split().freeze()
     }
 
     /// The wall-clock time of a monotonic instant (for log timestamps).
@@ -208,25 +223,35 @@ impl WorkerLocal {
             .unwrap_or_else(|| Vec::with_capacity(256))
     }
 
-    /// Queues one finished log line for `sink`; full batches go to the writer.
-    pub(crate) fn write_log(&self, sink: &Arc<Sink>, mut line: Vec<u8>) {
+    /// Makes sure this worker has a buffer for `sink` and returns its key. The
+    /// `Arc` is cloned only the first time a worker sees a sink, so logging a
+    /// request never writes the sink's shared refcount.
+    pub(crate) fn register_sink(&self, sink: &Arc<Sink>) -> usize {
+        let key = Arc::as_ptr(sink) as usize;
         let mut sinks = self.log_sinks.borrow_mut();
-        let pos = match sinks.iter().position(|s| Arc::ptr_eq(&s.sink, sink)) {
-            Some(p) => p,
-            None => {
-                sinks.push(LocalSink {
-                    sink: sink.clone(),
-                    buf: Vec::with_capacity(LOG_BATCH),
-                });
-                sinks.len() - 1
-            }
-        };
-        let local = &mut sinks[pos];
-        local.buf.extend_from_slice(&line);
-        if local.buf.len() >= LOG_BATCH {
-            let full = std::mem::replace(&mut local.buf, Vec::with_capacity(LOG_BATCH));
-            local.sink.submit(full);
+        if !sinks.iter().any(|s| s.key == key) {
+            sinks.push(LocalSink {
+                key,
+                sink: sink.clone(),
+                buf: Vec::with_capacity(LOG_BATCH),
+            });
         }
+        key
+    }
+
+    /// Queues one finished log line for the sink registered under `key`; full
+    /// batches go to the writer. A line for a sink removed meanwhile (by a
+    /// reload) is dropped.
+    pub(crate) fn write_log(&self, key: usize, mut line: Vec<u8>) {
+        let mut sinks = self.log_sinks.borrow_mut();
+        if let Some(local) = sinks.iter_mut().find(|s| s.key == key) {
+            local.buf.extend_from_slice(&line);
+            if local.buf.len() >= LOG_BATCH {
+                let full = std::mem::replace(&mut local.buf, Vec::with_capacity(LOG_BATCH));
+                local.sink.submit(full);
+            }
+        }
+        drop(sinks);
         line.clear();
         let mut free = self.log_free.borrow_mut();
         if free.len() < LOG_FREE_MAX {
@@ -295,7 +320,8 @@ fn connection_builder(settings: &ServerSettings) -> auto::Builder<LocalExec> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.http2_max_concurrent_streams);
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .max_header_list_size(settings.max_header_bytes as u32);
     builder
 }
 

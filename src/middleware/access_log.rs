@@ -6,7 +6,6 @@
 //! response body wrapper appends. Full lines are batched per worker and written
 //! by the control plane's writer thread, never by the worker.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -86,7 +85,8 @@ pub(crate) struct LogTail {
     split: usize,
     format: LogFormat,
     start: Instant,
-    sink: Arc<Sink>,
+    /// The worker-local key of the sink (see `WorkerLocal::register_sink`).
+    sink: usize,
     local: Rc<WorkerLocal>,
 }
 
@@ -103,7 +103,7 @@ impl LogTail {
             split,
             format: log.format,
             start: ctx.log.start,
-            sink: log.sink.clone(),
+            sink: local.register_sink(&log.sink),
             local,
         }
     }
@@ -128,30 +128,36 @@ impl LogTail {
         }
         self.buf.push(b'\n');
         let buf = std::mem::take(&mut self.buf);
-        self.local.write_log(&self.sink, buf);
+        self.local.write_log(self.sink, buf);
     }
 }
 
 fn write_combined(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize {
-    let mut time = String::new();
+    let _ = write!(buf, "{} - - [", ctx.client_addr.ip());
     // Apache's %t: the time the request was received.
-    clf_time(&mut time, ctx.local.wall_clock_at(ctx.log.start));
-    let _ = write!(
-        buf,
-        "{} - - [{time}] \"{} ",
-        ctx.client_addr.ip(),
-        ctx.method
-    );
+    clf_time(buf, ctx.local.wall_clock_at(ctx.log.start));
+    let _ = write!(buf, "] \"{} ", ctx.method);
     write_target(buf, ctx);
     let _ = write!(buf, " {:?}\" {status} ", ctx.version);
     let split = buf.len();
-    let _ = write!(
-        buf,
-        " \"{}\" \"{}\"",
-        ctx.log.referer.unwrap_or("-").replace('"', "\\\""),
-        ctx.log.user_agent.unwrap_or("-").replace('"', "\\\"")
-    );
+    buf.extend_from_slice(b" \"");
+    write_escaped(buf, ctx.log.referer.unwrap_or("-"));
+    buf.extend_from_slice(b"\" \"");
+    write_escaped(buf, ctx.log.user_agent.unwrap_or("-"));
+    buf.push(b'"');
     split
+}
+
+/// Writes `s` for a quoted combined-log field: `"`, `\\` and control bytes
+/// become `\xHH`, as nginx does.
+fn write_escaped(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f {
+            let _ = write!(buf, "\\x{b:02X}");
+        } else {
+            buf.push(b);
+        }
+    }
 }
 
 fn write_target(buf: &mut Vec<u8>, ctx: &RequestContext<'_>) {
@@ -163,13 +169,9 @@ fn write_target(buf: &mut Vec<u8>, ctx: &RequestContext<'_>) {
 }
 
 fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize {
-    let mut time = String::new();
-    iso_time(&mut time, ctx.local.wall_clock_at(ctx.log.start));
-    let _ = write!(
-        buf,
-        "{{\"time\":\"{time}\",\"client\":\"{}\",\"method\":",
-        ctx.client_addr
-    );
+    buf.extend_from_slice(b"{\"time\":\"");
+    iso_time(buf, ctx.local.wall_clock_at(ctx.log.start));
+    let _ = write!(buf, "\",\"client\":\"{}\",\"method\":", ctx.client_addr);
     json_str(buf, ctx.method.as_str());
     buf.extend_from_slice(b",\"path\":");
     json_str(buf, ctx.path);
@@ -178,9 +180,10 @@ fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize
     let _ = write!(buf, ",\"protocol\":\"{:?}\",\"host\":", ctx.version);
     json_opt(buf, ctx.host);
     let _ = write!(buf, ",\"status\":{status},\"route\":");
-    json_str(buf, ctx.log.route);
+    // A request that matched no route has neither: null, not "".
+    json_opt(buf, Some(ctx.log.route).filter(|r| !r.is_empty()));
     buf.extend_from_slice(b",\"upstream\":");
-    json_str(buf, ctx.log.upstream);
+    json_opt(buf, Some(ctx.log.upstream).filter(|u| !u.is_empty()));
     match ctx.log.endpoint {
         Some(ep) => {
             let _ = write!(buf, ",\"endpoint\":\"{ep}\"");
@@ -275,7 +278,7 @@ fn split_time(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
 }
 
 /// `10/Oct/2000:13:55:36 +0000` (UTC).
-pub(crate) fn clf_time(out: &mut String, t: SystemTime) {
+pub(crate) fn clf_time(out: &mut Vec<u8>, t: SystemTime) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -288,7 +291,7 @@ pub(crate) fn clf_time(out: &mut String, t: SystemTime) {
 }
 
 /// `2000-10-10T13:55:36.123Z`.
-pub(crate) fn iso_time(out: &mut String, t: SystemTime) {
+pub(crate) fn iso_time(out: &mut Vec<u8>, t: SystemTime) {
     let (y, mo, d, h, mi, s, ms) = split_time(t);
     let _ = write!(out, "{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
 }
@@ -301,15 +304,22 @@ mod tests {
     #[test]
     fn times_format() {
         let t = UNIX_EPOCH + Duration::from_millis(971_186_136_123);
-        let mut s = String::new();
+        let mut s = Vec::new();
         clf_time(&mut s, t);
-        assert_eq!(s, "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(s, b"10/Oct/2000:13:55:36 +0000");
         s.clear();
         iso_time(&mut s, t);
-        assert_eq!(s, "2000-10-10T13:55:36.123Z");
+        assert_eq!(s, b"2000-10-10T13:55:36.123Z");
         s.clear();
         iso_time(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400)); // leap day
-        assert_eq!(s, "2000-02-29T00:00:00.000Z");
+        assert_eq!(s, b"2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn combined_fields_escape_quotes() {
+        let mut b = Vec::new();
+        write_escaped(&mut b, "a\"b\\c\n");
+        assert_eq!(b, b"a\\x22b\\x5Cc\\x0A");
     }
 
     #[test]

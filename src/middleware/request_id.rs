@@ -35,7 +35,14 @@ impl RequestId {
             None
         };
         let id = match incoming {
-            Some(id) => id,
+            Some(id) => {
+                // A repeated header would give the upstream several ids while
+                // the response and the log carry one: keep only that one.
+                if req.headers.get_all(&self.header).iter().nth(1).is_some() {
+                    req.headers.insert(self.header.clone(), id.clone());
+                }
+                id
+            }
             None => {
                 let id = ctx.local.new_request_id();
                 req.headers.insert(self.header.clone(), id.clone());

@@ -13,11 +13,27 @@ use crate::balance::BalanceKind;
 
 /// One endpoint of an upstream.
 #[derive(Debug, Clone)]
-pub(crate) struct EndpointSpec {
+pub struct EndpointSpec {
     pub(crate) addr: SocketAddr,
     pub(crate) weight: u32,
     /// `ip:port` as a Host value, for `preserve_host = false` (interned).
     pub(crate) host_value: HeaderValue,
+}
+
+impl EndpointSpec {
+    /// An endpoint at `addr` with balancing weight `weight` (for benches and tests;
+    /// the config compiler interns `host_value` instead).
+    pub fn new(addr: SocketAddr, weight: u32) -> EndpointSpec {
+        // A socket address prints as digits, '.', ':', '[', ']' and '%', all valid
+        // in a header value; the fallback only keeps this free of a panic path.
+        let host_value = HeaderValue::from_str(&addr.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        EndpointSpec {
+            addr,
+            weight,
+            host_value,
+        }
+    }
 }
 
 /// An upstream as compiled from `[upstreams.NAME]`.

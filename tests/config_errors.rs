@@ -1,0 +1,372 @@
+//! Invalid configurations are refused with precise messages: each file under
+//! `tests/configs/broken/` is checked for every error it must produce, with its
+//! line and column, through the library (`strait::check`) and the binary
+//! (`strait check --config FILE`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use strait::{ConfigError, CustomRegistry};
+
+/// One expected error: line, column, message (line 0 for file-wide problems).
+type Expected = (usize, usize, &'static str);
+
+/// Every broken file and all the errors it must produce, in report order.
+const BROKEN: &[(&str, &[Expected])] = &[
+    (
+        "unknown_top_level_key.toml",
+        &[(
+            5,
+            2,
+            "unknown field `upstream`, expected one of `server`, `listeners`, `routes`, `upstreams`, `middlewares`",
+        )],
+    ),
+    (
+        "route_key_typo.toml",
+        &[(
+            10,
+            1,
+            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`",
+        )],
+    ),
+    (
+        "bad_listen_address.toml",
+        &[(
+            3,
+            11,
+            r#"invalid listen address "localhost:8080": expected IP:port, e.g. "127.0.0.1:8080" or "[::]:8080""#,
+        )],
+    ),
+    (
+        "duplicate_listener.toml",
+        &[(
+            8,
+            11,
+            "listener address 127.0.0.1:8080 is already used by listener 1",
+        )],
+    ),
+    (
+        "unknown_upstream.toml",
+        &[(
+            10,
+            12,
+            r#"route "api": unknown upstream "bakend": expected one of ["backend"]"#,
+        )],
+    ),
+    (
+        "unknown_middleware.toml",
+        &[(
+            14,
+            39,
+            r#"route "api": unknown middleware "auth": expected one of ["access_log", "request_id", "strip"] (define it under [middlewares.auth])"#,
+        )],
+    ),
+    (
+        "bad_duration.toml",
+        &[(
+            7,
+            19,
+            r#"upstreams.backend.connect_timeout: invalid duration "5 seconds": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+        )],
+    ),
+    (
+        "weight_zero.toml",
+        &[(
+            9,
+            3,
+            r#"endpoint "127.0.0.1:9000" of upstream "backend": weight 0 is out of range: expected 1 to 10000"#,
+        )],
+    ),
+    (
+        "bad_balance.toml",
+        &[(
+            7,
+            11,
+            r#"unknown balance algorithm "least_conn": expected "round_robin" or "weighted""#,
+        )],
+    ),
+    (
+        "two_path_forms.toml",
+        &[(
+            10,
+            9,
+            r#"route "api": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
+        )],
+    ),
+    (
+        "bad_path_pattern.toml",
+        &[(
+            11,
+            9,
+            r#"route "users": empty parameter name in path pattern "/users/{}/posts""#,
+        )],
+    ),
+    (
+        "bad_header_name.toml",
+        &[(
+            8,
+            1,
+            r#"middleware "tag": invalid header name "bad header": expected a token such as "x-env""#,
+        )],
+    ),
+    (
+        "bad_cidr.toml",
+        &[(
+            5,
+            3,
+            r#"invalid trusted proxy "10.0.0.0/33": expected an IP address or CIDR, e.g. "10.0.0.0/8""#,
+        )],
+    ),
+    (
+        "wrong_type.toml",
+        &[(3, 11, r#"invalid type: string "two", expected an integer"#)],
+    ),
+    (
+        "syntax_error.toml",
+        &[(3, 26, "invalid basic string")],
+    ),
+    (
+        "empty.toml",
+        &[
+            (
+                0,
+                0,
+                r#"no [[listeners]]: expected at least one, e.g. address = "127.0.0.1:8080""#,
+            ),
+            (
+                0,
+                0,
+                "no [[routes]]: every request would get 404; expected at least one route with an upstream",
+            ),
+        ],
+    ),
+    ("several_errors.toml", SEVERAL),
+];
+
+/// `several_errors.toml`: fifteen independent problems, all reported in one run.
+const SEVERAL: &[Expected] = &[
+    (
+        3,
+        20,
+        r#"invalid trusted proxy "not-an-ip": expected an IP address or CIDR, e.g. "10.0.0.0/8""#,
+    ),
+    (
+        4,
+        23,
+        "server.header_read_timeout must be greater than zero",
+    ),
+    (
+        7,
+        11,
+        r#"invalid listen address "127.0.0.1": expected IP:port, e.g. "127.0.0.1:8080" or "[::]:8080""#,
+    ),
+    (
+        10,
+        14,
+        r#"endpoint "127.0.0.1:9000" of upstream "backend": weight 0 is out of range: expected 1 to 10000"#,
+    ),
+    (
+        11,
+        11,
+        r#"unknown balance algorithm "random": expected "round_robin" or "weighted""#,
+    ),
+    (
+        12,
+        27,
+        r#"upstreams.backend.response_header_timeout: invalid duration "soon": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+    ),
+    (
+        17,
+        1,
+        r#"middleware "tag": invalid header name "bad header": expected a token such as "x-debug""#,
+    ),
+    (
+        21,
+        1,
+        r#"middleware "strip": strip_prefix prefix "api/" is invalid: expected a path starting with '/' and not ending with '/', e.g. "/api""#,
+    ),
+    (
+        27,
+        9,
+        r#"route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
+    ),
+    (
+        27,
+        61,
+        r#"route "a": invalid method "G E T": expected a token like "GET""#,
+    ),
+    (
+        32,
+        23,
+        r#"route "b": unknown middleware "auth": expected one of ["access_log", "request_id", "strip", "tag"] (define it under [middlewares.auth])"#,
+    ),
+    (
+        33,
+        12,
+        r#"route "b": unknown upstream "nowhere": expected one of ["backend", "ok"]"#,
+    ),
+    (36, 8, r#"duplicate route name "a" (also route 1)"#),
+    (
+        37,
+        9,
+        r#"route "a": host "bad host" contains ' ': expected letters, digits, '-', '_' or '.' (use punycode for international names)"#,
+    ),
+    (
+        37,
+        9,
+        r#"route "a": {*rest} must be the last segment in path pattern "/x/{*rest}/y""#,
+    ),
+];
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The errors `strait::check` reports for a broken file.
+fn check_errors(name: &str) -> Vec<ConfigError> {
+    let source = read(&configs().join("broken").join(name));
+    match strait::check(name, &source, &CustomRegistry::new()) {
+        Ok(_) => panic!("{name} was accepted"),
+        Err(errors) => errors.0,
+    }
+}
+
+#[test]
+fn every_broken_file_reports_exactly_its_errors() {
+    let mut failures = Vec::new();
+    for (name, expected) in BROKEN {
+        let got = check_errors(name);
+        let got: Vec<(usize, usize, &str)> = got
+            .iter()
+            .map(|e| {
+                assert_eq!(e.file, *name, "the error names its file");
+                (e.line, e.column, e.message.as_str())
+            })
+            .collect();
+        if got != *expected {
+            failures.push(format!("{name}:\n  expected {expected:#?}\n  got {got:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_file_in_the_broken_directory_is_covered() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(configs().join("broken"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = BROKEN.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    assert!(listed.len() >= 10);
+}
+
+#[test]
+fn several_errors_are_all_reported_in_one_run() {
+    let errors = check_errors("several_errors.toml");
+    assert_eq!(errors.len(), 15, "{errors:#?}");
+    // In file order, each with a place in the file.
+    let places: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
+    let mut sorted = places.clone();
+    sorted.sort();
+    assert_eq!(places, sorted);
+    assert!(places.iter().all(|&(l, c)| l > 0 && c > 0));
+}
+
+#[test]
+fn errors_display_as_file_line_column_message() {
+    let source = read(&configs().join("broken/bad_cidr.toml"));
+    let errors = strait::check("conf/gw.toml", &source, &CustomRegistry::new())
+        .err()
+        .expect("refused");
+    assert_eq!(
+        errors.to_string(),
+        r#"conf/gw.toml:5:3: invalid trusted proxy "10.0.0.0/33": expected an IP address or CIDR, e.g. "10.0.0.0/8""#
+    );
+    // File-wide problems have no line or column to show.
+    let errors = strait::check("e.toml", "", &CustomRegistry::new())
+        .err()
+        .expect("refused");
+    assert_eq!(errors.0.len(), 2);
+    assert!(errors
+        .to_string()
+        .starts_with("e.toml: no [[listeners]]: expected at least one"));
+}
+
+#[test]
+fn the_valid_example_passes() {
+    let source = read(&configs().join("valid.toml"));
+    if let Err(errors) = strait::check("valid.toml", &source, &CustomRegistry::new()) {
+        panic!("valid.toml refused:\n{errors}");
+    }
+}
+
+// ---------------------------------------------------------------- the binary
+
+/// Runs `strait ARGS` from the crate root (so relative paths show in messages).
+fn strait(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run strait")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_command_accepts_a_valid_file() {
+    let out = strait(&["check", "--config", "tests/configs/valid.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("tests/configs/valid.toml: ok ("),
+        "{stdout}"
+    );
+    assert!(stdout.contains("routes: user -> api, api -> api, static -> static"));
+}
+
+#[test]
+fn check_command_lists_every_error_and_fails() {
+    let path = "tests/configs/broken/several_errors.toml";
+    let out = strait(&["check", "--config", path]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut want: Vec<String> = SEVERAL
+        .iter()
+        .map(|(line, col, msg)| format!("{path}:{line}:{col}: {msg}"))
+        .collect();
+    want.push(format!("{path}: 15 error(s)"));
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, want);
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn check_command_fails_on_a_missing_file() {
+    let out = strait(&["check", "--config", "tests/configs/no-such-file.toml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"cannot read configuration file "tests/configs/no-such-file.toml""#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_command_without_config_is_a_usage_error() {
+    let out = strait(&["check"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("expected --config FILE"), "{stderr}");
+}

@@ -1,0 +1,186 @@
+//! HTTP/2 clients (prior knowledge, h2c) through the gateway to an HTTP/1.1
+//! echo origin.
+mod common;
+use common::*;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// Hang guard of each test (not a speed check).
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn h2_connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake with the gateway");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+/// A request in absolute form: HTTP/2 carries scheme and authority as
+/// pseudo-headers, no Host header.
+fn h2_request(method: &str, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(format!("http://h2.test{path}"))
+        .version(Version::HTTP_2)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+async fn h2_send(sender: &mut SendRequest<Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    sender.ready().await.expect("h2 connection usable");
+    let resp = sender.send_request(req).await.expect("h2 response");
+    assert_eq!(resp.version(), Version::HTTP_2);
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("h2 body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_request_gets_host_from_authority_and_forwarded_headers() {
+    let origin = Origin::echo();
+    let gw = gateway(&simple_config(&[origin.addr], r#""request_id""#));
+    tokio::time::timeout(LIMIT, async {
+        let mut h2 = h2_connect(gw.addr()).await;
+        let r = h2_send(&mut h2, h2_request("GET", "/over/h2?q=1", Bytes::new())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let json = r.json();
+        assert_eq!(json["method"], "GET");
+        assert_eq!(json["path"], "/over/h2");
+        assert_eq!(json["query"], "q=1");
+        assert_eq!(r.seen("host"), ["h2.test"], "Host derived from :authority");
+        assert_eq!(r.seen("x-forwarded-for"), ["127.0.0.1"]);
+        assert_eq!(r.seen("x-forwarded-host"), ["h2.test"]);
+        assert_eq!(r.seen("x-forwarded-proto"), ["http"]);
+        // The request id the client gets is the one the origin saw.
+        let id = r.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(r.seen("x-request-id"), [id]);
+        // HTTP/1.1 connection headers never reach an HTTP/2 client.
+        assert!(!r.headers.contains_key("connection"));
+        assert!(!r.headers.contains_key("transfer-encoding"));
+        assert!(!r.headers.contains_key("keep-alive"));
+    })
+    .await
+    .expect("h2 request did not finish in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_streams_on_one_connection() {
+    let origin = Origin::echo();
+    let gw = gateway(&simple_config(&[origin.addr], ""));
+    const STREAMS: usize = 100;
+    tokio::time::timeout(LIMIT, async {
+        let h2 = h2_connect(gw.addr()).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..STREAMS {
+            let mut sender = h2.clone();
+            tasks.spawn(async move {
+                let r = h2_send(
+                    &mut sender,
+                    h2_request("GET", &format!("/stream/{i}"), Bytes::new()),
+                )
+                .await;
+                (i, r)
+            });
+        }
+        let mut done = [false; STREAMS];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, r) = joined.expect("stream task panicked");
+            assert_eq!(r.status, StatusCode::OK, "stream {i}: {}", r.text());
+            assert_eq!(r.json()["path"], format!("/stream/{i}"), "stream {i}");
+            done[i] = true;
+        }
+        assert!(done.iter().all(|d| *d));
+    })
+    .await
+    .expect("100 concurrent h2 streams did not finish in time");
+    assert_eq!(origin.requests(), STREAMS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_post_body_arrives_whole() {
+    let origin = Origin::echo();
+    let gw = gateway(&simple_config(&[origin.addr], ""));
+    tokio::time::timeout(LIMIT, async {
+        let mut h2 = h2_connect(gw.addr()).await;
+        // Larger than the default h2 windows (64 KiB), so flow control runs.
+        let len = 1024 * 1024 + 7;
+        let r = h2_send(&mut h2, h2_request("POST", "/upload", vec![b'p'; len])).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["method"], "POST");
+        assert_eq!(r.json()["body_bytes"], len as u64);
+        // A second request on the same connection still works.
+        let r = h2_send(&mut h2, h2_request("PUT", "/small", "abc")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["method"], "PUT");
+        assert_eq!(r.json()["body_bytes"], 3);
+    })
+    .await
+    .expect("h2 POST did not finish in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_one_connection_are_proxied_concurrently() {
+    // The origin holds every answer until all 100 requests have arrived, so
+    // this passes only if the gateway runs the streams side by side.
+    const STREAMS: usize = 100;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(STREAMS));
+    let origin = Origin::start(std::sync::Arc::new(move |req| {
+        let barrier = barrier.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_string();
+            let all_arrived = tokio::time::timeout(Duration::from_secs(10), barrier.wait())
+                .await
+                .is_ok();
+            let mut resp = http::Response::new(full(path));
+            if !all_arrived {
+                *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            resp
+        })
+    }));
+    let gw = gateway_with(&simple_config(&[origin.addr], ""), 1);
+    tokio::time::timeout(LIMIT, async {
+        let h2 = h2_connect(gw.addr()).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..STREAMS {
+            let mut sender = h2.clone();
+            tasks.spawn(async move {
+                let path = format!("/together/{i}");
+                let r = h2_send(&mut sender, h2_request("GET", &path, Bytes::new())).await;
+                (path, r)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (path, r) = joined.expect("stream task panicked");
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{path}: not all streams reached the origin together"
+            );
+            assert_eq!(r.text(), path);
+        }
+    })
+    .await
+    .expect("concurrent h2 streams did not finish in time");
+    assert_eq!(
+        origin.connections(),
+        STREAMS,
+        "one upstream connection per stream in flight"
+    );
+}
