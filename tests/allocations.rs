@@ -139,9 +139,8 @@ fn start_bare_proxy(origin: SocketAddr) -> SocketAddr {
                 tokio::task::spawn_local(async move {
                     let service =
                         hyper::service::service_fn(move |req| forward(pool.clone(), origin, req));
-                    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+                    let mut builder = hyper::server::conn::http1::Builder::new();
                     builder
-                        .http1()
                         .timer(TokioTimer::new())
                         .header_read_timeout(std::time::Duration::from_secs(30));
                     let _ = builder
@@ -155,15 +154,6 @@ fn start_bare_proxy(origin: SocketAddr) -> SocketAddr {
 }
 
 type Pool = Rc<RefCell<Vec<SendRequest<Incoming>>>>;
-
-#[derive(Clone, Copy)]
-struct LocalExec;
-
-impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
 
 async fn forward(
     pool: Pool,

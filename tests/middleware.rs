@@ -368,7 +368,7 @@ impl Custom for Deny {
             *resp.status_mut() = StatusCode::UNAUTHORIZED;
             resp.headers_mut()
                 .insert("www-authenticate", "Key".parse().unwrap());
-            Flow::Respond(resp)
+            Flow::respond(resp)
         };
         Box::pin(async move { flow })
     }

@@ -82,7 +82,7 @@ async fn process<'a>(
     forward::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
     let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
     let mut response = match flow {
-        Flow::Respond(response) => response,
+        Flow::Respond(response) => *response,
         Flow::Continue => {
             // 3. Balancer → upstream.
             match forward_upstream(
@@ -156,21 +156,41 @@ async fn forward_upstream<'a>(
 
     forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
-    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout));
-    *request.method_mut() = ctx.method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = upstream.headers;
 
     let started = Instant::now();
     let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
 
+    // The request is built and handed to hyper in one synchronous step, so it
+    // never sits in this future's state across an await: this future is
+    // stored per client connection by hyper, and its size is idle memory.
+    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout));
+    *request.method_mut() = ctx.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = upstream.headers;
     let sent = Instant::now();
-    let exchange = send(&mut sender, request, reused, endpoint.addr, spec);
+    let exchange = sender.try_send_request(request);
     let response = match tokio::time::timeout(spec.response_header_timeout, exchange).await {
-        Ok(result) => result?,
         Err(_) => return Err(ProxyError::ResponseTimeout),
+        Ok(Ok(response)) => response,
+        Ok(Err(mut e)) => {
+            // A pooled connection closed before the request left (the upstream
+            // timed it out meanwhile): hyper hands the request back unsent, and
+            // it goes once more over a new connection. Nothing was sent, so this
+            // is safe for any method. Rare, hence boxed.
+            let retry = match e.take_message() {
+                Some(unsent) if reused => {
+                    Box::pin(resend(&mut sender, unsent, endpoint.addr, spec))
+                }
+                _ => return Err(classify(e.error())),
+            };
+            let remaining = spec.response_header_timeout.saturating_sub(sent.elapsed());
+            match tokio::time::timeout(remaining, retry).await {
+                Err(_) => return Err(ProxyError::ResponseTimeout),
+                Ok(result) => result?,
+            }
+        }
     };
     ctx.log.upstream_header = Some(sent.elapsed());
 
@@ -200,7 +220,7 @@ async fn acquire(
             return Ok((sender, true));
         }
     }
-    let sender = connect::connect(addr, spec.connect_timeout).await?;
+    let sender = new_connection(addr, spec).await?;
     local
         .pool
         .stats
@@ -209,30 +229,27 @@ async fn acquire(
     Ok((sender, false))
 }
 
-/// Sends the request. If a pooled connection turns out to be closed before the
-/// request left (the upstream timed it out meanwhile), hyper hands the request
-/// back and it goes once more over a new connection: nothing was sent, so this
-/// is safe for any method.
-async fn send(
+/// Sends a request that a stale pooled connection handed back over a new
+/// connection.
+async fn resend(
     sender: &mut Sender,
-    mut request: Request<RequestBody>,
-    mut reused: bool,
+    request: Request<RequestBody>,
     addr: SocketAddr,
     spec: &UpstreamSpec,
 ) -> Result<Response<Incoming>, ProxyError> {
-    loop {
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok(response),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) if reused => {
-                    request = unsent;
-                    *sender = connect::connect(addr, spec.connect_timeout).await?;
-                    reused = false;
-                }
-                _ => return Err(classify(e.error())),
-            },
-        }
-    }
+    *sender = new_connection(addr, spec).await?;
+    sender
+        .try_send_request(request)
+        .await
+        .map_err(|e| classify(e.error()))
+}
+
+/// Opens a new upstream connection. Boxed on purpose: connecting is rare next
+/// to reusing a pooled connection, and its state (socket connect, timer, HTTP
+/// handshake) would otherwise be inlined into every request's future, which
+/// hyper keeps allocated per client connection, idle or not.
+async fn new_connection(addr: SocketAddr, spec: &UpstreamSpec) -> Result<Sender, ProxyError> {
+    Box::pin(connect::connect(addr, spec.connect_timeout)).await
 }
 
 /// Maps a hyper client error to the cause the client is told.
@@ -250,5 +267,39 @@ fn classify(e: &hyper::Error) -> ProxyError {
         ProxyError::ResponseTimeout
     } else {
         ProxyError::UpstreamReset
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!("Parts {}", size_of::<http::request::Parts>());
+        eprintln!("HeaderMap {}", size_of::<http::HeaderMap>());
+        eprintln!("ReqBody {}", size_of::<crate::data::body::RequestBody>());
+        eprintln!(
+            "Request<ReqBody> {}",
+            size_of::<http::Request<crate::data::body::RequestBody>>()
+        );
+        eprintln!("Sleep {}", size_of::<tokio::time::Sleep>());
+        eprintln!(
+            "Ctx {}",
+            size_of::<crate::data::context::RequestContext<'static>>()
+        );
+        eprintln!(
+            "Response<ProxyBody> {}",
+            size_of::<http::Response<crate::data::body::ProxyBody>>()
+        );
+        eprintln!(
+            "Response<Incoming> {}",
+            size_of::<http::Response<hyper::body::Incoming>>()
+        );
+        eprintln!("Incoming {}", size_of::<hyper::body::Incoming>());
+        eprintln!("ProxyBody {}", size_of::<crate::data::body::ProxyBody>());
+        eprintln!("LogTail {}", size_of::<crate::middleware::LogTail>());
+        eprintln!(
+            "PooledConn {}",
+            size_of::<crate::upstream::pool::PooledConn>()
+        );
     }
 }

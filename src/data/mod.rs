@@ -4,6 +4,7 @@
 
 pub(crate) mod arena;
 pub mod body;
+pub(crate) mod connection;
 pub mod context;
 pub mod error;
 pub(crate) mod forward;

@@ -8,7 +8,6 @@ use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,15 +16,14 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::balance::Balancer;
-use crate::config::{ServerSettings, Snapshot};
+use crate::config::Snapshot;
 use crate::control::log_writer::Sink;
 use crate::data::arena::ArenaPool;
+use crate::data::connection::{self, Protocols};
 use crate::upstream::pool::UpstreamPool;
 
 /// What the control plane and the workers share: the published snapshot and
@@ -308,23 +306,6 @@ where
     }
 }
 
-/// The HTTP server settings of this worker's connections.
-fn connection_builder(settings: &ServerSettings) -> auto::Builder<LocalExec> {
-    let mut builder = auto::Builder::new(LocalExec);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes)
-        .max_headers(settings.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.http2_max_concurrent_streams)
-        .max_header_list_size(settings.max_header_bytes as u32);
-    builder
-}
-
 /// Code run on each worker thread before it starts serving.
 pub(crate) type StartHook = Arc<dyn Fn(usize) + Send + Sync>;
 
@@ -359,7 +340,7 @@ pub(crate) fn spawn(
 async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     let mut shutdown = shared.shutdown.subscribe();
     let local = WorkerLocal::new(id, shared);
-    let builder = Rc::new(connection_builder(&local.snapshot().server));
+    let protocols = Rc::new(Protocols::new(&local.snapshot().server));
     for std_listener in listeners {
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
@@ -370,7 +351,7 @@ async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListene
         };
         tokio::task::spawn_local(accept_loop(
             local.clone(),
-            builder.clone(),
+            protocols.clone(),
             listener,
             shutdown.clone(),
         ));
@@ -387,7 +368,7 @@ async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListene
 
 async fn accept_loop(
     local: Rc<WorkerLocal>,
-    builder: Rc<auto::Builder<LocalExec>>,
+    protocols: Rc<Protocols>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -406,29 +387,12 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::task::spawn_local(serve_connection(
+        tokio::task::spawn_local(connection::serve(
             local.clone(),
-            builder.clone(),
+            protocols.clone(),
             stream,
             peer,
         ));
-    }
-}
-
-async fn serve_connection(
-    local: Rc<WorkerLocal>,
-    builder: Rc<auto::Builder<LocalExec>>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-) {
-    let service = hyper::service::service_fn(move |req| {
-        crate::data::handler::handle(local.clone(), peer, req)
-    });
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
     }
 }
 

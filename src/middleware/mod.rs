@@ -24,14 +24,21 @@ use crate::data::body::ProxyBody;
 use crate::data::context::{RequestContext, UpstreamRequest};
 
 /// What a request phase decided.
-// Boxing the response would cost an allocation on every early answer; a
-// `Flow` is moved once, so its size is harmless.
-#[allow(clippy::large_enum_variant)]
 pub enum Flow {
     /// Go on to the next middleware, then the upstream.
     Continue,
     /// Stop here and answer with this response; the upstream is not called.
-    Respond(Response<ProxyBody>),
+    /// Boxed: an early answer is the rare path, and an inline response would
+    /// add its size to every request's future, which hyper keeps allocated per
+    /// client connection (idle memory). Build it with [`Flow::respond`].
+    Respond(Box<Response<ProxyBody>>),
+}
+
+impl Flow {
+    /// Stop the chain and answer with `response`.
+    pub fn respond(response: Response<ProxyBody>) -> Flow {
+        Flow::Respond(Box::new(response))
+    }
 }
 
 /// One configured middleware instance of a route's chain.

@@ -1,0 +1,166 @@
+//! One client connection: tell HTTP/1.1 from HTTP/2 prior knowledge by peeking
+//! at the first bytes, then serve it with hyper's connection for that protocol
+//! on a task of its own.
+//!
+//! Each protocol gets its own task so the task's memory is sized for that
+//! protocol alone. (hyper-util's `auto` connection is one enum holding either
+//! protocol's state, and costs every idle HTTP/1.1 connection about 6 KiB for
+//! the HTTP/2 state it does not use; measured with bench/run.sh.)
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::config::ServerSettings;
+use crate::data::worker::{LocalExec, WorkerLocal};
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The per-worker HTTP server settings, built once from the snapshot.
+pub(crate) struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<LocalExec>,
+    /// How long a new connection may take to send its first bytes.
+    first_bytes_timeout: Duration,
+}
+
+impl Protocols {
+    pub(crate) fn new(settings: &ServerSettings) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout)
+            // The exact head limit (431 past it); the buffer limit alone lets a
+            // head that arrives whole in one read through.
+            .max_header_size(settings.max_header_bytes)
+            .max_buf_size(settings.max_header_bytes)
+            .max_headers(settings.max_headers);
+        let mut h2 = http2::Builder::new(LocalExec);
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(settings.http2_max_concurrent_streams)
+            .max_header_list_size(settings.max_header_bytes as u32);
+        Protocols {
+            h1,
+            h2,
+            first_bytes_timeout: settings.header_read_timeout,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Detects the protocol, then hands the connection to a task serving it.
+pub(crate) async fn serve(
+    local: Rc<WorkerLocal>,
+    protocols: Rc<Protocols>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let protocol = match tokio::time::timeout(protocols.first_bytes_timeout, detect(&stream)).await
+    {
+        Ok(Ok(p)) => p,
+        // Closed, failed, or silent for too long: nothing to answer.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let service = hyper::service::service_fn(move |req| {
+        crate::data::handler::handle(local.clone(), peer, req)
+    });
+    let io = TokioIo::new(stream);
+    let done = move |result: Result<(), hyper::Error>| {
+        if let Err(e) = result {
+            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+        }
+    };
+    match protocol {
+        Protocol::Http1 => {
+            tokio::task::spawn_local(async move {
+                done(protocols.h1.serve_connection(io, service).await)
+            });
+        }
+        Protocol::Http2 => {
+            tokio::task::spawn_local(async move {
+                done(protocols.h2.serve_connection(io, service).await)
+            });
+        }
+    }
+}
+
+/// Peeks (without consuming) until the first bytes show the protocol.
+async fn detect(stream: &TcpStream) -> io::Result<Protocol> {
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != PREFACE[..n] {
+            return Ok(Protocol::Http1);
+        }
+        if n == PREFACE.len() {
+            return Ok(Protocol::Http2);
+        }
+        // A preface split over packets (rare): the bytes already there keep
+        // the socket readable, so wait a moment rather than spin on them.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn detect_after(chunks: &[&[u8]]) -> io::Result<Protocol> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for c in chunks {
+                s.write_all(&c).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Hold the connection open a little, then close it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(s);
+        });
+        let (server, _) = listener.accept().await?;
+        let result = tokio::time::timeout(Duration::from_secs(5), detect(&server))
+            .await
+            .expect("detect must finish");
+        client.await.unwrap();
+        result
+    }
+
+    #[tokio::test]
+    async fn tells_the_protocols_apart() {
+        assert_eq!(
+            detect_after(&[b"GET / HTTP/1.1\r\n"]).await.unwrap(),
+            Protocol::Http1
+        );
+        assert_eq!(detect_after(&[PREFACE]).await.unwrap(), Protocol::Http2);
+        // The preface in pieces, and a method that starts like it.
+        assert_eq!(
+            detect_after(&[b"PRI * HT", b"TP/2.0\r\n\r\nSM\r\n\r\n"])
+                .await
+                .unwrap(),
+            Protocol::Http2
+        );
+        assert_eq!(
+            detect_after(&[b"PRI", b"NT / HTTP/1.1\r\n"]).await.unwrap(),
+            Protocol::Http1
+        );
+        // Closed before sending anything.
+        assert!(detect_after(&[]).await.is_err());
+    }
+}
