@@ -6,6 +6,8 @@ Subcommands:
   pidtree PID                       print PID and all its descendants
   cputicks PID...                   sum of utime+stime (clock ticks) of the PIDs
   rss PID...                        sum of VmRSS (KiB) of the PIDs
+  cpustat                           busy clock ticks of the whole machine
+  timed OUTFILE CMD...              run CMD, print its CPU time in clock ticks
   wait-port PORT TIMEOUT [PID]      wait until 127.0.0.1:PORT listens (held by PID)
   seq PORT N                        N sequential GETs over one keep-alive connection
   idle PORT CONNS PID...            RSS growth of PIDs per idle keep-alive connection
@@ -92,6 +94,27 @@ def cputicks(*pids):
         # fields 14 (utime) and 15 (stime); f[0] is field 3.
         total += int(f[11]) + int(f[12])
     print(total)
+
+
+def cpustat():
+    """Busy clock ticks of the whole machine so far (all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest is inside user)
+    print(v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0))
+
+
+def timed(outfile, *cmd):
+    """Run cmd with stdout+stderr to outfile; print its CPU time in clock
+    ticks (utime+stime of it and its children); exit with its status."""
+    import subprocess
+    with open(outfile, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    hz = os.sysconf("SC_CLK_TCK")
+    print(round((ru.ru_utime + ru.ru_stime) * hz))
+    sys.exit(proc.returncode if proc.returncode >= 0 else 1)
 
 
 def rss_kib(pids):
@@ -409,6 +432,7 @@ METRICS = [
     ("cpu_us", "CPU time per request (µs)", "{:.2f}"),
     ("cpu_busy", "Proxy CPU busy under load (% of a core)", "{:.0f}"),
     ("errors", "wrk errors, all rounds (socket + non-2xx)", "{:.0f}"),
+    ("foreign", "Other CPU use during load (% of a core; <~10 is accounting noise)", "{:.0f}"),
     ("ir", "Instructions per request (callgrind Ir)", "{:,.0f}"),
     ("syscalls", "Syscalls per request (strace)", "{:.2f}"),
     ("allocs", "Heap allocations per request (DHAT blocks)", "{:.2f}"),
@@ -498,7 +522,7 @@ def report(results_path, info_path):
 
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
-    "rss": lambda *p: print(rss_kib(p)), "wait-port": wait_port, "seq": seq,
+    "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
     "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
     "dhat": dhat, "report": report,
 }

@@ -24,6 +24,8 @@
 #   STRAIT_STANDIN=nginx  A/A test of this harness: the "strait" column runs a
 #                     second nginx proxy instead of strait (ratios should be ~1)
 #   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
+#   QUIET_WAIT=0      before each load round, wait up to this many seconds for
+#                     the machine to be idle (under 10% of a core busy for 2 s)
 #
 # Output: the table on stdout and in bench/results/latest.md; raw outputs of
 # every tool in bench/results/raw/ (ignored by git).
@@ -49,6 +51,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 VG_TIMEOUT=${VG_TIMEOUT:-600}
 MODE=${MODE:-single}
 KEEP_TMP=${KEEP_TMP:-0}
+QUIET_WAIT=${QUIET_WAIT:-0}
 STRAIT_STANDIN=${STRAIT_STANDIN:-}
 
 PROXIES=(strait nginx)
@@ -198,6 +201,7 @@ start_origins() {
   wait_port "$port" 30 "$!" || die "origin did not start: $(tail -3 "$prefix/error.log")"
   ORIGIN_PORTS+=("$port")
   ORIGIN_PORT=$port
+  ORIGIN_PID=$!
   log "origin nginx on 127.0.0.1:$port (pid $!)"
 }
 
@@ -246,26 +250,54 @@ start_proxy() {
 }
 
 # ------------------------------------------------------------------ phases
+wait_quiet() { # up to QUIET_WAIT s until the machine is idle for 2 s
+  local end=$((SECONDS + QUIET_WAIT)) b0 b1
+  ((QUIET_WAIT > 0)) || return 0
+  while :; do
+    b0=$("${BT[@]}" cpustat); sleep 2; b1=$("${BT[@]}" cpustat)
+    # 10% of a core for 2 s, plus the helpers' own start-up
+    ((b1 - b0 <= CLK_TCK / 5 + 4)) && return 0
+    if ((SECONDS >= end)); then
+      log "machine still busy after ${QUIET_WAIT}s ($((b1 - b0)) ticks in 2 s); going on"
+      return 0
+    fi
+  done
+}
+
 load_round() { # NAME PORT ROUND
-  local name=$1 port=$2 round=$3 pids t0 t1 s0 s1 rps p50 p99 reqs errs f
+  local name=$1 port=$2 round=$3 pids opids t0 t1 o0 o1 m0 m1 s0 s1 wt
+  local rps p50 p99 reqs errs f foreign
   f=$RAW/wrk.$name.$round.txt
+  wait_quiet
   read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"
+  read -ra opids <<<"$(pidtree "$ORIGIN_PID")"
+  m0=$("${BT[@]}" cpustat)
   t0=$(cputicks "${pids[@]}")
+  o0=$(cputicks "${opids[@]}")
   s0=$(date +%s.%N)
-  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/" >"$f" 2>&1 ||
+  wt=$("${BT[@]}" timed "$f" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} \
+    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/") ||
     die "wrk failed against $name: $(tail -3 "$f")"
   s1=$(date +%s.%N)
   t1=$(cputicks "${pids[@]}")
+  o1=$(cputicks "${opids[@]}")
+  m1=$("${BT[@]}" cpustat)
   read -r rps p50 p99 reqs errs <<<"$("${BT[@]}" wrk "$f")"
   ((reqs > 0)) || die "wrk completed no request against $name; see $f"
+  # machine-wide busy time not spent in the proxy, the origin or wrk
+  foreign=$(calc "(($m1 - $m0) - ($t1 - $t0) - ($o1 - $o0) - $wt) * 100 / $CLK_TCK / ($s1 - $s0)")
   emit "$name" rps "$rps"
   emit "$name" p50_ms "$p50"
   emit "$name" p99_ms "$p99"
   emit "$name" errors "$errs"
   emit "$name" cpu_us "$(calc "($t1 - $t0) * 1000000 / $CLK_TCK / $reqs")"
   emit "$name" cpu_busy "$(calc "($t1 - $t0) * 100 / $CLK_TCK / ($s1 - $s0)")"
-  log "round $round $name: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, $((t1 - t0)) ticks, $errs errors"
+  emit "$name" foreign "$foreign"
+  log "round $round $name: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, proxy $((t1 - t0)) ticks, origin $((o1 - o0)), wrk $wt, others ${foreign%.*}% of a core, $errs errors"
   ((errs == 0)) || log "WARNING: $name had $errs errors in round $round (see $f)"
+  awk "BEGIN { exit !($foreign > 20) }" &&
+    log "WARNING: other programs used ${foreign%.*}% of a core during this run: the load rows are disturbed"
+  return 0
 }
 
 phase_load() {
