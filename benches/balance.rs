@@ -2,6 +2,9 @@
 //! weighted round robin over 4 and 32 endpoints. Weighted is O(endpoints) per
 //! pick, round robin O(1); these numbers say when that starts to matter.
 
+// criterion_group! generates an undocumented pub fn.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 

@@ -3,6 +3,9 @@
 //! each host class, the catch-all fallback, and a miss that walks every class.
 //! Also `Router::build` of that table, which runs once per config load.
 
+// criterion_group! generates an undocumented pub fn.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bumpalo::collections::Vec as BumpVec;

@@ -38,6 +38,7 @@ pub struct RouteSpec {
     /// `None` matches any host; `"api.example.com"` matches exactly (case-insensitive);
     /// `"*.example.com"` matches any subdomain at any depth but not `example.com` itself.
     pub host: Option<String>,
+    /// The path condition.
     pub path: PathSpec,
     /// Empty matches any method.
     pub methods: Vec<Method>,
@@ -66,6 +67,7 @@ pub enum PathSpec {
 /// A header condition of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderCond {
+    /// Holds when the header is present, whatever its value.
     Present(HeaderName),
     /// Holds when any value of the header equals this one byte for byte.
     Equals(HeaderName, HeaderValue),
@@ -74,11 +76,13 @@ pub enum HeaderCond {
 /// The parts of a request the router looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteInput<'p, 'h> {
+    /// The request method.
     pub method: &'p Method,
     /// As received: may carry a port, any case, or a trailing dot.
     pub host: Option<&'p str>,
     /// The raw path without the query.
     pub path: &'p str,
+    /// The request headers (for header conditions).
     pub headers: &'h HeaderMap,
 }
 
@@ -230,6 +234,7 @@ impl Router {
         self.routes.len()
     }
 
+    /// Whether the table has no routes.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
