@@ -51,6 +51,31 @@ async fn h2_send(sender: &mut SendRequest<Full<Bytes>>, req: Request<Full<Bytes>
     }
 }
 
+/// Sends `count` GETs at once, each on its own stream of one connection, the
+/// i-th to `path(i)`; returns `(i, path, reply)` of each, in the order they
+/// finished.
+async fn concurrent_gets(
+    addr: SocketAddr,
+    count: usize,
+    path: impl Fn(usize) -> String,
+) -> Vec<(usize, String, Reply)> {
+    let h2 = h2_connect(addr).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let mut sender = h2.clone();
+        let path = path(i);
+        tasks.spawn(async move {
+            let r = h2_send(&mut sender, h2_request("GET", &path, Bytes::new())).await;
+            (i, path, r)
+        });
+    }
+    let mut replies = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        replies.push(joined.expect("stream task panicked"));
+    }
+    replies
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_request_gets_host_from_authority_and_forwarded_headers() {
     let origin = Origin::echo();
@@ -85,22 +110,9 @@ async fn hundred_concurrent_streams_on_one_connection() {
     let gw = gateway(&simple_config(&[origin.addr], ""));
     const STREAMS: usize = 100;
     tokio::time::timeout(LIMIT, async {
-        let h2 = h2_connect(gw.addr()).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..STREAMS {
-            let mut sender = h2.clone();
-            tasks.spawn(async move {
-                let r = h2_send(
-                    &mut sender,
-                    h2_request("GET", &format!("/stream/{i}"), Bytes::new()),
-                )
-                .await;
-                (i, r)
-            });
-        }
+        let replies = concurrent_gets(gw.addr(), STREAMS, |i| format!("/stream/{i}")).await;
         let mut done = [false; STREAMS];
-        while let Some(joined) = tasks.join_next().await {
-            let (i, r) = joined.expect("stream task panicked");
+        for (i, _, r) in replies {
             assert_eq!(r.status, StatusCode::OK, "stream {i}: {}", r.text());
             assert_eq!(r.json()["path"], format!("/stream/{i}"), "stream {i}");
             done[i] = true;
@@ -156,18 +168,8 @@ async fn streams_of_one_connection_are_proxied_concurrently() {
     }));
     let gw = gateway_with(&simple_config(&[origin.addr], ""), 1);
     tokio::time::timeout(LIMIT, async {
-        let h2 = h2_connect(gw.addr()).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..STREAMS {
-            let mut sender = h2.clone();
-            tasks.spawn(async move {
-                let path = format!("/together/{i}");
-                let r = h2_send(&mut sender, h2_request("GET", &path, Bytes::new())).await;
-                (path, r)
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (path, r) = joined.expect("stream task panicked");
+        let replies = concurrent_gets(gw.addr(), STREAMS, |i| format!("/together/{i}")).await;
+        for (_, path, r) in replies {
             assert_eq!(
                 r.status,
                 StatusCode::OK,

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -59,9 +60,14 @@ async fn new_client_connection_per_request_still_reuses_upstream_connections() {
     );
 }
 
-/// An origin whose hyper server has keep-alive off: it answers every request
-/// with `Connection: close` and closes the connection.
-fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+/// A server on 127.0.0.1 with its own runtime thread that runs `serve` on a
+/// task for each accepted connection. Returns its address and the number of
+/// connections accepted so far.
+fn counting_server<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -76,20 +82,26 @@ fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             while let Ok((stream, _)) = listener.accept().await {
                 conns.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req| async move {
-                        drain(req).await;
-                        Ok::<_, std::convert::Infallible>(http::Response::new(full("closing")))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(false)
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
+                tokio::spawn(serve(stream));
             }
         });
     });
     (addr, connections)
+}
+
+/// An origin whose hyper server has keep-alive off: it answers every request
+/// with `Connection: close` and closes the connection.
+fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    counting_server(|stream| async move {
+        let service = hyper::service::service_fn(|req| async move {
+            drain(req).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(full("closing")))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    })
 }
 
 #[tokio::test]
@@ -116,43 +128,25 @@ async fn upstream_with_keep_alive_off_never_fails_a_request() {
 /// A hand-written keep-alive origin that closes a connection after it has been
 /// idle for `idle`, like a real server's keep-alive timeout.
 fn idle_closing_origin(idle: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let conns = connections.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((mut stream, _)) = listener.accept().await {
-                conns.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // Requests are GETs without a body: a head ends the request.
-                        while let Some(end) = find(&buf, b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nidle";
-                            if stream.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                        match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
-                            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                            // EOF, error, or idle too long: close.
-                            _ => return,
-                        }
-                    }
-                });
+    counting_server(move |mut stream| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Requests are GETs without a body: a head ends the request.
+            while let Some(end) = find(&buf, b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nidle";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
             }
-        });
-    });
-    (addr, connections)
+            match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                // EOF, error, or idle too long: close.
+                _ => return,
+            }
+        }
+    })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -254,25 +248,29 @@ async fn upstream_answering_before_reading_the_body_is_not_reused_half_written()
     tokio::time::timeout(LOOP_LIMIT, async {
         for i in 0..20 {
             let body = bytes::Bytes::from(vec![b'e'; 16 * 1024]);
-            let req = http::Request::builder()
-                .method("POST")
-                .uri(format!("/early/{i}"))
-                .header("host", "test.local")
-                .body(http_body_util::Full::new(body.clone()))
-                .unwrap();
-            let r = H1::connect(gw.addr()).await.send(req).await;
+            let r = H1::connect(gw.addr())
+                .await
+                .send(post(&format!("/early/{i}"), body.clone()))
+                .await;
             assert_eq!(r.status, 413, "early {i}: {}", r.text());
-            let req = http::Request::builder()
-                .method("POST")
-                .uri(format!("/count/{i}"))
-                .header("host", "test.local")
-                .body(http_body_util::Full::new(body))
-                .unwrap();
-            let r = H1::connect(gw.addr()).await.send(req).await;
+            let r = H1::connect(gw.addr())
+                .await
+                .send(post(&format!("/count/{i}"), body))
+                .await;
             assert_eq!(r.status, 200, "count {i}: {}", r.text());
             assert_eq!(r.body, (16 * 1024).to_string(), "count {i}");
         }
     })
     .await
     .expect("requests did not finish in time");
+}
+
+/// A POST of `body` to `path` with a Host header.
+fn post(path: &str, body: bytes::Bytes) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "test.local")
+        .body(http_body_util::Full::new(body))
+        .unwrap()
 }

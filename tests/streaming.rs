@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 const MIB: u64 = 1024 * 1024;
@@ -291,7 +293,7 @@ impl Body for Generated {
 fn download_origin() -> (Origin, Arc<AtomicU64>) {
     let produced = Arc::new(AtomicU64::new(0));
     let p = produced.clone();
-    let origin = Origin::start(Arc::new(move |req: Request<hyper::body::Incoming>| {
+    let origin = Origin::start(Arc::new(move |req: Request<Incoming>| {
         let p = p.clone();
         Box::pin(async move {
             if req.uri().path() == "/warmup" {
@@ -359,18 +361,115 @@ async fn warm_up(addr: SocketAddr) {
     assert!(status.is_success(), "warm-up answered {status}");
 }
 
+/// Starts the proxy in front of `origin` and warms it up.
+async fn warm_proxy(origin: SocketAddr) -> ProxyProcess {
+    let proxy = ProxyProcess::start(origin);
+    warm_up(proxy.addr).await;
+    proxy
+}
+
+/// Reads a response body to its end and returns its length; `each` sees every
+/// data frame, `failed` is the panic message of a frame error.
+async fn body_len(mut body: Incoming, failed: &str, mut each: impl FnMut(&Bytes)) -> u64 {
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.expect(failed).data_ref() {
+            each(data);
+            n += data.len() as u64;
+        }
+    }
+    n
+}
+
+/// How much of the 256 MiB body a slow client may make the origin produce: far
+/// below the body, what socket buffers and hyper's buffers along the way can
+/// hold.
+const PRODUCED_LIMIT: u64 = 64 * MIB;
+
+/// Reads `body` of a download like a slow client, for about 2 s: one frame,
+/// then a 50 ms pause, 40 times. Then checks the proxy's memory (measured since
+/// `measuring`) and that the origin was held back: it `produced` less than
+/// `PRODUCED_LIMIT`. `client` names the reader in messages.
+async fn read_slowly_held_back(
+    client: &str,
+    body: &mut Incoming,
+    proxy: &ProxyProcess,
+    measuring: (u64, bool, RssSampler),
+    produced: &AtomicU64,
+) {
+    let started = Instant::now();
+    let mut read = 0u64;
+    for _ in 0..40 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("no frame in time")
+            .expect("body ended early")
+            .expect("body failed");
+        if let Some(data) = frame.data_ref() {
+            read += data.len() as u64;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let produced_while_slow = produced.load(Ordering::Relaxed);
+    let memory = finish(proxy, measuring);
+    eprintln!(
+        "slow {client}: read {:.2} MiB in {:?}; the origin produced {:.1} MiB",
+        read as f64 / MIB as f64,
+        started.elapsed(),
+        produced_while_slow as f64 / MIB as f64
+    );
+    memory.check(&format!("slow {client}"));
+    assert!(
+        produced_while_slow < PRODUCED_LIMIT,
+        "the origin produced {:.1} MiB while the {client} read {:.2} MiB: no backpressure",
+        produced_while_slow as f64 / MIB as f64,
+        read as f64 / MIB as f64
+    );
+}
+
+/// Waits 500 ms after the slow `client` stopped reading (`event`) and returns
+/// how many bytes the origin has produced by then.
+async fn produced_500ms_later(client: &str, event: &str, produced: &AtomicU64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = produced.load(Ordering::Relaxed);
+    eprintln!(
+        "slow {client}: the origin produced {:.1} MiB by 500 ms after {event}",
+        after as f64 / MIB as f64
+    );
+    after
+}
+
+/// A download of `TOTAL` bytes from `download_origin` through a warmed-up proxy:
+/// `fetch` gets the proxy's address and returns the body length it read, within
+/// `TRANSFER_LIMIT`. Checks the bytes received and produced, and the proxy's
+/// memory; `what` names the transfer in messages.
+async fn check_download<F, Fut>(what: &str, fetch: F)
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: Future<Output = u64>,
+{
+    let (origin, produced) = download_origin();
+    let proxy = warm_proxy(origin.addr).await;
+
+    let measuring = measure(&proxy);
+    let started = Instant::now();
+    let received = tokio::time::timeout(TRANSFER_LIMIT, fetch(proxy.addr))
+        .await
+        .unwrap_or_else(|_| panic!("256 MiB {what} did not finish in time"));
+    let elapsed = started.elapsed();
+    let memory = finish(&proxy, measuring);
+    eprintln!("{what}: {received} bytes in {elapsed:?}");
+    assert_eq!(received, TOTAL, "bytes received");
+    assert_eq!(produced.load(Ordering::Relaxed), TOTAL, "bytes produced");
+    memory.check(&format!("{what} 256 MiB"));
+}
+
 // ---------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_of_256_mib_streams_in_bounded_memory() {
-    let (origin, produced) = download_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
-
-    let measuring = measure(&proxy);
-    let started = Instant::now();
-    let received = tokio::time::timeout(TRANSFER_LIMIT, async {
-        let mut sender = connect(proxy.addr).await;
+    check_download("download", |addr| async move {
+        let mut sender = connect(addr).await;
         let resp = sender
             .send_request(req("GET", "/download", no_body()))
             .await
@@ -381,32 +480,18 @@ async fn download_of_256_mib_streams_in_bounded_memory() {
             TOTAL.to_string().as_str(),
             "the length is forwarded, not turned into chunks"
         );
-        let mut body = resp.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.expect("download body failed");
-            if let Some(data) = frame.data_ref() {
-                assert!(data.first() == Some(&b's') && data.last() == Some(&b's'));
-                n += data.len() as u64;
-            }
-        }
-        n
+        body_len(resp.into_body(), "download body failed", |data| {
+            assert!(data.first() == Some(&b's') && data.last() == Some(&b's'));
+        })
+        .await
     })
-    .await
-    .expect("256 MiB download did not finish in time");
-    let elapsed = started.elapsed();
-    let memory = finish(&proxy, measuring);
-    eprintln!("download: {received} bytes in {elapsed:?}");
-    assert_eq!(received, TOTAL, "bytes received");
-    assert_eq!(produced.load(Ordering::Relaxed), TOTAL, "bytes produced");
-    memory.check("download 256 MiB");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_of_256_mib_streams_in_bounded_memory() {
     let origin = upload_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
+    let proxy = warm_proxy(origin.addr).await;
 
     let measuring = measure(&proxy);
     let started = Instant::now();
@@ -439,11 +524,7 @@ async fn upload_of_256_mib_streams_in_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_client_applies_backpressure_to_the_origin() {
     let (origin, produced) = download_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
-    /// Far below the 256 MiB body: what socket buffers and hyper's buffers
-    /// along the way can hold.
-    const PRODUCED_LIMIT: u64 = 64 * MIB;
+    let proxy = warm_proxy(origin.addr).await;
 
     let measuring = measure(&proxy);
     let mut sender = connect(proxy.addr).await;
@@ -456,45 +537,12 @@ async fn slow_client_applies_backpressure_to_the_origin() {
     .unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
-    let mut read = 0u64;
-    let started = Instant::now();
-    // About 2 s: one frame, then a 50 ms pause.
-    for _ in 0..40 {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("no frame in time")
-            .expect("body ended early")
-            .expect("body failed");
-        if let Some(data) = frame.data_ref() {
-            read += data.len() as u64;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let produced_while_slow = produced.load(Ordering::Relaxed);
-    let memory = finish(&proxy, measuring);
-    eprintln!(
-        "slow client: read {:.1} MiB in {:?}; the origin produced {:.1} MiB",
-        read as f64 / MIB as f64,
-        started.elapsed(),
-        produced_while_slow as f64 / MIB as f64
-    );
-    memory.check("slow client");
-    assert!(
-        produced_while_slow < PRODUCED_LIMIT,
-        "the origin produced {:.1} MiB while the client read {:.1} MiB: no backpressure",
-        produced_while_slow as f64 / MIB as f64,
-        read as f64 / MIB as f64
-    );
+    read_slowly_held_back("client", &mut body, &proxy, measuring, &produced).await;
 
     // The client goes away: the proxy must not go on pulling the body.
     drop(body);
     drop(sender);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = produced.load(Ordering::Relaxed);
-    eprintln!(
-        "slow client: the origin produced {:.1} MiB by 500 ms after the client left",
-        after as f64 / MIB as f64
-    );
+    let after = produced_500ms_later("client", "the client left", &produced).await;
     assert!(
         after < PRODUCED_LIMIT,
         "the origin produced {:.1} MiB after the client left",
@@ -512,7 +560,7 @@ async fn slow_origin_applies_backpressure_to_the_client() {
     let finished_reading = Arc::new(AtomicBool::new(false));
     let origin_read = Arc::new(AtomicU64::new(0));
     let (done, read) = (finished_reading.clone(), origin_read.clone());
-    let origin = Origin::start(Arc::new(move |req: Request<hyper::body::Incoming>| {
+    let origin = Origin::start(Arc::new(move |req: Request<Incoming>| {
         let (done, read) = (done.clone(), read.clone());
         Box::pin(async move {
             if req.uri().path() == "/warmup" {
@@ -534,8 +582,7 @@ async fn slow_origin_applies_backpressure_to_the_client() {
             Response::new(full("enough"))
         })
     }));
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
+    let proxy = warm_proxy(origin.addr).await;
     /// Far below the 256 MiB body: what socket buffers and hyper's buffers
     /// along the way can hold.
     const SENT_LIMIT: u64 = 64 * MIB;
@@ -600,41 +647,19 @@ fn h2_req(path: &str) -> Request<ClientBody> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_download_of_256_mib_streams_in_bounded_memory() {
-    let (origin, produced) = download_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
-
-    let measuring = measure(&proxy);
-    let started = Instant::now();
-    let received = tokio::time::timeout(TRANSFER_LIMIT, async {
-        let mut h2 = h2_connect(proxy.addr).await;
+    check_download("h2 download", |addr| async move {
+        let mut h2 = h2_connect(addr).await;
         let resp = h2.send_request(h2_req("/download")).await.unwrap();
         assert_eq!(resp.status(), 200);
-        let mut body = resp.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame.expect("h2 download body failed").data_ref() {
-                n += data.len() as u64;
-            }
-        }
-        n
+        body_len(resp.into_body(), "h2 download body failed", |_| {}).await
     })
-    .await
-    .expect("256 MiB h2 download did not finish in time");
-    let elapsed = started.elapsed();
-    let memory = finish(&proxy, measuring);
-    eprintln!("h2 download: {received} bytes in {elapsed:?}");
-    assert_eq!(received, TOTAL, "bytes received");
-    assert_eq!(produced.load(Ordering::Relaxed), TOTAL, "bytes produced");
-    memory.check("h2 download 256 MiB");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_h2_client_applies_backpressure_to_the_origin() {
     let (origin, produced) = download_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
-    const PRODUCED_LIMIT: u64 = 64 * MIB;
+    let proxy = warm_proxy(origin.addr).await;
 
     let measuring = measure(&proxy);
     let mut h2 = h2_connect(proxy.addr).await;
@@ -647,40 +672,10 @@ async fn slow_h2_client_applies_backpressure_to_the_origin() {
     .unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
-    let mut read = 0u64;
-    for _ in 0..40 {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("no frame in time")
-            .expect("body ended early")
-            .expect("body failed");
-        if let Some(data) = frame.data_ref() {
-            read += data.len() as u64;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let produced_while_slow = produced.load(Ordering::Relaxed);
-    let memory = finish(&proxy, measuring);
-    eprintln!(
-        "slow h2 client: read {:.2} MiB; the origin produced {:.1} MiB",
-        read as f64 / MIB as f64,
-        produced_while_slow as f64 / MIB as f64
-    );
-    memory.check("slow h2 client");
-    assert!(
-        produced_while_slow < PRODUCED_LIMIT,
-        "the origin produced {:.1} MiB while the h2 client read {:.2} MiB: no backpressure",
-        produced_while_slow as f64 / MIB as f64,
-        read as f64 / MIB as f64
-    );
+    read_slowly_held_back("h2 client", &mut body, &proxy, measuring, &produced).await;
     // The client resets the stream; the same connection still works.
     drop(body);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = produced.load(Ordering::Relaxed);
-    eprintln!(
-        "slow h2 client: the origin produced {:.1} MiB by 500 ms after the stream was reset",
-        after as f64 / MIB as f64
-    );
+    let after = produced_500ms_later("h2 client", "the stream was reset", &produced).await;
     assert!(
         after < PRODUCED_LIMIT,
         "the origin produced {after} bytes after the reset"
@@ -696,14 +691,8 @@ async fn slow_h2_client_applies_backpressure_to_the_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_download_of_256_mib_streams_in_bounded_memory() {
-    let (origin, produced) = download_origin();
-    let proxy = ProxyProcess::start(origin.addr);
-    warm_up(proxy.addr).await;
-
-    let measuring = measure(&proxy);
-    let started = Instant::now();
-    let received = tokio::time::timeout(TRANSFER_LIMIT, async {
-        let mut sender = connect(proxy.addr).await;
+    check_download("chunked download", |addr| async move {
+        let mut sender = connect(addr).await;
         let resp = sender
             .send_request(req("GET", "/download-chunked", no_body()))
             .await
@@ -711,21 +700,7 @@ async fn chunked_download_of_256_mib_streams_in_bounded_memory() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["transfer-encoding"], "chunked");
         assert!(!resp.headers().contains_key("content-length"));
-        let mut body = resp.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame.expect("download body failed").data_ref() {
-                n += data.len() as u64;
-            }
-        }
-        n
+        body_len(resp.into_body(), "download body failed", |_| {}).await
     })
-    .await
-    .expect("256 MiB chunked download did not finish in time");
-    let elapsed = started.elapsed();
-    let memory = finish(&proxy, measuring);
-    eprintln!("chunked download: {received} bytes in {elapsed:?}");
-    assert_eq!(received, TOTAL, "bytes received");
-    assert_eq!(produced.load(Ordering::Relaxed), TOTAL, "bytes produced");
-    memory.check("chunked download 256 MiB");
+    .await;
 }

@@ -73,10 +73,12 @@ impl IdleTimer {
         *self.project().last = Instant::now();
     }
 
-    /// Polls the timer; `true` when the body has been idle for the timeout.
-    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+    /// Polls the timer while the inner body is pending: ready with
+    /// `BodyError::Idle` once the body has been idle for the timeout.
+    fn poll_idle(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyError> {
         let mut this = self.project();
-        let deadline = tokio::time::Instant::from_std(*this.last + *this.timeout);
+        let timeout = *this.timeout;
+        let deadline = tokio::time::Instant::from_std(*this.last + timeout);
         loop {
             match this.sleep.as_mut().as_pin_mut() {
                 None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
@@ -84,10 +86,7 @@ impl IdleTimer {
                     if sleep.deadline() != deadline {
                         sleep.as_mut().reset(deadline);
                     }
-                    return match sleep.poll(cx) {
-                        Poll::Ready(()) => true,
-                        Poll::Pending => false,
-                    };
+                    return sleep.poll(cx).map(|()| BodyError::Idle(timeout));
                 }
             }
         }
@@ -121,7 +120,7 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.activity();
@@ -129,13 +128,7 @@ impl Body for RequestBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Peer(e)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                if this.idle.as_mut().poll_expired(cx) {
-                    Poll::Ready(Some(Err(BodyError::Idle(this.idle.timeout))))
-                } else {
-                    Poll::Pending
-                }
-            }
+            Poll::Pending => this.idle.poll_idle(cx).map(|e| Some(Err(e))),
         }
     }
 
@@ -272,10 +265,7 @@ impl Body for ProxyBody {
         let this = self.project();
         let done = this.done;
         match this.kind.project() {
-            KindProj::Upstream {
-                mut inner,
-                mut idle,
-            } => match inner.as_mut().poll_frame(cx) {
+            KindProj::Upstream { mut inner, idle } => match inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     idle.activity();
                     if let Some(data) = frame.data_ref() {
@@ -295,14 +285,11 @@ impl Body for ProxyBody {
                     done.finish(true);
                     Poll::Ready(None)
                 }
-                Poll::Pending => {
-                    if idle.as_mut().poll_expired(cx) {
-                        done.conn = None;
-                        Poll::Ready(Some(Err(BodyError::Idle(idle.timeout))))
-                    } else {
-                        Poll::Pending
-                    }
-                }
+                Poll::Pending => idle.poll_idle(cx).map(|e| {
+                    // An idle upstream connection is never pooled.
+                    done.conn = None;
+                    Some(Err(e))
+                }),
             },
             KindProj::Full { data } => match data.take() {
                 Some(d) => {
