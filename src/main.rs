@@ -135,13 +135,13 @@ fn run(workers: Option<usize>, file: &str, source: &str) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    wait_for_signal();
-    tracing::info!("shutting down");
-    gateway.shutdown();
+    shutdown_on_signal(gateway);
     ExitCode::SUCCESS
 }
 
-fn wait_for_signal() {
+/// SIGINT or SIGTERM: stop accepting, let requests in flight finish (up to
+/// `server.drain_timeout`), then return. A second signal exits at once.
+fn shutdown_on_signal(gateway: Gateway) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,16 +152,27 @@ fn wait_for_signal() {
         }
     };
     rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let (Ok(mut int), Ok(mut term)) = (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+        ) else {
+            std::future::pending::<()>().await;
+            return;
+        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: draining connections (a second signal exits at once)");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            gateway.shutdown();
+            let _ = done_tx.send(());
+        });
+        tokio::select! {
+            _ = done_rx => tracing::info!("drained; exiting"),
+            _ = int.recv() => std::process::exit(1),
+            _ = term.recv() => std::process::exit(1),
         }
     });
 }

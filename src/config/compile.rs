@@ -32,6 +32,7 @@ pub(crate) trait SinkOpener {
 }
 
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_HEADERS: usize = 100;
 const DEFAULT_H2_STREAMS: u32 = 256;
@@ -189,6 +190,11 @@ impl Compiler<'_, '_> {
             ) as u32,
             add_forwarded_headers: raw.add_forwarded_headers.unwrap_or(true),
             preserve_host: raw.preserve_host.unwrap_or(true),
+            drain_timeout: self.duration(
+                &raw.drain_timeout,
+                DEFAULT_DRAIN_TIMEOUT,
+                "server.drain_timeout",
+            ),
         })
     }
 

@@ -36,6 +36,7 @@ pub(crate) struct RawServer {
     pub(crate) add_forwarded_headers: Option<bool>,
     pub(crate) preserve_host: Option<bool>,
     pub(crate) access_log: Option<Spanned<String>>,
+    pub(crate) drain_timeout: Option<Spanned<String>>,
 }
 
 /// `[[listeners]]`: one bound address.

@@ -82,6 +82,8 @@ pub(crate) struct ServerSettings {
     pub(crate) http2_max_concurrent_streams: u32,
     pub(crate) add_forwarded_headers: bool,
     pub(crate) preserve_host: bool,
+    /// How long a shutdown waits for connections to finish.
+    pub(crate) drain_timeout: Duration,
 }
 
 /// A listener as compiled.

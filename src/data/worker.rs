@@ -110,6 +110,12 @@ pub(crate) struct WorkerLocal {
     clock_base: (Instant, SystemTime),
     /// Requests handled (read by tests; exported by the control plane later).
     pub(crate) requests: Cell<u64>,
+    /// Open client connections on this worker.
+    connections: Cell<usize>,
+    /// Wakes every connection when the worker starts draining.
+    draining: tokio::sync::Notify,
+    /// Wakes the drain wait when the last connection closes.
+    all_closed: tokio::sync::Notify,
 }
 
 impl WorkerLocal {
@@ -132,6 +138,9 @@ impl WorkerLocal {
             log_sinks: RefCell::new(Vec::new()),
             clock_base: (Instant::now(), SystemTime::now()),
             requests: Cell::new(0),
+            connections: Cell::new(0),
+            draining: tokio::sync::Notify::new(),
+            all_closed: tokio::sync::Notify::new(),
         })
     }
 
@@ -271,6 +280,37 @@ impl WorkerLocal {
     }
 }
 
+/// Counts one open client connection for the drain on shutdown.
+pub(crate) struct ConnectionGuard {
+    local: Rc<WorkerLocal>,
+}
+
+impl WorkerLocal {
+    pub(crate) fn connection_opened(self: &Rc<Self>) -> ConnectionGuard {
+        self.connections.set(self.connections.get() + 1);
+        ConnectionGuard {
+            local: self.clone(),
+        }
+    }
+}
+
+impl ConnectionGuard {
+    /// Resolves when the worker starts draining.
+    pub(crate) fn drain_started(&self) -> tokio::sync::futures::Notified<'_> {
+        self.local.draining.notified()
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let left = self.local.connections.get() - 1;
+        self.local.connections.set(left);
+        if left == 0 {
+            self.local.all_closed.notify_waiters();
+        }
+    }
+}
+
 impl Balancers {
     fn build(snap: &Snapshot, seed: usize) -> Self {
         Balancers {
@@ -365,11 +405,35 @@ async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListene
         ));
     }
     tokio::task::spawn_local(housekeeping(local.clone()));
-    // Until the control plane says stop (graceful draining is its job).
+    // Until the control plane says stop.
     while !*shutdown.borrow_and_update() {
         if shutdown.changed().await.is_err() {
             break;
         }
+    }
+    // Drain: the accept loops have stopped; every connection is asked to
+    // finish what it is doing and close (idle keep-alive ones close at once),
+    // and the worker waits for them up to the drain timeout.
+    let drain_timeout = local.snapshot().server.drain_timeout;
+    local.draining.notify_waiters();
+    let all_closed = async {
+        while local.connections.get() > 0 {
+            let closed = local.all_closed.notified();
+            if local.connections.get() == 0 {
+                break;
+            }
+            closed.await;
+        }
+    };
+    if tokio::time::timeout(drain_timeout, all_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            worker = id,
+            open = local.connections.get(),
+            "drain timeout reached: closing the remaining connections"
+        );
     }
     local.flush_logs();
 }
