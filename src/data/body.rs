@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use std::future::Future as _;
 use tokio::time::Sleep;
 
+use crate::data::worker::RequestGuard;
 use crate::middleware::LogTail;
 use crate::upstream::pool::PooledConn;
 
@@ -157,6 +158,8 @@ struct Completion {
     conn: Option<PooledConn>,
     log: Option<LogTail>,
     bytes: u64,
+    /// Counts the request as in flight until hyper drops the body.
+    request: Option<RequestGuard>,
 }
 
 impl Completion {
@@ -223,6 +226,7 @@ impl ProxyBody {
                 conn: Some(conn),
                 log: None,
                 bytes: 0,
+                request: None,
             },
         };
         if ended {
@@ -241,8 +245,14 @@ impl ProxyBody {
                 conn: None,
                 log: None,
                 bytes: 0,
+                request: None,
             },
         }
+    }
+
+    /// Keeps the request counted as in flight until this body is dropped.
+    pub(crate) fn set_request_guard(&mut self, guard: RequestGuard) {
+        self.done.request = Some(guard);
     }
 
     /// Attaches the access-log line to be finished when the body ends.

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::config::ServerSettings;
-use crate::data::worker::{ConnectionGuard, LocalExec, WorkerLocal};
+use crate::data::worker::{LocalExec, WorkerLocal};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -65,7 +65,6 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let guard = local.connection_opened();
     let protocol = match tokio::time::timeout(protocols.first_bytes_timeout, detect(&stream)).await
     {
         Ok(Ok(p)) => p,
@@ -84,36 +83,15 @@ pub(crate) async fn serve(
     match protocol {
         Protocol::Http1 => {
             tokio::task::spawn_local(async move {
-                let conn = protocols.h1.serve_connection(io, service);
-                done(until_drained(&guard, conn, |c| c.graceful_shutdown()).await);
+                done(protocols.h1.serve_connection(io, service).await)
             });
         }
         Protocol::Http2 => {
             tokio::task::spawn_local(async move {
-                let conn = protocols.h2.serve_connection(io, service);
-                done(until_drained(&guard, conn, |c| c.graceful_shutdown()).await);
+                done(protocols.h2.serve_connection(io, service).await)
             });
         }
     }
-}
-
-/// Runs a connection to its end; when the worker starts draining, asks it to
-/// shut down gracefully (finish the requests in flight, then close) and goes
-/// on running it.
-async fn until_drained<C>(
-    guard: &ConnectionGuard,
-    conn: C,
-    graceful: impl FnOnce(std::pin::Pin<&mut C>),
-) -> C::Output
-where
-    C: std::future::Future,
-{
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        out = conn.as_mut() => return out,
-        () = guard.drain_started() => graceful(conn.as_mut()),
-    }
-    conn.await
 }
 
 /// Peeks (without consuming) until the first bytes show the protocol.

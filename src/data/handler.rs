@@ -29,6 +29,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     local.requests.set(local.requests.get() + 1);
+    let in_flight = local.request_started();
     // One atomic load; this request keeps this snapshot to the end.
     let snapshot = local.snapshot();
     let arena = local.arenas.take();
@@ -49,7 +50,8 @@ pub(crate) async fn handle(
         None => host_header.as_ref().and_then(|v| v.to_str().ok()),
     };
     let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
-    let response = process(&local, &snapshot, &mut ctx, upstream, body).await;
+    let mut response = process(&local, &snapshot, &mut ctx, upstream, body).await;
+    response.body_mut().set_request_guard(in_flight);
     Ok(response)
 }
 

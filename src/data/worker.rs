@@ -110,12 +110,11 @@ pub(crate) struct WorkerLocal {
     clock_base: (Instant, SystemTime),
     /// Requests handled (read by tests; exported by the control plane later).
     pub(crate) requests: Cell<u64>,
-    /// Open client connections on this worker.
-    connections: Cell<usize>,
-    /// Wakes every connection when the worker starts draining.
-    draining: tokio::sync::Notify,
-    /// Wakes the drain wait when the last connection closes.
-    all_closed: tokio::sync::Notify,
+    /// Requests in flight on this worker: from the request head to the end of
+    /// the response body.
+    in_flight: Cell<usize>,
+    /// Wakes the drain wait when the last request in flight ends.
+    all_done: tokio::sync::Notify,
 }
 
 impl WorkerLocal {
@@ -138,9 +137,8 @@ impl WorkerLocal {
             log_sinks: RefCell::new(Vec::new()),
             clock_base: (Instant::now(), SystemTime::now()),
             requests: Cell::new(0),
-            connections: Cell::new(0),
-            draining: tokio::sync::Notify::new(),
-            all_closed: tokio::sync::Notify::new(),
+            in_flight: Cell::new(0),
+            all_done: tokio::sync::Notify::new(),
         })
     }
 
@@ -280,33 +278,29 @@ impl WorkerLocal {
     }
 }
 
-/// Counts one open client connection for the drain on shutdown.
-pub(crate) struct ConnectionGuard {
+/// Counts one request in flight, for the drain on shutdown. It lives in the
+/// handler and then in the response body, so a streamed response counts until
+/// its last byte. Kept per request, not per connection: idle connections then
+/// carry nothing for the drain (their memory is the idle-connection cost).
+pub(crate) struct RequestGuard {
     local: Rc<WorkerLocal>,
 }
 
 impl WorkerLocal {
-    pub(crate) fn connection_opened(self: &Rc<Self>) -> ConnectionGuard {
-        self.connections.set(self.connections.get() + 1);
-        ConnectionGuard {
+    pub(crate) fn request_started(self: &Rc<Self>) -> RequestGuard {
+        self.in_flight.set(self.in_flight.get() + 1);
+        RequestGuard {
             local: self.clone(),
         }
     }
 }
 
-impl ConnectionGuard {
-    /// Resolves when the worker starts draining.
-    pub(crate) fn drain_started(&self) -> tokio::sync::futures::Notified<'_> {
-        self.local.draining.notified()
-    }
-}
-
-impl Drop for ConnectionGuard {
+impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let left = self.local.connections.get() - 1;
-        self.local.connections.set(left);
+        let left = self.local.in_flight.get() - 1;
+        self.local.in_flight.set(left);
         if left == 0 {
-            self.local.all_closed.notify_waiters();
+            self.local.all_done.notify_waiters();
         }
     }
 }
@@ -411,27 +405,28 @@ async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListene
             break;
         }
     }
-    // Drain: the accept loops have stopped; every connection is asked to
-    // finish what it is doing and close (idle keep-alive ones close at once),
-    // and the worker waits for them up to the drain timeout.
+    // Drain: the accept loops have stopped; the worker waits for the requests
+    // in flight to end (up to the drain timeout), then returns, which closes
+    // every connection, idle keep-alive ones included.
     let drain_timeout = local.snapshot().server.drain_timeout;
-    local.draining.notify_waiters();
-    let all_closed = async {
-        while local.connections.get() > 0 {
-            let closed = local.all_closed.notified();
-            if local.connections.get() == 0 {
+    let all_done = async {
+        loop {
+            let done = local.all_done.notified();
+            if local.in_flight.get() == 0 {
                 break;
             }
-            closed.await;
+            done.await;
         }
     };
-    if tokio::time::timeout(drain_timeout, all_closed)
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout(drain_timeout, all_done).await.is_ok();
+    if drained {
+        // The last body was handed to hyper; give its connection task a
+        // moment to write it out before the connections are dropped.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    } else {
         tracing::warn!(
             worker = id,
-            open = local.connections.get(),
+            in_flight = local.in_flight.get(),
             "drain timeout reached: closing the remaining connections"
         );
     }
