@@ -57,6 +57,13 @@ impl Proxy {
         assert!(status.success());
     }
 
+    /// Waits (off the test's runtime) up to `limit` for the process to exit.
+    async fn exited(mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || self.wait_exit(limit))
+            .await
+            .unwrap()
+    }
+
     /// Waits up to `limit` for the process to exit and returns its status.
     fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
@@ -94,7 +101,7 @@ fn slow_origin(delay: Duration) -> Origin {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_slow_response_in_flight_then_exits_0() {
     let origin = slow_origin(Duration::from_millis(800));
-    let mut proxy = Proxy::start(origin.addr, "10s");
+    let proxy = Proxy::start(origin.addr, "10s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/slow", &[]).await });
     // Let the request reach the origin, then ask the proxy to stop.
@@ -106,24 +113,20 @@ async fn sigterm_finishes_the_slow_response_in_flight_then_exits_0() {
         .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "finished after the signal");
-    let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let status = proxy.exited(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_do_not_hold_the_drain() {
     let origin = Origin::echo();
-    let mut proxy = Proxy::start(origin.addr, "10s");
+    let proxy = Proxy::start(origin.addr, "10s");
     // A keep-alive connection that served one request and now sits idle.
     let mut idle = H1::connect(proxy.addr).await;
     assert_eq!(idle.get("/once").await.status, 200);
     let started = Instant::now();
     proxy.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let status = proxy.exited(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0));
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -136,7 +139,7 @@ async fn idle_keep_alive_connections_do_not_hold_the_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
     let origin = slow_origin(Duration::from_secs(20));
-    let mut proxy = Proxy::start(origin.addr, "30s");
+    let proxy = Proxy::start(origin.addr, "30s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -156,9 +159,7 @@ async fn a_second_signal_exits_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     proxy.signal("INT");
-    let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(3)))
-        .await
-        .unwrap();
+    let status = proxy.exited(Duration::from_secs(3)).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_ne!(status.code(), Some(0), "a forced exit is not a clean one");
     assert!(tokio::time::timeout(Duration::from_secs(3), in_flight)
@@ -170,15 +171,13 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_wait() {
     let origin = slow_origin(Duration::from_secs(20));
-    let mut proxy = Proxy::start(origin.addr, "500ms");
+    let proxy = Proxy::start(origin.addr, "500ms");
     let addr = proxy.addr;
     let _stuck = tokio::spawn(async move { get(addr, "/stuck", &[]).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     proxy.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let status = proxy.exited(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0));
     let took = started.elapsed();
     assert!(

@@ -67,22 +67,20 @@ pub(crate) fn compile(
     if !c.d.is_empty() {
         return Err(c.d.finish());
     }
-    match (server, router) {
-        (Some(server), Some(router)) => Ok(Snapshot {
-            generation,
-            source: file.to_string(),
-            server,
-            listeners,
-            router,
-            routes,
-            upstreams,
-            fallback_log,
-        }),
-        _ => {
-            c.d.global("configuration incomplete");
-            Err(c.d.finish())
-        }
-    }
+    // The router is missing only when it reported errors, handled above.
+    let Some(router) = router else {
+        return Err(c.d.finish());
+    };
+    Ok(Snapshot {
+        generation,
+        source: file.to_string(),
+        server,
+        listeners,
+        router,
+        routes,
+        upstreams,
+        fallback_log,
+    })
 }
 
 /// A middleware definition after checking, ready to be put into chains.
@@ -148,7 +146,7 @@ impl Compiler<'_, '_> {
         }
     }
 
-    fn server(&mut self, raw: &RawServer) -> Option<ServerSettings> {
+    fn server(&mut self, raw: &RawServer) -> ServerSettings {
         let workers = self.int_in(&raw.workers, 0, 0..MAX_WORKERS + 1, "server.workers") as usize;
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
@@ -162,7 +160,7 @@ impl Compiler<'_, '_> {
                 Err(msg) => self.d.at(span(entry), msg),
             }
         }
-        Some(ServerSettings {
+        ServerSettings {
             workers,
             trusted_proxies,
             header_read_timeout: self.duration(
@@ -195,7 +193,7 @@ impl Compiler<'_, '_> {
                 DEFAULT_DRAIN_TIMEOUT,
                 "server.drain_timeout",
             ),
-        })
+        }
     }
 
     fn listeners(&mut self, raw: &RawConfig) -> Vec<ListenerSpec> {

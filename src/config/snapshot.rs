@@ -29,16 +29,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The configured listener addresses, in file order.
-    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.addr).collect()
-    }
-
-    /// The number of workers to run (0 in the file means one per core).
-    pub fn workers(&self) -> usize {
-        self.server.workers
-    }
-
     /// A one-paragraph summary for the start-up log.
     pub fn summary(&self) -> String {
         let listeners: Vec<String> = self

@@ -28,7 +28,6 @@ pub(crate) async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    local.requests.set(local.requests.get() + 1);
     let in_flight = local.request_started();
     // One atomic load; this request keeps this snapshot to the end.
     let snapshot = local.snapshot();
@@ -214,21 +213,10 @@ async fn acquire(
 ) -> Result<(Sender, bool), ProxyError> {
     while let Some(mut sender) = local.pool.checkout(addr) {
         if sender.ready().await.is_ok() {
-            local
-                .pool
-                .stats
-                .reused
-                .set(local.pool.stats.reused.get() + 1);
             return Ok((sender, true));
         }
     }
-    let sender = new_connection(addr, spec).await?;
-    local
-        .pool
-        .stats
-        .created
-        .set(local.pool.stats.created.get() + 1);
-    Ok((sender, false))
+    Ok((new_connection(addr, spec).await?, false))
 }
 
 /// Sends a request that a stale pooled connection handed back over a new

@@ -108,8 +108,6 @@ pub(crate) struct WorkerLocal {
     log_free: RefCell<Vec<Vec<u8>>>,
     log_sinks: RefCell<Vec<LocalSink>>,
     clock_base: (Instant, SystemTime),
-    /// Requests handled (read by tests; exported by the control plane later).
-    pub(crate) requests: Cell<u64>,
     /// Requests in flight on this worker: from the request head to the end of
     /// the response body.
     in_flight: Cell<usize>,
@@ -136,7 +134,6 @@ impl WorkerLocal {
             log_free: RefCell::new(Vec::new()),
             log_sinks: RefCell::new(Vec::new()),
             clock_base: (Instant::now(), SystemTime::now()),
-            requests: Cell::new(0),
             in_flight: Cell::new(0),
             all_done: tokio::sync::Notify::new(),
         })

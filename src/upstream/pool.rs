@@ -2,7 +2,7 @@
 //! address so that it survives configuration reloads that keep the endpoint.
 //! Single-threaded (`RefCell`), never shared with another worker.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -17,18 +17,10 @@ struct Idle {
     settings: PoolSettings,
 }
 
-/// Counters of one worker's pool (read by the control plane later).
-#[derive(Default, Debug)]
-pub(crate) struct PoolStats {
-    pub(crate) reused: Cell<u64>,
-    pub(crate) created: Cell<u64>,
-}
-
 /// One worker's idle upstream connections.
 #[derive(Default)]
 pub(crate) struct UpstreamPool {
     idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
-    pub(crate) stats: PoolStats,
 }
 
 impl UpstreamPool {
