@@ -12,6 +12,7 @@ pub mod balance;
 pub mod config;
 pub mod control;
 pub mod data;
+pub(crate) mod metrics;
 pub mod middleware;
 pub mod router;
 pub mod upstream;

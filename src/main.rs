@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +39,9 @@ enum Command {
         /// Write a combined-format access log to stdout.
         #[arg(long)]
         access_log: bool,
+        /// Serve the admin API on this address (default: no admin API).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
 }
 
@@ -60,15 +63,13 @@ fn main() -> ExitCode {
             listen,
             to,
             access_log,
+            admin,
         }) => {
-            let source = proxy_config(listen, &to, access_log);
-            run(cli.workers, "<command line>", &source)
+            let source = proxy_config(listen, &to, access_log, admin);
+            run(cli.workers, Source::Text("<command line>", &source))
         }
         None => match cli.config {
-            Some(path) => match strait::control::read_config(&path) {
-                Ok(source) => run(cli.workers, &path.display().to_string(), &source),
-                Err(e) => fail(&e),
-            },
+            Some(path) => run(cli.workers, Source::File(&path)),
             None => run_default(cli.workers),
         },
     }
@@ -98,7 +99,12 @@ fn check(config: Option<PathBuf>) -> ExitCode {
 
 /// The TOML of `strait proxy`: one listener, one catch-all route, the default
 /// chain (request id), access log only on request.
-fn proxy_config(listen: SocketAddr, to: &[String], access_log: bool) -> String {
+fn proxy_config(
+    listen: SocketAddr,
+    to: &[String],
+    access_log: bool,
+    admin: Option<SocketAddr>,
+) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     let endpoints: Vec<String> = to.iter().map(|t| quote(t)).collect();
     let chain = if access_log {
@@ -106,8 +112,12 @@ fn proxy_config(listen: SocketAddr, to: &[String], access_log: bool) -> String {
     } else {
         "[\"request_id\"]"
     };
+    let admin = match admin {
+        Some(addr) => format!("[admin]\nlisten = {}\n\n", quote(&addr.to_string())),
+        None => "[admin]\nenabled = false\n\n".to_string(),
+    };
     format!(
-        "[[listeners]]\naddress = {}\n\n[upstreams.backend]\nendpoints = [{}]\n\n[[routes]]\nname = \"proxy\"\nmiddlewares = {chain}\nupstream = \"backend\"\n",
+        "{admin}[[listeners]]\naddress = {}\n\n[upstreams.backend]\nendpoints = [{}]\n\n[[routes]]\nname = \"proxy\"\nmiddlewares = {chain}\nupstream = \"backend\"\n",
         quote(&listen.to_string()),
         endpoints.join(", ")
     )
@@ -123,25 +133,37 @@ fn run_default(workers: Option<usize>) -> ExitCode {
     };
     tracing::info!(%origin, "demo origin started (answers with the request it received, as JSON)");
     let source = strait::DEFAULT_CONFIG.replace("{DEMO_ORIGIN}", &origin.to_string());
-    run(workers, "<built-in>", &source)
+    run(workers, Source::Text("<built-in>", &source))
 }
 
-fn run(workers: Option<usize>, file: &str, source: &str) -> ExitCode {
+/// Where the configuration comes from: a file (which SIGHUP and the file
+/// watch read again) or text made up here.
+enum Source<'a> {
+    File(&'a Path),
+    Text(&'a str, &'a str),
+}
+
+fn run(workers: Option<usize>, source: Source<'_>) -> ExitCode {
     let mut builder = Gateway::builder();
     if let Some(n) = workers {
         builder = builder.workers(n);
     }
-    let gateway = match builder.start_toml(file, source) {
+    let started = match source {
+        Source::File(path) => builder.start_file(path),
+        Source::Text(name, text) => builder.start_toml(name, text),
+    };
+    let gateway = match started {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    shutdown_on_signal(gateway);
+    serve_signals(gateway);
     ExitCode::SUCCESS
 }
 
-/// SIGINT or SIGTERM: stop accepting, let requests in flight finish (up to
-/// `server.drain_timeout`), then return. A second signal exits at once.
-fn shutdown_on_signal(gateway: Gateway) {
+/// SIGHUP reloads the configuration file. SIGINT or SIGTERM: stop accepting,
+/// let requests in flight finish (up to `server.drain_timeout`), then return;
+/// a second signal exits at once.
+fn serve_signals(gateway: Gateway) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,16 +174,27 @@ fn shutdown_on_signal(gateway: Gateway) {
         }
     };
     rt.block_on(async {
-        let (Ok(mut int), Ok(mut term)) = (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             std::future::pending::<()>().await;
             return;
         };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // The outcome is logged and counted by the control plane.
+                    // This runtime only waits for signals: blocking it while
+                    // the file compiles holds up nothing else.
+                    let _ = gateway.reload();
+                }
+            }
         }
         tracing::info!("shutting down: draining connections (a second signal exits at once)");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -82,6 +82,7 @@ async fn allocations_per_proxied_request() {
 
     // Strait, one worker, the default chain of `strait proxy` (request id), no access log.
     let gw = strait::Gateway::builder()
+        .admin_listen(None)
         .workers(1)
         .on_worker_start(|_| COUNT_HERE.with(|c| c.set(true)))
         .start_toml(

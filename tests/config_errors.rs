@@ -18,7 +18,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             5,
             2,
-            "unknown field `upstream`, expected one of `server`, `listeners`, `routes`, `upstreams`, `middlewares`",
+            "unknown field `upstream`, expected one of `server`, `listeners`, `routes`, `upstreams`, `middlewares`, `admin`",
         )],
     ),
     (

@@ -419,6 +419,7 @@ async fn custom_middleware_answers_early_and_the_origin_is_not_called() {
     let origin = Origin::echo();
     let built = Arc::new(AtomicUsize::new(0));
     let gw = strait::Gateway::builder()
+        .admin_listen(None)
         .workers(2)
         .custom("deny", deny_factory(built.clone()))
         .start_toml(
@@ -463,6 +464,7 @@ async fn custom_middleware_settings_errors_and_unregistered_names_refuse_the_con
     let defs = "[middlewares.deny]\ntype = \"custom\"\nname = \"deny\"\nsettings = { }\n";
     let toml = chain_config(origin.addr, defs, r#""deny""#);
     let err = match strait::Gateway::builder()
+        .admin_listen(None)
         .custom("deny", deny_factory(Arc::new(AtomicUsize::new(0))))
         .start_toml("test.toml", &toml)
     {

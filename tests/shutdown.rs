@@ -24,7 +24,7 @@ impl Proxy {
         };
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let config = format!(
-            "[server]\nworkers = 1\ndrain_timeout = \"{drain_timeout}\"\n\n[[listeners]]\naddress = \"{addr}\"\n\n\
+            "[server]\nworkers = 1\ndrain_timeout = \"{drain_timeout}\"\n\n[admin]\nenabled = false\n\n[[listeners]]\naddress = \"{addr}\"\n\n\
              [upstreams.slow]\nendpoints = [\"{origin}\"]\n\n[[routes]]\nupstream = \"slow\"\n"
         );
         let path = std::env::temp_dir().join(format!(

@@ -13,9 +13,10 @@ use toml::Spanned;
 
 use super::intern;
 use super::raw::{
-    RawConfig, RawEndpoint, RawMatch, RawMiddleware, RawRoute, RawServer, RawUpstream,
+    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawRoute,
+    RawServer, RawUpstream,
 };
-use super::snapshot::{ListenerSpec, Route, ServerSettings, Snapshot};
+use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
 use crate::balance::BalanceKind;
 use crate::control::log_writer::Sink;
@@ -23,7 +24,7 @@ use crate::middleware::{
     AccessLog, CustomRegistry, HeaderOps, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
-use crate::upstream::{self, EndpointSpec, PoolSettings, UpstreamSpec};
+use crate::upstream::{self, EndpointSpec, HealthCheckSpec, PoolSettings, Probe, UpstreamSpec};
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
 /// stand-in for `strait check`).
@@ -60,6 +61,7 @@ pub(crate) fn compile(
     let mut c = Compiler { d, registry, sinks };
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw);
+    let admin = c.admin(&raw.admin);
     let (upstreams, upstream_ids) = c.upstreams(&raw.upstreams);
     let middlewares = c.middlewares(&raw.middlewares);
     let fallback_log = c.fallback_log(&raw.server, &middlewares);
@@ -80,6 +82,8 @@ pub(crate) fn compile(
         routes,
         upstreams,
         fallback_log,
+        admin,
+        stats: Default::default(),
     })
 }
 
@@ -193,7 +197,60 @@ impl Compiler<'_, '_> {
                 DEFAULT_DRAIN_TIMEOUT,
                 "server.drain_timeout",
             ),
+            watch_config: raw.watch_config.unwrap_or(true),
         }
+    }
+
+    fn admin(&mut self, raw: &RawAdmin) -> AdminSettings {
+        let token = match &raw.token {
+            Some(t) if t.get_ref().trim().is_empty() => {
+                self.d.at(
+                    span(t),
+                    "admin.token is empty: remove it or set a secret of at least 16 characters",
+                );
+                None
+            }
+            Some(t) if t.get_ref().len() < 16 => {
+                self.d.at(
+                    span(t),
+                    "admin.token is too short: expected at least 16 characters",
+                );
+                None
+            }
+            Some(t) => Some(t.get_ref().clone()),
+            None => None,
+        };
+        if raw.enabled == Some(false) {
+            return AdminSettings {
+                listen: None,
+                token,
+            };
+        }
+        let text = raw
+            .listen
+            .as_ref()
+            .map_or(super::snapshot::DEFAULT_ADMIN_LISTEN, |l| l.get_ref());
+        let listen = match v::parse_listen_addr(text) {
+            Ok(addr) => Some(addr),
+            Err(msg) => {
+                if let Some(l) = &raw.listen {
+                    self.d.at(span(l), format!("admin.listen: {msg}"));
+                }
+                None
+            }
+        };
+        if let (Some(addr), None, false) = (listen, &token, raw.token.is_some()) {
+            if !addr.ip().is_loopback() {
+                let msg = format!(
+                    "admin.listen = \"{addr}\" is not a loopback address and admin.token is not set: anyone who can reach it could reload the configuration; set admin.token, or listen on 127.0.0.1"
+                );
+                match &raw.listen {
+                    Some(l) => self.d.at(span(l), msg),
+                    None => self.d.global(msg),
+                }
+            }
+        }
+        AdminSettings { listen, token }
     }
 
     fn listeners(&mut self, raw: &RawConfig) -> Vec<ListenerSpec> {
@@ -345,8 +402,130 @@ impl Compiler<'_, '_> {
                     &what("max_idle_per_endpoint"),
                 ) as usize,
             },
+            health_check: up
+                .health_check
+                .as_ref()
+                .map(|h| self.health_check(name, h)),
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
+        let h = raw.get_ref();
+        let what = |k: &str| format!("upstreams.{upstream}.health_check.{k}");
+        let kind = h.kind.as_ref().map_or("http", |k| k.get_ref().as_str());
+        let probe = match kind {
+            "tcp" => {
+                for (set, key) in [
+                    (h.method.as_ref().map(span), "method"),
+                    (h.path.as_ref().map(span), "path"),
+                    (h.host.as_ref().map(span), "host"),
+                    (h.expected_statuses.first().map(span), "expected_statuses"),
+                ] {
+                    if let Some(at) = set {
+                        self.d.at(
+                            at,
+                            format!("{} applies to type = \"http\" only, not \"tcp\"", what(key)),
+                        );
+                    }
+                }
+                Probe::Tcp
+            }
+            "http" => {
+                let method = match &h.method {
+                    None => Method::GET,
+                    Some(m) => match Method::from_bytes(m.get_ref().as_bytes()) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            self.d.at(
+                                span(m),
+                                format!("{}: invalid method {:?}", what("method"), m.get_ref()),
+                            );
+                            Method::GET
+                        }
+                    },
+                };
+                let path = match &h.path {
+                    None => "/".to_string(),
+                    Some(p) if p.get_ref().starts_with('/') && http::uri::PathAndQuery::try_from(p.get_ref().as_str()).is_ok() => p.get_ref().clone(),
+                    Some(p) => {
+                        self.d.at(
+                            span(p),
+                            format!(
+                                "{}: invalid path {:?}: expected an absolute path like \"/healthz\"",
+                                what("path"),
+                                p.get_ref()
+                            ),
+                        );
+                        "/".to_string()
+                    }
+                };
+                let host = match &h.host {
+                    None => None,
+                    Some(v) if http::HeaderValue::from_str(v.get_ref()).is_ok() && !v.get_ref().is_empty() => Some(v.get_ref().clone()),
+                    Some(v) => {
+                        self.d.at(span(v), format!("{}: invalid host {:?}", what("host"), v.get_ref()));
+                        None
+                    }
+                };
+                let mut statuses = Vec::new();
+                for s in &h.expected_statuses {
+                    match parse_status_range(s.get_ref()) {
+                        Ok(r) => statuses.push(r),
+                        Err(msg) => self.d.at(span(s), format!("{}: {msg}", what("expected_statuses"))),
+                    }
+                }
+                if statuses.is_empty() {
+                    statuses.push((200, 399));
+                }
+                Probe::Http {
+                    method,
+                    path,
+                    host,
+                    statuses,
+                }
+            }
+            other => {
+                if let Some(k) = &h.kind {
+                    self.d.at(
+                        span(k),
+                        format!("{}: unknown type {other:?}: expected \"http\" or \"tcp\"", what("type")),
+                    );
+                }
+                Probe::Tcp
+            }
+        };
+        let interval = self.duration(&h.interval, upstream::DEFAULT_HEALTH_INTERVAL, &what("interval"));
+        let timeout = self.duration(&h.timeout, upstream::DEFAULT_HEALTH_TIMEOUT, &what("timeout"));
+        if timeout > interval {
+            if let Some(t) = &h.timeout {
+                self.d.at(
+                    span(t),
+                    format!(
+                        "{} ({timeout:?}) is longer than the interval ({interval:?}): probes would overlap",
+                        what("timeout")
+                    ),
+                );
+            }
+        }
+        HealthCheckSpec {
+            probe,
+            interval,
+            timeout,
+            healthy_threshold: self.int_in(
+                &h.healthy_threshold,
+                i64::from(upstream::DEFAULT_HEALTHY_THRESHOLD),
+                1..101,
+                &what("healthy_threshold"),
+            ) as u32,
+            unhealthy_threshold: self.int_in(
+                &h.unhealthy_threshold,
+                i64::from(upstream::DEFAULT_UNHEALTHY_THRESHOLD),
+                1..101,
+                &what("unhealthy_threshold"),
+            ) as u32,
+            fail_open: h.fail_open.unwrap_or(false),
+        }
     }
 
     /// Diagnostics only grows; comparing counts tells whether a part added errors.
@@ -688,6 +867,36 @@ impl Compiler<'_, '_> {
 }
 
 /// `{name}` and `{*name}` captures of a path pattern (validity is the router's job).
+/// `200`, `"200-399"` or `"2xx"` as an inclusive range of statuses.
+fn parse_status_range(v: &toml::Value) -> Result<(u16, u16), String> {
+    let valid = |n: i64| (100..=599).contains(&n);
+    match v {
+        toml::Value::Integer(n) if valid(*n) => Ok((*n as u16, *n as u16)),
+        toml::Value::String(s) => {
+            let bad = || format!("invalid status {s:?}: expected a status like 200, a range like \"200-399\", or a class like \"2xx\"");
+            let t = s.trim();
+            if let Some(class) = t.strip_suffix("xx") {
+                let c: i64 = class.parse().map_err(|_| bad())?;
+                if !(1..=5).contains(&c) {
+                    return Err(bad());
+                }
+                return Ok(((c * 100) as u16, (c * 100 + 99) as u16));
+            }
+            let (a, b) = t.split_once('-').unwrap_or((t, t));
+            let a: i64 = a.trim().parse().map_err(|_| bad())?;
+            let b: i64 = b.trim().parse().map_err(|_| bad())?;
+            if valid(a) && valid(b) && a <= b {
+                Ok((a as u16, b as u16))
+            } else {
+                Err(bad())
+            }
+        }
+        other => Err(format!(
+            "invalid status {other}: expected a status from 100 to 599, a range like \"200-399\", or a class like \"2xx\""
+        )),
+    }
+}
+
 fn pattern_params(pattern: &str) -> Vec<String> {
     pattern
         .split('/')

@@ -20,6 +20,17 @@ pub(crate) struct RawConfig {
     pub(crate) upstreams: BTreeMap<Spanned<String>, Spanned<RawUpstream>>,
     #[serde(default)]
     pub(crate) middlewares: BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
+    #[serde(default)]
+    pub(crate) admin: RawAdmin,
+}
+
+/// `[admin]`: the admin API listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) token: Option<Spanned<String>>,
 }
 
 /// `[server]`: process-wide settings.
@@ -37,6 +48,7 @@ pub(crate) struct RawServer {
     pub(crate) preserve_host: Option<bool>,
     pub(crate) access_log: Option<Spanned<String>>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
+    pub(crate) watch_config: Option<bool>,
 }
 
 /// `[[listeners]]`: one bound address.
@@ -92,6 +104,26 @@ pub(crate) struct RawUpstream {
     pub(crate) body_idle_timeout: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) max_idle_per_endpoint: Option<Spanned<i64>>,
+    pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
+}
+
+/// `[upstreams.NAME.health_check]`: an active probe of every endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) method: Option<Spanned<String>>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) host: Option<Spanned<String>>,
+    /// Integers (`200`) or ranges (`"200-399"`, `"2xx"`).
+    #[serde(default)]
+    pub(crate) expected_statuses: Vec<Spanned<toml::Value>>,
+    pub(crate) interval: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) healthy_threshold: Option<Spanned<i64>>,
+    pub(crate) unhealthy_threshold: Option<Spanned<i64>>,
+    pub(crate) fail_open: Option<bool>,
 }
 
 /// An endpoint: `"10.0.0.1:80"` or `{ address = "10.0.0.1:80", weight = 3 }`.

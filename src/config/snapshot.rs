@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::metrics::SnapshotStats;
 use crate::middleware::{AccessLog, Middleware};
 use crate::router::Router;
 use crate::upstream::UpstreamSpec;
@@ -26,6 +27,10 @@ pub struct Snapshot {
     pub(crate) upstreams: Vec<UpstreamSpec>,
     /// Logs requests that matched no route.
     pub(crate) fallback_log: Option<AccessLog>,
+    /// The admin API listener.
+    pub(crate) admin: AdminSettings,
+    /// What the routes and upstreams count into (filled by the control plane).
+    pub(crate) stats: SnapshotStats,
 }
 
 impl Snapshot {
@@ -74,7 +79,21 @@ pub(crate) struct ServerSettings {
     pub(crate) preserve_host: bool,
     /// How long a shutdown waits for connections to finish.
     pub(crate) drain_timeout: Duration,
+    /// Reload when the configuration file changes.
+    pub(crate) watch_config: bool,
 }
+
+/// `[admin]` as compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AdminSettings {
+    /// `None` when `enabled = false`.
+    pub(crate) listen: Option<SocketAddr>,
+    /// Required as `Authorization: Bearer TOKEN` when set.
+    pub(crate) token: Option<String>,
+}
+
+/// Where the admin API listens unless `[admin] listen` says otherwise.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// A listener as compiled.
 #[derive(Debug, Clone)]

@@ -1,21 +1,31 @@
 //! The control plane: loads and compiles configuration, binds listeners, starts
-//! the workers, owns the access-log writers, and publishes snapshots. It may
-//! lock and may be slow; the workers never wait for it.
+//! the workers, owns the access-log writers, publishes snapshots, reloads them
+//! (signal, file watch, admin API), runs the health checks and serves the admin
+//! API. It may lock and may be slow; the workers never wait for it. Everything
+//! but the `Gateway` handle runs on one thread, `strait-control`.
 
+pub(crate) mod admin;
 pub mod demo_origin;
+pub(crate) mod health;
 pub(crate) mod log_writer;
+pub(crate) mod reload;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, ConfigErrors, Snapshot};
 use crate::data::listener;
-use crate::data::worker::{self, Shared};
+use crate::data::worker::{self, Shared, WorkerCommand};
+use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
 use log_writer::{DetachedSinks, LogWriters};
+pub use reload::ReloadError;
 
 /// Why a gateway could not start.
 #[derive(Debug)]
@@ -36,7 +46,14 @@ pub enum StartError {
         /// The cause.
         error: std::io::Error,
     },
-    /// A worker thread could not be started.
+    /// The admin API listener could not be bound.
+    BindAdmin {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// A worker or the control thread could not be started.
     Spawn(std::io::Error),
 }
 
@@ -48,7 +65,11 @@ impl fmt::Display for StartError {
                 write!(f, "cannot read configuration file {path:?}: {error}")
             }
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
-            StartError::Spawn(error) => write!(f, "cannot start a worker thread: {error}"),
+            StartError::BindAdmin { addr, error } => write!(
+                f,
+                "cannot listen on {addr} for the admin API: {error} (set [admin] listen, or enabled = false)"
+            ),
+            StartError::Spawn(error) => write!(f, "cannot start a thread: {error}"),
         }
     }
 }
@@ -78,6 +99,7 @@ pub struct GatewayBuilder {
     registry: CustomRegistry,
     workers: Option<usize>,
     on_worker_start: Option<worker::StartHook>,
+    admin_listen: Option<Option<SocketAddr>>,
 }
 
 impl GatewayBuilder {
@@ -97,6 +119,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Overrides `[admin] listen` (`None` turns the admin API off), e.g. to
+    /// bind port 0 in tests.
+    pub fn admin_listen(mut self, addr: Option<SocketAddr>) -> Self {
+        self.admin_listen = Some(addr);
+        self
+    }
+
     /// Runs `hook(worker_id)` on each worker thread before it serves (for
     /// thread pinning, per-thread instrumentation, tests).
     pub fn on_worker_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
@@ -104,23 +133,49 @@ impl GatewayBuilder {
         self
     }
 
-    /// Starts from a configuration file.
+    /// Starts from a configuration file, which reloads read again.
     pub fn start_file(self, path: &Path) -> Result<Gateway, StartError> {
         let source = read_config(path)?;
-        self.start_toml(&path.display().to_string(), &source)
+        self.start(&path.display().to_string(), &source, Some(path.to_path_buf()))
     }
 
     /// Starts from configuration text; `file` names it in error messages.
+    /// Such a gateway reloads only through [`Gateway::reload_toml`].
     pub fn start_toml(self, file: &str, source: &str) -> Result<Gateway, StartError> {
+        self.start(file, source, None)
+    }
+
+    fn start(
+        self,
+        file: &str,
+        source: &str,
+        path: Option<PathBuf>,
+    ) -> Result<Gateway, StartError> {
         let writers = Arc::new(LogWriters::default());
         let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers)
             .map_err(StartError::Config)?;
         if let Some(n) = self.workers {
             snapshot.server.workers = n;
         }
+        if let Some(admin) = self.admin_listen {
+            snapshot.admin.listen = admin;
+        }
         let workers = snapshot.server.workers.max(1);
+        snapshot.server.workers = workers;
         // Bind everything before starting anything, so a busy port fails cleanly.
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        let admin_listener = match snapshot.admin.listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|error| StartError::BindAdmin { addr, error })?,
+            ),
+            None => None,
+        };
+        let admin_addr = match &admin_listener {
+            Some(l) => Some(l.local_addr().map_err(StartError::Spawn)?),
+            None => None,
+        };
+        let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut bound = Vec::new();
         for l in &snapshot.listeners {
@@ -133,41 +188,177 @@ impl GatewayBuilder {
                 addr: l.addr,
                 error,
             })?;
-            bound.push((l.name.clone(), actual));
+            bound.push(BoundListener {
+                name: l.name.clone(),
+                spec: l.addr,
+                addr: actual,
+            });
             for (i, s) in sockets.into_iter().enumerate() {
-                per_worker[i].push(s);
+                per_worker[i].push((l.addr, s));
             }
         }
+        let metrics = Arc::new(Metrics::new(workers));
+        metrics.attach(&mut snapshot);
         tracing::info!("{}", snapshot.summary());
-        for (name, addr) in &bound {
-            tracing::info!(listener = %name, %addr, "listening");
+        for l in &bound {
+            tracing::info!(listener = %l.name, addr = %l.addr, "listening");
         }
-        let shared = Arc::new(Shared::new(snapshot));
+        let generation = snapshot.generation;
+        let shared = Arc::new(Shared::new(snapshot, metrics.clone()));
         let mut handles = Vec::new();
+        let mut commands = Vec::new();
         for (id, listeners) in per_worker.into_iter().enumerate() {
             let hook = self.on_worker_start.clone();
+            let (tx, rx) = mpsc::unbounded_channel();
+            commands.push(tx);
             handles.push(
-                worker::spawn(id, shared.clone(), listeners, hook).map_err(StartError::Spawn)?,
+                worker::spawn(id, shared.clone(), listeners, rx, hook)
+                    .map_err(StartError::Spawn)?,
             );
         }
         tracing::info!(workers, "workers started");
-        Ok(Gateway {
-            shared: Some(shared),
-            workers: handles,
-            listeners: bound,
-            writers,
+        let control = Arc::new(Control {
+            shared: shared.clone(),
+            metrics,
             registry: self.registry,
+            writers: writers.clone(),
+            workers,
+            config_path: path,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            state: Mutex::new(ControlState {
+                loaded_at: SystemTime::now(),
+                last_reload: None,
+                listeners: bound,
+            }),
+            reloading: Mutex::new(()),
+            generations: watch::channel(generation).0,
+            worker_commands: commands,
+            admin_addr,
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let control_thread = spawn_control(control.clone(), admin_listener, stop_rx)
+            .map_err(StartError::Spawn)?;
+        if let Some(addr) = admin_addr {
+            tracing::info!(%addr, "admin API listening");
+        }
+        Ok(Gateway {
+            control: Some(control),
+            workers: handles,
+            control_thread: Some(control_thread),
+            stop_control: stop_tx,
+            writers,
         })
     }
 }
 
-/// A running gateway: its workers, listeners and control state.
-pub struct Gateway {
-    shared: Option<Arc<Shared>>,
-    workers: Vec<JoinHandle<()>>,
-    listeners: Vec<(String, SocketAddr)>,
-    writers: Arc<LogWriters>,
+/// A data-plane listener as bound.
+#[derive(Debug, Clone)]
+pub(crate) struct BoundListener {
+    pub(crate) name: String,
+    /// The address in the configuration (port 0 stays 0): its identity across
+    /// reloads.
+    pub(crate) spec: SocketAddr,
+    /// The address actually bound.
+    pub(crate) addr: SocketAddr,
+}
+
+/// The outcome of the last reload, for the admin API.
+#[derive(Debug, Clone)]
+pub(crate) struct ReloadReport {
+    pub(crate) at: SystemTime,
+    /// `"signal"`, `"file"`, `"admin"` or `"api"`.
+    pub(crate) trigger: &'static str,
+    /// The generation published, or why the configuration was refused.
+    pub(crate) result: Result<u64, String>,
+}
+
+/// What the control plane changes as it runs.
+#[derive(Debug)]
+pub(crate) struct ControlState {
+    /// When the running configuration was published.
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) last_reload: Option<ReloadReport>,
+    pub(crate) listeners: Vec<BoundListener>,
+}
+
+/// The control plane's state, shared by the gateway handle, the admin API,
+/// the health checker and the file watcher.
+pub(crate) struct Control {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) metrics: Arc<Metrics>,
     registry: CustomRegistry,
+    writers: Arc<LogWriters>,
+    pub(crate) workers: usize,
+    /// The file reloads read, if started from one.
+    pub(crate) config_path: Option<PathBuf>,
+    pub(crate) started_at: SystemTime,
+    pub(crate) started: Instant,
+    pub(crate) state: Mutex<ControlState>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// The generation published last; the health checker follows it.
+    pub(crate) generations: watch::Sender<u64>,
+    worker_commands: Vec<mpsc::UnboundedSender<WorkerCommand>>,
+    /// Where the admin API listens, if on.
+    pub(crate) admin_addr: Option<SocketAddr>,
+}
+
+impl Control {
+    /// The running snapshot.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.current()
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Starts the control thread: admin API, health checks, file watch.
+fn spawn_control(
+    control: Arc<Control>,
+    admin: Option<std::net::TcpListener>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("strait-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                if let Some(listener) = admin {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            tokio::spawn(admin::serve(control.clone(), l));
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot serve the admin API"),
+                    }
+                }
+                tokio::spawn(health::run(control.clone()));
+                if control.snapshot().server.watch_config {
+                    if let Some(path) = control.config_path.clone() {
+                        tokio::spawn(reload::watch_file(control.clone(), path));
+                    }
+                }
+                while !*stop.borrow_and_update() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            // Dropping the runtime cancels the control tasks.
+        })
+}
+
+/// A running gateway: its workers, listeners and control plane.
+pub struct Gateway {
+    control: Option<Arc<Control>>,
+    workers: Vec<JoinHandle<()>>,
+    control_thread: Option<JoinHandle<()>>,
+    stop_control: watch::Sender<bool>,
+    writers: Arc<LogWriters>,
 }
 
 impl Gateway {
@@ -176,14 +367,30 @@ impl Gateway {
         GatewayBuilder::default()
     }
 
+    fn control(&self) -> &Control {
+        self.control
+            .as_ref()
+            .expect("the control state lives until shutdown, which consumes the gateway")
+    }
+
     /// The bound address of each listener (port 0 resolved), in file order.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|(_, a)| *a).collect()
+        self.control()
+            .state()
+            .listeners
+            .iter()
+            .map(|l| l.addr)
+            .collect()
     }
 
     /// The bound address of the first listener.
     pub fn addr(&self) -> SocketAddr {
-        self.listeners[0].1
+        self.control().state().listeners[0].addr
+    }
+
+    /// Where the admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.control().admin_addr
     }
 
     /// The number of workers running.
@@ -191,32 +398,41 @@ impl Gateway {
         self.workers.len()
     }
 
-    /// Compiles `source` and publishes it (routes, upstreams, middlewares; the
-    /// listeners stay as they are). An invalid configuration changes nothing.
-    pub fn reload_toml(&self, file: &str, source: &str) -> Result<u64, ConfigErrors> {
-        let Some(shared) = &self.shared else {
-            return Ok(0);
-        };
-        // The generation is assigned when it is published.
-        let mut snapshot = config::compile(file, source, 0, &self.registry, &*self.writers)?;
-        snapshot.server.workers = self.workers.len();
-        Ok(shared.publish(snapshot))
+    /// The generation of the running configuration.
+    pub fn generation(&self) -> u64 {
+        self.control().snapshot().generation
     }
 
-    /// Stops accepting, stops the workers, flushes the access logs.
+    /// Compiles `source` and publishes it: routes, upstreams, middlewares and
+    /// listeners (added ones opened, removed ones closed, unchanged ones kept).
+    /// An invalid configuration changes nothing.
+    pub fn reload_toml(&self, file: &str, source: &str) -> Result<u64, ReloadError> {
+        self.control().reload_source(file, source, "api")
+    }
+
+    /// Reads the configuration file again and publishes it (what SIGHUP does).
+    pub fn reload(&self) -> Result<u64, ReloadError> {
+        self.control().reload_file("signal")
+    }
+
+    /// Stops accepting, drains the workers, flushes the access logs.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        let Some(shared) = self.shared.take() else {
+        let Some(control) = self.control.take() else {
             return;
         };
-        let _ = shared.shutdown.send(true);
+        let _ = self.stop_control.send(true);
+        if let Some(t) = self.control_thread.take() {
+            let _ = t.join();
+        }
+        let _ = control.shared.shutdown.send(true);
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
-        drop(shared);
+        drop(control);
         self.writers.join();
     }
 }

@@ -5,6 +5,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::rc::{Rc, Weak};
@@ -16,17 +18,19 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::balance::Balancer;
 use crate::config::Snapshot;
 use crate::control::log_writer::Sink;
 use crate::data::arena::ArenaPool;
 use crate::data::connection::{self, Protocols};
+use crate::metrics::{Metrics, WorkerCounters};
 use crate::upstream::pool::UpstreamPool;
 
-/// What the control plane and the workers share: the published snapshot and
-/// the shutdown signal. Workers only read it.
+/// What the control plane and the workers share: the published snapshot, the
+/// shutdown signal and the metrics (each worker writes its own shard). Workers
+/// only read the rest.
 pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     /// Bumped after each publish; a worker compares it with the generation it
@@ -36,16 +40,18 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Serialises publishers (control plane only), so generations only grow.
     publishing: std::sync::Mutex<()>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub(crate) fn new(snapshot: Snapshot) -> Self {
+    pub(crate) fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Self {
         let generation = snapshot.generation;
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             generation: AtomicU64::new(generation),
             shutdown: watch::channel(false).0,
             publishing: std::sync::Mutex::new(()),
+            metrics,
         }
     }
 
@@ -101,6 +107,7 @@ pub(crate) struct WorkerLocal {
     current: RefCell<(u64, Rc<Arc<Snapshot>>)>,
     pub(crate) arenas: ArenaPool,
     pub(crate) pool: UpstreamPool,
+    protocols: RefCell<Rc<Protocols>>,
     balancers: RefCell<Balancers>,
     id_seed: u64,
     id_counter: Cell<u64>,
@@ -125,9 +132,10 @@ impl WorkerLocal {
             me: me.clone(),
             shared,
             balancers: RefCell::new(Balancers::build(&snapshot, id)),
+            pool: UpstreamPool::new(id, &snapshot),
+            protocols: RefCell::new(Rc::new(Protocols::new(&snapshot.server))),
             current: RefCell::new((generation, Rc::new(snapshot))),
             arenas: ArenaPool::default(),
-            pool: UpstreamPool::default(),
             id_seed: seed,
             id_counter: Cell::new(0),
             slab: RefCell::new(BytesMut::new()),
@@ -154,9 +162,25 @@ impl WorkerLocal {
         let mut current = self.current.borrow_mut();
         if current.0 != generation {
             let snapshot = self.shared.current();
+            // Rare: once per reload. Pools of endpoints no longer configured
+            // drain (their idle connections close now, busy ones when their
+            // exchange ends); new connections get the new server settings.
+            self.pool.retarget(&snapshot);
+            *self.protocols.borrow_mut() = Rc::new(Protocols::new(&snapshot.server));
             *current = (snapshot.generation, Rc::new(snapshot));
         }
         current.1.clone()
+    }
+
+    /// The connection settings of the current snapshot.
+    pub(crate) fn protocols(&self) -> Rc<Protocols> {
+        let _ = self.snapshot();
+        self.protocols.borrow().clone()
+    }
+
+    /// This worker's process-wide counters.
+    pub(crate) fn counters(&self) -> Option<&WorkerCounters> {
+        self.shared.metrics.worker.get(self.id)
     }
 
     /// Picks an endpoint of `upstream` for a request running on `snap`.
@@ -348,11 +372,23 @@ where
 /// Code run on each worker thread before it starts serving.
 pub(crate) type StartHook = Arc<dyn Fn(usize) + Send + Sync>;
 
-/// Starts worker `id` on its own thread, serving `listeners` (already bound).
+/// What the control plane asks of a running worker.
+pub(crate) enum WorkerCommand {
+    /// Accept on this socket (its listener, by configured address, was added
+    /// by a reload).
+    Listen(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on the listener with this configured address; its open
+    /// connections carry on.
+    Close(SocketAddr),
+}
+
+/// Starts worker `id` on its own thread, serving `listeners` (already bound,
+/// each with its configured address) and obeying `commands`.
 pub(crate) fn spawn(
     id: usize,
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    commands: mpsc::UnboundedReceiver<WorkerCommand>,
     hook: Option<StartHook>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -372,34 +408,42 @@ pub(crate) fn spawn(
                 }
             };
             let tasks = tokio::task::LocalSet::new();
-            tasks.block_on(&runtime, run(id, shared, listeners));
+            tasks.block_on(&runtime, run(id, shared, listeners, commands));
         })
 }
 
-async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+async fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     let local = WorkerLocal::new(id, shared);
-    let protocols = Rc::new(Protocols::new(&local.snapshot().server));
-    for std_listener in listeners {
-        let listener = match TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(worker = id, error = %e, "cannot register a listener");
-                continue;
-            }
-        };
-        tokio::task::spawn_local(accept_loop(
-            local.clone(),
-            protocols.clone(),
-            listener,
-            shutdown.clone(),
-        ));
+    // The accept loops by configured address, each with its stop signal.
+    let mut accepting: HashMap<SocketAddr, Rc<Notify>> = HashMap::new();
+    for (spec, std_listener) in listeners {
+        listen(&local, &mut accepting, spec, std_listener, &shutdown);
     }
     tokio::task::spawn_local(housekeeping(local.clone()));
     // Until the control plane says stop.
     while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(command) = commands.recv() => match command {
+                WorkerCommand::Listen(spec, socket) => {
+                    listen(&local, &mut accepting, spec, socket, &shutdown);
+                }
+                WorkerCommand::Close(spec) => {
+                    if let Some(stop) = accepting.remove(&spec) {
+                        stop.notify_one();
+                    }
+                }
+            },
         }
     }
     // Drain: the accept loops have stopped; the worker waits for the requests
@@ -430,16 +474,40 @@ async fn run(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListene
     local.flush_logs();
 }
 
+/// Starts accepting on `socket`, the listener configured at `spec`.
+fn listen(
+    local: &Rc<WorkerLocal>,
+    accepting: &mut HashMap<SocketAddr, Rc<Notify>>,
+    spec: SocketAddr,
+    socket: std::net::TcpListener,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = local.id, error = %e, "cannot register a listener");
+            return;
+        }
+    };
+    let stop = Rc::new(Notify::new());
+    if let Some(previous) = accepting.insert(spec, stop.clone()) {
+        previous.notify_one();
+    }
+    tokio::task::spawn_local(accept_loop(local.clone(), listener, stop, shutdown.clone()));
+}
+
 async fn accept_loop(
     local: Rc<WorkerLocal>,
-    protocols: Rc<Protocols>,
     listener: TcpListener,
+    stop: Rc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
+            // Dropping the listener closes the socket.
+            () = stop.notified() => return,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -453,7 +521,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         tokio::task::spawn_local(connection::serve(
             local.clone(),
-            protocols.clone(),
+            local.protocols(),
             stream,
             peer,
         ));

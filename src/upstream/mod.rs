@@ -46,6 +46,37 @@ pub(crate) struct UpstreamSpec {
     pub(crate) response_header_timeout: Duration,
     pub(crate) body_idle_timeout: Duration,
     pub(crate) pool: PoolSettings,
+    /// The active health check, if configured.
+    pub(crate) health_check: Option<HealthCheckSpec>,
+}
+
+/// `[upstreams.NAME.health_check]` as compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HealthCheckSpec {
+    pub(crate) probe: Probe,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    /// Consecutive passed probes that mark an unhealthy endpoint healthy.
+    pub(crate) healthy_threshold: u32,
+    /// Consecutive failed probes that mark a healthy endpoint unhealthy.
+    pub(crate) unhealthy_threshold: u32,
+    /// When every endpoint is unhealthy, balance over all of them anyway
+    /// instead of answering 503.
+    pub(crate) fail_open: bool,
+}
+
+/// What a health probe does.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Probe {
+    /// A TCP connect that succeeds.
+    Tcp,
+    /// An HTTP/1.1 request whose status is in one of `statuses` (inclusive).
+    Http {
+        method: http::Method,
+        path: String,
+        host: Option<String>,
+        statuses: Vec<(u16, u16)>,
+    },
 }
 
 /// Keep-alive pool limits of one upstream.
@@ -62,3 +93,7 @@ pub(crate) const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs
 pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 64;
+pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;

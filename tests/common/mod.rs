@@ -191,10 +191,12 @@ async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
     resp
 }
 
-/// Starts a gateway from TOML with `workers` workers (listen on 127.0.0.1:0).
+/// Starts a gateway from TOML with `workers` workers (listen on 127.0.0.1:0;
+/// the admin API off unless the test turns it on).
 pub fn gateway_with(toml: &str, workers: usize) -> Gateway {
     Gateway::builder()
         .workers(workers)
+        .admin_listen(None)
         .start_toml("test.toml", toml)
         .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}"))
 }
