@@ -6,6 +6,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use pin_project_lite::pin_project;
 use std::future::Future as _;
 use tokio::time::Sleep;
 
+use crate::config::Snapshot;
 use crate::data::worker::RequestGuard;
 use crate::middleware::LogTail;
 use crate::upstream::pool::PooledConn;
@@ -101,14 +104,23 @@ pin_project! {
         inner: Incoming,
         #[pin]
         idle: IdleTimer,
+        meter: Option<BytesIn>,
     }
 }
 
+/// Counts request body bytes into the route's `bytes_in` as they pass.
+pub(crate) struct BytesIn {
+    pub(crate) snapshot: Rc<Arc<Snapshot>>,
+    pub(crate) route: usize,
+    pub(crate) worker: usize,
+}
+
 impl RequestBody {
-    pub(crate) fn new(inner: Incoming, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: Incoming, idle_timeout: Duration, meter: Option<BytesIn>) -> Self {
         RequestBody {
             inner,
             idle: IdleTimer::new(idle_timeout),
+            meter,
         }
     }
 }
@@ -125,6 +137,11 @@ impl Body for RequestBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.activity();
+                if let (Some(m), Some(data)) = (this.meter.as_ref(), frame.data_ref()) {
+                    if let Some(r) = m.snapshot.stats.route(m.route, m.worker) {
+                        r.bytes_in.add(data.len() as u64);
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Peer(e)))),
@@ -179,6 +196,9 @@ impl Drop for Completion {
     fn drop(&mut self) {
         // Ended early (client gone, error): the connection is closed by dropping it.
         self.finish(false);
+        if let Some(request) = &mut self.request {
+            request.set_bytes_out(self.bytes);
+        }
     }
 }
 

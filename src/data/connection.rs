@@ -65,6 +65,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
 ) {
+    let open = OpenConnection::new(&local);
     let protocol = match tokio::time::timeout(protocols.first_bytes_timeout, detect(&stream)).await
     {
         Ok(Ok(p)) => p,
@@ -76,6 +77,7 @@ pub(crate) async fn serve(
     });
     let io = TokioIo::new(stream);
     let done = move |result: Result<(), hyper::Error>| {
+        drop(open);
         if let Err(e) = result {
             tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
         }
@@ -90,6 +92,27 @@ pub(crate) async fn serve(
             tokio::task::spawn_local(async move {
                 done(protocols.h2.serve_connection(io, service).await)
             });
+        }
+    }
+}
+
+/// Counts a client connection as open in the worker's metrics while it lives.
+struct OpenConnection(Rc<WorkerLocal>);
+
+impl OpenConnection {
+    fn new(local: &Rc<WorkerLocal>) -> Self {
+        if let Some(c) = local.counters() {
+            c.connections_total.inc();
+            c.connections_active.inc();
+        }
+        OpenConnection(local.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.counters() {
+            c.connections_active.dec();
         }
     }
 }

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
 use crate::config::Route;
 use crate::data::worker::WorkerLocal;
+use crate::metrics::StatIds;
 
 /// Everything the proxy knows about one request while it is handled.
 pub struct RequestContext<'a> {
@@ -46,6 +47,8 @@ pub struct RequestContext<'a> {
     pub request_id: Option<HeaderValue>,
     /// The per-request log record.
     pub log: LogInfo<'a>,
+    /// Where the request counts in the metrics.
+    pub(crate) ids: StatIds,
     vars: BumpVec<'a, (&'static str, &'a str)>,
 }
 
@@ -122,6 +125,7 @@ impl<'a> RequestContext<'a> {
                 user_agent: None,
                 referer: None,
             },
+            ids: StatIds::default(),
             vars: BumpVec::new_in(arena),
         }
     }

@@ -5,17 +5,19 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::Snapshot;
-use crate::data::body::{ProxyBody, RequestBody};
+use crate::data::body::{BytesIn, ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
 use crate::data::forward;
 use crate::data::worker::WorkerLocal;
+use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
 use crate::upstream::connect::{self, Sender};
@@ -28,7 +30,7 @@ pub(crate) async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let in_flight = local.request_started();
+    let mut in_flight = local.request_started();
     // One atomic load; this request keeps this snapshot to the end.
     let snapshot = local.snapshot();
     let arena = local.arenas.take();
@@ -50,13 +52,21 @@ pub(crate) async fn handle(
     };
     let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
     let mut response = process(&local, &snapshot, &mut ctx, upstream, body).await;
+    if ctx.ids.route.is_some() {
+        in_flight.answered(
+            snapshot.clone(),
+            ctx.ids,
+            response.status().as_u16(),
+            ctx.log.start,
+        );
+    }
     response.body_mut().set_request_guard(in_flight);
     Ok(response)
 }
 
 async fn process<'a>(
     local: &Rc<WorkerLocal>,
-    snap: &'a Snapshot,
+    snap: &'a Rc<Arc<Snapshot>>,
     ctx: &mut RequestContext<'a>,
     mut upstream: UpstreamRequest,
     body: Incoming,
@@ -74,6 +84,7 @@ async fn process<'a>(
     let route = &snap.routes[route_id];
     let upstream_spec = &snap.upstreams[route.upstream];
     ctx.route = Some(route);
+    ctx.ids.route = Some(route_id);
     ctx.log.route = &route.name;
     ctx.log.upstream = &upstream_spec.name;
 
@@ -86,7 +97,7 @@ async fn process<'a>(
         Flow::Respond(response) => *response,
         Flow::Continue => {
             // 3. Balancer → upstream.
-            match forward_upstream(
+            let response = match forward_upstream(
                 local,
                 snap,
                 route.upstream,
@@ -99,6 +110,7 @@ async fn process<'a>(
             {
                 Ok(response) => response,
                 Err(e) => {
+                    count_failure(snap, local.id, route.upstream, ctx, e);
                     ctx.log.cause = Some(e.cause());
                     tracing::warn!(
                         route = ctx.log.route,
@@ -112,7 +124,11 @@ async fn process<'a>(
                     );
                     e.response()
                 }
+            };
+            if let Some(u) = snap.stats.upstream(route.upstream, local.id) {
+                u.responses[status_class(response.status().as_u16())].inc();
             }
+            response
         }
     };
     ctx.log.status = response.status().as_u16();
@@ -142,7 +158,7 @@ fn unrouted(
 /// (or new) connection. Returns the response head with a streaming body.
 async fn forward_upstream<'a>(
     local: &Rc<WorkerLocal>,
-    snap: &'a Snapshot,
+    snap: &'a Rc<Arc<Snapshot>>,
     upstream_id: usize,
     spec: &'a UpstreamSpec,
     ctx: &mut RequestContext<'a>,
@@ -154,6 +170,13 @@ async fn forward_upstream<'a>(
         .ok_or(ProxyError::NoEndpoint)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
+    ctx.ids.endpoint = Some((upstream_id, index));
+    if let Some(e) = snap.stats.endpoint((upstream_id, index), local.id) {
+        e.requests.inc();
+        // Until the response body ends (the request guard counts it down).
+        e.in_flight.inc();
+    }
+    let upstream_counters = snap.stats.upstream(upstream_id, local.id);
 
     forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
@@ -162,11 +185,23 @@ async fn forward_upstream<'a>(
     let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
+    if let Some(u) = upstream_counters {
+        if reused {
+            u.pool_reused.inc();
+        } else {
+            u.pool_new.inc();
+        }
+    }
 
     // The request is built and handed to hyper in one synchronous step, so it
     // never sits in this future's state across an await: this future is
     // stored per client connection by hyper, and its size is idle memory.
-    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout));
+    let meter = ctx.ids.route.map(|route| BytesIn {
+        snapshot: snap.clone(),
+        route,
+        worker: local.id,
+    });
+    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout, meter));
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = upstream.headers;
@@ -193,7 +228,11 @@ async fn forward_upstream<'a>(
             }
         }
     };
-    ctx.log.upstream_header = Some(sent.elapsed());
+    let waited = sent.elapsed();
+    ctx.log.upstream_header = Some(waited);
+    if let Some(u) = upstream_counters {
+        u.latency.observe(waited);
+    }
 
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
@@ -202,6 +241,37 @@ async fn forward_upstream<'a>(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
     ))
+}
+
+/// Counts a failed exchange against the upstream and the endpoint it went to.
+fn count_failure(
+    snap: &Snapshot,
+    worker: usize,
+    upstream: usize,
+    ctx: &RequestContext<'_>,
+    e: ProxyError,
+) {
+    let at_endpoint = match e {
+        ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed => {
+            if let Some(u) = snap.stats.upstream(upstream, worker) {
+                u.connect_failures.inc();
+            }
+            true
+        }
+        ProxyError::ResponseTimeout => {
+            if let Some(u) = snap.stats.upstream(upstream, worker) {
+                u.timeouts.inc();
+            }
+            true
+        }
+        ProxyError::UpstreamReset | ProxyError::BadResponse => true,
+        _ => false,
+    };
+    if at_endpoint {
+        if let Some(e) = ctx.ids.endpoint.and_then(|id| snap.stats.endpoint(id, worker)) {
+            e.failed();
+        }
+    }
 }
 
 /// A ready connection to `addr`: the newest idle one from this worker's pool,

@@ -25,7 +25,7 @@ use crate::config::Snapshot;
 use crate::control::log_writer::Sink;
 use crate::data::arena::ArenaPool;
 use crate::data::connection::{self, Protocols};
-use crate::metrics::{Metrics, WorkerCounters};
+use crate::metrics::{Metrics, StatIds, WorkerCounters};
 use crate::upstream::pool::UpstreamPool;
 
 /// What the control plane and the workers share: the published snapshot, the
@@ -303,8 +303,19 @@ impl WorkerLocal {
 /// handler and then in the response body, so a streamed response counts until
 /// its last byte. Kept per request, not per connection: idle connections then
 /// carry nothing for the drain (their memory is the idle-connection cost).
+/// It also counts the request into its route's metrics when it ends.
 pub(crate) struct RequestGuard {
     local: Rc<WorkerLocal>,
+    outcome: Option<Outcome>,
+}
+
+/// What a request counts into when it ends.
+struct Outcome {
+    snapshot: Rc<Arc<Snapshot>>,
+    ids: StatIds,
+    status: u16,
+    started: Instant,
+    bytes_out: u64,
 }
 
 impl WorkerLocal {
@@ -312,12 +323,48 @@ impl WorkerLocal {
         self.in_flight.set(self.in_flight.get() + 1);
         RequestGuard {
             local: self.clone(),
+            outcome: None,
+        }
+    }
+}
+
+impl RequestGuard {
+    /// The request's answer is known; it is counted when its body ends.
+    pub(crate) fn answered(
+        &mut self,
+        snapshot: Rc<Arc<Snapshot>>,
+        ids: StatIds,
+        status: u16,
+        started: Instant,
+    ) {
+        self.outcome = Some(Outcome {
+            snapshot,
+            ids,
+            status,
+            started,
+            bytes_out: 0,
+        });
+    }
+
+    /// The response body bytes sent.
+    pub(crate) fn set_bytes_out(&mut self, bytes: u64) {
+        if let Some(o) = &mut self.outcome {
+            o.bytes_out = bytes;
         }
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
+        if let Some(o) = self.outcome.take() {
+            o.snapshot.stats.request_done(
+                self.local.id,
+                o.ids,
+                o.status,
+                o.started.elapsed(),
+                o.bytes_out,
+            );
+        }
         let left = self.local.in_flight.get() - 1;
         self.local.in_flight.set(left);
         if left == 0 {

@@ -358,6 +358,56 @@ pub(crate) struct SnapshotStats {
     pub(crate) pools: HashMap<SocketAddr, Arc<PoolStats>>,
 }
 
+/// Where a request counts: its route and, once picked, its endpoint. Plain
+/// indexes into the snapshot the request runs on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StatIds {
+    pub(crate) route: Option<usize>,
+    /// `(upstream, endpoint)`.
+    pub(crate) endpoint: Option<(usize, usize)>,
+}
+
+impl SnapshotStats {
+    #[inline]
+    pub(crate) fn route(&self, route: usize, worker: usize) -> Option<&RouteCounters> {
+        self.routes.get(route)?.shards.get(worker)
+    }
+
+    #[inline]
+    pub(crate) fn upstream(&self, upstream: usize, worker: usize) -> Option<&UpstreamCounters> {
+        self.upstreams.get(upstream)?.shards.get(worker)
+    }
+
+    #[inline]
+    pub(crate) fn endpoint(
+        &self,
+        (upstream, endpoint): (usize, usize),
+        worker: usize,
+    ) -> Option<&EndpointCounters> {
+        self.endpoints.get(upstream)?.get(endpoint)?.shards.get(worker)
+    }
+
+    /// Counts a finished request: its route's status class, latency and
+    /// bytes sent, and the end of its stay at the endpoint.
+    pub(crate) fn request_done(
+        &self,
+        worker: usize,
+        ids: StatIds,
+        status: u16,
+        elapsed: Duration,
+        bytes_out: u64,
+    ) {
+        if let Some(r) = ids.route.and_then(|r| self.route(r, worker)) {
+            r.responses[status_class(status)].inc();
+            r.latency.observe(elapsed);
+            r.bytes_out.add(bytes_out);
+        }
+        if let Some(e) = ids.endpoint.and_then(|e| self.endpoint(e, worker)) {
+            e.in_flight.dec();
+        }
+    }
+}
+
 /// The statistics currently referenced by a snapshot, by name.
 #[derive(Default)]
 struct Live {
