@@ -6,8 +6,6 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,8 +16,7 @@ use pin_project_lite::pin_project;
 use std::future::Future as _;
 use tokio::time::Sleep;
 
-use crate::config::Snapshot;
-use crate::data::worker::RequestGuard;
+use crate::data::worker::{RequestGuard, SnapshotRef};
 use crate::middleware::LogTail;
 use crate::upstream::pool::PooledConn;
 
@@ -110,7 +107,7 @@ pin_project! {
 
 /// Counts request body bytes into the route's `bytes_in` as they pass.
 pub(crate) struct BytesIn {
-    pub(crate) snapshot: Rc<Arc<Snapshot>>,
+    pub(crate) snapshot: SnapshotRef,
     pub(crate) route: usize,
     pub(crate) worker: usize,
 }

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, Request, Response};
@@ -16,7 +15,7 @@ use crate::data::body::{BytesIn, ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
 use crate::data::forward;
-use crate::data::worker::WorkerLocal;
+use crate::data::worker::{SnapshotRef, WorkerLocal};
 use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
@@ -66,7 +65,7 @@ pub(crate) async fn handle(
 
 async fn process<'a>(
     local: &Rc<WorkerLocal>,
-    snap: &'a Rc<Arc<Snapshot>>,
+    snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     mut upstream: UpstreamRequest,
     body: Incoming,
@@ -158,7 +157,7 @@ fn unrouted(
 /// (or new) connection. Returns the response head with a streaming body.
 async fn forward_upstream<'a>(
     local: &Rc<WorkerLocal>,
-    snap: &'a Rc<Arc<Snapshot>>,
+    snap: &'a SnapshotRef,
     upstream_id: usize,
     spec: &'a UpstreamSpec,
     ctx: &mut RequestContext<'a>,
@@ -268,7 +267,11 @@ fn count_failure(
         _ => false,
     };
     if at_endpoint {
-        if let Some(e) = ctx.ids.endpoint.and_then(|id| snap.stats.endpoint(id, worker)) {
+        if let Some(e) = ctx
+            .ids
+            .endpoint
+            .and_then(|id| snap.stats.endpoint(id, worker))
+        {
             e.failed();
         }
     }

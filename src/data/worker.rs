@@ -6,9 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,6 +72,12 @@ impl Shared {
     }
 }
 
+/// A worker's counted handle to a snapshot. `Rc<Arc<_>>` on purpose: requests
+/// clone the `Rc` (a plain increment on this thread); cloning the `Arc` would
+/// write the snapshot's shared refcount from every worker on every request.
+#[allow(clippy::redundant_allocation)]
+pub(crate) type SnapshotRef = Rc<Arc<Snapshot>>;
+
 /// Per-upstream balancer state for one snapshot generation.
 struct Balancers {
     generation: u64,
@@ -100,11 +106,7 @@ pub(crate) struct WorkerLocal {
     pub(crate) id: usize,
     me: Weak<WorkerLocal>,
     shared: Arc<Shared>,
-    // `Rc<Arc<_>>` on purpose: requests clone the `Rc` (a plain increment on
-    // this thread); cloning the `Arc` would write the snapshot's shared refcount
-    // from every worker on every request.
-    #[allow(clippy::redundant_allocation)]
-    current: RefCell<(u64, Rc<Arc<Snapshot>>)>,
+    current: RefCell<(u64, SnapshotRef)>,
     pub(crate) arenas: ArenaPool,
     pub(crate) pool: UpstreamPool,
     protocols: RefCell<Rc<Protocols>>,
@@ -156,8 +158,7 @@ impl WorkerLocal {
 
     /// The current snapshot: one atomic load; the shared `Arc` is only touched
     /// (once per worker) when a new generation was published.
-    #[allow(clippy::redundant_allocation)]
-    pub(crate) fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> SnapshotRef {
         let generation = self.shared.generation.load(Ordering::Acquire);
         let mut current = self.current.borrow_mut();
         if current.0 != generation {
@@ -311,7 +312,7 @@ pub(crate) struct RequestGuard {
 
 /// What a request counts into when it ends.
 struct Outcome {
-    snapshot: Rc<Arc<Snapshot>>,
+    snapshot: SnapshotRef,
     ids: StatIds,
     status: u16,
     started: Instant,
@@ -332,7 +333,7 @@ impl RequestGuard {
     /// The request's answer is known; it is counted when its body ends.
     pub(crate) fn answered(
         &mut self,
-        snapshot: Rc<Arc<Snapshot>>,
+        snapshot: SnapshotRef,
         ids: StatIds,
         status: u16,
         started: Instant,

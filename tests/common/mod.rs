@@ -33,6 +33,8 @@ pub struct Origin {
     pub connections: Arc<AtomicUsize>,
     /// Requests received so far.
     pub requests: Arc<AtomicUsize>,
+    /// TCP connections open now.
+    pub open: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -63,8 +65,9 @@ impl Origin {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (conns, reqs) = (connections.clone(), requests.clone());
+        let (conns, reqs, open_now) = (connections.clone(), requests.clone(), open.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -79,8 +82,10 @@ impl Origin {
                         _ = &mut stopped => return,
                     };
                     conns.fetch_add(1, Ordering::SeqCst);
+                    open_now.fetch_add(1, Ordering::SeqCst);
                     let handler = handler.clone();
                     let reqs = reqs.clone();
+                    let open_now = open_now.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             reqs.fetch_add(1, Ordering::SeqCst);
@@ -90,6 +95,7 @@ impl Origin {
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
+                        open_now.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             });
@@ -98,6 +104,7 @@ impl Origin {
             addr,
             connections,
             requests,
+            open,
             stop: Some(stop),
         }
     }
@@ -108,6 +115,10 @@ impl Origin {
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
