@@ -141,6 +141,51 @@ const BROKEN: &[(&str, &[Expected])] = &[
         ],
     ),
     ("several_errors.toml", SEVERAL),
+    ("bad_health_check.toml", BAD_HEALTH_CHECK),
+];
+
+/// `bad_health_check.toml`: every `[upstreams.NAME.health_check]` problem.
+const BAD_HEALTH_CHECK: &[Expected] = &[
+    (
+        10,
+        8,
+        r#"upstreams.a.health_check.type: unknown type "udp": expected "http" or "tcp""#,
+    ),
+    (
+        17,
+        8,
+        r#"upstreams.b.health_check.path applies to type = "http" only, not "tcp""#,
+    ),
+    (
+        19,
+        11,
+        "upstreams.b.health_check.timeout (2s) is longer than the interval (1s): probes would overlap",
+    ),
+    (
+        25,
+        10,
+        r#"upstreams.c.health_check.method: invalid method "G E T": expected a token like "GET""#,
+    ),
+    (
+        26,
+        8,
+        r#"upstreams.c.health_check.path: invalid path "healthz": expected an absolute path like "/healthz""#,
+    ),
+    (
+        27,
+        22,
+        r#"upstreams.c.health_check.expected_statuses: invalid status "200-199": expected a status like 200, a range like "200-399", or a class like "2xx""#,
+    ),
+    (
+        27,
+        33,
+        r#"upstreams.c.health_check.expected_statuses: invalid status 600: expected a status from 100 to 599, a range like "200-399", or a class like "2xx""#,
+    ),
+    (
+        28,
+        23,
+        "upstreams.c.health_check.unhealthy_threshold = 0 is out of range: expected 1 to 100",
+    ),
 ];
 
 /// `several_errors.toml`: fifteen independent problems, all reported in one run.

@@ -285,20 +285,19 @@ async fn a_removed_upstream_s_pool_closes_and_a_kept_one_survives() {
 #[tokio::test]
 async fn listeners_are_opened_and_closed_and_the_others_never_rebound() {
     let origin = Origin::fixed("o", 200, "o");
-    let extra = {
-        // A free port for the listener the reload adds.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
     let one = config(origin.addr, "/");
-    let two = format!("[[listeners]]\nname = \"extra\"\naddress = \"{extra}\"\n\n{one}");
+    // Another loopback address, so no other test can take its port once closed.
+    let two = format!("[[listeners]]\nname = \"extra\"\naddress = \"127.0.0.2:0\"\n\n{one}");
     let gw = gateway_with(&one, 2);
     let main = gw.addr();
     let mut kept = H1::connect(main).await;
     assert_eq!(kept.get("/").await.status, 200);
 
     gw.reload_toml("two.toml", &two).unwrap();
-    assert_eq!(gw.listen_addrs(), vec![extra, main], "in file order");
+    let addrs = gw.listen_addrs();
+    let extra = addrs[0];
+    assert_eq!(addrs, vec![extra, main], "in file order");
+    assert_eq!(extra.ip().to_string(), "127.0.0.2");
     let mut on_extra = H1::connect(extra).await;
     assert_eq!(on_extra.get("/").await.status, 200);
     assert_eq!(

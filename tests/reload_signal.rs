@@ -52,7 +52,10 @@ impl Strait {
             if log.contains(needle) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "log never said {needle:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -101,7 +104,8 @@ async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
     // An invalid file: refused, reported three ways, the old routes serve.
     std::fs::write(
         &config_path,
-        config(listen, admin, origin.addr, "/v2").replace("upstream = \"app\"", "upstream = \"ap\""),
+        config(listen, admin, origin.addr, "/v2")
+            .replace("upstream = \"app\"", "upstream = \"ap\""),
     )
     .unwrap();
     strait.hup();
@@ -110,7 +114,10 @@ async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
         config_path.display()
     );
     let log = strait.wait_log("reload refused");
-    assert!(log.contains(&expected), "the log lacks {expected:?}:\n{log}");
+    assert!(
+        log.contains(&expected),
+        "the log lacks {expected:?}:\n{log}"
+    );
 
     let status = get(admin, "/status", &[]).await.json();
     let last = &status["last_reload"];

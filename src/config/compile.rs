@@ -436,7 +436,11 @@ impl Compiler<'_, '_> {
                         Err(_) => {
                             self.d.at(
                                 span(m),
-                                format!("{}: invalid method {:?}", what("method"), m.get_ref()),
+                                format!(
+                                    "{}: invalid method {:?}: expected a token like \"GET\"",
+                                    what("method"),
+                                    m.get_ref()
+                                ),
                             );
                             Method::GET
                         }

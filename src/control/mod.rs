@@ -24,6 +24,7 @@ use crate::data::listener;
 use crate::data::worker::{self, Shared, WorkerCommand};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
+pub use health::EndpointHealth;
 use log_writer::{DetachedSinks, LogWriters};
 pub use reload::ReloadError;
 

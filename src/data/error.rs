@@ -13,6 +13,9 @@ pub enum ProxyError {
     NoRoute,
     /// The route's upstream has no endpoint to send to.
     NoEndpoint,
+    /// Every endpoint of the route's upstream is marked down by its health
+    /// check (and the check does not fail open).
+    NoHealthyEndpoint,
     /// The endpoint refused the TCP connection.
     ConnectRefused,
     /// The TCP connection did not complete within `connect_timeout`.
@@ -36,7 +39,9 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint | ProxyError::NoHealthyEndpoint => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::ConnectRefused
             | ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
@@ -52,6 +57,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoEndpoint => "no_endpoint",
+            ProxyError::NoHealthyEndpoint => "no_healthy_endpoint",
             ProxyError::ConnectRefused => "upstream_connect_refused",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
             ProxyError::ConnectFailed => "upstream_connect_failed",
@@ -68,6 +74,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "404 Not Found: no route matches this request\n",
             ProxyError::NoEndpoint => "503 Service Unavailable: no upstream endpoint available\n",
+            ProxyError::NoHealthyEndpoint => {
+                "503 Service Unavailable: no healthy upstream endpoint\n"
+            }
             ProxyError::ConnectRefused => "502 Bad Gateway: upstream refused the connection\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: upstream connect timed out\n",
             ProxyError::ConnectFailed => "502 Bad Gateway: upstream connection failed\n",
@@ -106,6 +115,7 @@ mod tests {
         for e in [
             NoRoute,
             NoEndpoint,
+            NoHealthyEndpoint,
             ConnectRefused,
             ConnectTimeout,
             ConnectFailed,

@@ -164,9 +164,7 @@ async fn forward_upstream<'a>(
     mut upstream: UpstreamRequest,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let index = local
-        .pick(snap, upstream_id)
-        .ok_or(ProxyError::NoEndpoint)?;
+    let index = local.pick(snap, upstream_id)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
     ctx.ids.endpoint = Some((upstream_id, index));

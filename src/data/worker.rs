@@ -83,7 +83,7 @@ struct Balancers {
     generation: u64,
     states: Vec<Balancer>,
     /// Used for requests still running on an older snapshot during a reload.
-    fallback: usize,
+    fallback: crate::balance::RoundRobin,
 }
 
 /// A worker-local buffer of access-log lines for one sink.
@@ -184,22 +184,48 @@ impl WorkerLocal {
         self.shared.metrics.worker.get(self.id)
     }
 
-    /// Picks an endpoint of `upstream` for a request running on `snap`.
-    pub(crate) fn pick(&self, snap: &Snapshot, upstream: usize) -> Option<usize> {
-        let endpoints = &snap.upstreams.get(upstream)?.endpoints;
+    /// Picks an endpoint of `upstream` for a request running on `snap`,
+    /// skipping the endpoints the health checker marked down (one relaxed
+    /// load per candidate; upstreams without a health check load nothing).
+    /// When every endpoint is down: all of them if the check fails open,
+    /// else `NoHealthyEndpoint`.
+    pub(crate) fn pick(
+        &self,
+        snap: &Snapshot,
+        upstream: usize,
+    ) -> Result<usize, crate::data::error::ProxyError> {
+        use crate::data::error::ProxyError;
+        let Some(spec) = snap.upstreams.get(upstream) else {
+            return Err(ProxyError::NoEndpoint);
+        };
+        let endpoints = &spec.endpoints;
+        if endpoints.is_empty() {
+            return Err(ProxyError::NoEndpoint);
+        }
         let mut b = self.balancers.borrow_mut();
         if b.generation < snap.generation {
             *b = Balancers::build(snap, self.id);
         }
-        if b.generation != snap.generation {
-            // An in-flight request from before a reload: plain rotation.
-            if endpoints.is_empty() {
-                return None;
-            }
-            b.fallback = b.fallback.wrapping_add(1);
-            return Some(b.fallback % endpoints.len());
+        let Some(check) = &spec.health_check else {
+            return b
+                .pick(snap.generation, upstream, endpoints, |_| true)
+                .ok_or(ProxyError::NoEndpoint);
+        };
+        let health = snap
+            .stats
+            .endpoints
+            .get(upstream)
+            .map_or(&[][..], |h| &h[..]);
+        // Statistics are attached to every published snapshot; an endpoint
+        // without them (none) counts as healthy.
+        let healthy = |i: usize| health.get(i).map_or(true, |e| e.health.0.is_healthy());
+        match b.pick(snap.generation, upstream, endpoints, healthy) {
+            Some(i) => Ok(i),
+            None if check.fail_open => b
+                .pick(snap.generation, upstream, endpoints, |_| true)
+                .ok_or(ProxyError::NoEndpoint),
+            None => Err(ProxyError::NoHealthyEndpoint),
         }
-        b.states.get_mut(upstream)?.pick(endpoints)
     }
 
     /// A new request id: 32 hex digits, unique per process (worker seed and
@@ -383,7 +409,24 @@ impl Balancers {
                 .iter()
                 .map(|u| Balancer::new(u.balance, &u.endpoints, seed))
                 .collect(),
-            fallback: seed,
+            fallback: crate::balance::RoundRobin::new(seed),
+        }
+    }
+
+    /// The pick among the (non-empty) `endpoints` of `upstream` that
+    /// `healthy` accepts: by the upstream's balancer, or, for a request still
+    /// on a snapshot older than these states, by a plain rotation.
+    #[inline]
+    fn pick(
+        &mut self,
+        generation: u64,
+        upstream: usize,
+        endpoints: &[crate::upstream::EndpointSpec],
+        healthy: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        match self.states.get_mut(upstream) {
+            Some(state) if self.generation == generation => state.pick(endpoints, healthy),
+            _ => self.fallback.pick(endpoints.len(), healthy),
         }
     }
 }

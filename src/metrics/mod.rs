@@ -289,6 +289,8 @@ impl EndpointCounters {
 
 /// Health as the balancers see it: written by the health checker (control
 /// plane) on a change of state only, read with one relaxed load per pick.
+/// The probe bookkeeping (`streak`, `last_probe`, `last_error`) is written by
+/// the checker once per probe interval and never read by a worker.
 #[derive(Debug)]
 pub(crate) struct Health {
     healthy: AtomicBool,
@@ -298,6 +300,9 @@ pub(crate) struct Health {
     pub(crate) streak: AtomicU64,
     /// The last probe's outcome: 0 none yet, 1 passed, 2 failed.
     pub(crate) last_probe: AtomicU8,
+    /// Why the last failed probe failed ("connection refused", "status 503");
+    /// control plane only.
+    pub(crate) last_error: Mutex<Option<String>>,
 }
 
 impl Default for Health {
@@ -307,6 +312,7 @@ impl Default for Health {
             checked: AtomicBool::new(false),
             streak: AtomicU64::new(0),
             last_probe: AtomicU8::new(0),
+            last_error: Mutex::new(None),
         }
     }
 }
@@ -328,6 +334,18 @@ impl Health {
 
     pub(crate) fn set_checked(&self, checked: bool) {
         self.checked.store(checked, Ordering::Relaxed);
+    }
+
+    /// The cause of the last failed probe.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_last_error(&self, cause: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = cause;
     }
 }
 
