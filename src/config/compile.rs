@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::intern;
 use super::raw::{
-    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawRoute,
-    RawServer, RawUpstream,
+    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawRoute, RawServer,
+    RawUpstream,
 };
 use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
@@ -402,10 +402,7 @@ impl Compiler<'_, '_> {
                     &what("max_idle_per_endpoint"),
                 ) as usize,
             },
-            health_check: up
-                .health_check
-                .as_ref()
-                .map(|h| self.health_check(name, h)),
+            health_check: up.health_check.as_ref().map(|h| self.health_check(name, h)),
         };
         (self.error_count() == before).then_some(spec)
     }
@@ -447,7 +444,12 @@ impl Compiler<'_, '_> {
                 };
                 let path = match &h.path {
                     None => "/".to_string(),
-                    Some(p) if p.get_ref().starts_with('/') && http::uri::PathAndQuery::try_from(p.get_ref().as_str()).is_ok() => p.get_ref().clone(),
+                    Some(p)
+                        if p.get_ref().starts_with('/')
+                            && http::uri::PathAndQuery::try_from(p.get_ref().as_str()).is_ok() =>
+                    {
+                        p.get_ref().clone()
+                    }
                     Some(p) => {
                         self.d.at(
                             span(p),
@@ -462,9 +464,17 @@ impl Compiler<'_, '_> {
                 };
                 let host = match &h.host {
                     None => None,
-                    Some(v) if http::HeaderValue::from_str(v.get_ref()).is_ok() && !v.get_ref().is_empty() => Some(v.get_ref().clone()),
+                    Some(v)
+                        if http::HeaderValue::from_str(v.get_ref()).is_ok()
+                            && !v.get_ref().is_empty() =>
+                    {
+                        Some(v.get_ref().clone())
+                    }
                     Some(v) => {
-                        self.d.at(span(v), format!("{}: invalid host {:?}", what("host"), v.get_ref()));
+                        self.d.at(
+                            span(v),
+                            format!("{}: invalid host {:?}", what("host"), v.get_ref()),
+                        );
                         None
                     }
                 };
@@ -472,7 +482,9 @@ impl Compiler<'_, '_> {
                 for s in &h.expected_statuses {
                     match parse_status_range(s.get_ref()) {
                         Ok(r) => statuses.push(r),
-                        Err(msg) => self.d.at(span(s), format!("{}: {msg}", what("expected_statuses"))),
+                        Err(msg) => self
+                            .d
+                            .at(span(s), format!("{}: {msg}", what("expected_statuses"))),
                     }
                 }
                 if statuses.is_empty() {
@@ -489,14 +501,25 @@ impl Compiler<'_, '_> {
                 if let Some(k) = &h.kind {
                     self.d.at(
                         span(k),
-                        format!("{}: unknown type {other:?}: expected \"http\" or \"tcp\"", what("type")),
+                        format!(
+                            "{}: unknown type {other:?}: expected \"http\" or \"tcp\"",
+                            what("type")
+                        ),
                     );
                 }
                 Probe::Tcp
             }
         };
-        let interval = self.duration(&h.interval, upstream::DEFAULT_HEALTH_INTERVAL, &what("interval"));
-        let timeout = self.duration(&h.timeout, upstream::DEFAULT_HEALTH_TIMEOUT, &what("timeout"));
+        let interval = self.duration(
+            &h.interval,
+            upstream::DEFAULT_HEALTH_INTERVAL,
+            &what("interval"),
+        );
+        let timeout = self.duration(
+            &h.timeout,
+            upstream::DEFAULT_HEALTH_TIMEOUT,
+            &what("timeout"),
+        );
         if timeout > interval {
             if let Some(t) = &h.timeout {
                 self.d.at(

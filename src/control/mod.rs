@@ -136,7 +136,11 @@ impl GatewayBuilder {
     /// Starts from a configuration file, which reloads read again.
     pub fn start_file(self, path: &Path) -> Result<Gateway, StartError> {
         let source = read_config(path)?;
-        self.start(&path.display().to_string(), &source, Some(path.to_path_buf()))
+        self.start(
+            &path.display().to_string(),
+            &source,
+            Some(path.to_path_buf()),
+        )
     }
 
     /// Starts from configuration text; `file` names it in error messages.
@@ -145,12 +149,7 @@ impl GatewayBuilder {
         self.start(file, source, None)
     }
 
-    fn start(
-        self,
-        file: &str,
-        source: &str,
-        path: Option<PathBuf>,
-    ) -> Result<Gateway, StartError> {
+    fn start(self, file: &str, source: &str, path: Option<PathBuf>) -> Result<Gateway, StartError> {
         let writers = Arc::new(LogWriters::default());
         let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers)
             .map_err(StartError::Config)?;
@@ -237,8 +236,8 @@ impl GatewayBuilder {
             admin_addr,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let control_thread = spawn_control(control.clone(), admin_listener, stop_rx)
-            .map_err(StartError::Spawn)?;
+        let control_thread =
+            spawn_control(control.clone(), admin_listener, stop_rx).map_err(StartError::Spawn)?;
         if let Some(addr) = admin_addr {
             tracing::info!(%addr, "admin API listening");
         }

@@ -61,7 +61,9 @@ impl Control {
         let result = match &self.config_path {
             None => Err(ReloadError::NoFile),
             Some(path) => match std::fs::read_to_string(path) {
-                Ok(source) => return self.reload_source(&path.display().to_string(), &source, trigger),
+                Ok(source) => {
+                    return self.reload_source(&path.display().to_string(), &source, trigger)
+                }
                 Err(error) => Err(ReloadError::Read {
                     path: path.display().to_string(),
                     error,
@@ -110,11 +112,17 @@ impl Control {
                     ..o.clone()
                 }),
                 None => {
-                    let sockets = listener::bind_reuseport(l.addr, self.workers)
-                        .map_err(|error| ReloadError::Bind { addr: l.addr, error })?;
-                    let addr = sockets[0]
-                        .local_addr()
-                        .map_err(|error| ReloadError::Bind { addr: l.addr, error })?;
+                    let sockets =
+                        listener::bind_reuseport(l.addr, self.workers).map_err(|error| {
+                            ReloadError::Bind {
+                                addr: l.addr,
+                                error,
+                            }
+                        })?;
+                    let addr = sockets[0].local_addr().map_err(|error| ReloadError::Bind {
+                        addr: l.addr,
+                        error,
+                    })?;
                     next.push(BoundListener {
                         name: l.name.clone(),
                         spec: l.addr,
@@ -155,14 +163,20 @@ impl Control {
             state.loaded_at = SystemTime::now();
         }
         self.generations.send_replace(generation);
-        tracing::info!("reloaded: {}", summary.replacen("generation 0", &format!("generation {generation}"), 1));
+        tracing::info!(
+            "reloaded: {}",
+            summary.replacen("generation 0", &format!("generation {generation}"), 1)
+        );
         Ok(generation)
     }
 
     fn report(&self, trigger: &'static str, result: &Result<u64, ReloadError>) {
         self.metrics.reloaded(result.is_ok());
         if let Err(e) = result {
-            tracing::error!(trigger, "reload refused, the running configuration stays: {e}");
+            tracing::error!(
+                trigger,
+                "reload refused, the running configuration stays: {e}"
+            );
         }
         self.state().last_reload = Some(ReloadReport {
             at: SystemTime::now(),

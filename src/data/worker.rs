@@ -6,9 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -27,8 +27,10 @@ impl Counter {
     /// (plain moves) is exact and needs no locked instruction.
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline]
@@ -54,8 +56,10 @@ pub(crate) struct Gauge(AtomicI64);
 impl Gauge {
     #[inline]
     pub(crate) fn add(&self, n: i64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline]
@@ -401,15 +405,12 @@ impl Metrics {
         let workers = self.workers;
         let mut stats = SnapshotStats::default();
         for route in &snap.routes {
-            let s = live
-                .routes
-                .remove(&route.name)
-                .unwrap_or_else(|| {
-                    Arc::new(RouteStats {
-                        name: route.name.clone(),
-                        shards: Shards::new(workers),
-                    })
-                });
+            let s = live.routes.remove(&route.name).unwrap_or_else(|| {
+                Arc::new(RouteStats {
+                    name: route.name.clone(),
+                    shards: Shards::new(workers),
+                })
+            });
             next.routes.insert(route.name.clone(), s.clone());
             stats.routes.push(s);
         }

@@ -136,8 +136,7 @@ impl UpstreamPool {
         if let Some(c) = e.counters(self.worker) {
             c.active.dec();
         }
-        if reuse && e.live && !sender.is_closed() && e.idle.len() < settings.max_idle_per_endpoint
-        {
+        if reuse && e.live && !sender.is_closed() && e.idle.len() < settings.max_idle_per_endpoint {
             e.idle.push(Idle {
                 sender,
                 since: Instant::now(),
@@ -204,7 +203,9 @@ impl PooledConn {
 impl Drop for PooledConn {
     fn drop(&mut self) {
         if let Some(sender) = self.sender.take() {
-            self.local.pool.done(self.addr, sender, self.settings, false);
+            self.local
+                .pool
+                .done(self.addr, sender, self.settings, false);
         }
     }
 }
