@@ -241,9 +241,7 @@ impl Compiler<'_, '_> {
         };
         if let (Some(addr), None, false) = (listen, &token, raw.token.is_some()) {
             if !addr.ip().is_loopback() {
-                let msg = format!(
-                    "admin.listen = \"{addr}\" is not a loopback address and admin.token is not set: anyone who can reach it could reload the configuration; set admin.token, or listen on 127.0.0.1"
-                );
+                let msg = super::snapshot::admin_exposed_message(addr);
                 match &raw.listen {
                     Some(l) => self.d.at(span(l), msg),
                     None => self.d.global(msg),
@@ -775,6 +773,7 @@ impl Compiler<'_, '_> {
                 }
             };
             let mut chain = Vec::new();
+            let mut middleware_names = Vec::new();
             for m in &r.middlewares {
                 match self.lookup(m.get_ref(), defined) {
                     Ok(Some(mw)) => {
@@ -792,16 +791,19 @@ impl Compiler<'_, '_> {
                             }
                         }
                         chain.push(mw);
+                        middleware_names.push(m.get_ref().as_str().into());
                     }
                     Ok(None) => {}
                     Err(msg) => self.d.at(span(m), format!("route {name:?}: {msg}")),
                 }
             }
-            specs.push(spec);
+            specs.push(spec.clone());
             routes.push(Route {
                 name: name.into(),
                 chain: chain.into(),
                 upstream,
+                matcher: spec,
+                middleware_names: middleware_names.into(),
             });
         }
         let router = match Router::build(specs) {

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::metrics::SnapshotStats;
 use crate::middleware::{AccessLog, Middleware};
-use crate::router::Router;
+use crate::router::{RouteSpec, Router};
 use crate::upstream::UpstreamSpec;
 
 /// One published configuration.
@@ -95,6 +95,13 @@ pub(crate) struct AdminSettings {
 /// Where the admin API listens unless `[admin] listen` says otherwise.
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
+/// Why an admin API on `addr` without a token is refused.
+pub(crate) fn admin_exposed_message(addr: SocketAddr) -> String {
+    format!(
+        "admin.listen = \"{addr}\" is not a loopback address and admin.token is not set: anyone who can reach it could reload the configuration; set admin.token, or listen on 127.0.0.1"
+    )
+}
+
 /// A listener as compiled.
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerSpec {
@@ -107,6 +114,11 @@ pub struct Route {
     pub(crate) name: Box<str>,
     pub(crate) chain: Box<[Middleware]>,
     pub(crate) upstream: usize,
+    /// The match conditions as configured (for the admin API; the router has
+    /// its own compiled form).
+    pub(crate) matcher: RouteSpec,
+    /// The names in `middlewares = [...]`, one per element of `chain`.
+    pub(crate) middleware_names: Box<[Box<str>]>,
 }
 
 impl Route {

@@ -18,6 +18,8 @@ const QUEUE: usize = 256;
 
 /// One log destination (stdout, stderr, or a file).
 pub(crate) struct Sink {
+    /// `stdout`, `stderr` or the file path, as configured.
+    pub(crate) output: Box<str>,
     tx: SyncSender<Vec<u8>>,
     dropped: AtomicU64,
 }
@@ -78,6 +80,7 @@ impl SinkOpener for LogWriters {
             .unwrap_or_else(|p| p.into_inner())
             .push(handle);
         let sink = Arc::new(Sink {
+            output: output.into(),
             tx,
             dropped: AtomicU64::new(0),
         });
@@ -99,9 +102,10 @@ fn write_loop(name: &str, writer: &mut dyn Write, rx: Receiver<Vec<u8>>) {
 pub(crate) struct DetachedSinks;
 
 impl SinkOpener for DetachedSinks {
-    fn open(&self, _output: &str) -> Result<Arc<Sink>, String> {
+    fn open(&self, output: &str) -> Result<Arc<Sink>, String> {
         let (tx, _rx) = sync_channel(1);
         Ok(Arc::new(Sink {
+            output: output.into(),
             tx,
             dropped: AtomicU64::new(0),
         }))

@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{self, ConfigErrors, Snapshot};
+use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
 use crate::data::listener;
 use crate::data::worker::{self, Shared, WorkerCommand};
 use crate::metrics::Metrics;
@@ -159,6 +159,17 @@ impl GatewayBuilder {
         }
         if let Some(admin) = self.admin_listen {
             snapshot.admin.listen = admin;
+        }
+        // The same rule as the compiler's, for an address set by the builder.
+        if let (Some(addr), None) = (snapshot.admin.listen, &snapshot.admin.token) {
+            if !addr.ip().is_loopback() {
+                return Err(StartError::Config(ConfigErrors(vec![ConfigError {
+                    file: file.to_string(),
+                    line: 0,
+                    column: 0,
+                    message: config::admin_exposed_message(addr),
+                }])));
+            }
         }
         let workers = snapshot.server.workers.max(1);
         snapshot.server.workers = workers;

@@ -137,17 +137,25 @@ impl HistogramSum {
             running += b;
             *c = running;
         }
+        // Read while a worker observes, a bucket may already count an
+        // observation that `count` does not yet: never expose count < buckets.
+        out.count = out.count.max(running);
         out.sum = sum_us as f64 / 1e6;
         out
     }
 
-    /// `(upper bound, cumulative count)` pairs, as prometheus-client wants them.
+    /// `(upper bound, count in that bucket alone)` pairs ending with the
+    /// `+Inf` bucket, as prometheus-client's `encode_histogram` wants them (it
+    /// accumulates them itself, and the OpenMetrics encoder adds no `+Inf`).
     pub(crate) fn buckets(&self) -> Vec<(f64, u64)> {
-        LATENCY_BUCKETS
-            .iter()
-            .copied()
-            .zip(self.cumulative)
-            .collect()
+        let mut below = 0;
+        let mut out = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        for (&bound, cumulative) in LATENCY_BUCKETS.iter().zip(self.cumulative) {
+            out.push((bound, cumulative - below));
+            below = cumulative;
+        }
+        out.push((f64::INFINITY, self.count.saturating_sub(below)));
+        out
     }
 }
 
@@ -539,5 +547,103 @@ impl Metrics {
             &self.reloads_failed
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// Read helpers for the admin API and the metrics exposition (control plane).
+
+/// Sums per-status-class counters over every shard, indexed like
+/// [`STATUS_CLASSES`].
+pub(crate) fn sum_classes<T>(shards: &Shards<T>, f: impl Fn(&T) -> &[Counter; 5]) -> [u64; 5] {
+    let mut out = [0u64; 5];
+    for shard in shards.iter() {
+        for (acc, c) in out.iter_mut().zip(f(shard)) {
+            *acc += c.get();
+        }
+    }
+    out
+}
+
+impl EndpointStats {
+    /// Requests in flight at the endpoint, over every worker.
+    pub(crate) fn in_flight(&self) -> i64 {
+        self.shards.sum_i64(|c| c.in_flight.get()).max(0)
+    }
+
+    /// Unix time (ms) of the most recent failure on any worker, if any.
+    pub(crate) fn last_failure_ms(&self) -> Option<u64> {
+        self.shards
+            .iter()
+            .map(|c| c.last_failure_ms.get())
+            .max()
+            .filter(|&ms| ms > 0)
+    }
+}
+
+impl PoolStats {
+    /// `(idle, active)` connections to this address, over every worker.
+    pub(crate) fn connections(&self) -> (i64, i64) {
+        (
+            self.shards.sum_i64(|c| c.idle.get()).max(0),
+            self.shards.sum_i64(|c| c.active.get()).max(0),
+        )
+    }
+}
+
+impl Metrics {
+    /// `(published, refused)` reloads since start.
+    pub(crate) fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_per_bucket_and_end_with_inf() {
+        let shards: Shards<Histogram> = Shards::new(2);
+        let h0 = shards.get(0).unwrap();
+        let h1 = shards.get(1).unwrap();
+        h0.observe(Duration::from_micros(300)); // <= 0.5 ms
+        h1.observe(Duration::from_micros(300));
+        h0.observe(Duration::from_millis(20)); // <= 25 ms
+        h1.observe(Duration::from_secs(30)); // above every bound
+        let sum = HistogramSum::of(shards.iter());
+        assert_eq!(sum.count, 4);
+        assert_eq!(sum.cumulative[0], 2);
+        assert_eq!(sum.cumulative[13], 3);
+        let b = sum.buckets();
+        assert_eq!(b.len(), 15);
+        assert_eq!(b[0], (0.0005, 2));
+        assert_eq!(b[5], (0.025, 1));
+        assert_eq!(b[14], (f64::INFINITY, 1));
+        assert_eq!(b.iter().map(|&(_, n)| n).sum::<u64>(), sum.count);
+        assert!((sum.sum - 30.0206).abs() < 1e-9, "{}", sum.sum);
+    }
+
+    #[test]
+    fn classes_and_gauges_sum_over_workers() {
+        let shards: Shards<RouteCounters> = Shards::new(3);
+        shards.get(0).unwrap().responses[1].add(2);
+        shards.get(2).unwrap().responses[1].inc();
+        shards.get(1).unwrap().responses[4].inc();
+        assert_eq!(sum_classes(&shards, |c| &c.responses), [0, 3, 0, 0, 1]);
+
+        let e = EndpointStats {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            health: Padded(Health::default()),
+            shards: Shards::new(2),
+        };
+        assert_eq!(e.last_failure_ms(), None);
+        e.shards.get(0).unwrap().in_flight.inc();
+        e.shards.get(1).unwrap().in_flight.inc();
+        e.shards.get(1).unwrap().failed();
+        assert_eq!(e.in_flight(), 2);
+        assert!(e.last_failure_ms().is_some());
     }
 }

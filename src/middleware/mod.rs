@@ -14,7 +14,7 @@ mod rewrite;
 
 use http::Response;
 
-pub(crate) use access_log::{AccessLog, LogFormat, LogTail};
+pub(crate) use access_log::{iso_time, AccessLog, LogFormat, LogTail};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
 pub(crate) use request_id::RequestId;

@@ -91,6 +91,18 @@ impl Rewrite {
         Ok(Rewrite { pieces })
     }
 
+    /// The template as configured (`{*rest}` shows as `{rest}`: both fill
+    /// in the same), for the admin API.
+    pub(crate) fn template(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Literal(l) => l.to_string(),
+                Piece::Param(n) => format!("{{{n}}}"),
+            })
+            .collect()
+    }
+
     pub(crate) fn param_names(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|p| match p {
             Piece::Param(n) => Some(&**n),

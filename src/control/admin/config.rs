@@ -1,0 +1,316 @@
+//! `GET /config`: the effective configuration, read back from the compiled
+//! snapshot (so every default is filled in) in the shape of the file, with
+//! secrets redacted: the admin token, and configured header values whose name
+//! looks like a credential.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde_json::{json, Map, Value};
+
+use crate::balance::BalanceKind;
+use crate::config::{ServerSettings, Snapshot};
+use crate::middleware::{AccessLog, LogFormat, Middleware};
+use crate::router::{HeaderCond, PathSpec, RouteSpec};
+use crate::upstream::{HealthCheckSpec, Probe, UpstreamSpec};
+
+/// What a redacted value is replaced with.
+pub(super) const REDACTED: &str = "[redacted]";
+
+/// The whole effective configuration.
+pub(super) fn describe(snap: &Snapshot) -> Value {
+    let upstreams: Map<String, Value> = snap
+        .upstreams
+        .iter()
+        .map(|u| (u.name.to_string(), upstream(u)))
+        .collect();
+    let mut middlewares = Map::new();
+    let routes: Vec<Value> = snap
+        .routes
+        .iter()
+        .map(|r| {
+            for (name, m) in r.middleware_names.iter().zip(r.chain.iter()) {
+                if !middlewares.contains_key(&**name) {
+                    middlewares.insert(name.to_string(), middleware(m));
+                }
+            }
+            json!({
+                "name": r.name,
+                "match": matcher(&r.matcher),
+                "middlewares": r.middleware_names,
+                "upstream": snap.upstreams.get(r.upstream).map(|u| &*u.name),
+            })
+        })
+        .collect();
+    json!({
+        "generation": snap.generation,
+        "source": snap.source,
+        "server": server(&snap.server, snap.fallback_log.as_ref()),
+        "listeners": snap
+            .listeners
+            .iter()
+            .map(|l| json!({ "name": l.name, "address": l.addr.to_string() }))
+            .collect::<Vec<_>>(),
+        "admin": {
+            "enabled": snap.admin.listen.is_some(),
+            "listen": snap.admin.listen.map(|a| a.to_string()),
+            "token": snap.admin.token.as_ref().map(|_| REDACTED),
+        },
+        "upstreams": upstreams,
+        "middlewares": middlewares,
+        "routes": routes,
+    })
+}
+
+fn server(s: &ServerSettings, fallback_log: Option<&AccessLog>) -> Value {
+    json!({
+        "workers": s.workers,
+        "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "header_read_timeout": duration(s.header_read_timeout),
+        "max_header_bytes": s.max_header_bytes,
+        "max_headers": s.max_headers,
+        "http2_max_concurrent_streams": s.http2_max_concurrent_streams,
+        "add_forwarded_headers": s.add_forwarded_headers,
+        "preserve_host": s.preserve_host,
+        "drain_timeout": duration(s.drain_timeout),
+        "watch_config": s.watch_config,
+        "access_log": fallback_log.map(access_log),
+    })
+}
+
+pub(super) fn balance_name(kind: BalanceKind) -> &'static str {
+    match kind {
+        BalanceKind::RoundRobin => "round_robin",
+        BalanceKind::Weighted => "weighted",
+    }
+}
+
+fn upstream(u: &UpstreamSpec) -> Value {
+    json!({
+        "endpoints": u
+            .endpoints
+            .iter()
+            .map(|e| json!({ "address": e.addr.to_string(), "weight": e.weight }))
+            .collect::<Vec<_>>(),
+        "balance": balance_name(u.balance),
+        "connect_timeout": duration(u.connect_timeout),
+        "response_header_timeout": duration(u.response_header_timeout),
+        "body_idle_timeout": duration(u.body_idle_timeout),
+        "idle_timeout": duration(u.pool.idle_timeout),
+        "max_idle_per_endpoint": u.pool.max_idle_per_endpoint,
+        "health_check": u.health_check.as_ref().map(health_check),
+    })
+}
+
+fn health_check(h: &HealthCheckSpec) -> Value {
+    let mut v = match &h.probe {
+        Probe::Tcp => json!({ "type": "tcp" }),
+        Probe::Http {
+            method,
+            path,
+            host,
+            statuses,
+        } => json!({
+            "type": "http",
+            "method": method.as_str(),
+            "path": path,
+            "host": host,
+            "expected_statuses": statuses
+                .iter()
+                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .collect::<Vec<_>>(),
+        }),
+    };
+    v["interval"] = duration(h.interval).into();
+    v["timeout"] = duration(h.timeout).into();
+    v["healthy_threshold"] = h.healthy_threshold.into();
+    v["unhealthy_threshold"] = h.unhealthy_threshold.into();
+    v["fail_open"] = h.fail_open.into();
+    v
+}
+
+fn matcher(m: &RouteSpec) -> Value {
+    let mut v = Map::new();
+    if let Some(host) = &m.host {
+        v.insert("host".into(), host.as_str().into());
+    }
+    match &m.path {
+        PathSpec::Any => {}
+        PathSpec::Exact(p) => {
+            v.insert("path".into(), p.as_str().into());
+        }
+        PathSpec::Prefix(p) => {
+            v.insert("path_prefix".into(), p.as_str().into());
+        }
+        PathSpec::Pattern(p) => {
+            v.insert("path_pattern".into(), p.as_str().into());
+        }
+    }
+    if !m.methods.is_empty() {
+        let methods: Vec<&str> = m.methods.iter().map(|m| m.as_str()).collect();
+        v.insert("methods".into(), methods.into());
+    }
+    if !m.headers.is_empty() {
+        let headers: Vec<Value> = m
+            .headers
+            .iter()
+            .map(|c| match c {
+                HeaderCond::Present(name) => json!({ "name": name.as_str() }),
+                HeaderCond::Equals(name, value) => {
+                    json!({ "name": name.as_str(), "value": header_value(name, value) })
+                }
+            })
+            .collect();
+        v.insert("headers".into(), headers.into());
+    }
+    Value::Object(v)
+}
+
+fn middleware(m: &Middleware) -> Value {
+    match m {
+        Middleware::RequestId(r) => json!({
+            "type": "request_id",
+            "header": r.header.as_str(),
+            "response": r.response,
+            "trust_incoming": r.trust_incoming,
+        }),
+        Middleware::Headers(h) => {
+            let pairs = |list: &[(HeaderName, HeaderValue)]| -> Map<String, Value> {
+                list.iter()
+                    .map(|(n, v)| (n.as_str().to_string(), header_value(n, v).into()))
+                    .collect()
+            };
+            json!({
+                "type": "headers",
+                "request_set": pairs(&h.request.set),
+                "request_append": pairs(&h.request.append),
+                "request_remove": header_names(&h.request.remove),
+                "response_set": pairs(&h.response.set),
+                "response_append": pairs(&h.response.append),
+                "response_remove": header_names(&h.response.remove),
+            })
+        }
+        Middleware::StripPrefix(s) => json!({ "type": "strip_prefix", "prefix": &*s.prefix }),
+        Middleware::Rewrite(r) => json!({ "type": "rewrite", "path": r.template() }),
+        Middleware::AccessLog(a) => access_log(a),
+        // The compiled instance keeps neither its registered name nor its
+        // settings (which may hold secrets).
+        Middleware::Custom(_) => json!({ "type": "custom" }),
+    }
+}
+
+fn header_names(list: &[HeaderName]) -> Vec<&str> {
+    list.iter().map(HeaderName::as_str).collect()
+}
+
+fn access_log(a: &AccessLog) -> Value {
+    json!({
+        "type": "access_log",
+        "format": match a.format {
+            LogFormat::Combined => "combined",
+            LogFormat::Json => "json",
+        },
+        "output": &*a.sink.output,
+    })
+}
+
+/// A configured header value, or [`REDACTED`] when the header carries
+/// credentials.
+fn header_value(name: &HeaderName, value: &HeaderValue) -> String {
+    if is_secret_header(name.as_str()) {
+        REDACTED.to_string()
+    } else {
+        String::from_utf8_lossy(value.as_bytes()).into_owned()
+    }
+}
+
+/// Whether a header's value is likely a credential: `Authorization`,
+/// cookies, API keys, tokens, secrets, passwords, signatures, sessions.
+/// Errs on the side of redacting.
+pub(super) fn is_secret_header(name: &str) -> bool {
+    const EXACT: [&str; 4] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ];
+    const PARTS: [&str; 10] = [
+        "auth",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "session",
+        "credential",
+        "signature",
+    ];
+    let name = name.to_ascii_lowercase();
+    EXACT.contains(&name.as_str())
+        || PARTS.iter().any(|p| name.contains(p))
+        || name.ends_with("key")
+}
+
+/// A duration in the configuration's syntax: `"500ms"`, `"30s"`, `"1m30s"`.
+pub(super) fn duration(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_config_syntax() {
+        assert_eq!(duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(duration(Duration::from_secs(30)), "30s");
+        assert_eq!(duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(duration(Duration::from_secs(7265)), "2h1m5s");
+        assert_eq!(duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn secret_headers() {
+        for name in [
+            "authorization",
+            "Proxy-Authorization",
+            "cookie",
+            "set-cookie",
+            "x-api-key",
+            "X-Auth-Token",
+            "x-amz-security-token",
+            "x-client-secret",
+            "x-session-id",
+            "x-signature",
+            "ocp-apim-subscription-key",
+        ] {
+            assert!(is_secret_header(name), "{name} should be redacted");
+        }
+        for name in [
+            "x-env",
+            "x-request-id",
+            "accept",
+            "cache-control",
+            "keep-alive",
+        ] {
+            assert!(!is_secret_header(name), "{name} should be shown");
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! `GET /metrics`: the Prometheus exposition, encoded by `prometheus-client`.
+//!
+//! Workers count into their own shards (`crate::metrics`); nothing is
+//! registered per request or kept here. On each scrape a [`Collector`] loads
+//! the published snapshot, sums every shard of its routes, upstreams,
+//! endpoints and pools, and encodes constant counters, gauges and histograms.
+//! A route or upstream removed by a reload disappears from the next scrape;
+//! one kept (by name) keeps counting.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, text, DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+    NoLabelSet,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::Control;
+use crate::config::Snapshot;
+use crate::metrics::{sum_classes, EndpointStats, HistogramSum, Metrics, STATUS_CLASSES};
+
+/// The `Content-Type` of the OpenMetrics text format.
+pub(super) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A registry whose one collector reads the running gateway.
+pub(super) struct Exposition {
+    registry: Registry,
+}
+
+impl Exposition {
+    pub(super) fn new(control: Arc<Control>) -> Self {
+        Exposition::with(Box::new(Live(control)))
+    }
+
+    fn with(collector: Box<dyn Collector>) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(collector);
+        Exposition { registry }
+    }
+
+    /// The text and its content type: OpenMetrics 1.0 (ending in `# EOF`) or
+    /// the classic Prometheus text format 0.0.4.
+    pub(super) fn render(&self, openmetrics: bool) -> Result<(String, &'static str), fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        if openmetrics {
+            text::encode(&mut out, &self.registry)?;
+            Ok((out, OPENMETRICS))
+        } else {
+            prometheus_text::encode(&mut out, &self.registry)?;
+            Ok((out, prometheus_text::CONTENT_TYPE))
+        }
+    }
+}
+
+/// Reads the running gateway on each scrape.
+struct Live(Arc<Control>);
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("strait collector")
+    }
+}
+
+impl Collector for Live {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        let c = &self.0;
+        let snapshot = c.snapshot();
+        encode(
+            encoder,
+            &Figures {
+                snapshot: &snapshot,
+                metrics: &c.metrics,
+                workers: c.workers,
+                uptime: c.started.elapsed().as_secs_f64(),
+            },
+        )
+    }
+}
+
+/// What one scrape reads.
+struct Figures<'a> {
+    snapshot: &'a Snapshot,
+    metrics: &'a Metrics,
+    workers: usize,
+    uptime: f64,
+}
+
+/// Every metric, in a fixed order.
+fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
+    let stats = &f.snapshot.stats;
+    let upstream_name = |i: usize| f.snapshot.upstreams.get(i).map_or("", |u| &*u.name);
+
+    // Routes.
+    counters(
+        &mut enc,
+        "strait_route_responses",
+        "Responses sent to clients, by route and status class.",
+        stats.routes.iter().flat_map(|r| {
+            let classes = sum_classes(&r.shards, |c| &c.responses);
+            STATUS_CLASSES
+                .iter()
+                .zip(classes)
+                .map(move |(&class, n)| ([("route", &*r.name), ("class", class)], n))
+        }),
+    )?;
+    histograms(
+        &mut enc,
+        "strait_route_request_duration_seconds",
+        "Time from the request head to the end of the response body, by route.",
+        stats.routes.iter().map(|r| {
+            (
+                [("route", &*r.name)],
+                HistogramSum::of(r.shards.iter().map(|c| &c.latency)),
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
+        "strait_route_received_bytes",
+        "Request body bytes received from clients, by route.",
+        stats
+            .routes
+            .iter()
+            .map(|r| ([("route", &*r.name)], r.shards.sum(|c| c.bytes_in.get()))),
+    )?;
+    counters(
+        &mut enc,
+        "strait_route_sent_bytes",
+        "Response body bytes sent to clients, by route.",
+        stats
+            .routes
+            .iter()
+            .map(|r| ([("route", &*r.name)], r.shards.sum(|c| c.bytes_out.get()))),
+    )?;
+
+    // Upstreams.
+    counters(
+        &mut enc,
+        "strait_upstream_responses",
+        "Responses from upstreams (or the proxy's own 5xx when the upstream failed), by upstream and status class.",
+        stats.upstreams.iter().flat_map(|u| {
+            let classes = sum_classes(&u.shards, |c| &c.responses);
+            STATUS_CLASSES
+                .iter()
+                .zip(classes)
+                .map(move |(&class, n)| ([("upstream", &*u.name), ("class", class)], n))
+        }),
+    )?;
+    histograms(
+        &mut enc,
+        "strait_upstream_response_duration_seconds",
+        "Time from sending the request upstream to its response head, by upstream.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name)],
+                HistogramSum::of(u.shards.iter().map(|c| &c.latency)),
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
+        "strait_upstream_connect_failures",
+        "Upstream connection attempts that failed (refused, unreachable, timed out), by upstream.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name)],
+                u.shards.sum(|c| c.connect_failures.get()),
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
+        "strait_upstream_timeouts",
+        "Requests that got no response head within response_header_timeout, by upstream.",
+        stats
+            .upstreams
+            .iter()
+            .map(|u| ([("upstream", &*u.name)], u.shards.sum(|c| c.timeouts.get()))),
+    )?;
+    counters(
+        &mut enc,
+        "strait_upstream_connections",
+        "Upstream exchanges by connection: reused=\"true\" over a pooled keep-alive connection, reused=\"false\" over a new one.",
+        stats.upstreams.iter().flat_map(|u| {
+            [
+                (
+                    [("upstream", &*u.name), ("reused", "true")],
+                    u.shards.sum(|c| c.pool_reused.get()),
+                ),
+                (
+                    [("upstream", &*u.name), ("reused", "false")],
+                    u.shards.sum(|c| c.pool_new.get()),
+                ),
+            ]
+        }),
+    )?;
+
+    // Endpoints, labelled by upstream and address.
+    let endpoints: Vec<EndpointRow<'_>> = stats
+        .endpoints
+        .iter()
+        .enumerate()
+        .flat_map(|(i, eps)| {
+            eps.iter()
+                .map(move |e| (upstream_name(i), e.addr.to_string(), &**e))
+        })
+        .collect();
+    counters(
+        &mut enc,
+        "strait_endpoint_requests",
+        "Requests sent to an upstream endpoint.",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), e.2.shards.sum(|c| c.requests.get()))),
+    )?;
+    counters(
+        &mut enc,
+        "strait_endpoint_failures",
+        "Requests that failed at an upstream endpoint (connect failure, reset, timeout, invalid response).",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), e.2.shards.sum(|c| c.failures.get()))),
+    )?;
+    gauges(
+        &mut enc,
+        "strait_endpoint_in_flight",
+        "Requests in flight at an upstream endpoint.",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), e.2.in_flight())),
+    )?;
+    gauges(
+        &mut enc,
+        "strait_endpoint_healthy",
+        "1 if the balancers send traffic to the endpoint, 0 if health checks took it out.",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), i64::from(e.2.health.0.is_healthy()))),
+    )?;
+
+    // Pools, by endpoint address (shared by the upstreams that list it).
+    let mut pools: Vec<_> = stats.pools.values().collect();
+    pools.sort_by_key(|p| p.addr);
+    let pools: Vec<(String, (i64, i64))> = pools
+        .iter()
+        .map(|p| (p.addr.to_string(), p.connections()))
+        .collect();
+    gauges(
+        &mut enc,
+        "strait_pool_idle_connections",
+        "Idle keep-alive connections to an endpoint address, over every worker's pool.",
+        pools
+            .iter()
+            .map(|(a, (idle, _))| ([("endpoint", a.as_str())], *idle)),
+    )?;
+    gauges(
+        &mut enc,
+        "strait_pool_active_connections",
+        "Upstream connections carrying an exchange, by endpoint address.",
+        pools
+            .iter()
+            .map(|(a, (_, active))| ([("endpoint", a.as_str())], *active)),
+    )?;
+
+    // Process.
+    let worker = &f.metrics.worker;
+    gauge(
+        &mut enc,
+        "strait_client_connections_active",
+        "Client connections open.",
+        worker.sum_i64(|c| c.connections_active.get()).max(0),
+    )?;
+    counter(
+        &mut enc,
+        "strait_client_connections",
+        "Client connections accepted.",
+        worker.sum(|c| c.connections_total.get()),
+    )?;
+    let (ok, failed) = f.metrics.reloads();
+    counters(
+        &mut enc,
+        "strait_reloads",
+        "Configuration reloads: result=\"ok\" published, result=\"failed\" refused (the running configuration stayed).",
+        [([("result", "ok")], ok), ([("result", "failed")], failed)],
+    )?;
+    gauge(
+        &mut enc,
+        "strait_config_generation",
+        "Generation of the running configuration (1 at start, +1 per published reload).",
+        f.snapshot.generation,
+    )?;
+    gauge(
+        &mut enc,
+        "strait_workers",
+        "Worker threads.",
+        f.workers as u64,
+    )?;
+    gauge(
+        &mut enc,
+        "strait_uptime_seconds",
+        "Seconds since the gateway started.",
+        f.uptime,
+    )?;
+    gauges(
+        &mut enc,
+        "strait_build_info",
+        "Always 1; the labels describe the build.",
+        [([("version", env!("CARGO_PKG_VERSION"))], 1i64)],
+    )
+}
+
+type EndpointRow<'a> = (&'a str, String, &'a EndpointStats);
+
+fn endpoint_labels<'a>((upstream, addr, _): &'a EndpointRow<'a>) -> [(&'static str, &'a str); 2] {
+    [("upstream", upstream), ("endpoint", addr)]
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
+}
+
+fn gauge<V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: V,
+) -> fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(m)
+}
+
+/// A counter family; `name` without `_total` (the encoder appends it).
+fn counters<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauges<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, i64)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn histograms<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (L, HistogramSum)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in rows {
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            h.sum,
+            h.count,
+            &h.buckets(),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use prometheus_parse::{Scrape, Value};
+
+    use super::*;
+    use crate::control::log_writer::DetachedSinks;
+    use crate::middleware::CustomRegistry;
+
+    const CONFIG: &str = r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.a]
+endpoints = ["127.0.0.1:9001", "127.0.0.1:9002"]
+
+[upstreams.b]
+endpoints = ["127.0.0.1:9002"]
+
+[[routes]]
+name = "ra"
+match = { path_prefix = "/a" }
+upstream = "a"
+
+[[routes]]
+name = "rb"
+upstream = "b"
+"#;
+
+    /// A collector over a snapshot and metrics made by hand.
+    struct Fixed(Arc<Snapshot>, Arc<Metrics>);
+
+    impl fmt::Debug for Fixed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("fixed")
+        }
+    }
+
+    impl Collector for Fixed {
+        fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+            encode(
+                encoder,
+                &Figures {
+                    snapshot: &self.0,
+                    metrics: &self.1,
+                    workers: 2,
+                    uptime: 1.5,
+                },
+            )
+        }
+    }
+
+    fn fixture() -> (Arc<Snapshot>, Arc<Metrics>) {
+        let mut snap = crate::config::compile(
+            "t.toml",
+            CONFIG,
+            7,
+            &CustomRegistry::default(),
+            &DetachedSinks,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new(2));
+        metrics.attach(&mut snap);
+        let s = &snap.stats;
+        // Route "ra": 3 × 2xx on worker 0, 1 × 2xx and 1 × 5xx on worker 1.
+        let (w0, w1) = (
+            s.routes[0].shards.get(0).unwrap(),
+            s.routes[0].shards.get(1).unwrap(),
+        );
+        w0.responses[1].add(3);
+        w1.responses[1].inc();
+        w1.responses[4].inc();
+        w0.bytes_in.add(100);
+        w1.bytes_out.add(250);
+        for ms in [1, 2, 3, 20, 20_000] {
+            w0.latency.observe(Duration::from_millis(ms));
+        }
+        let u = s.upstreams[0].shards.get(1).unwrap();
+        u.pool_new.inc();
+        u.pool_reused.add(4);
+        u.connect_failures.add(2);
+        u.timeouts.inc();
+        let e = s.endpoints[0][1].shards.get(0).unwrap();
+        e.requests.add(5);
+        e.failed();
+        e.in_flight.inc();
+        s.endpoints[1][0].health.0.set_healthy(false);
+        let p = s.pools[&"127.0.0.1:9002".parse().unwrap()]
+            .shards
+            .get(1)
+            .unwrap();
+        p.idle.add(2);
+        p.active.inc();
+        let c = metrics.worker.get(0).unwrap();
+        c.connections_total.add(3);
+        c.connections_active.inc();
+        metrics.reloaded(true);
+        metrics.reloaded(false);
+        metrics.reloaded(false);
+        (Arc::new(snap), metrics)
+    }
+
+    fn render(openmetrics: bool) -> String {
+        let (snap, metrics) = fixture();
+        Exposition::with(Box::new(Fixed(snap, metrics)))
+            .render(openmetrics)
+            .unwrap()
+            .0
+    }
+
+    /// `name{labels}` → value, for counters, gauges and untyped samples.
+    fn samples(scrape: &Scrape) -> HashMap<String, f64> {
+        scrape
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let v = match s.value {
+                    Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                    _ => return None,
+                };
+                let mut labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                labels.sort();
+                Some((format!("{}{{{}}}", s.metric, labels.join(",")), v))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn classic_text_parses_and_sums_the_shards() {
+        let text = render(false);
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let s = samples(&scrape);
+        let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("no {k} in\n{text}"));
+        assert_eq!(get("strait_route_responses_total{class=2xx,route=ra}"), 4.0);
+        assert_eq!(get("strait_route_responses_total{class=5xx,route=ra}"), 1.0);
+        assert_eq!(get("strait_route_responses_total{class=2xx,route=rb}"), 0.0);
+        assert_eq!(get("strait_route_received_bytes_total{route=ra}"), 100.0);
+        assert_eq!(get("strait_route_sent_bytes_total{route=ra}"), 250.0);
+        assert_eq!(
+            get("strait_upstream_connections_total{reused=true,upstream=a}"),
+            4.0
+        );
+        assert_eq!(
+            get("strait_upstream_connections_total{reused=false,upstream=a}"),
+            1.0
+        );
+        assert_eq!(
+            get("strait_upstream_connect_failures_total{upstream=a}"),
+            2.0
+        );
+        assert_eq!(get("strait_upstream_timeouts_total{upstream=a}"), 1.0);
+        assert_eq!(
+            get("strait_endpoint_requests_total{endpoint=127.0.0.1:9002,upstream=a}"),
+            5.0
+        );
+        assert_eq!(
+            get("strait_endpoint_failures_total{endpoint=127.0.0.1:9002,upstream=a}"),
+            1.0
+        );
+        assert_eq!(
+            get("strait_endpoint_in_flight{endpoint=127.0.0.1:9002,upstream=a}"),
+            1.0
+        );
+        assert_eq!(
+            get("strait_endpoint_healthy{endpoint=127.0.0.1:9002,upstream=a}"),
+            1.0
+        );
+        assert_eq!(
+            get("strait_endpoint_healthy{endpoint=127.0.0.1:9002,upstream=b}"),
+            0.0
+        );
+        assert_eq!(
+            get("strait_pool_idle_connections{endpoint=127.0.0.1:9002}"),
+            2.0
+        );
+        assert_eq!(
+            get("strait_pool_active_connections{endpoint=127.0.0.1:9001}"),
+            0.0
+        );
+        assert_eq!(get("strait_client_connections_total{}"), 3.0);
+        assert_eq!(get("strait_client_connections_active{}"), 1.0);
+        assert_eq!(get("strait_reloads_total{result=ok}"), 1.0);
+        assert_eq!(get("strait_reloads_total{result=failed}"), 2.0);
+        assert_eq!(get("strait_config_generation{}"), 7.0);
+        assert_eq!(get("strait_workers{}"), 2.0);
+        assert_eq!(get("strait_uptime_seconds{}"), 1.5);
+        assert_eq!(
+            get(&format!(
+                "strait_build_info{{version={}}}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            1.0
+        );
+        assert_eq!(
+            get("strait_route_request_duration_seconds_count{route=ra}"),
+            5.0
+        );
+        assert!((get("strait_route_request_duration_seconds_sum{route=ra}") - 20.026).abs() < 1e-9);
+
+        // The histogram: cumulative buckets ending with +Inf = count.
+        let h = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "strait_route_request_duration_seconds"
+                    && s.labels.get("route") == Some("ra")
+            })
+            .unwrap_or_else(|| panic!("no histogram in\n{text}"));
+        let Value::Histogram(buckets) = &h.value else {
+            panic!("{h:?}")
+        };
+        let at = |le: f64| {
+            buckets
+                .iter()
+                .find(|b| b.less_than == le)
+                .unwrap_or_else(|| panic!("no le={le}: {buckets:?}"))
+                .count
+        };
+        assert_eq!(buckets.len(), 15);
+        assert_eq!(at(0.001), 1.0);
+        assert_eq!(at(0.0025), 2.0);
+        assert_eq!(at(0.005), 3.0);
+        assert_eq!(at(0.025), 4.0);
+        assert_eq!(at(10.0), 4.0);
+        assert_eq!(at(f64::INFINITY), 5.0);
+
+        // Every family is typed, and nothing but comments and samples.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# HELP strait_")
+                    || line.starts_with("# TYPE strait_")
+                    || line.starts_with("strait_"),
+                "unexpected line {line:?}"
+            );
+        }
+        assert!(text.contains("# TYPE strait_route_responses_total counter\n"));
+        assert!(text.contains("# TYPE strait_route_request_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE strait_endpoint_in_flight gauge\n"));
+    }
+
+    #[test]
+    fn openmetrics_text_ends_with_eof() {
+        let text = render(true);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# TYPE strait_route_responses counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("strait_route_responses_total{route=\"ra\",class=\"2xx\"} 4\n"));
+        assert!(
+            text.contains(
+                "strait_route_request_duration_seconds_bucket{le=\"+Inf\",route=\"ra\"} 5\n"
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,1035 @@
+//! The admin API over real sockets: every endpoint answers with its documented
+//! shape, the bearer token is enforced on all of them, a non-loopback admin
+//! listener without a token is refused, `POST /reload` publishes a valid file
+//! and refuses an invalid one with the precise messages, `/config` redacts
+//! secrets, and `/metrics` parses as Prometheus text and counts exactly the
+//! requests the test made.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::Full;
+use prometheus_parse::{LineInfo, Scrape, Value as Sample};
+use serde_json::{json, Value};
+use strait::{ConfigError, CustomRegistry, Gateway};
+
+const TOKEN: &str = "s3cret-admin-token-0123";
+
+/// A configuration file in the temp directory, removed on drop.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(name: &str, text: &str) -> ConfigFile {
+        let path =
+            std::env::temp_dir().join(format!("strait-admin-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        ConfigFile(path)
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Starts a gateway from `file` with 2 workers and the admin API on an
+/// ephemeral loopback port.
+fn start(file: &ConfigFile) -> Gateway {
+    Gateway::builder()
+        .workers(2)
+        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .start_file(&file.0)
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+fn admin(gw: &Gateway) -> SocketAddr {
+    gw.admin_addr().expect("the admin API is on")
+}
+
+/// One admin request on a new connection, with `Authorization: Bearer token`
+/// when given.
+async fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    call_with(addr, method, path, &headers).await
+}
+
+async fn call_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    H1::connect(addr)
+        .await
+        .send(request(method, path, headers))
+        .await
+}
+
+fn content_type(r: &Reply) -> &str {
+    r.headers
+        .get("content-type")
+        .map_or("", |v| v.to_str().unwrap())
+}
+
+/// A config with one listener and a catch-all route to `origin`; the file is
+/// not watched, so only `POST /reload` reloads it.
+fn simple(origin: SocketAddr, admin: &str) -> String {
+    format!(
+        r#"[server]
+watch_config = false
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1:0"
+
+[upstreams.app]
+endpoints = ["{origin}"]
+
+[[routes]]
+name = "app"
+upstream = "app"
+{admin}"#
+    )
+}
+
+/// A parsed scrape: every sample line was understood by the parser.
+struct Metrics {
+    text: String,
+    scrape: Scrape,
+    values: HashMap<String, f64>,
+}
+
+impl Metrics {
+    fn parse(text: String) -> Metrics {
+        for line in text.lines() {
+            assert!(
+                !matches!(LineInfo::parse(line), LineInfo::Ignored),
+                "a line the Prometheus parser does not understand: {line:?}\n{text}"
+            );
+        }
+        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"));
+        let values = scrape
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let v = match s.value {
+                    Sample::Counter(v) | Sample::Gauge(v) | Sample::Untyped(v) => v,
+                    _ => return None,
+                };
+                let labels: Vec<(&str, &str)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                Some((key(&s.metric, &labels), v))
+            })
+            .collect();
+        Metrics {
+            text,
+            scrape,
+            values,
+        }
+    }
+
+    fn try_get(&self, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.values.get(&key(metric, labels)).copied()
+    }
+
+    fn get(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        self.try_get(metric, labels).unwrap_or_else(|| {
+            panic!(
+                "no sample {} in the scrape:\n{}",
+                key(metric, labels),
+                self.text
+            )
+        })
+    }
+
+    /// The cumulative buckets of a histogram, `(le, count)`.
+    fn buckets(&self, metric: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let want = key(metric, labels);
+        let s = self
+            .scrape
+            .samples
+            .iter()
+            .find(|s| {
+                let l: Vec<(&str, &str)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                key(&s.metric, &l) == want
+            })
+            .unwrap_or_else(|| panic!("no histogram {want} in:\n{}", self.text));
+        let Sample::Histogram(b) = &s.value else {
+            panic!("{want} is not a histogram: {:?}", s.value)
+        };
+        b.iter().map(|b| (b.less_than, b.count)).collect()
+    }
+}
+
+/// `name{a="x",b="y"}` with the labels sorted.
+fn key(metric: &str, labels: &[(&str, &str)]) -> String {
+    let mut l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    l.sort();
+    format!("{metric}{{{}}}", l.join(","))
+}
+
+async fn scrape(addr: SocketAddr, token: Option<&str>) -> Metrics {
+    let r = call(addr, "GET", "/metrics", token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(content_type(&r), "text/plain; version=0.0.4; charset=utf-8");
+    Metrics::parse(r.text())
+}
+
+/// Scrapes until `done` holds (the workers count a request when its response
+/// body has ended, a moment after the client read it) or 5 s pass; returns
+/// the last scrape either way, for the assertions to explain.
+async fn scrape_until(addr: SocketAddr, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(addr, None).await;
+        if done(&m) || Instant::now() > deadline {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_with_its_documented_shape() {
+    let origin = Origin::fixed("app", 200, "hello");
+    let file = ConfigFile::new("shape", &simple(origin.addr, ""));
+    let gw = start(&file);
+    let addr = admin(&gw);
+    assert_eq!(get(gw.addr(), "/x", &[]).await.status, 200);
+
+    // GET /: the HTML page.
+    let page = call(addr, "GET", "/", None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(content_type(&page), "text/html; charset=utf-8");
+    let html = page.text();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    for needle in [
+        env!("CARGO_PKG_VERSION"),
+        "generation 1",
+        "<h3>app</h3>",
+        &origin.addr.to_string(),
+        &gw.addr().to_string(),
+        "href=\"/metrics\"",
+    ] {
+        assert!(html.contains(needle), "no {needle:?} in the page:\n{html}");
+    }
+    assert_eq!(
+        page.headers.get("cache-control").unwrap(),
+        "no-store",
+        "admin answers are never cached"
+    );
+
+    // GET /status.
+    let r = call(addr, "GET", "/status", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(content_type(&r), "application/json");
+    let s = r.json();
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert!(s["uptime_seconds"].is_u64(), "{s}");
+    for t in ["started_at", "loaded_at"] {
+        let v = s[t].as_str().unwrap_or_else(|| panic!("{t}: {s}"));
+        assert!(
+            v.len() == 24 && v.ends_with('Z') && v.as_bytes()[10] == b'T',
+            "{t} = {v}"
+        );
+    }
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["source"], file.name());
+    assert_eq!(s["config_file"], file.name());
+    assert_eq!(s["workers"], 2);
+    assert_eq!(
+        s["listeners"],
+        json!([{ "name": "main", "address": gw.addr().to_string(), "configured": "127.0.0.1:0" }])
+    );
+    assert_eq!(
+        s["admin"],
+        json!({ "address": addr.to_string(), "token_required": false })
+    );
+    assert_eq!(s["last_reload"], Value::Null);
+    assert_eq!(s["reloads"], json!({ "ok": 0, "failed": 0 }));
+
+    // HEAD answers the head only.
+    let head = call(addr, "HEAD", "/status", None).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
+    // GET /config: the effective configuration, defaults filled in.
+    let r = call(addr, "GET", "/config", None).await;
+    assert_eq!(r.status, 200);
+    let c = r.json();
+    assert_eq!(c["generation"], 1);
+    assert_eq!(c["server"]["workers"], 2);
+    assert_eq!(c["server"]["header_read_timeout"], "30s");
+    assert_eq!(c["server"]["drain_timeout"], "30s");
+    assert_eq!(c["server"]["max_header_bytes"], 65536);
+    assert_eq!(c["server"]["watch_config"], false);
+    assert_eq!(c["server"]["access_log"], Value::Null);
+    assert_eq!(
+        c["listeners"],
+        json!([{ "name": "main", "address": "127.0.0.1:0" }])
+    );
+    assert_eq!(
+        c["admin"],
+        json!({ "enabled": true, "listen": "127.0.0.1:0", "token": null })
+    );
+    assert_eq!(
+        c["upstreams"]["app"],
+        json!({
+            "endpoints": [{ "address": origin.addr.to_string(), "weight": 1 }],
+            "balance": "round_robin",
+            "connect_timeout": "5s",
+            "response_header_timeout": "1m",
+            "body_idle_timeout": "1m",
+            "idle_timeout": "1m",
+            "max_idle_per_endpoint": 64,
+            "health_check": null,
+        })
+    );
+    assert_eq!(
+        c["routes"],
+        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app" }])
+    );
+    assert_eq!(c["middlewares"], json!({}));
+
+    // GET /upstreams.
+    let r = call(addr, "GET", "/upstreams", None).await;
+    assert_eq!(r.status, 200);
+    let u = r.json();
+    assert_eq!(u["generation"], 1);
+    let app = &u["upstreams"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(app["balance"], "round_robin");
+    assert_eq!(app["health_check"], false);
+    let ep = &app["endpoints"][0];
+    assert_eq!(ep["address"], origin.addr.to_string());
+    assert_eq!(ep["weight"], 1);
+    assert_eq!(ep["healthy"], true);
+    assert_eq!(ep["health_checked"], false);
+    for k in ["in_flight", "requests", "failures"] {
+        assert!(ep[k].is_u64(), "{k}: {ep}");
+    }
+    assert!(ep["last_failure"].is_null(), "{ep}");
+    assert!(
+        ep["pool"]["idle"].is_u64() && ep["pool"]["active"].is_u64(),
+        "{ep}"
+    );
+    assert_eq!(app["totals"]["endpoints"], 1);
+    assert_eq!(app["totals"]["healthy"], 1);
+    for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+        assert!(app["responses"][class].is_u64(), "{app}");
+    }
+    for k in ["connect_failures", "timeouts"] {
+        assert!(app[k].is_u64(), "{k}: {app}");
+    }
+    assert!(app["connections"]["reused"].is_u64() && app["connections"]["new"].is_u64());
+
+    // GET /metrics: classic text by default, OpenMetrics when asked for.
+    let m = scrape(addr, None).await;
+    assert_eq!(
+        m.get(
+            "strait_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert_eq!(m.get("strait_workers", &[]), 2.0);
+    assert_eq!(m.get("strait_config_generation", &[]), 1.0);
+    let om = call_with(
+        addr,
+        "GET",
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )],
+    )
+    .await;
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        content_type(&om),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.text().ends_with("# EOF\n"));
+
+    // POST /reload (the file is unchanged: a new generation all the same).
+    let r = call(addr, "POST", "/reload", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({ "ok": true, "generation": 2 }));
+    assert_eq!(gw.generation(), 2);
+
+    // Wrong method: 405 naming the allowed ones; unknown path: 404.
+    let r = call(addr, "GET", "/reload", None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "POST");
+    assert!(r.json()["error"].as_str().unwrap().contains("use POST"));
+    let r = call(addr, "POST", "/status", None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "GET, HEAD");
+    let r = call(addr, "GET", "/nope", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(content_type(&r), "application/json");
+    assert_eq!(r.json()["error"], "no admin endpoint /nope");
+    assert_eq!(
+        r.json()["endpoints"],
+        json!([
+            "/",
+            "/status",
+            "/config",
+            "/upstreams",
+            "/metrics",
+            "/reload"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_required_on_every_endpoint() {
+    let origin = Origin::fixed("app", 200, "hello");
+    let file = ConfigFile::new(
+        "token",
+        &simple(origin.addr, &format!("\n[admin]\ntoken = \"{TOKEN}\"\n")),
+    );
+    let gw = start(&file);
+    let addr = admin(&gw);
+    let mut almost = TOKEN.to_string();
+    almost.pop();
+    almost.push('4');
+    let basic = format!("Basic {TOKEN}");
+    let endpoints = [
+        ("GET", "/", 200),
+        ("GET", "/status", 200),
+        ("GET", "/config", 200),
+        ("GET", "/upstreams", 200),
+        ("GET", "/metrics", 200),
+        ("POST", "/reload", 200),
+        ("GET", "/reload", 405),
+        ("GET", "/nope", 404),
+    ];
+    for (method, path, ok) in endpoints {
+        // Missing.
+        let r = call(addr, method, path, None).await;
+        assert_eq!(r.status, 401, "{method} {path} without a token");
+        assert_eq!(
+            r.headers.get("www-authenticate").unwrap(),
+            r#"Bearer realm="strait-admin""#
+        );
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("missing bearer token"),
+            "{}",
+            r.text()
+        );
+        // Wrong: another token, one character off, a prefix, another scheme.
+        for wrong in ["wrong-token-wrong-token", &almost, &TOKEN[..10]] {
+            let r = call(addr, method, path, Some(wrong)).await;
+            assert_eq!(r.status, 401, "{method} {path} with token {wrong:?}");
+            assert_eq!(
+                r.headers.get("www-authenticate").unwrap(),
+                r#"Bearer realm="strait-admin", error="invalid_token""#
+            );
+            assert_eq!(r.json()["error"], "invalid bearer token");
+        }
+        let r = call_with(addr, method, path, &[("authorization", &basic)]).await;
+        assert_eq!(r.status, 401, "{method} {path} with Basic");
+        // Right (the scheme is case-insensitive).
+        let r = call(addr, method, path, Some(TOKEN)).await;
+        assert_eq!(r.status, ok, "{method} {path} with the token: {}", r.text());
+        let lower = format!("bearer {TOKEN}");
+        let r = call_with(addr, method, path, &[("authorization", &lower)]).await;
+        assert_eq!(r.status, ok, "{method} {path} with `bearer`");
+    }
+
+    // The token is never shown.
+    let config = call(addr, "GET", "/config", Some(TOKEN)).await;
+    assert_eq!(config.json()["admin"]["token"], "[redacted]");
+    let status = call(addr, "GET", "/status", Some(TOKEN)).await;
+    assert_eq!(status.json()["admin"]["token_required"], true);
+    for r in [&config, &status] {
+        assert!(!r.text().contains(TOKEN), "{}", r.text());
+    }
+    // Unauthorized requests reloaded nothing: 2 reloads per authorized POST.
+    assert_eq!(gw.generation(), 3);
+}
+
+const EXPOSED: &str = r#"[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.a]
+endpoints = ["127.0.0.1:9"]
+
+[[routes]]
+upstream = "a"
+
+[admin]
+listen = "0.0.0.0:9901"
+"#;
+
+#[test]
+fn a_non_loopback_admin_listener_without_a_token_is_refused() {
+    let message = "admin.listen = \"0.0.0.0:9901\" is not a loopback address and admin.token is not set: anyone who can reach it could reload the configuration; set admin.token, or listen on 127.0.0.1";
+    let errors = strait::check("admin.toml", EXPOSED, &CustomRegistry::default())
+        .err()
+        .expect("refused");
+    assert_eq!(
+        errors.0,
+        [ConfigError {
+            file: "admin.toml".into(),
+            line: 11,
+            column: 10,
+            message: message.into(),
+        }]
+    );
+    let e = Gateway::builder()
+        .workers(1)
+        .start_toml("admin.toml", EXPOSED)
+        .err()
+        .expect("the gateway must not start");
+    assert_eq!(
+        e.to_string(),
+        format!("invalid configuration:\nadmin.toml:11:10: {message}")
+    );
+
+    // IPv6 "any" too.
+    let v6 = EXPOSED.replace("0.0.0.0:9901", "[::]:9901");
+    let errors = strait::check("admin.toml", &v6, &CustomRegistry::default())
+        .err()
+        .expect("refused");
+    assert!(
+        errors.0[0]
+            .message
+            .starts_with("admin.listen = \"[::]:9901\" is not a loopback address"),
+        "{errors}"
+    );
+
+    // An address given to the builder is held to the same rule.
+    let loopback = EXPOSED.replace("0.0.0.0:9901", "127.0.0.1:0");
+    let e = Gateway::builder()
+        .workers(1)
+        .admin_listen(Some("0.0.0.0:0".parse().unwrap()))
+        .start_toml("admin.toml", &loopback)
+        .err()
+        .expect("the gateway must not start");
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration:\nadmin.toml: admin.listen = \"0.0.0.0:0\" is not a loopback address and admin.token is not set: anyone who can reach it could reload the configuration; set admin.token, or listen on 127.0.0.1"
+    );
+
+    // With a token it is accepted; a short token is not.
+    let with_token = format!("{EXPOSED}token = \"{TOKEN}\"\n");
+    assert!(strait::check("admin.toml", &with_token, &CustomRegistry::default()).is_ok());
+    let short = format!("{EXPOSED}token = \"short\"\n");
+    let errors = strait::check("admin.toml", &short, &CustomRegistry::default())
+        .err()
+        .expect("refused");
+    assert_eq!(
+        errors.0,
+        [ConfigError {
+            file: "admin.toml".into(),
+            line: 12,
+            column: 9,
+            message: "admin.token is too short: expected at least 16 characters".into(),
+        }]
+    );
+}
+
+fn routed(origin: SocketAddr, prefix: &str) -> String {
+    format!(
+        "[server]\nwatch_config = false\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n\
+         [upstreams.a]\nendpoints = [\"{origin}\"]\n\n\
+         [[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"{prefix}\" }}\nupstream = \"a\"\n"
+    )
+}
+
+#[tokio::test]
+async fn post_reload_publishes_a_valid_file_and_refuses_an_invalid_one() {
+    let origin = Origin::fixed("a", 200, "a");
+    let file = ConfigFile::new("reload", &routed(origin.addr, "/old"));
+    let gw = start(&file);
+    let addr = admin(&gw);
+    assert_eq!(get(gw.addr(), "/old/x", &[]).await.status, 200);
+
+    // A valid edit: published, the routes change.
+    file.write(&routed(origin.addr, "/new"));
+    let r = call(addr, "POST", "/reload", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({ "ok": true, "generation": 2 }));
+    assert_eq!(get(gw.addr(), "/new/x", &[]).await.status, 200);
+    assert_eq!(get(gw.addr(), "/old/x", &[]).await.status, 404);
+
+    // An invalid edit: 422 with the `strait check` messages; nothing changes.
+    let broken =
+        routed(origin.addr, "/newer").replace("upstream = \"a\"", "upstream = \"nowhere\"");
+    file.write(&broken);
+    let r = call(addr, "POST", "/reload", None).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let body = r.json();
+    let line = format!(
+        "{}:13:12: route \"r\": unknown upstream \"nowhere\": expected one of [\"a\"]",
+        file.name()
+    );
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["kind"], "config");
+    assert_eq!(body["error"], format!("invalid configuration:\n{line}"));
+    assert_eq!(
+        body["errors"],
+        json!([{
+            "file": file.name(),
+            "line": 13,
+            "column": 12,
+            "message": "route \"r\": unknown upstream \"nowhere\": expected one of [\"a\"]",
+            "text": line,
+        }])
+    );
+    assert_eq!(
+        get(gw.addr(), "/new/x", &[]).await.status,
+        200,
+        "old config serves"
+    );
+    assert_eq!(get(gw.addr(), "/newer/x", &[]).await.status, 404);
+    assert_eq!(gw.generation(), 2);
+
+    // The same error in /status and in the metrics.
+    let s = call(addr, "GET", "/status", None).await.json();
+    assert_eq!(s["generation"], 2);
+    assert_eq!(s["reloads"], json!({ "ok": 1, "failed": 1 }));
+    let last = &s["last_reload"];
+    assert_eq!(last["ok"], false);
+    assert_eq!(last["trigger"], "admin");
+    assert_eq!(last["error"], format!("invalid configuration:\n{line}"));
+    assert!(last.get("generation").is_none(), "{last}");
+    let m = scrape(addr, None).await;
+    assert_eq!(m.get("strait_reloads_total", &[("result", "failed")]), 1.0);
+    assert_eq!(m.get("strait_reloads_total", &[("result", "ok")]), 1.0);
+    assert_eq!(m.get("strait_config_generation", &[]), 2.0);
+
+    // A TOML syntax error: the parser's position.
+    file.write("[[routes]\nupstream = \"a\"\n");
+    let r = call(addr, "POST", "/reload", None).await;
+    assert_eq!(r.status, 422);
+    let e = &r.json()["errors"][0];
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(1), Some(9)),
+        "{e}"
+    );
+
+    // An unreadable file: 500, kind "read".
+    std::fs::remove_file(&file.0).unwrap();
+    let r = call(addr, "POST", "/reload", None).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["kind"], "read");
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("cannot read configuration file {:?}", file.name())));
+    assert_eq!(get(gw.addr(), "/new/x", &[]).await.status, 200);
+    let m = scrape(addr, None).await;
+    assert_eq!(m.get("strait_reloads_total", &[("result", "failed")]), 3.0);
+
+    // A gateway started from text has no file to read: 409.
+    let from_text = Gateway::builder()
+        .workers(1)
+        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .start_toml("text.toml", &routed(origin.addr, "/"))
+        .unwrap();
+    let r = call(admin(&from_text), "POST", "/reload", None).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["kind"], "no_file");
+    assert_eq!(
+        r.json()["error"],
+        "the gateway was not started from a configuration file: nothing to reload"
+    );
+}
+
+#[tokio::test]
+async fn config_shows_the_effective_settings_and_redacts_secrets() {
+    let origin = Origin::fixed("a", 200, "a");
+    let text = format!(
+        r#"[server]
+watch_config = false
+trusted_proxies = ["10.0.0.0/8"]
+access_log = "log"
+
+[[listeners]]
+address = "127.0.0.1:0"
+
+[admin]
+token = "{TOKEN}"
+
+[upstreams.a]
+endpoints = [{{ address = "{origin}", weight = 3 }}]
+connect_timeout = "1500ms"
+
+[upstreams.a.health_check]
+type = "tcp"
+interval = "1h"
+timeout = "1m30s"
+
+[middlewares.auth]
+type = "headers"
+request_set = {{ authorization = "Bearer upstream-secret-1", "x-api-key" = "key-secret-2", "x-env" = "prod" }}
+response_set = {{ "set-cookie" = "sid=secret-3" }}
+request_remove = ["x-debug"]
+
+[middlewares.log]
+type = "access_log"
+format = "json"
+output = "stderr"
+
+[middlewares.v2]
+type = "rewrite"
+path = "/v2/{{id}}"
+
+[[routes]]
+name = "users"
+match = {{ host = "api.example.com", path_pattern = "/users/{{id}}", methods = ["get", "POST"], headers = [{{ name = "x-api-key", value = "match-secret-4" }}, {{ name = "x-canary" }}] }}
+middlewares = ["auth", "v2", "request_id"]
+upstream = "a"
+"#,
+        origin = origin.addr
+    );
+    let file = ConfigFile::new("redact", &text);
+    let gw = start(&file);
+    let r = call(admin(&gw), "GET", "/config", Some(TOKEN)).await;
+    assert_eq!(r.status, 200);
+    let body = r.text();
+    for secret in [
+        TOKEN,
+        "upstream-secret-1",
+        "key-secret-2",
+        "sid=secret-3",
+        "match-secret-4",
+    ] {
+        assert!(!body.contains(secret), "{secret} shown in:\n{body}");
+    }
+    let c = r.json();
+    assert_eq!(c["admin"]["token"], "[redacted]");
+    assert_eq!(c["server"]["trusted_proxies"], json!(["10.0.0.0/8"]));
+    assert_eq!(
+        c["server"]["access_log"],
+        json!({ "type": "access_log", "format": "json", "output": "stderr" })
+    );
+    let a = &c["upstreams"]["a"];
+    assert_eq!(a["balance"], "weighted", "unequal weights imply weighted");
+    assert_eq!(a["endpoints"][0]["weight"], 3);
+    assert_eq!(a["connect_timeout"], "1500ms");
+    assert_eq!(
+        a["health_check"],
+        json!({
+            "type": "tcp",
+            "interval": "1h",
+            "timeout": "1m30s",
+            "healthy_threshold": 2,
+            "unhealthy_threshold": 3,
+            "fail_open": false,
+        })
+    );
+    assert_eq!(
+        c["middlewares"],
+        json!({
+            "auth": {
+                "type": "headers",
+                "request_set": { "authorization": "[redacted]", "x-api-key": "[redacted]", "x-env": "prod" },
+                "request_append": {},
+                "request_remove": ["x-debug"],
+                "response_set": { "set-cookie": "[redacted]" },
+                "response_append": {},
+                "response_remove": [],
+            },
+            "v2": { "type": "rewrite", "path": "/v2/{id}" },
+            "request_id": {
+                "type": "request_id",
+                "header": "x-request-id",
+                "response": true,
+                "trust_incoming": true,
+            },
+        })
+    );
+    assert_eq!(
+        c["routes"],
+        json!([{
+            "name": "users",
+            "match": {
+                "host": "api.example.com",
+                "path_pattern": "/users/{id}",
+                "methods": ["GET", "POST"],
+                "headers": [{ "name": "x-api-key", "value": "[redacted]" }, { "name": "x-canary" }],
+            },
+            "middlewares": ["auth", "v2", "request_id"],
+            "upstream": "a",
+        }])
+    );
+}
+
+/// A POST with a body of `n` bytes.
+fn post(path: &str, n: usize) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "test.local")
+        .body(Full::new(Bytes::from(vec![b'x'; n])))
+        .unwrap()
+}
+
+/// Depends on the data plane counting into its shards (route, upstream,
+/// endpoint and client-connection counters); the exposition itself is
+/// unit-tested in `src/control/admin/metrics.rs`.
+#[tokio::test]
+async fn metrics_parse_and_count_the_requests_made() {
+    let origin = Origin::fixed("a", 200, "hello");
+    let dead = dead_addr();
+    let text = format!(
+        r#"[server]
+watch_config = false
+
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.a]
+endpoints = ["{a}"]
+
+[upstreams.dead]
+endpoints = ["{dead}"]
+connect_timeout = "1s"
+
+[[routes]]
+name = "a"
+match = {{ path_prefix = "/a" }}
+upstream = "a"
+
+[[routes]]
+name = "dead"
+match = {{ path_prefix = "/dead" }}
+upstream = "dead"
+"#,
+        a = origin.addr
+    );
+    let file = ConfigFile::new("metrics", &text);
+    let gw = start(&file);
+    let addr = admin(&gw);
+    let (a, d) = (origin.addr.to_string(), dead.to_string());
+
+    // Before any request: every series is there, at zero.
+    let m = scrape(addr, None).await;
+    assert_eq!(
+        m.get(
+            "strait_route_responses_total",
+            &[("route", "a"), ("class", "2xx")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.get(
+            "strait_endpoint_healthy",
+            &[("upstream", "dead"), ("endpoint", &d)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.get("strait_pool_idle_connections", &[("endpoint", &a)]),
+        0.0
+    );
+
+    // 7 requests to route a over one keep-alive connection (3 with a 100-byte
+    // body), 3 to route dead (connection refused: 502) over another.
+    let mut client_a = H1::connect(gw.addr()).await;
+    let mut sent_a = 0;
+    for i in 0..7 {
+        let r = if i % 2 == 1 {
+            client_a.send(post("/a/x", 100)).await
+        } else {
+            client_a.get("/a/x").await
+        };
+        assert_eq!(r.status, 200);
+        sent_a += r.body.len();
+    }
+    let mut client_d = H1::connect(gw.addr()).await;
+    let mut sent_d = 0;
+    for _ in 0..3 {
+        let r = client_d.get("/dead/x").await;
+        assert_eq!(r.status, 502);
+        sent_d += r.body.len();
+    }
+    assert_eq!(sent_a, 35);
+
+    let route = |name| [("route", name)];
+    let m = scrape_until(addr, |m| {
+        m.try_get(
+            "strait_route_responses_total",
+            &[("route", "a"), ("class", "2xx")],
+        ) == Some(7.0)
+            && m.try_get(
+                "strait_route_responses_total",
+                &[("route", "dead"), ("class", "5xx")],
+            ) == Some(3.0)
+            && m.try_get(
+                "strait_endpoint_in_flight",
+                &[("upstream", "a"), ("endpoint", &a)],
+            ) == Some(0.0)
+    })
+    .await;
+    let responses = |r: &str, class: &str| {
+        m.get(
+            "strait_route_responses_total",
+            &[("route", r), ("class", class)],
+        )
+    };
+    assert_eq!(responses("a", "2xx"), 7.0);
+    assert_eq!(responses("a", "5xx"), 0.0);
+    assert_eq!(responses("dead", "5xx"), 3.0);
+    assert_eq!(responses("dead", "2xx"), 0.0);
+    assert_eq!(
+        m.get("strait_route_received_bytes_total", &route("a")),
+        300.0
+    );
+    assert_eq!(
+        m.get("strait_route_received_bytes_total", &route("dead")),
+        0.0
+    );
+    assert_eq!(
+        m.get("strait_route_sent_bytes_total", &route("a")),
+        sent_a as f64
+    );
+    assert_eq!(
+        m.get("strait_route_sent_bytes_total", &route("dead")),
+        sent_d as f64
+    );
+    assert_eq!(
+        m.get("strait_route_request_duration_seconds_count", &route("a")),
+        7.0
+    );
+    assert_eq!(
+        m.get(
+            "strait_route_request_duration_seconds_count",
+            &route("dead")
+        ),
+        3.0
+    );
+    let buckets = m.buckets("strait_route_request_duration_seconds", &route("a"));
+    assert_eq!(buckets.len(), 15);
+    assert_eq!(buckets.last(), Some(&(f64::INFINITY, 7.0)));
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+
+    let up = |name| [("upstream", name)];
+    let up_class = |u: &str, class: &str| {
+        m.get(
+            "strait_upstream_responses_total",
+            &[("upstream", u), ("class", class)],
+        )
+    };
+    assert_eq!(up_class("a", "2xx"), 7.0);
+    assert_eq!(up_class("dead", "5xx"), 3.0);
+    assert_eq!(
+        m.get("strait_upstream_response_duration_seconds_count", &up("a")),
+        7.0
+    );
+    assert_eq!(
+        m.get(
+            "strait_upstream_response_duration_seconds_count",
+            &up("dead")
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.get("strait_upstream_connect_failures_total", &up("dead")),
+        3.0
+    );
+    assert_eq!(
+        m.get("strait_upstream_connect_failures_total", &up("a")),
+        0.0
+    );
+    assert_eq!(m.get("strait_upstream_timeouts_total", &up("a")), 0.0);
+    // One client connection is served by one worker, whose pool opened one
+    // upstream connection and reused it.
+    let opened = origin.connections() as f64;
+    assert_eq!(opened, 1.0);
+    let conns = |reused| {
+        m.get(
+            "strait_upstream_connections_total",
+            &[("upstream", "a"), ("reused", reused)],
+        )
+    };
+    assert_eq!(conns("false"), opened);
+    assert_eq!(conns("true"), 7.0 - opened);
+
+    let get_ep =
+        |metric: &str, u: &str, e: &str| m.get(metric, &[("upstream", u), ("endpoint", e)]);
+    assert_eq!(get_ep("strait_endpoint_requests_total", "a", &a), 7.0);
+    assert_eq!(get_ep("strait_endpoint_failures_total", "a", &a), 0.0);
+    assert_eq!(get_ep("strait_endpoint_requests_total", "dead", &d), 3.0);
+    assert_eq!(get_ep("strait_endpoint_failures_total", "dead", &d), 3.0);
+    assert_eq!(get_ep("strait_endpoint_in_flight", "a", &a), 0.0);
+    assert_eq!(get_ep("strait_endpoint_in_flight", "dead", &d), 0.0);
+    assert_eq!(get_ep("strait_endpoint_healthy", "a", &a), 1.0);
+    assert_eq!(
+        m.get("strait_pool_idle_connections", &[("endpoint", &a)]),
+        opened
+    );
+    assert_eq!(
+        m.get("strait_pool_active_connections", &[("endpoint", &a)]),
+        0.0
+    );
+    assert_eq!(
+        m.get("strait_pool_idle_connections", &[("endpoint", &d)]),
+        0.0
+    );
+
+    // The admin API's own connections are not client connections.
+    assert_eq!(m.get("strait_client_connections_total", &[]), 2.0);
+    assert_eq!(m.get("strait_client_connections_active", &[]), 2.0);
+    assert_eq!(m.get("strait_reloads_total", &[("result", "ok")]), 0.0);
+    assert_eq!(m.get("strait_reloads_total", &[("result", "failed")]), 0.0);
+    assert_eq!(m.get("strait_config_generation", &[]), 1.0);
+    assert_eq!(m.get("strait_workers", &[]), 2.0);
+    assert!(m.get("strait_uptime_seconds", &[]) >= 0.0);
+
+    // /upstreams tells the same.
+    let u = call(addr, "GET", "/upstreams", None).await.json();
+    let (ua, ud) = (&u["upstreams"][0], &u["upstreams"][1]);
+    assert_eq!(ua["endpoints"][0]["requests"], 7);
+    assert_eq!(
+        ua["endpoints"][0]["pool"],
+        json!({ "idle": 1, "active": 0 })
+    );
+    assert_eq!(ua["responses"]["2xx"], 7);
+    assert_eq!(ua["connections"], json!({ "reused": 6, "new": 1 }));
+    assert_eq!(ud["endpoints"][0]["failures"], 3);
+    assert!(ud["endpoints"][0]["last_failure"].is_string(), "{ud}");
+    assert_eq!(ud["connect_failures"], 3);
+    assert_eq!(ud["totals"]["failures"], 3);
+
+    // Closed client connections leave the gauge.
+    drop(client_a);
+    drop(client_d);
+    let m = scrape_until(addr, |m| {
+        m.try_get("strait_client_connections_active", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(m.get("strait_client_connections_active", &[]), 0.0);
+    assert_eq!(m.get("strait_client_connections_total", &[]), 2.0);
+}
