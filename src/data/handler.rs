@@ -20,7 +20,7 @@ use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
 use crate::upstream::connect::{self, Sender};
-use crate::upstream::pool::PooledConn;
+use crate::upstream::pool::{Acquired, PooledConn};
 use crate::upstream::UpstreamSpec;
 
 /// hyper's entry point for each request on a client connection.
@@ -29,7 +29,7 @@ pub(crate) async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let mut in_flight = local.request_started();
+    let in_flight = local.request_started();
     // One atomic load; this request keeps this snapshot to the end.
     let snapshot = local.snapshot();
     let arena = local.arenas.take();
@@ -51,15 +51,13 @@ pub(crate) async fn handle(
     };
     let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
     let mut response = process(&local, &snapshot, &mut ctx, upstream, body).await;
-    if ctx.ids.route.is_some() {
-        in_flight.answered(
-            snapshot.clone(),
-            ctx.ids,
-            response.status().as_u16(),
-            ctx.log.start,
-        );
-    }
-    response.body_mut().set_request_guard(in_flight);
+    let guard = in_flight.answered(
+        snapshot.clone(),
+        ctx.ids,
+        response.status().as_u16(),
+        ctx.log.start,
+    );
+    response.body_mut().set_request_guard(guard);
     Ok(response)
 }
 
@@ -83,7 +81,7 @@ async fn process<'a>(
     let route = &snap.routes[route_id];
     let upstream_spec = &snap.upstreams[route.upstream];
     ctx.route = Some(route);
-    ctx.ids.route = Some(route_id);
+    ctx.ids.set_route(route_id);
     ctx.log.route = &route.name;
     ctx.log.upstream = &upstream_spec.name;
 
@@ -167,22 +165,22 @@ async fn forward_upstream<'a>(
     let index = local.pick(snap, upstream_id)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
-    ctx.ids.endpoint = Some((upstream_id, index));
+    ctx.ids.set_endpoint(upstream_id, index);
     if let Some(e) = snap.stats.endpoint((upstream_id, index), local.id) {
         e.requests.inc();
         // Until the response body ends (the request guard counts it down).
         e.in_flight.inc();
     }
-    let upstream_counters = snap.stats.upstream(upstream_id, local.id);
 
     forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
     let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
+    let acquired = Acquired::new(&local.pool, &endpoint.addr);
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
-    if let Some(u) = upstream_counters {
+    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
         if reused {
             u.pool_reused.inc();
         } else {
@@ -193,7 +191,7 @@ async fn forward_upstream<'a>(
     // The request is built and handed to hyper in one synchronous step, so it
     // never sits in this future's state across an await: this future is
     // stored per client connection by hyper, and its size is idle memory.
-    let meter = ctx.ids.route.map(|route| BytesIn {
+    let meter = ctx.ids.route().map(|route| BytesIn {
         snapshot: snap.clone(),
         route,
         worker: local.id,
@@ -227,13 +225,14 @@ async fn forward_upstream<'a>(
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
-    if let Some(u) = upstream_counters {
+    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
         u.latency.observe(waited);
     }
 
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
     let conn = PooledConn::new(sender, endpoint.addr, spec.pool, local.clone());
+    acquired.handed_over();
     Ok(Response::from_parts(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
@@ -267,7 +266,7 @@ fn count_failure(
     if at_endpoint {
         if let Some(e) = ctx
             .ids
-            .endpoint
+            .endpoint()
             .and_then(|id| snap.stats.endpoint(id, worker))
         {
             e.failed();
@@ -287,7 +286,9 @@ async fn acquire(
             return Ok((sender, true));
         }
     }
-    Ok((new_connection(addr, spec).await?, false))
+    let sender = new_connection(addr, spec).await?;
+    local.pool.opened(addr);
+    Ok((sender, false))
 }
 
 /// Sends a request that a stale pooled connection handed back over a new

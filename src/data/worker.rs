@@ -327,13 +327,37 @@ impl WorkerLocal {
 }
 
 /// Counts one request in flight, for the drain on shutdown. It lives in the
-/// handler and then in the response body, so a streamed response counts until
-/// its last byte. Kept per request, not per connection: idle connections then
-/// carry nothing for the drain (their memory is the idle-connection cost).
-/// It also counts the request into its route's metrics when it ends.
+/// handler and then, inside a [`RequestGuard`], in the response body, so a
+/// streamed response counts until its last byte. Kept per request, not per
+/// connection: idle connections then carry nothing for the drain (their memory
+/// is the idle-connection cost). One pointer: it sits in the request's future
+/// across every await, and hyper keeps that future allocated per connection.
+pub(crate) struct InFlight(Rc<WorkerLocal>);
+
+impl WorkerLocal {
+    pub(crate) fn request_started(self: &Rc<Self>) -> InFlight {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(self.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let left = self.0.in_flight.get() - 1;
+        self.0.in_flight.set(left);
+        if left == 0 {
+            self.0.all_done.notify_waiters();
+        }
+    }
+}
+
+/// A request whose answer is known, moved into its response body: counted in
+/// flight until the body ends, and then into its route's metrics. Built after
+/// the last await of the handler, so its size never adds to the future's.
 pub(crate) struct RequestGuard {
-    local: Rc<WorkerLocal>,
     outcome: Option<Outcome>,
+    // Dropped after `Drop::drop` has counted the outcome.
+    in_flight: InFlight,
 }
 
 /// What a request counts into when it ends.
@@ -345,34 +369,30 @@ struct Outcome {
     bytes_out: u64,
 }
 
-impl WorkerLocal {
-    pub(crate) fn request_started(self: &Rc<Self>) -> RequestGuard {
-        self.in_flight.set(self.in_flight.get() + 1);
+impl InFlight {
+    /// The request was answered with `status`; unless it matched no route,
+    /// it counts into `snapshot`'s statistics when its body ends.
+    pub(crate) fn answered(
+        self,
+        snapshot: SnapshotRef,
+        ids: StatIds,
+        status: u16,
+        started: Instant,
+    ) -> RequestGuard {
         RequestGuard {
-            local: self.clone(),
-            outcome: None,
+            outcome: ids.route().is_some().then_some(Outcome {
+                snapshot,
+                ids,
+                status,
+                started,
+                bytes_out: 0,
+            }),
+            in_flight: self,
         }
     }
 }
 
 impl RequestGuard {
-    /// The request's answer is known; it is counted when its body ends.
-    pub(crate) fn answered(
-        &mut self,
-        snapshot: SnapshotRef,
-        ids: StatIds,
-        status: u16,
-        started: Instant,
-    ) {
-        self.outcome = Some(Outcome {
-            snapshot,
-            ids,
-            status,
-            started,
-            bytes_out: 0,
-        });
-    }
-
     /// The response body bytes sent.
     pub(crate) fn set_bytes_out(&mut self, bytes: u64) {
         if let Some(o) = &mut self.outcome {
@@ -385,17 +405,12 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         if let Some(o) = self.outcome.take() {
             o.snapshot.stats.request_done(
-                self.local.id,
+                self.in_flight.0.id,
                 o.ids,
                 o.status,
                 o.started.elapsed(),
                 o.bytes_out,
             );
-        }
-        let left = self.local.in_flight.get() - 1;
-        self.local.in_flight.set(left);
-        if left == 0 {
-            self.local.all_done.notify_waiters();
         }
     }
 }

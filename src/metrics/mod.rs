@@ -392,9 +392,31 @@ pub(crate) struct SnapshotStats {
 /// indexes into the snapshot the request runs on.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct StatIds {
-    pub(crate) route: Option<usize>,
+    // `u32`, not `usize`: this sits in every request's future, which hyper
+    // keeps allocated per connection.
+    route: Option<u32>,
     /// `(upstream, endpoint)`.
-    pub(crate) endpoint: Option<(usize, usize)>,
+    endpoint: Option<(u32, u32)>,
+}
+
+impl StatIds {
+    pub(crate) fn set_route(&mut self, route: usize) {
+        self.route = u32::try_from(route).ok();
+    }
+
+    pub(crate) fn set_endpoint(&mut self, upstream: usize, endpoint: usize) {
+        self.endpoint = u32::try_from(upstream)
+            .ok()
+            .zip(u32::try_from(endpoint).ok());
+    }
+
+    pub(crate) fn route(&self) -> Option<usize> {
+        self.route.map(|r| r as usize)
+    }
+
+    pub(crate) fn endpoint(&self) -> Option<(usize, usize)> {
+        self.endpoint.map(|(u, e)| (u as usize, e as usize))
+    }
 }
 
 impl SnapshotStats {
@@ -431,12 +453,12 @@ impl SnapshotStats {
         elapsed: Duration,
         bytes_out: u64,
     ) {
-        if let Some(r) = ids.route.and_then(|r| self.route(r, worker)) {
+        if let Some(r) = ids.route().and_then(|r| self.route(r, worker)) {
             r.responses[status_class(status)].inc();
             r.latency.observe(elapsed);
             r.bytes_out.add(bytes_out);
         }
-        if let Some(e) = ids.endpoint.and_then(|e| self.endpoint(e, worker)) {
+        if let Some(e) = ids.endpoint().and_then(|e| self.endpoint(e, worker)) {
             e.in_flight.dec();
         }
     }
