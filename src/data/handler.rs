@@ -20,7 +20,7 @@ use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
 use crate::upstream::connect::{self, Sender};
-use crate::upstream::pool::{Acquired, PooledConn};
+use crate::upstream::pool::PooledConn;
 use crate::upstream::UpstreamSpec;
 
 /// hyper's entry point for each request on a client connection.
@@ -177,7 +177,6 @@ async fn forward_upstream<'a>(
 
     let started = Instant::now();
     let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
-    let acquired = Acquired::new(&local.pool, &endpoint.addr);
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -232,7 +231,6 @@ async fn forward_upstream<'a>(
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
     let conn = PooledConn::new(sender, endpoint.addr, spec.pool, local.clone());
-    acquired.handed_over();
     Ok(Response::from_parts(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
@@ -286,9 +284,7 @@ async fn acquire(
             return Ok((sender, true));
         }
     }
-    let sender = new_connection(addr, spec).await?;
-    local.pool.opened(addr);
-    Ok((sender, false))
+    Ok((new_connection(addr, spec).await?, false))
 }
 
 /// Sends a request that a stale pooled connection handed back over a new

@@ -37,7 +37,7 @@ struct Entry {
 pub(crate) struct UpstreamPool {
     worker: usize,
     /// Keyed by configured addresses (never by client input), so a fast
-    /// non-keyed hash is safe here: two lookups per exchange.
+    /// non-keyed hash is safe here: three lookups per exchange.
     entries: RefCell<FxHashMap<SocketAddr, Entry>>,
 }
 
@@ -92,9 +92,8 @@ impl UpstreamPool {
         });
     }
 
-    /// The most recently used idle connection to `addr` that is still open,
-    /// now counted as active (until [`PooledConn`] ends it, or
-    /// [`UpstreamPool::abandon`] if the exchange never got that far). The caller still waits for `ready()` (the
+    /// The most recently used idle connection to `addr` that is still open.
+    /// It counts as active once a [`PooledConn`] holds it. The caller still waits for `ready()` (the
     /// connection task may not have seen the end of the previous exchange).
     pub(crate) fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
         let mut entries = self.entries.borrow_mut();
@@ -109,17 +108,16 @@ impl UpstreamPool {
             {
                 continue;
             }
-            e.active += 1;
-            if let Some(c) = e.counters(self.worker) {
-                c.active.inc();
-            }
             return Some(conn.sender);
         }
         None
     }
 
-    /// Counts a new connection to `addr` as active.
-    pub(crate) fn opened(&self, addr: SocketAddr) {
+    /// Counts a connection to `addr` as active: a [`PooledConn`] holds it.
+    /// (Counted here rather than when it is checked out or opened, so an
+    /// exchange that fails before its response head has nothing to undo,
+    /// and the request's future carries no guard for it.)
+    fn activate(&self, addr: SocketAddr) {
         let mut entries = self.entries.borrow_mut();
         let e = entries.entry(addr).or_insert_with(|| Entry {
             live: false,
@@ -130,21 +128,6 @@ impl UpstreamPool {
         e.active += 1;
         if let Some(c) = e.counters(self.worker) {
             c.active.inc();
-        }
-    }
-
-    /// An active connection was dropped before a [`PooledConn`] took it (the
-    /// exchange failed or timed out).
-    pub(crate) fn abandon(&self, addr: SocketAddr) {
-        let mut entries = self.entries.borrow_mut();
-        if let Some(e) = entries.get_mut(&addr) {
-            e.active = e.active.saturating_sub(1);
-            if let Some(c) = e.counters(self.worker) {
-                c.active.dec();
-            }
-            if !e.live && e.active == 0 {
-                entries.remove(&addr);
-            }
         }
     }
 
@@ -190,37 +173,6 @@ impl UpstreamPool {
     }
 }
 
-/// Counts an active connection as abandoned if the exchange ends before a
-/// [`PooledConn`] takes it. Borrows only: it lives in the request's future.
-pub(crate) struct Acquired<'a> {
-    pool: &'a UpstreamPool,
-    addr: &'a SocketAddr,
-    armed: bool,
-}
-
-impl<'a> Acquired<'a> {
-    pub(crate) fn new(pool: &'a UpstreamPool, addr: &'a SocketAddr) -> Self {
-        Acquired {
-            pool,
-            addr,
-            armed: true,
-        }
-    }
-
-    /// A [`PooledConn`] took the connection over.
-    pub(crate) fn handed_over(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Acquired<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.pool.abandon(*self.addr);
-        }
-    }
-}
-
 /// A connection on loan for one exchange. `release` returns it to the pool;
 /// dropping it closes the connection.
 pub(crate) struct PooledConn {
@@ -237,6 +189,7 @@ impl PooledConn {
         settings: PoolSettings,
         local: Rc<crate::data::worker::WorkerLocal>,
     ) -> Self {
+        local.pool.activate(addr);
         PooledConn {
             sender: Some(sender),
             addr,
