@@ -186,3 +186,42 @@ async fn streams_of_one_connection_are_proxied_concurrently() {
         "one upstream connection per stream in flight"
     );
 }
+
+#[tokio::test]
+async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
+    // An origin that answers after 400 ms.
+    let origin = Origin::start(std::sync::Arc::new(|req| {
+        Box::pin(async move {
+            drain(req).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            http::Response::new(full("slow"))
+        })
+    }));
+    let gw = gateway(&simple_config(&[origin.addr], ""));
+    let stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    sender.ready().await.unwrap();
+    let in_flight = sender.send_request(h2_request("GET", "/slow", Bytes::new()));
+    let shutdown = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        gw.shutdown();
+    });
+    let resp = tokio::time::timeout(LIMIT, in_flight)
+        .await
+        .expect("hang")
+        .expect("the open stream is answered during the drain");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"slow");
+    // The connection ends cleanly: the client got a GOAWAY, not a reset.
+    let ended = tokio::time::timeout(LIMIT, conn)
+        .await
+        .expect("hang")
+        .unwrap();
+    assert!(ended.is_ok(), "the connection ended with {ended:?}");
+    shutdown.await.unwrap();
+}

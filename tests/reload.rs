@@ -384,3 +384,39 @@ async fn the_file_watch_reloads_a_changed_file_and_keeps_serving_a_broken_one() 
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(gw.generation(), 4);
 }
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
+    // An origin that answers after 500 ms, so a reload lands mid-request.
+    let origin = Origin::start(Arc::new(|req| {
+        Box::pin(async move {
+            drain(req).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            http::Response::new(full("slow"))
+        })
+    }));
+    let marked = |set: &str| {
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[upstreams.a]\nendpoints = [\"{}\"]\n\n\
+             [middlewares.mark]\ntype = \"headers\"\nresponse_set = {{ \"x-config\" = \"{set}\" }}\n\n\
+             [[routes]]\nmiddlewares = [\"mark\"]\nupstream = \"a\"\n",
+            origin.addr
+        )
+    };
+    let gw = Arc::new(gateway_with(&marked("old"), 1));
+    let addr = gw.addr();
+    let in_flight = tokio::spawn(async move { get(addr, "/", &[]).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(origin.requests(), 1, "the request reached the origin");
+    let generation = gw.reload_toml("new.toml", &marked("new")).unwrap();
+    assert_eq!(generation, 2);
+    let late = tokio::spawn(async move { get(addr, "/", &[]).await });
+    let early = in_flight.await.unwrap();
+    assert_eq!(early.status, 200);
+    assert_eq!(
+        early.headers["x-config"], "old",
+        "ran on the snapshot it started with"
+    );
+    let late = late.await.unwrap();
+    assert_eq!(late.headers["x-config"], "new");
+}

@@ -72,6 +72,9 @@ pub(crate) async fn serve(
         // Closed, failed, or silent for too long: nothing to answer.
         Ok(Err(_)) | Err(_) => return,
     };
+    // Only HTTP/2 connections watch for shutdown (subscribing touches the
+    // shared signal's refcount).
+    let h2_shutdown = (protocol == Protocol::Http2).then(|| local.shutdown_signal());
     let service = hyper::service::service_fn(move |req| {
         crate::data::handler::handle(local.clone(), peer, req)
     });
@@ -89,11 +92,36 @@ pub(crate) async fn serve(
             });
         }
         Protocol::Http2 => {
+            // HTTP/2 clients multiplex, so a shutdown tells them with a
+            // GOAWAY: no new streams, the open ones finish. (HTTP/1.1
+            // connections carry no such watch: its size would be idle memory
+            // on every keep-alive connection; the drain closes them.)
+            let mut shutdown = h2_shutdown;
             tokio::task::spawn_local(async move {
-                done(protocols.h2.serve_connection(io, service).await)
+                let conn = protocols.h2.serve_connection(io, service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = stopping(shutdown.as_mut()) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                done(result)
             });
         }
     }
+}
+
+/// Resolves when the gateway starts shutting down (never, if the signal is
+/// gone: then the worker is going away anyway).
+async fn stopping(shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    if let Some(signal) = shutdown {
+        if signal.wait_for(|stop| *stop).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Counts a client connection as open in the worker's metrics while it lives.

@@ -179,6 +179,11 @@ impl WorkerLocal {
         self.protocols.borrow().clone()
     }
 
+    /// Changes to `true` when the gateway shuts down.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shared.shutdown.subscribe()
+    }
+
     /// This worker's process-wide counters.
     pub(crate) fn counters(&self) -> Option<&WorkerCounters> {
         self.shared.metrics.worker.get(self.id)
