@@ -306,11 +306,13 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "idle_timeout": "1m",
             "max_idle_per_endpoint": 64,
             "health_check": null,
+            "max_requests": null,
+            "outlier_detection": null,
         })
     );
     assert_eq!(
         c["routes"],
-        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app" }])
+        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app", "timeout": null }])
     );
     assert_eq!(c["middlewares"], json!({}));
 
@@ -782,6 +784,7 @@ upstream = "a"
             },
             "middlewares": ["auth", "v2", "request_id"],
             "upstream": "a",
+            "timeout": null,
         }])
     );
 }

@@ -26,7 +26,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             10,
             1,
-            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`",
+            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`, `timeout`",
         )],
     ),
     (
@@ -142,6 +142,32 @@ const BROKEN: &[(&str, &[Expected])] = &[
     ),
     ("several_errors.toml", SEVERAL),
     ("bad_health_check.toml", BAD_HEALTH_CHECK),
+    ("bad_traffic_limits.toml", BAD_TRAFFIC_LIMITS),
+];
+
+/// `bad_traffic_limits.toml`: limits, outlier detection and route timeouts.
+const BAD_TRAFFIC_LIMITS: &[Expected] = &[
+    (
+        7,
+        16,
+        "upstreams.a.max_requests = 0 is out of range: expected 1 to 1000000",
+    ),
+    (
+        10,
+        19,
+        "upstreams.a.outlier_detection.consecutive_5xx = -1 is out of range: expected 0 to 1000",
+    ),
+    (
+        12,
+        21,
+        "upstreams.a.outlier_detection.max_ejection_time (10s) is shorter than base_ejection_time (60s)",
+    ),
+    (
+        13,
+        24,
+        "upstreams.a.outlier_detection.max_ejection_percent = 101 is out of range: expected 0 to 100",
+    ),
+    (17, 11, r#"route "route-1": timeout must be greater than zero"#),
 ];
 
 /// `bad_health_check.toml`: every `[upstreams.NAME.health_check]` problem.

@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::intern;
 use super::raw::{
-    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawRoute, RawServer,
-    RawUpstream,
+    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawOutlierDetection,
+    RawRoute, RawServer, RawUpstream,
 };
 use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
@@ -24,7 +24,9 @@ use crate::middleware::{
     AccessLog, CustomRegistry, HeaderOps, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
-use crate::upstream::{self, EndpointSpec, HealthCheckSpec, PoolSettings, Probe, UpstreamSpec};
+use crate::upstream::{
+    self, EndpointSpec, HealthCheckSpec, OutlierSpec, PoolSettings, Probe, UpstreamSpec,
+};
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
 /// stand-in for `strait check`).
@@ -401,8 +403,68 @@ impl Compiler<'_, '_> {
                 ) as usize,
             },
             health_check: up.health_check.as_ref().map(|h| self.health_check(name, h)),
+            max_requests: up.max_requests.as_ref().map(|m| {
+                self.int_in(&Some(m.clone()), 1, 1..1_000_001, &what("max_requests")) as u32
+            }),
+            outlier: up
+                .outlier_detection
+                .as_ref()
+                .map(|o| self.outlier(name, o.get_ref())),
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    fn outlier(&mut self, upstream: &str, o: &RawOutlierDetection) -> OutlierSpec {
+        let what = |k: &str| format!("upstreams.{upstream}.outlier_detection.{k}");
+        let spec = OutlierSpec {
+            consecutive_5xx: self.int_in(
+                &o.consecutive_5xx,
+                i64::from(upstream::DEFAULT_CONSECUTIVE_5XX),
+                0..1001,
+                &what("consecutive_5xx"),
+            ) as u32,
+            consecutive_connect_failures: self.int_in(
+                &o.consecutive_connect_failures,
+                i64::from(upstream::DEFAULT_CONSECUTIVE_CONNECT_FAILURES),
+                0..1001,
+                &what("consecutive_connect_failures"),
+            ) as u32,
+            base_ejection_time: self.duration(
+                &o.base_ejection_time,
+                upstream::DEFAULT_BASE_EJECTION_TIME,
+                &what("base_ejection_time"),
+            ),
+            max_ejection_time: self.duration(
+                &o.max_ejection_time,
+                upstream::DEFAULT_MAX_EJECTION_TIME.max(
+                    o.base_ejection_time
+                        .as_ref()
+                        .and_then(|b| v::parse_duration(b.get_ref()).ok())
+                        .unwrap_or_default(),
+                ),
+                &what("max_ejection_time"),
+            ),
+            max_ejection_percent: self.int_in(
+                &o.max_ejection_percent,
+                i64::from(upstream::DEFAULT_MAX_EJECTION_PERCENT),
+                0..101,
+                &what("max_ejection_percent"),
+            ) as u32,
+        };
+        if spec.max_ejection_time < spec.base_ejection_time {
+            if let Some(m) = &o.max_ejection_time {
+                self.d.at(
+                    span(m),
+                    format!(
+                        "{} ({:?}) is shorter than base_ejection_time ({:?})",
+                        what("max_ejection_time"),
+                        spec.max_ejection_time,
+                        spec.base_ejection_time
+                    ),
+                );
+            }
+        }
+        spec
     }
 
     fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
@@ -798,10 +860,18 @@ impl Compiler<'_, '_> {
                 }
             }
             specs.push(spec.clone());
+            let timeout = r.timeout.as_ref().map(|t| {
+                self.duration(
+                    &Some(t.clone()),
+                    Duration::ZERO,
+                    &format!("route {name:?}: timeout"),
+                )
+            });
             routes.push(Route {
                 name: name.into(),
                 chain: chain.into(),
                 upstream,
+                timeout,
                 matcher: spec,
                 middleware_names: middleware_names.into(),
             });

@@ -69,6 +69,7 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub(crate) middlewares: Vec<Spanned<String>>,
     pub(crate) upstream: Spanned<String>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 /// `match = { ... }` of a route; every condition present must hold.
@@ -105,6 +106,19 @@ pub(crate) struct RawUpstream {
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) max_idle_per_endpoint: Option<Spanned<i64>>,
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
+    pub(crate) max_requests: Option<Spanned<i64>>,
+    pub(crate) outlier_detection: Option<Spanned<RawOutlierDetection>>,
+}
+
+/// `[upstreams.NAME.outlier_detection]`: passive health from real traffic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlierDetection {
+    pub(crate) consecutive_5xx: Option<Spanned<i64>>,
+    pub(crate) consecutive_connect_failures: Option<Spanned<i64>>,
+    pub(crate) base_ejection_time: Option<Spanned<String>>,
+    pub(crate) max_ejection_time: Option<Spanned<String>>,
+    pub(crate) max_ejection_percent: Option<Spanned<i64>>,
 }
 
 /// `[upstreams.NAME.health_check]`: an active probe of every endpoint.

@@ -114,6 +114,9 @@ pub struct Route {
     pub(crate) name: Box<str>,
     pub(crate) chain: Box<[Middleware]>,
     pub(crate) upstream: usize,
+    /// Total time allowed from the request head to the upstream's response
+    /// head (`timeout = ...`), on top of the upstream's own timeouts.
+    pub(crate) timeout: Option<std::time::Duration>,
     /// The match conditions as configured (for the admin API; the router has
     /// its own compiled form).
     pub(crate) matcher: RouteSpec,

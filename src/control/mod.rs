@@ -8,6 +8,7 @@ pub(crate) mod admin;
 pub mod demo_origin;
 pub(crate) mod health;
 pub(crate) mod log_writer;
+pub(crate) mod outlier;
 pub(crate) mod reload;
 
 use std::fmt;
@@ -348,6 +349,7 @@ fn spawn_control(
                     }
                 }
                 tokio::spawn(health::run(control.clone()));
+                tokio::spawn(outlier::watch_returns(control.clone()));
                 if control.snapshot().server.watch_config {
                     if let Some(path) = control.config_path.clone() {
                         tokio::spawn(reload::watch_file(control.clone(), path));

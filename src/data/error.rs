@@ -16,6 +16,10 @@ pub enum ProxyError {
     /// Every endpoint of the route's upstream is marked down by its health
     /// check (and the check does not fail open).
     NoHealthyEndpoint,
+    /// The upstream's `max_requests` limit was reached on this worker.
+    MaxRequests,
+    /// The route's `timeout` passed before the upstream's response head.
+    RouteTimeout,
     /// The endpoint refused the TCP connection.
     ConnectRefused,
     /// The TCP connection did not complete within `connect_timeout`.
@@ -39,9 +43,10 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint | ProxyError::NoHealthyEndpoint => {
+            ProxyError::NoEndpoint | ProxyError::NoHealthyEndpoint | ProxyError::MaxRequests => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::RouteTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ConnectRefused
             | ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
@@ -58,6 +63,8 @@ impl ProxyError {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoEndpoint => "no_endpoint",
             ProxyError::NoHealthyEndpoint => "no_healthy_endpoint",
+            ProxyError::MaxRequests => "upstream_max_requests",
+            ProxyError::RouteTimeout => "route_timeout",
             ProxyError::ConnectRefused => "upstream_connect_refused",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
             ProxyError::ConnectFailed => "upstream_connect_failed",
@@ -77,6 +84,10 @@ impl ProxyError {
             ProxyError::NoHealthyEndpoint => {
                 "503 Service Unavailable: no healthy upstream endpoint\n"
             }
+            ProxyError::MaxRequests => {
+                "503 Service Unavailable: upstream max_requests limit reached\n"
+            }
+            ProxyError::RouteTimeout => "504 Gateway Timeout: route timeout reached\n",
             ProxyError::ConnectRefused => "502 Bad Gateway: upstream refused the connection\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: upstream connect timed out\n",
             ProxyError::ConnectFailed => "502 Bad Gateway: upstream connection failed\n",
@@ -116,6 +127,8 @@ mod tests {
             NoRoute,
             NoEndpoint,
             NoHealthyEndpoint,
+            MaxRequests,
+            RouteTimeout,
             ConnectRefused,
             ConnectTimeout,
             ConnectFailed,

@@ -20,6 +20,7 @@ use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
 use crate::upstream::connect::{self, Sender};
+use crate::upstream::outlier::{self, Observed};
 use crate::upstream::pool::PooledConn;
 use crate::upstream::UpstreamSpec;
 
@@ -93,8 +94,8 @@ async fn process<'a>(
     let mut response = match flow {
         Flow::Respond(response) => *response,
         Flow::Continue => {
-            // 3. Balancer → upstream.
-            let response = match forward_upstream(
+            // 3. Balancer → upstream, within the route's timeout if it has one.
+            let exchange = forward_upstream(
                 local,
                 snap,
                 route.upstream,
@@ -102,9 +103,35 @@ async fn process<'a>(
                 ctx,
                 upstream,
                 body,
-            )
-            .await
-            {
+            );
+            let result = match route.timeout {
+                None => exchange.await,
+                // Boxed: only routes with a timeout pay for the timer, and
+                // the others keep their future (idle memory) as small.
+                Some(limit) => Box::pin(tokio::time::timeout(limit, exchange))
+                    .await
+                    .unwrap_or(Err(ProxyError::RouteTimeout)),
+            };
+            if let Some(id) = ctx.ids.endpoint() {
+                let observed = match &result {
+                    Ok(r) if r.status().is_server_error() => Observed::ServerError,
+                    Ok(_) => Observed::Success,
+                    Err(
+                        ProxyError::ConnectRefused
+                        | ProxyError::ConnectTimeout
+                        | ProxyError::ConnectFailed,
+                    ) => Observed::ConnectFailure,
+                    Err(
+                        ProxyError::UpstreamReset
+                        | ProxyError::ResponseTimeout
+                        | ProxyError::BadResponse
+                        | ProxyError::RouteTimeout,
+                    ) => Observed::ServerError,
+                    Err(_) => Observed::Success,
+                };
+                outlier::observe(&snap.stats, upstream_spec, local.id, id, observed);
+            }
+            let response = match result {
                 Ok(response) => response,
                 Err(e) => {
                     count_failure(snap, local.id, route.upstream, ctx, e);
@@ -162,6 +189,16 @@ async fn forward_upstream<'a>(
     mut upstream: UpstreamRequest,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(max) = spec.max_requests {
+        // Each worker allows its share of the limit: no shared counter.
+        let share = max.div_ceil(snap.server.workers.max(1) as u32);
+        if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+            if u.in_flight.get() >= i64::from(share) {
+                u.limit_rejections.inc();
+                return Err(ProxyError::MaxRequests);
+            }
+        }
+    }
     let index = local.pick(snap, upstream_id)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
@@ -170,6 +207,9 @@ async fn forward_upstream<'a>(
         e.requests.inc();
         // Until the response body ends (the request guard counts it down).
         e.in_flight.inc();
+    }
+    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+        u.in_flight.inc();
     }
 
     forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
@@ -252,7 +292,7 @@ fn count_failure(
             }
             true
         }
-        ProxyError::ResponseTimeout => {
+        ProxyError::ResponseTimeout | ProxyError::RouteTimeout => {
             if let Some(u) = snap.stats.upstream(upstream, worker) {
                 u.timeouts.inc();
             }

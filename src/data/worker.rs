@@ -120,6 +120,8 @@ pub(crate) struct WorkerLocal {
     /// Requests in flight on this worker: from the request head to the end of
     /// the response body.
     in_flight: Cell<usize>,
+    /// Unix time in ms, refreshed by housekeeping (for outlier ejections).
+    now_ms: Cell<u64>,
     /// Wakes the drain wait when the last request in flight ends.
     all_done: tokio::sync::Notify,
 }
@@ -145,6 +147,7 @@ impl WorkerLocal {
             log_sinks: RefCell::new(Vec::new()),
             clock_base: (Instant::now(), SystemTime::now()),
             in_flight: Cell::new(0),
+            now_ms: Cell::new(crate::upstream::outlier::unix_ms()),
             all_done: tokio::sync::Notify::new(),
         })
     }
@@ -211,22 +214,29 @@ impl WorkerLocal {
         if b.generation < snap.generation {
             *b = Balancers::build(snap, self.id);
         }
-        let Some(check) = &spec.health_check else {
+        if spec.health_check.is_none() && spec.outlier.is_none() {
             return b
                 .pick(snap.generation, upstream, endpoints, |_| true)
                 .ok_or(ProxyError::NoEndpoint);
-        };
+        }
         let health = snap
             .stats
             .endpoints
             .get(upstream)
             .map_or(&[][..], |h| &h[..]);
         // Statistics are attached to every published snapshot; an endpoint
-        // without them (none) counts as healthy.
-        let healthy = |i: usize| health.get(i).map_or(true, |e| e.health.0.is_healthy());
+        // without them (none) counts as healthy. An endpoint ejected by
+        // outlier detection is out until its time is up (by this worker's
+        // coarse clock, at most one housekeeping tick late).
+        let now_ms = self.now_ms.get();
+        let healthy = |i: usize| {
+            health
+                .get(i)
+                .map_or(true, |e| e.health.0.is_healthy() && !e.is_ejected(now_ms))
+        };
         match b.pick(snap.generation, upstream, endpoints, healthy) {
             Some(i) => Ok(i),
-            None if check.fail_open => b
+            None if spec.health_check.as_ref().is_some_and(|c| c.fail_open) => b
                 .pick(snap.generation, upstream, endpoints, |_| true)
                 .ok_or(ProxyError::NoEndpoint),
             None => Err(ProxyError::NoHealthyEndpoint),
@@ -646,6 +656,7 @@ async fn housekeeping(local: Rc<WorkerLocal>) {
     let mut n = 0u64;
     loop {
         tick.tick().await;
+        local.now_ms.set(crate::upstream::outlier::unix_ms());
         local.flush_logs();
         n += 1;
         if n % 5 == 0 {

@@ -237,6 +237,10 @@ pub(crate) struct UpstreamCounters {
     pub(crate) connect_failures: Counter,
     /// Requests that got no response head within `response_header_timeout`.
     pub(crate) timeouts: Counter,
+    /// Requests in flight to the upstream (for `max_requests`).
+    pub(crate) in_flight: Gauge,
+    /// Requests refused with 503 because `max_requests` was reached.
+    pub(crate) limit_rejections: Counter,
     /// Exchanges sent over a pooled connection.
     pub(crate) pool_reused: Counter,
     /// Exchanges that needed a new connection.
@@ -264,6 +268,10 @@ pub(crate) struct EndpointCounters {
     pub(crate) last_failure_ms: Counter,
     /// Requests in flight at the endpoint.
     pub(crate) in_flight: Gauge,
+    /// Outlier detection: 5xx responses in a row seen by this worker.
+    pub(crate) consecutive_5xx: Counter,
+    /// Outlier detection: failed connection attempts in a row.
+    pub(crate) consecutive_connect_failures: Counter,
 }
 
 /// One worker's connection pool figures for one address (shared by every
@@ -325,6 +333,24 @@ impl Default for Health {
     }
 }
 
+impl EndpointStats {
+    pub(crate) fn new(addr: SocketAddr, workers: usize) -> Self {
+        EndpointStats {
+            addr,
+            health: Padded(Health::default()),
+            ejected_until_ms: Padded(AtomicU64::new(0)),
+            ejections: AtomicU64::new(0),
+            shards: Shards::new(workers),
+        }
+    }
+
+    /// Whether outlier detection holds the endpoint out at `now_ms`.
+    #[inline]
+    pub(crate) fn is_ejected(&self, now_ms: u64) -> bool {
+        self.ejected_until_ms.0.load(Ordering::Relaxed) > now_ms
+    }
+}
+
 impl Health {
     #[inline]
     pub(crate) fn is_healthy(&self) -> bool {
@@ -364,6 +390,12 @@ pub(crate) struct EndpointStats {
     pub(crate) addr: SocketAddr,
     /// Read on every pick; written only when the state changes.
     pub(crate) health: Padded<Health>,
+    /// Outlier detection: ejected until this Unix time (ms); read on every
+    /// pick of an upstream with outlier detection, written on an ejection
+    /// (by the worker that decides it) and on the return (control plane).
+    pub(crate) ejected_until_ms: Padded<AtomicU64>,
+    /// Ejections so far (each lasts longer than the one before).
+    pub(crate) ejections: AtomicU64,
     pub(crate) shards: Shards<EndpointCounters>,
 }
 
@@ -458,8 +490,13 @@ impl SnapshotStats {
             r.latency.observe(elapsed);
             r.bytes_out.add(bytes_out);
         }
-        if let Some(e) = ids.endpoint().and_then(|e| self.endpoint(e, worker)) {
-            e.in_flight.dec();
+        if let Some((u, e)) = ids.endpoint() {
+            if let Some(e) = self.endpoint((u, e), worker) {
+                e.in_flight.dec();
+            }
+            if let Some(u) = self.upstream(u, worker) {
+                u.in_flight.dec();
+            }
         }
     }
 }
@@ -532,13 +569,7 @@ impl Metrics {
                     .endpoints
                     .remove(&key)
                     .or_else(|| next.endpoints.get(&key).cloned())
-                    .unwrap_or_else(|| {
-                        Arc::new(EndpointStats {
-                            addr: ep.addr,
-                            health: Padded(Health::default()),
-                            shards: Shards::new(workers),
-                        })
-                    });
+                    .unwrap_or_else(|| Arc::new(EndpointStats::new(ep.addr, workers)));
                 e.health.0.set_checked(up.health_check.is_some());
                 next.endpoints.insert(key, e.clone());
                 eps.push(e);
@@ -656,11 +687,7 @@ mod read_tests {
         shards.get(1).unwrap().responses[4].inc();
         assert_eq!(sum_classes(&shards, |c| &c.responses), [0, 3, 0, 0, 1]);
 
-        let e = EndpointStats {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            health: Padded(Health::default()),
-            shards: Shards::new(2),
-        };
+        let e = EndpointStats::new("127.0.0.1:1".parse().unwrap(), 2);
         assert_eq!(e.last_failure_ms(), None);
         e.shards.get(0).unwrap().in_flight.inc();
         e.shards.get(1).unwrap().in_flight.inc();

@@ -2,6 +2,7 @@
 //! the snapshot), the per-worker keep-alive pool, and connection set-up.
 
 pub(crate) mod connect;
+pub(crate) mod outlier;
 pub(crate) mod pool;
 
 use std::net::SocketAddr;
@@ -48,6 +49,26 @@ pub(crate) struct UpstreamSpec {
     pub(crate) pool: PoolSettings,
     /// The active health check, if configured.
     pub(crate) health_check: Option<HealthCheckSpec>,
+    /// Concurrent requests to the upstream (`max_requests`), shared out over
+    /// the workers (each allows its share, rounded up); `None`: no limit.
+    pub(crate) max_requests: Option<u32>,
+    /// Passive health, if configured.
+    pub(crate) outlier: Option<OutlierSpec>,
+}
+
+/// `[upstreams.NAME.outlier_detection]` as compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OutlierSpec {
+    /// Consecutive 5xx responses that eject an endpoint; 0: not counted.
+    pub(crate) consecutive_5xx: u32,
+    /// Consecutive connection failures that eject an endpoint; 0: not counted.
+    pub(crate) consecutive_connect_failures: u32,
+    /// The first ejection's length; the n-th lasts n times as long…
+    pub(crate) base_ejection_time: Duration,
+    /// …up to this.
+    pub(crate) max_ejection_time: Duration,
+    /// Never more than this share of the upstream's endpoints ejected at once.
+    pub(crate) max_ejection_percent: u32,
 }
 
 /// `[upstreams.NAME.health_check]` as compiled.
@@ -93,6 +114,11 @@ pub(crate) const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs
 pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 64;
+pub(crate) const DEFAULT_CONSECUTIVE_5XX: u32 = 5;
+pub(crate) const DEFAULT_CONSECUTIVE_CONNECT_FAILURES: u32 = 3;
+pub(crate) const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;

@@ -39,6 +39,7 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
                 "match": matcher(&r.matcher),
                 "middlewares": r.middleware_names,
                 "upstream": snap.upstreams.get(r.upstream).map(|u| &*u.name),
+                "timeout": r.timeout.map(duration),
             })
         })
         .collect();
@@ -99,6 +100,14 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "idle_timeout": duration(u.pool.idle_timeout),
         "max_idle_per_endpoint": u.pool.max_idle_per_endpoint,
         "health_check": u.health_check.as_ref().map(health_check),
+        "max_requests": u.max_requests,
+        "outlier_detection": u.outlier.as_ref().map(|o| json!({
+            "consecutive_5xx": o.consecutive_5xx,
+            "consecutive_connect_failures": o.consecutive_connect_failures,
+            "base_ejection_time": duration(o.base_ejection_time),
+            "max_ejection_time": duration(o.max_ejection_time),
+            "max_ejection_percent": o.max_ejection_percent,
+        })),
     })
 }
 

@@ -182,6 +182,28 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
             .iter()
             .map(|u| ([("upstream", &*u.name)], u.shards.sum(|c| c.timeouts.get()))),
     )?;
+    gauges(
+        &mut enc,
+        "strait_upstream_in_flight",
+        "Requests in flight to the upstream (what max_requests limits), by upstream.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name)],
+                u.shards.sum_i64(|c| c.in_flight.get()).max(0),
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
+        "strait_upstream_limit_rejections",
+        "Requests answered 503 because an upstream limit was reached, by upstream and limit.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name), ("limit", "max_requests")],
+                u.shards.sum(|c| c.limit_rejections.get()),
+            )
+        }),
+    )?;
     counters(
         &mut enc,
         "strait_upstream_connections",
@@ -241,6 +263,27 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
         endpoints
             .iter()
             .map(|e| (endpoint_labels(e), i64::from(e.2.health.0.is_healthy()))),
+    )?;
+
+    let now_ms = crate::upstream::outlier::unix_ms();
+    gauges(
+        &mut enc,
+        "strait_endpoint_ejected",
+        "1 while outlier detection holds the endpoint out, else 0.",
+        endpoints
+            .iter()
+            .map(|e| (endpoint_labels(e), i64::from(e.2.is_ejected(now_ms)))),
+    )?;
+    counters(
+        &mut enc,
+        "strait_endpoint_ejections",
+        "Times outlier detection ejected the endpoint.",
+        endpoints.iter().map(|e| {
+            (
+                endpoint_labels(e),
+                e.2.ejections.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        }),
     )?;
 
     // Pools, by endpoint address (shared by the upstreams that list it).

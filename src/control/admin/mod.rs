@@ -21,6 +21,7 @@ mod page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -252,6 +253,7 @@ impl Admin {
             .enumerate()
             .map(|(i, up)| {
                 let mut totals = [0u64; 4]; // healthy, in flight, requests, failures
+                let now_ms = crate::upstream::outlier::unix_ms();
                 let endpoints: Vec<Value> = up
                     .endpoints
                     .iter()
@@ -273,11 +275,17 @@ impl Admin {
                         totals[1] += in_flight.unsigned_abs();
                         totals[2] += requests;
                         totals[3] += failures;
+                        let ejected_until = s
+                            .map(|s| s.ejected_until_ms.0.load(Ordering::Relaxed))
+                            .filter(|&ms| ms > now_ms)
+                            .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
                         json!({
                             "address": ep.addr.to_string(),
                             "weight": ep.weight,
                             "healthy": healthy,
                             "health_checked": s.is_some_and(|s| s.health.0.is_checked()),
+                            "ejected_until": ejected_until,
+                            "ejections": s.map_or(0, |s| s.ejections.load(Ordering::Relaxed)),
                             "in_flight": in_flight,
                             "requests": requests,
                             "failures": failures,
@@ -309,6 +317,9 @@ impl Admin {
                         "failures": totals[3],
                     },
                     "responses": responses,
+                    "max_requests": up.max_requests,
+                    "outlier_detection": up.outlier.is_some(),
+                    "limit_rejections": { "max_requests": sum(|c| c.limit_rejections.get()) },
                     "connect_failures": sum(|c| c.connect_failures.get()),
                     "timeouts": sum(|c| c.timeouts.get()),
                     "connections": {

@@ -1,0 +1,241 @@
+//! Traffic management over real origins on 127.0.0.1: outlier detection
+//! ejects a failing endpoint for every worker and lets it back after its
+//! ejection time (longer each time), never beyond the allowed share;
+//! `max_requests` answers 503 naming the limit and recovers; a route's
+//! `timeout` bounds the wait for the response head.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn start(toml: &str, workers: usize) -> strait::Gateway {
+    strait::Gateway::builder()
+        .workers(workers)
+        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .start_toml("traffic.toml", toml)
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}"))
+}
+
+/// One sample (summed over label sets matching all `labels`) of `name` from
+/// the admin API's `/metrics`.
+async fn metric(gw: &strait::Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = get(gw.admin_addr().unwrap(), "/metrics", &[]).await.text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let (head, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let metric = head.split('{').next().unwrap_or("");
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| head.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn upstream_config(endpoints: &[SocketAddr], extra: &str) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[upstreams.app]\nendpoints = [{}]\n{extra}\n\
+         [[routes]]\nname = \"app\"\nupstream = \"app\"\n",
+        eps.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
+    let good_a = Origin::fixed("a", 200, "a");
+    let good_b = Origin::fixed("b", 200, "b");
+    let bad = Origin::fixed("bad", 500, "bad");
+    let toml = upstream_config(
+        &[good_a.addr, good_b.addr, bad.addr],
+        "\n[upstreams.app.outlier_detection]\nconsecutive_5xx = 3\nbase_ejection_time = \"1s\"\nmax_ejection_time = \"10s\"\nmax_ejection_percent = 50\n",
+    );
+    let gw = start(&toml, 2);
+    let addr = gw.addr();
+
+    // Round robin sends every third request of each worker to `bad`; once
+    // one worker has seen 3 failures in a row there, every worker skips it.
+    let mut before_ejection = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gw, "strait_endpoint_ejected", &[]).await < 1.0 {
+        assert!(Instant::now() < deadline, "never ejected");
+        let r = get(addr, "/", &[]).await;
+        before_ejection += usize::from(r.status == 500);
+    }
+    assert!(
+        (3..=6).contains(&bad.requests()),
+        "bad saw {} requests before its ejection (3 in a row per worker)",
+        bad.requests()
+    );
+    let seen_by_bad = bad.requests();
+    for _ in 0..60 {
+        assert_eq!(
+            get(addr, "/", &[]).await.status,
+            200,
+            "an ejected endpoint got traffic"
+        );
+    }
+    assert_eq!(bad.requests(), seen_by_bad);
+    assert_eq!(
+        metric(
+            &gw,
+            "strait_endpoint_ejections_total",
+            &[("endpoint", &bad.addr.to_string())]
+        )
+        .await,
+        1.0
+    );
+
+    // After its ejection time it is back, fails again, and the second
+    // ejection lasts twice as long.
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gw, "strait_endpoint_ejections_total", &[]).await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "not let back, or not ejected again"
+        );
+        get(addr, "/", &[]).await;
+    }
+    assert!(bad.requests() > seen_by_bad, "the endpoint was let back");
+    let ejected_again = bad.requests();
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    for _ in 0..30 {
+        assert_eq!(get(addr, "/", &[]).await.status, 200);
+    }
+    assert_eq!(
+        bad.requests(),
+        ejected_again,
+        "the second ejection (2 s) outlasts the first (1 s)"
+    );
+    println!(
+        "outlier detection: {before_ejection} failed responses before the first ejection, \
+         {} requests reached the bad endpoint in all",
+        bad.requests()
+    );
+}
+
+#[tokio::test]
+async fn the_ejection_share_is_never_exceeded() {
+    let bad_a = Origin::fixed("a", 503, "a");
+    let bad_b = Origin::fixed("b", 503, "b");
+    let toml = upstream_config(
+        &[bad_a.addr, bad_b.addr],
+        "\n[upstreams.app.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"\nmax_ejection_percent = 50\n",
+    );
+    let gw = start(&toml, 1);
+    for _ in 0..40 {
+        assert_eq!(get(gw.addr(), "/", &[]).await.status, 503);
+    }
+    assert_eq!(metric(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
+    // The one left in keeps getting the traffic.
+    let (a, b) = (bad_a.requests(), bad_b.requests());
+    for _ in 0..10 {
+        get(gw.addr(), "/", &[]).await;
+    }
+    assert_eq!(bad_a.requests() + bad_b.requests(), a + b + 10);
+    assert!(bad_a.requests() == a || bad_b.requests() == b);
+}
+
+#[tokio::test]
+async fn connect_failures_eject_a_dead_endpoint() {
+    let good = Origin::fixed("good", 200, "good");
+    let dead = dead_addr();
+    let toml = upstream_config(
+        &[good.addr, dead],
+        "\n[upstreams.app.outlier_detection]\nconsecutive_connect_failures = 2\nbase_ejection_time = \"30s\"\n",
+    );
+    let gw = start(&toml, 1);
+    let mut failed = 0;
+    for _ in 0..40 {
+        if get(gw.addr(), "/", &[]).await.status != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2, "two connect failures in a row, then ejected");
+}
+
+fn slow_origin(delay: Duration) -> Origin {
+    Origin::start(Arc::new(move |req| {
+        Box::pin(async move {
+            drain(req).await;
+            tokio::time::sleep(delay).await;
+            http::Response::new(full("slow"))
+        })
+    }))
+}
+
+#[tokio::test]
+async fn max_requests_answers_503_naming_the_limit_and_recovers() {
+    let origin = slow_origin(Duration::from_millis(400));
+    let gw = start(&upstream_config(&[origin.addr], "max_requests = 2\n"), 1);
+    let addr = gw.addr();
+    let replies: Vec<Reply> = futures_join(
+        (0..5)
+            .map(|_| tokio::spawn(async move { get(addr, "/", &[]).await }))
+            .collect(),
+    )
+    .await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!((ok, limited.len()), (2, 3), "{replies:?}");
+    assert_eq!(
+        limited[0].text(),
+        "503 Service Unavailable: upstream max_requests limit reached\n"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "strait_upstream_limit_rejections_total",
+            &[("upstream", "app"), ("limit", "max_requests")]
+        )
+        .await,
+        3.0
+    );
+    // Recovered once the requests in flight ended.
+    assert_eq!(get(addr, "/", &[]).await.status, 200);
+    assert_eq!(metric(&gw, "strait_upstream_in_flight", &[]).await, 0.0);
+}
+
+/// Awaits every task, in order.
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Reply>>) -> Vec<Reply> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
+    let origin = slow_origin(Duration::from_secs(2));
+    let toml = upstream_config(&[origin.addr], "").replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\ntimeout = \"300ms\"\n",
+    );
+    let gw = start(&toml, 1);
+    let started = Instant::now();
+    let r = get(gw.addr(), "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "504 Gateway Timeout: route timeout reached\n");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1900),
+        "answered after {took:?}"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "strait_upstream_timeouts_total",
+            &[("upstream", "app")]
+        )
+        .await,
+        1.0
+    );
+}
