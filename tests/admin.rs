@@ -307,12 +307,13 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "max_idle_per_endpoint": 64,
             "health_check": null,
             "max_requests": null,
+            "retry_budget": { "percent": 20, "min_per_second": 3 },
             "outlier_detection": null,
         })
     );
     assert_eq!(
         c["routes"],
-        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app", "timeout": null }])
+        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app", "timeout": null, "retry": null }])
     );
     assert_eq!(c["middlewares"], json!({}));
 
@@ -785,6 +786,7 @@ upstream = "a"
             "middlewares": ["auth", "v2", "request_id"],
             "upstream": "a",
             "timeout": null,
+            "retry": null,
         }])
     );
 }

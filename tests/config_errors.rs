@@ -26,7 +26,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             10,
             1,
-            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`, `timeout`",
+            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`, `timeout`, `retry`",
         )],
     ),
     (
@@ -145,7 +145,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
     ("bad_traffic_limits.toml", BAD_TRAFFIC_LIMITS),
 ];
 
-/// `bad_traffic_limits.toml`: limits, outlier detection and route timeouts.
+/// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.
 const BAD_TRAFFIC_LIMITS: &[Expected] = &[
     (
         7,
@@ -168,6 +168,31 @@ const BAD_TRAFFIC_LIMITS: &[Expected] = &[
         "upstreams.a.outlier_detection.max_ejection_percent = 101 is out of range: expected 0 to 100",
     ),
     (17, 11, r#"route "route-1": timeout must be greater than zero"#),
+    (
+        23,
+        22,
+        r#"route "retrying": retry.attempts = 1 is out of range: expected 2 to 10"#,
+    ),
+    (
+        23,
+        50,
+        r#"route "retrying": retry.on: unknown condition "404": expected one of ["connect_failure", "reset", "timeout"] or a 5xx status like "503""#,
+    ),
+    (
+        23,
+        57,
+        r#"route "retrying": retry.on: unknown condition "sometimes": expected one of ["connect_failure", "reset", "timeout"] or a 5xx status like "503""#,
+    ),
+    (
+        23,
+        106,
+        r#"route "retrying": retry.backoff_max (100ms) is shorter than backoff_base (1s)"#,
+    ),
+    (
+        27,
+        28,
+        "upstreams.b.retry_budget.percent = 2000 is out of range: expected 0 to 1000",
+    ),
 ];
 
 /// `bad_health_check.toml`: every `[upstreams.NAME.health_check]` problem.

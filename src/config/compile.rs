@@ -14,18 +14,20 @@ use toml::Spanned;
 use super::intern;
 use super::raw::{
     RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawOutlierDetection,
-    RawRoute, RawServer, RawUpstream,
+    RawRetry, RawRoute, RawServer, RawUpstream,
 };
 use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
 use crate::balance::BalanceKind;
 use crate::control::log_writer::Sink;
+use crate::data::retry::{self, RetryPolicy};
 use crate::middleware::{
     AccessLog, CustomRegistry, HeaderOps, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 use crate::upstream::{
-    self, EndpointSpec, HealthCheckSpec, OutlierSpec, PoolSettings, Probe, UpstreamSpec,
+    self, EndpointSpec, HealthCheckSpec, OutlierSpec, PoolSettings, Probe, RetryBudget,
+    UpstreamSpec,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -410,8 +412,103 @@ impl Compiler<'_, '_> {
                 .outlier_detection
                 .as_ref()
                 .map(|o| self.outlier(name, o.get_ref())),
+            retry_budget: match &up.retry_budget {
+                None => RetryBudget::default(),
+                Some(b) => {
+                    let b = b.get_ref();
+                    let d = RetryBudget::default();
+                    RetryBudget {
+                        percent: self.int_in(
+                            &b.percent,
+                            i64::from(d.percent),
+                            0..1001,
+                            &what("retry_budget.percent"),
+                        ) as u32,
+                        min_per_second: self.int_in(
+                            &b.min_per_second,
+                            i64::from(d.min_per_second),
+                            0..100_001,
+                            &what("retry_budget.min_per_second"),
+                        ) as u32,
+                    }
+                }
+            },
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    fn retry(&mut self, route: &str, r: &RawRetry) -> RetryPolicy {
+        let what = |k: &str| format!("route {route:?}: retry.{k}");
+        let mut policy = RetryPolicy {
+            attempts: self.int_in(
+                &r.attempts,
+                i64::from(retry::DEFAULT_ATTEMPTS),
+                2..11,
+                &what("attempts"),
+            ) as u32,
+            per_try_timeout: r
+                .per_try_timeout
+                .as_ref()
+                .map(|t| self.duration(&Some(t.clone()), Duration::ZERO, &what("per_try_timeout"))),
+            on_connect_failure: false,
+            on_reset: false,
+            on_timeout: false,
+            on_statuses: Vec::new(),
+            non_idempotent: r.non_idempotent.unwrap_or(false),
+            replay_limit: self.int_in(
+                &r.replay_limit,
+                retry::DEFAULT_REPLAY_LIMIT as i64,
+                0..(16 << 20) + 1,
+                &what("replay_limit"),
+            ) as u64,
+            backoff_base: self.duration(
+                &r.backoff_base,
+                retry::DEFAULT_BACKOFF_BASE,
+                &what("backoff_base"),
+            ),
+            backoff_max: self.duration(
+                &r.backoff_max,
+                retry::DEFAULT_BACKOFF_MAX,
+                &what("backoff_max"),
+            ),
+        };
+        if r.on.is_empty() {
+            policy.on_connect_failure = true;
+            policy.on_reset = true;
+            policy.on_statuses = vec![502, 503, 504];
+        }
+        for cond in &r.on {
+            match cond.get_ref().as_str() {
+                "connect_failure" => policy.on_connect_failure = true,
+                "reset" => policy.on_reset = true,
+                "timeout" => policy.on_timeout = true,
+                other => match other.parse::<u16>() {
+                    Ok(status) if (500..=599).contains(&status) => policy.on_statuses.push(status),
+                    _ => self.d.at(
+                        span(cond),
+                        format!(
+                            "{}: unknown condition {other:?}: expected one of {:?} or a 5xx status like \"503\"",
+                            what("on"),
+                            retry::CONDITIONS
+                        ),
+                    ),
+                },
+            }
+        }
+        if policy.backoff_max < policy.backoff_base {
+            if let Some(m) = &r.backoff_max {
+                self.d.at(
+                    span(m),
+                    format!(
+                        "{} ({:?}) is shorter than backoff_base ({:?})",
+                        what("backoff_max"),
+                        policy.backoff_max,
+                        policy.backoff_base
+                    ),
+                );
+            }
+        }
+        policy
     }
 
     fn outlier(&mut self, upstream: &str, o: &RawOutlierDetection) -> OutlierSpec {
@@ -867,11 +964,16 @@ impl Compiler<'_, '_> {
                     &format!("route {name:?}: timeout"),
                 )
             });
+            let retry = r
+                .retry
+                .as_ref()
+                .map(|raw| Box::new(self.retry(&name, raw.get_ref())));
             routes.push(Route {
                 name: name.into(),
                 chain: chain.into(),
                 upstream,
                 timeout,
+                retry,
                 matcher: spec,
                 middleware_names: middleware_names.into(),
             });

@@ -70,6 +70,29 @@ pub(crate) struct RawRoute {
     pub(crate) middlewares: Vec<Spanned<String>>,
     pub(crate) upstream: Spanned<String>,
     pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) retry: Option<Spanned<RawRetry>>,
+}
+
+/// `retry = { ... }` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) attempts: Option<Spanned<i64>>,
+    pub(crate) per_try_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) on: Vec<Spanned<String>>,
+    pub(crate) non_idempotent: Option<bool>,
+    pub(crate) replay_limit: Option<Spanned<i64>>,
+    pub(crate) backoff_base: Option<Spanned<String>>,
+    pub(crate) backoff_max: Option<Spanned<String>>,
+}
+
+/// `retry_budget = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetryBudget {
+    pub(crate) percent: Option<Spanned<i64>>,
+    pub(crate) min_per_second: Option<Spanned<i64>>,
 }
 
 /// `match = { ... }` of a route; every condition present must hold.
@@ -108,6 +131,7 @@ pub(crate) struct RawUpstream {
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
     pub(crate) max_requests: Option<Spanned<i64>>,
     pub(crate) outlier_detection: Option<Spanned<RawOutlierDetection>>,
+    pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
 }
 
 /// `[upstreams.NAME.outlier_detection]`: passive health from real traffic.

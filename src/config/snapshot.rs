@@ -117,6 +117,8 @@ pub struct Route {
     /// Total time allowed from the request head to the upstream's response
     /// head (`timeout = ...`), on top of the upstream's own timeouts.
     pub(crate) timeout: Option<std::time::Duration>,
+    /// When and how to try another endpoint.
+    pub(crate) retry: Option<Box<crate::data::retry::RetryPolicy>>,
     /// The match conditions as configured (for the admin API; the router has
     /// its own compiled form).
     pub(crate) matcher: RouteSpec,

@@ -95,14 +95,20 @@ impl IdleTimer {
 }
 
 pin_project! {
-    /// The client's request body on its way upstream.
+    /// The client's request body on its way upstream: streamed as it arrives,
+    /// or, for a request that may be retried, replayed from a buffer.
     pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
+        inner: Source,
         #[pin]
         idle: IdleTimer,
         meter: Option<BytesIn>,
     }
+}
+
+enum Source {
+    Client(Incoming),
+    /// The whole body, read before the first attempt (`None` once sent).
+    Replay(Option<Bytes>),
 }
 
 /// Counts request body bytes into the route's `bytes_in` as they pass.
@@ -115,9 +121,18 @@ pub(crate) struct BytesIn {
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, idle_timeout: Duration, meter: Option<BytesIn>) -> Self {
         RequestBody {
-            inner,
+            inner: Source::Client(inner),
             idle: IdleTimer::new(idle_timeout),
             meter,
+        }
+    }
+
+    /// A body sent from a buffer (counted once, when it was read).
+    pub(crate) fn replay(data: Bytes) -> Self {
+        RequestBody {
+            inner: Source::Replay((!data.is_empty()).then_some(data)),
+            idle: IdleTimer::new(Duration::MAX),
+            meter: None,
         }
     }
 }
@@ -131,7 +146,11 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let body = match this.inner {
+            Source::Client(body) => body,
+            Source::Replay(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.activity();
                 if let (Some(m), Some(data)) = (this.meter.as_ref(), frame.data_ref()) {
@@ -148,11 +167,19 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Source::Client(body) => body.is_end_stream(),
+            Source::Replay(data) => data.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Source::Client(body) => body.size_hint(),
+            Source::Replay(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
     }
 }
 

@@ -74,6 +74,8 @@ pub struct LogInfo<'a> {
     pub status: u16,
     /// Why the proxy answered itself (error cause), if it did.
     pub cause: Option<&'static str>,
+    /// Attempts made upstream (more than 1 when the request was retried).
+    pub attempts: u8,
     /// The client's User-Agent, copied into the arena for the access log.
     pub user_agent: Option<&'a str>,
     /// The client's Referer, copied into the arena for the access log.
@@ -122,6 +124,7 @@ impl<'a> RequestContext<'a> {
                 upstream_header: None,
                 status: 0,
                 cause: None,
+                attempts: 1,
                 user_agent: None,
                 referer: None,
             },

@@ -3,18 +3,22 @@
 //! order a request moves; each step is a named function below.
 
 use std::convert::Infallible;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{header, Request, Response};
 use hyper::body::Incoming;
 
+use crate::config::Route;
 use crate::config::Snapshot;
 use crate::data::body::{BytesIn, ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
 use crate::data::forward;
+use crate::data::retry::{self, RetryPolicy};
 use crate::data::worker::{SnapshotRef, WorkerLocal};
 use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
@@ -51,7 +55,7 @@ pub(crate) async fn handle(
         None => host_header.as_ref().and_then(|v| v.to_str().ok()),
     };
     let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
-    let mut response = process(&local, &snapshot, &mut ctx, upstream, body).await;
+    let mut response = process(&local, &snapshot, &mut ctx, upstream, Some(body)).await;
     let guard = in_flight.answered(
         snapshot.clone(),
         ctx.ids,
@@ -67,7 +71,7 @@ async fn process<'a>(
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     mut upstream: UpstreamRequest,
-    body: Incoming,
+    mut body: Option<Incoming>,
 ) -> Response<ProxyBody> {
     // 1. Route.
     let input = RouteInput {
@@ -95,14 +99,14 @@ async fn process<'a>(
         Flow::Respond(response) => *response,
         Flow::Continue => {
             // 3. Balancer → upstream, within the route's timeout if it has one.
-            let exchange = forward_upstream(
+            let exchange = forward(
                 local,
                 snap,
-                route.upstream,
+                route,
                 upstream_spec,
                 ctx,
-                upstream,
-                body,
+                &mut upstream.headers,
+                &mut body,
             );
             let result = match route.timeout {
                 None => exchange.await,
@@ -178,28 +182,89 @@ fn unrouted(
     e.response()
 }
 
-/// Picks an endpoint, prepares the request and exchanges it over a pooled
-/// (or new) connection. Returns the response head with a streaming body.
+/// Sends the request upstream: checks the upstream's limits, then makes one
+/// attempt, or, for a route with a retry policy and a replayable request,
+/// the boxed attempts of [`forward_with_retries`]. Takes references only: an
+/// async fn keeps its arguments for its whole life, and this future lives
+/// inside every request's, which hyper keeps per connection (idle memory).
+async fn forward<'a>(
+    local: &Rc<WorkerLocal>,
+    snap: &'a SnapshotRef,
+    route: &'a Route,
+    spec: &'a UpstreamSpec,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut http::HeaderMap,
+    body: &mut Option<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let upstream_id = route.upstream;
+    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+        if let Some(max) = spec.max_requests {
+            // Each worker allows its share of the limit: no shared counter.
+            let share = max.div_ceil(snap.server.workers.max(1) as u32);
+            if u.in_flight.get() >= i64::from(share) {
+                u.limit_rejections.inc();
+                return Err(ProxyError::MaxRequests);
+            }
+        }
+        retry::deposit(u, spec.retry_budget);
+    }
+    if let Some(policy) = route.retry.as_deref() {
+        let replayable = body.as_ref().is_some_and(|b| policy.replayable(headers, b));
+        if policy.allows_method(ctx.method) && replayable {
+            return Box::pin(forward_with_retries(
+                local,
+                snap,
+                upstream_id,
+                spec,
+                policy,
+                ctx,
+                headers,
+                body.take(),
+            ))
+            .await;
+        }
+    }
+    let timeout = spec.response_header_timeout;
+    let payload = Payload::Client(body);
+    forward_upstream(
+        local,
+        snap,
+        upstream_id,
+        spec,
+        ctx,
+        headers,
+        payload,
+        0,
+        timeout,
+    )
+    .await
+}
+
+/// What an attempt sends: the client's body as it streams in (taken from
+/// the `Option` when the connection is ready), or a buffered copy.
+enum Payload<'p> {
+    Client(&'p mut Option<Incoming>),
+    Replay(&'p Bytes),
+}
+
+/// One attempt: picks an endpoint (one not in `tried` where the balancer
+/// offers one), counts the attempt there, prepares the headers for it, and
+/// exchanges the request over a pooled (or new) connection, waiting up to
+/// `timeout` for the response head. Returns the response head with a
+/// streaming body.
+#[allow(clippy::too_many_arguments)]
 async fn forward_upstream<'a>(
     local: &Rc<WorkerLocal>,
     snap: &'a SnapshotRef,
     upstream_id: usize,
     spec: &'a UpstreamSpec,
     ctx: &mut RequestContext<'a>,
-    mut upstream: UpstreamRequest,
-    body: Incoming,
+    headers: &mut http::HeaderMap,
+    payload: Payload<'_>,
+    tried: u64,
+    timeout: std::time::Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if let Some(max) = spec.max_requests {
-        // Each worker allows its share of the limit: no shared counter.
-        let share = max.div_ceil(snap.server.workers.max(1) as u32);
-        if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
-            if u.in_flight.get() >= i64::from(share) {
-                u.limit_rejections.inc();
-                return Err(ProxyError::MaxRequests);
-            }
-        }
-    }
-    let index = local.pick(snap, upstream_id)?;
+    let index = pick_untried(local, snap, upstream_id, spec.endpoints.len(), tried)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
     ctx.ids.set_endpoint(upstream_id, index);
@@ -212,7 +277,7 @@ async fn forward_upstream<'a>(
         u.in_flight.inc();
     }
 
-    forward::prepare_headers(&mut upstream.headers, ctx, &snap.server, endpoint, local);
+    forward::prepare_headers(headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
@@ -230,18 +295,27 @@ async fn forward_upstream<'a>(
     // The request is built and handed to hyper in one synchronous step, so it
     // never sits in this future's state across an await: this future is
     // stored per client connection by hyper, and its size is idle memory.
-    let meter = ctx.ids.route().map(|route| BytesIn {
-        snapshot: snap.clone(),
-        route,
-        worker: local.id,
-    });
-    let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout, meter));
+    let body = match payload {
+        Payload::Client(body) => {
+            let Some(body) = body.take() else {
+                return Err(ProxyError::ClientBody);
+            };
+            let meter = ctx.ids.route().map(|route| BytesIn {
+                snapshot: snap.clone(),
+                route,
+                worker: local.id,
+            });
+            RequestBody::new(body, spec.body_idle_timeout, meter)
+        }
+        Payload::Replay(data) => RequestBody::replay(data.clone()),
+    };
+    let mut request = Request::new(body);
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
-    *request.headers_mut() = upstream.headers;
+    *request.headers_mut() = std::mem::take(headers);
     let sent = Instant::now();
     let exchange = sender.try_send_request(request);
-    let response = match tokio::time::timeout(spec.response_header_timeout, exchange).await {
+    let response = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => return Err(ProxyError::ResponseTimeout),
         Ok(Ok(response)) => response,
         Ok(Err(mut e)) => {
@@ -255,7 +329,7 @@ async fn forward_upstream<'a>(
                 }
                 _ => return Err(classify(e.error())),
             };
-            let remaining = spec.response_header_timeout.saturating_sub(sent.elapsed());
+            let remaining = timeout.saturating_sub(sent.elapsed());
             match tokio::time::timeout(remaining, retry).await {
                 Err(_) => return Err(ProxyError::ResponseTimeout),
                 Ok(result) => result?,
@@ -275,6 +349,131 @@ async fn forward_upstream<'a>(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
     ))
+}
+
+/// The attempts of a request its route may retry: the body is read into a
+/// buffer first (it was announced within `replay_limit`), then each attempt
+/// goes to an endpoint not tried yet where one exists, after a jittered
+/// exponential backoff, while the policy's conditions, the attempts and the
+/// upstream's retry budget allow. The last attempt's outcome is the answer
+/// (counted by the caller like any single attempt).
+#[allow(clippy::too_many_arguments)]
+async fn forward_with_retries<'a>(
+    local: &Rc<WorkerLocal>,
+    snap: &'a SnapshotRef,
+    upstream_id: usize,
+    spec: &'a UpstreamSpec,
+    policy: &RetryPolicy,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut http::HeaderMap,
+    body: Option<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let body = body.ok_or(ProxyError::ClientBody)?;
+    let data = retry::collect(body, policy.replay_limit)
+        .await
+        .map_err(|()| ProxyError::ClientBody)?;
+    if let Some(r) = ctx.ids.route().and_then(|r| snap.stats.route(r, local.id)) {
+        r.bytes_in.add(data.len() as u64);
+    }
+    let timeout = policy
+        .per_try_timeout
+        .map_or(spec.response_header_timeout, |t| {
+            t.min(spec.response_header_timeout)
+        });
+    let mut tried: u64 = 0;
+    let mut attempt = 1;
+    loop {
+        ctx.log.attempts = attempt as u8;
+        let mut attempt_headers = headers.clone();
+        let result = forward_upstream(
+            local,
+            snap,
+            upstream_id,
+            spec,
+            ctx,
+            &mut attempt_headers,
+            Payload::Replay(&data),
+            tried,
+            timeout,
+        )
+        .await;
+        // The endpoint this attempt went to.
+        let Some(id) = ctx.ids.endpoint() else {
+            return result;
+        };
+        let index = id.1;
+        tried |= 1u64 << (index % 64);
+        let retryable = match &result {
+            Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
+            Err(
+                ProxyError::ConnectRefused | ProxyError::ConnectFailed | ProxyError::ConnectTimeout,
+            ) => policy.on_connect_failure,
+            Err(ProxyError::UpstreamReset) => policy.on_reset,
+            Err(ProxyError::ResponseTimeout) => policy.on_timeout,
+            Err(_) => false,
+        };
+        if !retryable || attempt >= policy.attempts {
+            return result;
+        }
+        let Some(u) = snap.stats.upstream(upstream_id, local.id) else {
+            return result;
+        };
+        if !retry::withdraw(
+            u,
+            spec.retry_budget,
+            snap.server.workers,
+            local.monotonic_ms(),
+        ) {
+            u.retry_budget_exhausted.inc();
+            return result;
+        }
+        u.retries.inc();
+        // This attempt is over: its counts end here, not with the response.
+        if let Some(e) = snap.stats.endpoint(id, local.id) {
+            e.in_flight.dec();
+        }
+        u.in_flight.dec();
+        let observed = match &result {
+            Ok(_) => Observed::ServerError,
+            Err(e) => {
+                count_failure(snap, local.id, upstream_id, ctx, *e);
+                match e {
+                    ProxyError::ConnectRefused
+                    | ProxyError::ConnectFailed
+                    | ProxyError::ConnectTimeout => Observed::ConnectFailure,
+                    _ => Observed::ServerError,
+                }
+            }
+        };
+        outlier::observe(&snap.stats, spec, local.id, id, observed);
+        drop(result);
+        attempt += 1;
+        let random = std::collections::hash_map::RandomState::new().hash_one((
+            local.id,
+            attempt,
+            Instant::now(),
+        ));
+        tokio::time::sleep(policy.backoff(attempt, random)).await;
+    }
+}
+
+/// An endpoint index not in `tried` (a bit per index, modulo 64), where the
+/// balancer offers one within a round of picks; else its next pick.
+fn pick_untried(
+    local: &WorkerLocal,
+    snap: &Snapshot,
+    upstream_id: usize,
+    endpoints: usize,
+    tried: u64,
+) -> Result<usize, ProxyError> {
+    let mut index = local.pick(snap, upstream_id)?;
+    for _ in 1..endpoints {
+        if tried & (1u64 << (index % 64)) == 0 {
+            break;
+        }
+        index = local.pick(snap, upstream_id)?;
+    }
+    Ok(index)
 }
 
 /// Counts a failed exchange against the upstream and the endpoint it went to.

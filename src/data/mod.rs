@@ -10,4 +10,5 @@ pub mod error;
 pub(crate) mod forward;
 pub(crate) mod handler;
 pub(crate) mod listener;
+pub(crate) mod retry;
 pub(crate) mod worker;

@@ -187,6 +187,12 @@ impl WorkerLocal {
         self.shared.shutdown.subscribe()
     }
 
+    /// Milliseconds since this worker started, plus one (never 0); read on
+    /// rare paths only (a retry).
+    pub(crate) fn monotonic_ms(&self) -> u64 {
+        self.clock_base.0.elapsed().as_millis() as u64 + 1
+    }
+
     /// This worker's process-wide counters.
     pub(crate) fn counters(&self) -> Option<&WorkerCounters> {
         self.shared.metrics.worker.get(self.id)

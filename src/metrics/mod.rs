@@ -241,6 +241,14 @@ pub(crate) struct UpstreamCounters {
     pub(crate) in_flight: Gauge,
     /// Requests refused with 503 because `max_requests` was reached.
     pub(crate) limit_rejections: Counter,
+    /// Retries sent (attempts after the first).
+    pub(crate) retries: Counter,
+    /// Retries not sent because the upstream's retry budget was spent.
+    pub(crate) retry_budget_exhausted: Counter,
+    /// This worker's retry budget, in milli-retries (owned by the worker).
+    pub(crate) retry_tokens: Counter,
+    /// When the budget was last refilled (ms, monotonic).
+    pub(crate) retry_refilled_ms: Counter,
     /// Exchanges sent over a pooled connection.
     pub(crate) pool_reused: Counter,
     /// Exchanges that needed a new connection.

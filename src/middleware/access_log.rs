@@ -215,6 +215,7 @@ fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize
     }
     buf.extend_from_slice(b",\"cause\":");
     json_opt(buf, ctx.log.cause);
+    let _ = write!(buf, ",\"attempts\":{}", ctx.log.attempts);
     buf.push(b',');
     buf.len()
 }

@@ -54,6 +54,25 @@ pub(crate) struct UpstreamSpec {
     pub(crate) max_requests: Option<u32>,
     /// Passive health, if configured.
     pub(crate) outlier: Option<OutlierSpec>,
+    /// How many retries the upstream accepts.
+    pub(crate) retry_budget: RetryBudget,
+}
+
+/// `retry_budget` as compiled: retries may add `percent` % to the requests
+/// an upstream gets, plus `min_per_second` (shared out over the workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetryBudget {
+    pub(crate) percent: u32,
+    pub(crate) min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            percent: 20,
+            min_per_second: 3,
+        }
+    }
 }
 
 /// `[upstreams.NAME.outlier_detection]` as compiled.

@@ -40,6 +40,18 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
                 "middlewares": r.middleware_names,
                 "upstream": snap.upstreams.get(r.upstream).map(|u| &*u.name),
                 "timeout": r.timeout.map(duration),
+                "retry": r.retry.as_deref().map(|p| json!({
+                    "attempts": p.attempts,
+                    "per_try_timeout": p.per_try_timeout.map(duration),
+                    "on_connect_failure": p.on_connect_failure,
+                    "on_reset": p.on_reset,
+                    "on_timeout": p.on_timeout,
+                    "on_statuses": p.on_statuses,
+                    "non_idempotent": p.non_idempotent,
+                    "replay_limit": p.replay_limit,
+                    "backoff_base": duration(p.backoff_base),
+                    "backoff_max": duration(p.backoff_max),
+                })),
             })
         })
         .collect();
@@ -101,6 +113,10 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "max_idle_per_endpoint": u.pool.max_idle_per_endpoint,
         "health_check": u.health_check.as_ref().map(health_check),
         "max_requests": u.max_requests,
+        "retry_budget": json!({
+            "percent": u.retry_budget.percent,
+            "min_per_second": u.retry_budget.min_per_second,
+        }),
         "outlier_detection": u.outlier.as_ref().map(|o| json!({
             "consecutive_5xx": o.consecutive_5xx,
             "consecutive_connect_failures": o.consecutive_connect_failures,

@@ -206,6 +206,26 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
     )?;
     counters(
         &mut enc,
+        "strait_upstream_retries",
+        "Retries sent (attempts after the first), by upstream.",
+        stats
+            .upstreams
+            .iter()
+            .map(|u| ([("upstream", &*u.name)], u.shards.sum(|c| c.retries.get()))),
+    )?;
+    counters(
+        &mut enc,
+        "strait_upstream_retry_budget_exhausted",
+        "Retries not sent because the upstream's retry budget was spent, by upstream.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name)],
+                u.shards.sum(|c| c.retry_budget_exhausted.get()),
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
         "strait_upstream_connections",
         "Upstream exchanges by connection: reused=\"true\" over a pooled keep-alive connection, reused=\"false\" over a new one.",
         stats.upstreams.iter().flat_map(|u| {

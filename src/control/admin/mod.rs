@@ -320,6 +320,8 @@ impl Admin {
                     "max_requests": up.max_requests,
                     "outlier_detection": up.outlier.is_some(),
                     "limit_rejections": { "max_requests": sum(|c| c.limit_rejections.get()) },
+                    "retries": sum(|c| c.retries.get()),
+                    "retry_budget_exhausted": sum(|c| c.retry_budget_exhausted.get()),
                     "connect_failures": sum(|c| c.connect_failures.get()),
                     "timeouts": sum(|c| c.timeouts.get()),
                     "connections": {

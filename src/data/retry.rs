@@ -1,0 +1,218 @@
+//! Retries: which failures a route retries, which requests may be replayed,
+//! how long to wait between attempts, and the per-upstream budget that keeps
+//! retries from multiplying the load on a failing upstream.
+//!
+//! A request is replayable only when its body is known in full before the
+//! first attempt: no body, or a `Content-Length` within the route's
+//! `replay_limit`, read into one buffer first. Larger or chunked bodies stream
+//! as usual and are never retried. Routes without `retry` pay nothing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::metrics::UpstreamCounters;
+use crate::upstream::RetryBudget;
+
+/// A route's `retry = { ... }` as compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RetryPolicy {
+    /// Attempts in all, the first one included (2 to 10).
+    pub(crate) attempts: u32,
+    /// Time allowed for each attempt's response head.
+    pub(crate) per_try_timeout: Option<Duration>,
+    pub(crate) on_connect_failure: bool,
+    pub(crate) on_reset: bool,
+    pub(crate) on_timeout: bool,
+    /// Response statuses retried (e.g. 502, 503, 504).
+    pub(crate) on_statuses: Vec<u16>,
+    /// Retry methods that are not idempotent (POST, PATCH) too.
+    pub(crate) non_idempotent: bool,
+    /// Largest request body (bytes) kept for replay.
+    pub(crate) replay_limit: u64,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+pub(crate) const DEFAULT_ATTEMPTS: u32 = 2;
+pub(crate) const DEFAULT_REPLAY_LIMIT: u64 = 64 * 1024;
+pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
+pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// The retry conditions `on = [...]` accepts besides status codes.
+pub(crate) const CONDITIONS: [&str; 3] = ["connect_failure", "reset", "timeout"];
+
+impl RetryPolicy {
+    /// Whether `method` may be sent again.
+    pub(crate) fn allows_method(&self, method: &Method) -> bool {
+        self.non_idempotent
+            || matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            )
+    }
+
+    /// Whether the body can be kept for replay (known in full, within the
+    /// limit) judging by the headers and the body's own end-of-stream flag.
+    pub(crate) fn replayable(&self, headers: &HeaderMap, body: &Incoming) -> bool {
+        use http_body::Body;
+        if body.is_end_stream() {
+            return true;
+        }
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= self.replay_limit)
+    }
+
+    /// The wait before attempt `n` (2 for the first retry): exponential,
+    /// capped, with full jitter.
+    pub(crate) fn backoff(&self, n: u32, random: u64) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << (n.saturating_sub(2)).min(16))
+            .min(self.backoff_max);
+        let ms = exp.as_millis() as u64;
+        Duration::from_millis(if ms == 0 { 0 } else { random % (ms + 1) })
+    }
+}
+
+/// Reads a body announced within the replay limit into one buffer. A body
+/// that turns out longer than announced, or fails, is an error.
+pub(crate) async fn collect(body: Incoming, limit: u64) -> Result<Bytes, ()> {
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(()),
+    }
+}
+
+/// Milli-tokens a worker's budget can hold at most: a burst of 10 retries.
+const BUDGET_CAP: u64 = 10_000;
+
+/// Deposits the budget share of one request (`percent` % of a retry).
+#[inline]
+pub(crate) fn deposit(counters: &UpstreamCounters, budget: RetryBudget) {
+    let tokens = counters.retry_tokens.get();
+    if tokens < BUDGET_CAP {
+        counters
+            .retry_tokens
+            .set((tokens + u64::from(budget.percent) * 10).min(BUDGET_CAP));
+    }
+}
+
+/// Takes one retry out of the worker's budget if there is one: the
+/// deposits of requests, plus `min_per_second` (this worker's share) refilled
+/// with time. `now_ms` is a millisecond clock that never reads 0.
+pub(crate) fn withdraw(
+    counters: &UpstreamCounters,
+    budget: RetryBudget,
+    workers: usize,
+    now_ms: u64,
+) -> bool {
+    let last = counters.retry_refilled_ms.get();
+    let mut tokens = counters.retry_tokens.get();
+    // min_per_second retries a second over all workers: 1000 milli-tokens
+    // per retry, shared out; a worker starts with one second's worth.
+    let per_second = u64::from(budget.min_per_second) * 1000 / workers.max(1) as u64;
+    if last == 0 {
+        tokens = (tokens + per_second).min(BUDGET_CAP);
+    } else if now_ms > last {
+        tokens = (tokens + (now_ms - last) * per_second / 1000).min(BUDGET_CAP);
+    }
+    counters.retry_refilled_ms.set(now_ms);
+    if tokens >= 1000 {
+        counters.retry_tokens.set(tokens - 1000);
+        true
+    } else {
+        counters.retry_tokens.set(tokens);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            per_try_timeout: None,
+            on_connect_failure: true,
+            on_reset: true,
+            on_timeout: false,
+            on_statuses: vec![503],
+            non_idempotent: false,
+            replay_limit: 1024,
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(250),
+        }
+    }
+
+    #[test]
+    fn idempotent_methods_only_by_default() {
+        let p = policy();
+        assert!(p.allows_method(&Method::GET));
+        assert!(p.allows_method(&Method::PUT));
+        assert!(!p.allows_method(&Method::POST));
+        assert!(!p.allows_method(&Method::PATCH));
+        let p = RetryPolicy {
+            non_idempotent: true,
+            ..policy()
+        };
+        assert!(p.allows_method(&Method::POST));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let p = policy();
+        // The ceiling doubles: 25, 50, 100, 200, then 250.
+        for (n, ceiling) in [(2, 25), (3, 50), (4, 100), (5, 200), (6, 250), (30, 250)] {
+            let top = p.backoff(n, u64::MAX - (u64::MAX % (ceiling + 1)) - 1);
+            assert!(top <= Duration::from_millis(ceiling), "{n}: {top:?}");
+            assert_eq!(p.backoff(n, ceiling), Duration::from_millis(ceiling));
+            assert_eq!(p.backoff(n, 0), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn the_budget_allows_its_share_and_refills_slowly() {
+        let c = UpstreamCounters::default();
+        let b = RetryBudget {
+            percent: 20,
+            min_per_second: 0,
+        };
+        // 100 requests deposit 20 retries' worth, capped at 10.
+        for _ in 0..100 {
+            deposit(&c, b);
+        }
+        let allowed = (0..50).filter(|_| withdraw(&c, b, 1, 1)).count();
+        assert_eq!(allowed, 10);
+        // 10 more requests: 2 more retries.
+        for _ in 0..10 {
+            deposit(&c, b);
+        }
+        assert_eq!((0..50).filter(|_| withdraw(&c, b, 1, 2)).count(), 2);
+        // min_per_second refills with time: 3/s over 2 workers = 1.5/s here.
+        let b = RetryBudget {
+            percent: 0,
+            min_per_second: 3,
+        };
+        assert!(!withdraw(&c, b, 2, 1_000));
+        assert!(withdraw(&c, b, 2, 2_000));
+        assert!(!withdraw(&c, b, 2, 2_001));
+        // A fresh worker starts with one second's worth.
+        let fresh = UpstreamCounters::default();
+        assert!(withdraw(&fresh, b, 1, 5));
+        assert_eq!((0..10).filter(|_| withdraw(&fresh, b, 1, 5)).count(), 2);
+    }
+}
