@@ -202,17 +202,17 @@ mod tests {
             deposit(&c, b);
         }
         assert_eq!((0..50).filter(|_| withdraw(&c, b, 1, 2)).count(), 2);
-        // min_per_second refills with time: 3/s over 2 workers = 1.5/s here.
+        // min_per_second: a worker starts with one second's worth (3/s over
+        // 2 workers = 1,500 milli-retries), then refills at 1.5 a second.
         let b = RetryBudget {
             percent: 0,
             min_per_second: 3,
         };
-        assert!(!withdraw(&c, b, 2, 1_000));
-        assert!(withdraw(&c, b, 2, 2_000));
-        assert!(!withdraw(&c, b, 2, 2_001));
-        // A fresh worker starts with one second's worth.
-        let fresh = UpstreamCounters::default();
-        assert!(withdraw(&fresh, b, 1, 5));
-        assert_eq!((0..10).filter(|_| withdraw(&fresh, b, 1, 5)).count(), 2);
+        let c = UpstreamCounters::default();
+        assert!(withdraw(&c, b, 2, 1)); // 1,500 → 500
+        assert!(!withdraw(&c, b, 2, 2)); // 501
+        assert!(!withdraw(&c, b, 2, 300)); // 948
+        assert!(withdraw(&c, b, 2, 400)); // 1,098 → 98
+        assert!(!withdraw(&c, b, 2, 401));
     }
 }
