@@ -369,9 +369,15 @@ async fn forward_with_retries<'a>(
     body: Option<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let body = body.ok_or(ProxyError::ClientBody)?;
-    let data = retry::collect(body, policy.replay_limit)
-        .await
-        .map_err(|()| ProxyError::ClientBody)?;
+    // Bounded like any body: a client that stalls for `body_idle_timeout`
+    // while its (small) body is read gets 400, as it would while streaming.
+    let data = tokio::time::timeout(
+        spec.body_idle_timeout,
+        retry::collect(body, policy.replay_limit),
+    )
+    .await
+    .map_err(|_| ProxyError::ClientBody)?
+    .map_err(|()| ProxyError::ClientBody)?;
     if let Some(r) = ctx.ids.route().and_then(|r| snap.stats.route(r, local.id)) {
         r.bytes_in.add(data.len() as u64);
     }
