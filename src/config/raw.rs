@@ -105,6 +105,8 @@ pub(crate) struct RawUpstream {
     pub(crate) idle_timeout: Option<Spanned<String>>,
     pub(crate) max_idle_per_endpoint: Option<Spanned<i64>>,
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
+    pub(crate) dns_refresh: Option<Spanned<String>>,
+    pub(crate) dns_family: Option<Spanned<String>>,
 }
 
 /// `[upstreams.NAME.health_check]`: an active probe of every endpoint.

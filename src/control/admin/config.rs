@@ -99,6 +99,8 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "idle_timeout": duration(u.pool.idle_timeout),
         "max_idle_per_endpoint": u.pool.max_idle_per_endpoint,
         "health_check": u.health_check.as_ref().map(health_check),
+        "dns_refresh": duration(u.dns.refresh),
+        "dns_family": u.dns.family.name(),
     })
 }
 
