@@ -306,6 +306,8 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "idle_timeout": "1m",
             "max_idle_per_endpoint": 64,
             "health_check": null,
+            "dns_refresh": "30s",
+            "dns_family": "any",
         })
     );
     assert_eq!(
@@ -323,6 +325,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(app["name"], "app");
     assert_eq!(app["balance"], "round_robin");
     assert_eq!(app["health_check"], false);
+    assert_eq!(app["dns"], json!([]), "no endpoint names");
     let ep = &app["endpoints"][0];
     assert_eq!(ep["address"], origin.addr.to_string());
     assert_eq!(ep["weight"], 1);
