@@ -392,3 +392,18 @@ fn a_name_that_does_not_resolve_at_load_is_a_config_error() {
     );
     gw.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_preserve_host_off_a_name_is_the_host_sent_upstream() {
+    let echo = Origin::echo();
+    let dns = FakeDns::default();
+    dns.set("svc.test", &[echo.addr]);
+    let toml = config("svc.test:8080", "").replace(
+        "[[listeners]]",
+        "[server]\npreserve_host = false\n\n[[listeners]]",
+    );
+    let gw = start(&dns, &toml, false);
+    let r = get(gw.addr(), "/", &[]).await;
+    assert_eq!(r.seen("host"), vec!["svc.test:8080"]);
+    gw.shutdown();
+}

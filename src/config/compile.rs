@@ -350,15 +350,18 @@ impl Compiler<'_, '_> {
             }
             let weight = weight as u32;
             match v::parse_endpoint(address) {
-                Ok(v::EndpointAddr::Ip(addr)) => endpoints.push(endpoint(addr, weight)),
+                Ok(v::EndpointAddr::Ip(addr)) => {
+                    endpoints.push(endpoint(addr, weight, &addr.to_string()));
+                }
                 Ok(v::EndpointAddr::Name(host, port)) => {
                     match self.names.lookup(name, &host, port, dns.family) {
                         Ok(addrs) => {
                             // Every address of the name is an endpoint; one the
-                            // upstream already lists is not added twice.
+                            // upstream already lists is not added twice. The
+                            // name is their Host (with `preserve_host = false`).
                             for &addr in &addrs {
                                 if !endpoints.iter().any(|e| e.addr == addr) {
-                                    endpoints.push(endpoint(addr, weight));
+                                    endpoints.push(endpoint(addr, weight, address));
                                 }
                             }
                             if !names.iter().any(|n| *n.host == *host && n.port == port) {
@@ -956,10 +959,10 @@ impl Compiler<'_, '_> {
     }
 }
 
-/// An endpoint at `addr`, with its `Host` value interned.
-fn endpoint(addr: SocketAddr, weight: u32) -> EndpointSpec {
-    let host_value = intern::header_value(&addr.to_string())
-        .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
+/// An endpoint at `addr`, with `host` as its `Host` value (interned).
+fn endpoint(addr: SocketAddr, weight: u32, host: &str) -> EndpointSpec {
+    let host_value =
+        intern::header_value(host).unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
     EndpointSpec {
         addr,
         weight,
