@@ -363,3 +363,65 @@ async fn refresh(control: Arc<Control>, upstream: Box<str>, task: Task) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn families_select_sorted_and_deduplicated() {
+        let answer = vec![
+            addr("[::1]:80"),
+            addr("10.0.0.2:80"),
+            addr("10.0.0.1:80"),
+            addr("10.0.0.2:80"),
+        ];
+        assert_eq!(
+            Family::Any.select(answer.clone()),
+            vec![addr("10.0.0.1:80"), addr("10.0.0.2:80"), addr("[::1]:80")]
+        );
+        assert_eq!(
+            Family::Ipv4.select(answer.clone()),
+            vec![addr("10.0.0.1:80"), addr("10.0.0.2:80")]
+        );
+        assert_eq!(Family::Ipv6.select(answer), vec![addr("[::1]:80")]);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_last_good_answer_of_a_failing_name_and_a_refresh_does_not_ask() {
+        let failing =
+            |_: &str, _: u16| -> io::Result<Vec<SocketAddr>> { Err(io::Error::other("SERVFAIL")) };
+        let key = NameKey {
+            upstream: "u".into(),
+            host: "h".into(),
+            port: 80,
+        };
+        let known = HashMap::from([(key, vec![addr("10.0.0.1:80")].into_boxed_slice())]);
+        let names = Names::reload(&failing, known.clone());
+        assert_eq!(
+            names.lookup("u", "h", 80, Family::Any),
+            Ok(vec![addr("10.0.0.1:80")])
+        );
+        // Another upstream's name is not known: the failure is an error.
+        assert_eq!(
+            names.lookup("v", "h", 80, Family::Any),
+            Err("cannot resolve endpoint host \"h\": SERVFAIL".into())
+        );
+        let answering = |_: &str, port: u16| -> io::Result<Vec<SocketAddr>> {
+            Ok(vec![SocketAddr::from(([10, 0, 0, 9], port))])
+        };
+        let names = Names::known(&answering, known);
+        assert_eq!(
+            names.lookup("u", "h", 80, Family::Any),
+            Ok(vec![addr("10.0.0.1:80")])
+        );
+        assert_eq!(
+            Names::fresh(&answering).lookup("u", "h", 80, Family::Ipv6),
+            Err("endpoint host \"h\" resolved to no IPv6 address (dns_family = \"ipv6\")".into())
+        );
+    }
+}
