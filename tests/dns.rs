@@ -24,11 +24,14 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// The longest any single wait may take before the test fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
+/// A name's answer: its addresses, or the error the resolver returns.
+type Answer = Result<Vec<SocketAddr>, String>;
+
 /// A resolver whose answers the test sets; it also records which threads
 /// asked, to show that no worker ever resolves.
 #[derive(Clone, Default)]
 struct FakeDns {
-    answers: Arc<Mutex<HashMap<String, Result<Vec<SocketAddr>, String>>>>,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
     lookups: Arc<AtomicUsize>,
     threads: Arc<Mutex<HashSet<String>>>,
 }
@@ -383,8 +386,7 @@ fn a_name_that_does_not_resolve_at_load_is_a_config_error() {
     let gw = start(&dns, &config("svc.test:80", ""), false);
     let err = gw
         .reload_toml("test.toml", &config("nowhere.test:8080", ""))
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         err.to_string()
             .contains("cannot resolve endpoint host \"nowhere.test\": no such host"),

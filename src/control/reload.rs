@@ -56,6 +56,9 @@ impl fmt::Display for ReloadError {
 
 impl std::error::Error for ReloadError {}
 
+/// An upstream's name and its endpoints' addresses and weights.
+type UpstreamEndpoints = (Box<str>, Vec<(SocketAddr, u32)>);
+
 /// Why a snapshot is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cause {
@@ -125,7 +128,7 @@ impl Control {
                 }
             };
         let current = self.snapshot();
-        let endpoints = |s: &config::Snapshot| -> Vec<(Box<str>, Vec<(SocketAddr, u32)>)> {
+        let endpoints = |s: &config::Snapshot| -> Vec<UpstreamEndpoints> {
             s.upstreams
                 .iter()
                 .map(|u| {
