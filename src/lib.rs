@@ -18,7 +18,7 @@ pub mod router;
 pub mod upstream;
 
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
-pub use control::{check, Gateway, GatewayBuilder, StartError};
+pub use control::{check, Gateway, GatewayBuilder, Resolve, StartError, SystemResolver};
 pub use data::body::{BodyError, ProxyBody};
 pub use data::context::{LogInfo, RequestContext, UpstreamRequest};
 pub use data::error::ProxyError;

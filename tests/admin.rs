@@ -309,6 +309,8 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "max_requests": null,
             "retry_budget": { "percent": 20, "min_per_second": 3 },
             "outlier_detection": null,
+            "dns_refresh": "30s",
+            "dns_family": "any",
         })
     );
     assert_eq!(
@@ -326,6 +328,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(app["name"], "app");
     assert_eq!(app["balance"], "round_robin");
     assert_eq!(app["health_check"], false);
+    assert_eq!(app["dns"], json!([]), "no endpoint names");
     let ep = &app["endpoints"][0];
     assert_eq!(ep["address"], origin.addr.to_string());
     assert_eq!(ep["weight"], 1);

@@ -143,6 +143,31 @@ const BROKEN: &[(&str, &[Expected])] = &[
     ("several_errors.toml", SEVERAL),
     ("bad_health_check.toml", BAD_HEALTH_CHECK),
     ("bad_traffic_limits.toml", BAD_TRAFFIC_LIMITS),
+    (
+        "bad_dns.toml",
+        &[
+            (
+                7,
+                15,
+                r#"upstreams.a.dns_refresh = "100ms" is out of range: expected 1s to 1h"#,
+            ),
+            (
+                11,
+                15,
+                r#"upstreams.b.dns_refresh: invalid duration "soon": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+            ),
+            (
+                12,
+                14,
+                r#"upstreams.b.dns_family: unknown dns_family "inet6": expected "any", "ipv4" or "ipv6""#,
+            ),
+            (
+                16,
+                15,
+                r#"upstreams.c.dns_refresh = "2h" is out of range: expected 1s to 1h"#,
+            ),
+        ],
+    ),
 ];
 
 /// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.

@@ -19,6 +19,7 @@ use super::raw::{
 use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
 use crate::balance::BalanceKind;
+use crate::control::dns::Names;
 use crate::control::log_writer::Sink;
 use crate::data::retry::{self, RetryPolicy};
 use crate::middleware::{
@@ -26,8 +27,8 @@ use crate::middleware::{
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 use crate::upstream::{
-    self, EndpointSpec, HealthCheckSpec, OutlierSpec, PoolSettings, Probe, RetryBudget,
-    UpstreamSpec,
+    self, DnsSpec, EndpointSpec, Family, HealthCheckSpec, NameSpec, OutlierSpec, PoolSettings,
+    Probe, RetryBudget, UpstreamSpec,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -50,6 +51,7 @@ pub(crate) fn compile(
     generation: u64,
     registry: &CustomRegistry,
     sinks: &dyn SinkOpener,
+    names: &Names<'_>,
 ) -> Result<Snapshot, ConfigErrors> {
     let mut d = Diagnostics::new(file, source);
     let raw: RawConfig = match toml::from_str(source) {
@@ -62,7 +64,12 @@ pub(crate) fn compile(
             return Err(d.finish());
         }
     };
-    let mut c = Compiler { d, registry, sinks };
+    let mut c = Compiler {
+        d,
+        registry,
+        sinks,
+        names,
+    };
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw);
     let admin = c.admin(&raw.admin);
@@ -102,6 +109,7 @@ struct Compiler<'s, 'r> {
     d: Diagnostics<'s>,
     registry: &'r CustomRegistry,
     sinks: &'r dyn SinkOpener,
+    names: &'r Names<'r>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
@@ -325,7 +333,10 @@ impl Compiler<'_, '_> {
                 "upstream has no endpoints: its routes will answer 503"
             );
         }
-        let mut endpoints = Vec::new();
+        let what = |k: &str| format!("upstreams.{name}.{k}");
+        let dns = self.dns(up, &what);
+        let mut endpoints: Vec<EndpointSpec> = Vec::new();
+        let mut names: Vec<NameSpec> = Vec::new();
         for ep in &up.endpoints {
             let (address, weight) = match ep.get_ref() {
                 RawEndpoint::Address(a) => (a.as_str(), 1),
@@ -338,15 +349,33 @@ impl Compiler<'_, '_> {
                 );
                 continue;
             }
-            match v::parse_endpoint_addr(address) {
-                Ok(addr) => {
-                    let host_value = intern::header_value(&addr.to_string())
-                        .unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
-                    endpoints.push(EndpointSpec {
-                        addr,
-                        weight: weight as u32,
-                        host_value,
-                    });
+            let weight = weight as u32;
+            match v::parse_endpoint(address) {
+                Ok(v::EndpointAddr::Ip(addr)) => {
+                    endpoints.push(endpoint(addr, weight, &addr.to_string()));
+                }
+                Ok(v::EndpointAddr::Name(host, port)) => {
+                    match self.names.lookup(name, &host, port, dns.family) {
+                        Ok(addrs) => {
+                            // Every address of the name is an endpoint; one the
+                            // upstream already lists is not added twice. The
+                            // name is their Host (with `preserve_host = false`).
+                            for &addr in &addrs {
+                                if !endpoints.iter().any(|e| e.addr == addr) {
+                                    endpoints.push(endpoint(addr, weight, address));
+                                }
+                            }
+                            if !names.iter().any(|n| *n.host == *host && n.port == port) {
+                                names.push(NameSpec {
+                                    host: host.into(),
+                                    port,
+                                    weight,
+                                    addrs: addrs.into(),
+                                });
+                            }
+                        }
+                        Err(msg) => self.d.at(span(ep), format!("upstream {name:?}: {msg}")),
+                    }
                 }
                 Err(msg) => self.d.at(span(ep), format!("upstream {name:?}: {msg}")),
             }
@@ -371,7 +400,6 @@ impl Compiler<'_, '_> {
                 }
             },
         };
-        let what = |k: &str| format!("upstreams.{name}.{k}");
         let spec = UpstreamSpec {
             name: name.into(),
             endpoints: endpoints.into(),
@@ -433,6 +461,8 @@ impl Compiler<'_, '_> {
                     }
                 }
             },
+            names: names.into(),
+            dns,
         };
         (self.error_count() == before).then_some(spec)
     }
@@ -562,6 +592,37 @@ impl Compiler<'_, '_> {
             }
         }
         spec
+    }
+
+    /// `dns_refresh` and `dns_family`.
+    fn dns(&mut self, up: &RawUpstream, what: &dyn Fn(&str) -> String) -> DnsSpec {
+        let mut refresh = self.duration(
+            &up.dns_refresh,
+            upstream::DEFAULT_DNS_REFRESH,
+            &what("dns_refresh"),
+        );
+        let (min, max) = (upstream::MIN_DNS_REFRESH, upstream::MAX_DNS_REFRESH);
+        if let Some(raw) = &up.dns_refresh {
+            if !(min..=max).contains(&refresh) {
+                self.d.at(
+                    span(raw),
+                    format!(
+                        "{} = {:?} is out of range: expected 1s to 1h",
+                        what("dns_refresh"),
+                        raw.get_ref()
+                    ),
+                );
+                refresh = upstream::DEFAULT_DNS_REFRESH;
+            }
+        }
+        let family = match &up.dns_family {
+            None => Family::Any,
+            Some(f) => Family::parse(f.get_ref()).unwrap_or_else(|msg| {
+                self.d.at(span(f), format!("{}: {msg}", what("dns_family")));
+                Family::Any
+            }),
+        };
+        DnsSpec { refresh, family }
     }
 
     fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
@@ -1064,6 +1125,17 @@ impl Compiler<'_, '_> {
             }
         }
         (spec, params)
+    }
+}
+
+/// An endpoint at `addr`, with `host` as its `Host` value (interned).
+fn endpoint(addr: SocketAddr, weight: u32, host: &str) -> EndpointSpec {
+    let host_value =
+        intern::header_value(host).unwrap_or_else(|| http::HeaderValue::from_static("localhost"));
+    EndpointSpec {
+        addr,
+        weight,
+        host_value,
     }
 }
 

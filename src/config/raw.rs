@@ -132,6 +132,8 @@ pub(crate) struct RawUpstream {
     pub(crate) max_requests: Option<Spanned<i64>>,
     pub(crate) outlier_detection: Option<Spanned<RawOutlierDetection>>,
     pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
+    pub(crate) dns_refresh: Option<Spanned<String>>,
+    pub(crate) dns_family: Option<Spanned<String>>,
 }
 
 /// `[upstreams.NAME.outlier_detection]`: passive health from real traffic.

@@ -2,7 +2,7 @@
 //! for values that serde only sees as strings (durations, addresses, CIDRs, headers).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -159,27 +159,29 @@ pub(crate) fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Parses an upstream endpoint address: `IP:port`, or `host:port` resolved now
-/// (in the control plane; the data plane never resolves names).
-pub(crate) fn parse_endpoint_addr(text: &str) -> Result<SocketAddr, String> {
+/// An upstream endpoint as written: an IP address, or a name the control
+/// plane resolves (the data plane never resolves names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndpointAddr {
+    Ip(SocketAddr),
+    Name(String, u16),
+}
+
+/// Parses an upstream endpoint address: `IP:port` or `host:port`.
+pub(crate) fn parse_endpoint(text: &str) -> Result<EndpointAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(EndpointAddr::Ip(addr));
     }
     let Some((host, port)) = text.rsplit_once(':') else {
         return Err(format!(
             "invalid endpoint address {text:?}: expected IP:port or host:port, e.g. \"127.0.0.1:9000\""
         ));
     };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!(
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 && !host.is_empty() => Ok(EndpointAddr::Name(host.to_string(), port)),
+        _ => Err(format!(
             "invalid endpoint address {text:?}: expected IP:port or host:port with a port number 1-65535"
-        ));
-    }
-    match text.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| format!("endpoint host {host:?} resolved to no address")),
-        Err(e) => Err(format!("cannot resolve endpoint host {host:?}: {e}")),
+        )),
     }
 }
 
@@ -222,9 +224,18 @@ mod tests {
     fn addresses_and_cidrs() {
         assert!(parse_listen_addr("127.0.0.1:80").is_ok());
         assert!(parse_listen_addr("localhost:80").is_err());
-        assert!(parse_endpoint_addr("127.0.0.1:9000").is_ok());
-        assert!(parse_endpoint_addr("127.0.0.1").is_err());
-        assert!(parse_endpoint_addr("host:notaport").is_err());
+        assert_eq!(
+            parse_endpoint("127.0.0.1:9000"),
+            Ok(EndpointAddr::Ip("127.0.0.1:9000".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_endpoint("api.internal:8080"),
+            Ok(EndpointAddr::Name("api.internal".into(), 8080))
+        );
+        assert!(parse_endpoint("127.0.0.1").is_err());
+        assert!(parse_endpoint("host:notaport").is_err());
+        assert!(parse_endpoint("host:0").is_err());
+        assert!(parse_endpoint(":80").is_err());
         assert!(parse_cidr("10.0.0.0/8").is_ok());
         assert!(parse_cidr("::1").is_ok());
         assert!(parse_cidr("10.0.0.0/99").is_err());

@@ -6,6 +6,7 @@
 
 pub(crate) mod admin;
 pub mod demo_origin;
+pub(crate) mod dns;
 pub(crate) mod health;
 pub(crate) mod log_writer;
 pub(crate) mod outlier;
@@ -25,6 +26,7 @@ use crate::data::listener;
 use crate::data::worker::{self, Shared, WorkerCommand};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
+pub use dns::{Resolve, SystemResolver};
 pub use health::EndpointHealth;
 use log_writer::{DetachedSinks, LogWriters};
 pub use reload::ReloadError;
@@ -84,7 +86,15 @@ pub fn check(
     source: &str,
     registry: &CustomRegistry,
 ) -> Result<Snapshot, ConfigErrors> {
-    config::compile(file, source, 0, registry, &DetachedSinks)
+    // Names are resolved, as at start: one that does not resolve is an error.
+    config::compile(
+        file,
+        source,
+        0,
+        registry,
+        &DetachedSinks,
+        &dns::Names::fresh(&SystemResolver),
+    )
 }
 
 /// Reads a file for `check` or `start`.
@@ -102,6 +112,7 @@ pub struct GatewayBuilder {
     workers: Option<usize>,
     on_worker_start: Option<worker::StartHook>,
     admin_listen: Option<Option<SocketAddr>>,
+    resolver: Option<Arc<dyn Resolve>>,
 }
 
 impl GatewayBuilder {
@@ -125,6 +136,14 @@ impl GatewayBuilder {
     /// bind port 0 in tests.
     pub fn admin_listen(mut self, addr: Option<SocketAddr>) -> Self {
         self.admin_listen = Some(addr);
+        self
+    }
+
+    /// Resolves endpoint names with `resolver` instead of the system's
+    /// (`getaddrinfo`), at load and on every refresh. It runs on the control
+    /// plane only, on a blocking thread.
+    pub fn resolver(mut self, resolver: impl Resolve + 'static) -> Self {
+        self.resolver = Some(Arc::new(resolver));
         self
     }
 
@@ -153,7 +172,11 @@ impl GatewayBuilder {
 
     fn start(self, file: &str, source: &str, path: Option<PathBuf>) -> Result<Gateway, StartError> {
         let writers = Arc::new(LogWriters::default());
-        let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers)
+        let resolver = self
+            .resolver
+            .unwrap_or_else(|| Arc::new(SystemResolver) as Arc<dyn Resolve>);
+        let names = dns::Names::fresh(&*resolver);
+        let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers, &names)
             .map_err(StartError::Config)?;
         if let Some(n) = self.workers {
             snapshot.server.workers = n;
@@ -242,12 +265,16 @@ impl GatewayBuilder {
                 loaded_at: SystemTime::now(),
                 last_reload: None,
                 listeners: bound,
+                source: (file.to_string(), source.to_string()),
             }),
+            resolver,
+            dns: Mutex::default(),
             reloading: Mutex::new(()),
             generations: watch::channel(generation).0,
             worker_commands: commands,
             admin_addr,
         });
+        control.sync_names(&control.snapshot());
         let (stop_tx, stop_rx) = watch::channel(false);
         let control_thread =
             spawn_control(control.clone(), admin_listener, stop_rx).map_err(StartError::Spawn)?;
@@ -292,6 +319,9 @@ pub(crate) struct ControlState {
     pub(crate) loaded_at: SystemTime,
     pub(crate) last_reload: Option<ReloadReport>,
     pub(crate) listeners: Vec<BoundListener>,
+    /// The file name and text of the running configuration (a DNS refresh
+    /// compiles it again).
+    pub(crate) source: (String, String),
 }
 
 /// The control plane's state, shared by the gateway handle, the admin API,
@@ -307,8 +337,12 @@ pub(crate) struct Control {
     pub(crate) started_at: SystemTime,
     pub(crate) started: Instant,
     pub(crate) state: Mutex<ControlState>,
-    /// One reload at a time.
+    /// One reload (or DNS publish) at a time.
     reloading: Mutex<()>,
+    /// Resolves endpoint names (control plane only).
+    pub(crate) resolver: Arc<dyn Resolve>,
+    /// What is known of each endpoint name beyond the snapshot.
+    pub(crate) dns: Mutex<dns::NameTable>,
     /// The generation published last; the health checker follows it.
     pub(crate) generations: watch::Sender<u64>,
     worker_commands: Vec<mpsc::UnboundedSender<WorkerCommand>>,
@@ -327,7 +361,7 @@ impl Control {
     }
 }
 
-/// Starts the control thread: admin API, health checks, file watch.
+/// Starts the control thread: admin API, health checks, DNS refresh, file watch.
 fn spawn_control(
     control: Arc<Control>,
     admin: Option<std::net::TcpListener>,
@@ -350,6 +384,7 @@ fn spawn_control(
                 }
                 tokio::spawn(health::run(control.clone()));
                 tokio::spawn(outlier::watch_returns(control.clone()));
+                tokio::spawn(dns::run(control.clone()));
                 if control.snapshot().server.watch_config {
                     if let Some(path) = control.config_path.clone() {
                         tokio::spawn(reload::watch_file(control.clone(), path));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::dns::Names;
 use super::{BoundListener, Control, ReloadReport};
 use crate::config::{self, ConfigErrors};
 use crate::data::listener;
@@ -55,6 +56,18 @@ impl fmt::Display for ReloadError {
 
 impl std::error::Error for ReloadError {}
 
+/// An upstream's name and its endpoints' addresses and weights.
+type UpstreamEndpoints = (Box<str>, Vec<(SocketAddr, u32)>);
+
+/// Why a snapshot is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// A new configuration.
+    Reload,
+    /// The running configuration with new answers for its names.
+    Dns,
+}
+
 impl Control {
     /// Reads the configuration file again and publishes it.
     pub(crate) fn reload_file(&self, trigger: &'static str) -> Result<u64, ReloadError> {
@@ -90,8 +103,67 @@ impl Control {
     }
 
     fn apply(&self, file: &str, source: &str) -> Result<u64, ReloadError> {
-        let mut snapshot = config::compile(file, source, 0, &self.registry, &*self.writers)
+        // Names are resolved again; one that fails keeps its last good answer.
+        let names = Names::reload(&*self.resolver, self.known_names());
+        let snapshot = config::compile(file, source, 0, &self.registry, &*self.writers, &names)
             .map_err(ReloadError::Config)?;
+        self.install(snapshot, file, source, Cause::Reload)
+    }
+
+    /// Publishes the running configuration again with the last good answer of
+    /// every name, if that changes an upstream's endpoints (a DNS refresh).
+    /// Returns the generation published, if any.
+    pub(crate) fn publish_names(&self) -> Option<u64> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let (file, source) = self.state().source.clone();
+        let names = Names::known(&*self.resolver, self.known_names());
+        let snapshot =
+            match config::compile(&file, &source, 0, &self.registry, &*self.writers, &names) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(
+                        "cannot apply new DNS answers, the running configuration stays: {e}"
+                    );
+                    return None;
+                }
+            };
+        let current = self.snapshot();
+        let endpoints = |s: &config::Snapshot| -> Vec<UpstreamEndpoints> {
+            s.upstreams
+                .iter()
+                .map(|u| {
+                    let eps = u.endpoints.iter().map(|e| (e.addr, e.weight)).collect();
+                    (u.name.clone(), eps)
+                })
+                .collect()
+        };
+        let (before, after) = (endpoints(&current), endpoints(&snapshot));
+        if before == after {
+            return None;
+        }
+        for (name, eps) in &after {
+            if !before.iter().any(|b| b.0 == *name && b.1 == *eps) {
+                let addrs: Vec<String> = eps.iter().map(|e| e.0.to_string()).collect();
+                tracing::info!(
+                    upstream = %name,
+                    endpoints = %addrs.join(", "),
+                    "DNS changed the upstream's endpoints"
+                );
+            }
+        }
+        drop(current);
+        self.install(snapshot, &file, &source, Cause::Dns).ok()
+    }
+
+    /// Binds and closes listeners, then publishes `snapshot`, compiled from
+    /// `source`.
+    fn install(
+        &self,
+        mut snapshot: config::Snapshot,
+        file: &str,
+        source: &str,
+        cause: Cause,
+    ) -> Result<u64, ReloadError> {
         snapshot.server.workers = self.workers;
         let current = self.snapshot();
         if snapshot.admin != current.admin {
@@ -140,6 +212,7 @@ impl Control {
         self.metrics.attach(&mut snapshot);
         let summary = snapshot.summary();
         let generation = self.shared.publish(snapshot);
+        self.sync_names(&self.snapshot());
 
         for (spec, sockets) in opened {
             for (tx, socket) in self.worker_commands.iter().zip(sockets) {
@@ -160,13 +233,17 @@ impl Control {
         {
             let mut state = self.state();
             state.listeners = next;
-            state.loaded_at = SystemTime::now();
+            state.source = (file.to_string(), source.to_string());
+            if cause == Cause::Reload {
+                state.loaded_at = SystemTime::now();
+            }
         }
         self.generations.send_replace(generation);
-        tracing::info!(
-            "reloaded: {}",
-            summary.replacen("generation 0", &format!("generation {generation}"), 1)
-        );
+        let summary = summary.replacen("generation 0", &format!("generation {generation}"), 1);
+        match cause {
+            Cause::Reload => tracing::info!("reloaded: {summary}"),
+            Cause::Dns => tracing::info!("published new DNS answers: {summary}"),
+        }
         Ok(generation)
     }
 

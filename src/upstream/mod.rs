@@ -56,6 +56,11 @@ pub(crate) struct UpstreamSpec {
     pub(crate) outlier: Option<OutlierSpec>,
     /// How many retries the upstream accepts.
     pub(crate) retry_budget: RetryBudget,
+    /// The endpoints given as `host:port`, each with the addresses it expanded
+    /// to in `endpoints` (empty when every endpoint is an IP).
+    pub(crate) names: Box<[NameSpec]>,
+    /// How those names are refreshed.
+    pub(crate) dns: DnsSpec,
 }
 
 /// `retry_budget` as compiled: retries may add `percent` % to the requests
@@ -88,6 +93,76 @@ pub(crate) struct OutlierSpec {
     pub(crate) max_ejection_time: Duration,
     /// Never more than this share of the upstream's endpoints ejected at once.
     pub(crate) max_ejection_percent: u32,
+}
+
+/// An endpoint given as a name, and the addresses it stands for in this
+/// snapshot (sorted, deduplicated, of the configured family).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameSpec {
+    pub(crate) host: Box<str>,
+    pub(crate) port: u16,
+    pub(crate) weight: u32,
+    pub(crate) addrs: Box<[SocketAddr]>,
+}
+
+impl NameSpec {
+    /// `host:port` as written in the configuration.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// `dns_refresh` and `dns_family` of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DnsSpec {
+    pub(crate) refresh: Duration,
+    pub(crate) family: Family,
+}
+
+/// Which addresses of a name are used (`dns_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub(crate) fn parse(text: &str) -> Result<Family, String> {
+        match text {
+            "any" => Ok(Family::Any),
+            "ipv4" => Ok(Family::Ipv4),
+            "ipv6" => Ok(Family::Ipv6),
+            other => Err(format!(
+                "unknown dns_family {other:?}: expected \"any\", \"ipv4\" or \"ipv6\""
+            )),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Family::Any => "any",
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// The addresses of this family from a resolver's answer, sorted and
+    /// deduplicated: resolvers rotate the order of their answers, which must
+    /// not look like a change.
+    pub(crate) fn select(self, answer: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = answer
+            .into_iter()
+            .filter(|a| match self {
+                Family::Any => true,
+                Family::Ipv4 => a.is_ipv4(),
+                Family::Ipv6 => a.is_ipv6(),
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// `[upstreams.NAME.health_check]` as compiled.
@@ -142,3 +217,8 @@ pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
 pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+pub(crate) const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+/// `dns_refresh` bounds: a faster refresh only loads the resolver, a slower
+/// one follows a moved service too late.
+pub(crate) const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
+pub(crate) const MAX_DNS_REFRESH: Duration = Duration::from_secs(3600);

@@ -124,6 +124,8 @@ fn upstream(u: &UpstreamSpec) -> Value {
             "max_ejection_time": duration(o.max_ejection_time),
             "max_ejection_percent": o.max_ejection_percent,
         })),
+        "dns_refresh": duration(u.dns.refresh),
+        "dns_family": u.dns.family.name(),
     })
 }
 

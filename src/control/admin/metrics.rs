@@ -70,6 +70,17 @@ impl Collector for Live {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
         let c = &self.0;
         let snapshot = c.snapshot();
+        let mut names: Vec<NameRow> = c
+            .name_table()
+            .into_iter()
+            .map(|(k, s)| NameRow {
+                upstream: k.upstream.into(),
+                host: format!("{}:{}", k.host, k.port),
+                refreshes: s.refreshes,
+                failures: s.failures,
+            })
+            .collect();
+        names.sort_by(|a, b| (&a.upstream, &a.host).cmp(&(&b.upstream, &b.host)));
         encode(
             encoder,
             &Figures {
@@ -77,6 +88,7 @@ impl Collector for Live {
                 metrics: &c.metrics,
                 workers: c.workers,
                 uptime: c.started.elapsed().as_secs_f64(),
+                names: &names,
             },
         )
     }
@@ -88,6 +100,16 @@ struct Figures<'a> {
     metrics: &'a Metrics,
     workers: usize,
     uptime: f64,
+    /// The endpoint names, by upstream and `host:port`.
+    names: &'a [NameRow],
+}
+
+/// The refresh counters of one endpoint name.
+struct NameRow {
+    upstream: String,
+    host: String,
+    refreshes: u64,
+    failures: u64,
 }
 
 /// Every metric, in a fixed order.
@@ -330,6 +352,27 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
             .map(|(a, (_, active))| ([("endpoint", a.as_str())], *active)),
     )?;
 
+    // Endpoint names.
+    counters(
+        &mut enc,
+        "strait_dns_refreshes",
+        "Periodic look-ups of an endpoint name (host = host:port as configured), by upstream.",
+        f.names.iter().map(|n| {
+            (
+                [("upstream", n.upstream.as_str()), ("host", n.host.as_str())],
+                n.refreshes,
+            )
+        }),
+    )?;
+    counters(
+        &mut enc,
+        "strait_dns_resolution_failures",
+        "Periodic look-ups of an endpoint name that failed or found no usable address (the last good addresses stayed), by upstream.",
+        f.names
+            .iter()
+            .map(|n| ([("upstream", n.upstream.as_str()), ("host", n.host.as_str())], n.failures)),
+    )?;
+
     // Process.
     let worker = &f.metrics.worker;
     gauge(
@@ -492,6 +535,12 @@ upstream = "b"
                     metrics: &self.1,
                     workers: 2,
                     uptime: 1.5,
+                    names: &[NameRow {
+                        upstream: "a".into(),
+                        host: "api.internal:9001".into(),
+                        refreshes: 6,
+                        failures: 2,
+                    }],
                 },
             )
         }
@@ -504,6 +553,7 @@ upstream = "b"
             7,
             &CustomRegistry::default(),
             &DetachedSinks,
+            &crate::control::dns::Names::fresh(&crate::control::SystemResolver),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let metrics = Arc::new(Metrics::new(2));
@@ -630,6 +680,14 @@ upstream = "b"
         assert_eq!(get("strait_reloads_total{result=ok}"), 1.0);
         assert_eq!(get("strait_reloads_total{result=failed}"), 2.0);
         assert_eq!(get("strait_config_generation{}"), 7.0);
+        assert_eq!(
+            get("strait_dns_refreshes_total{host=api.internal:9001,upstream=a}"),
+            6.0
+        );
+        assert_eq!(
+            get("strait_dns_resolution_failures_total{host=api.internal:9001,upstream=a}"),
+            2.0
+        );
         assert_eq!(get("strait_workers{}"), 2.0);
         assert_eq!(get("strait_uptime_seconds{}"), 1.5);
         assert_eq!(

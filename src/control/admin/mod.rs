@@ -6,7 +6,7 @@
 //! | GET | `/` | HTML status page |
 //! | GET | `/status` | version, uptime, configuration generation, workers, listeners, last reload |
 //! | GET | `/config` | the effective configuration, secrets redacted ([`config`]) |
-//! | GET | `/upstreams` | per endpoint: health, in flight, requests, failures, pool |
+//! | GET | `/upstreams` | per endpoint: health, in flight, requests, failures, pool; endpoint names and their last look-up |
 //! | GET | `/metrics` | Prometheus text exposition ([`metrics`]) |
 //! | POST | `/reload` | reads the configuration file again and publishes it |
 //!
@@ -32,6 +32,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 
+use super::dns::NameKey;
 use super::{Control, ReloadError, ReloadReport};
 use crate::metrics::{sum_classes, STATUS_CLASSES};
 
@@ -247,6 +248,7 @@ impl Admin {
     fn upstreams(&self) -> Value {
         let snapshot = self.control.snapshot();
         let stats = &snapshot.stats;
+        let table = self.control.name_table();
         let upstreams: Vec<Value> = snapshot
             .upstreams
             .iter()
@@ -304,8 +306,30 @@ impl Admin {
                 let sum = |f: fn(&crate::metrics::UpstreamCounters) -> u64| {
                     u.map_or(0, |u| u.shards.sum(f))
                 };
+                let dns: Vec<Value> = up
+                    .names
+                    .iter()
+                    .map(|n| {
+                        let key = NameKey {
+                            upstream: up.name.clone(),
+                            host: n.host.clone(),
+                            port: n.port,
+                        };
+                        let st = table.get(&key);
+                        json!({
+                            "host": n.endpoint(),
+                            "addresses": n.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            "weight": n.weight,
+                            "last_error": st.and_then(|s| s.last_error.clone()),
+                            "last_refresh": st.and_then(|s| s.last_refresh).map(rfc3339),
+                            "refreshes": st.map_or(0, |s| s.refreshes),
+                            "failures": st.map_or(0, |s| s.failures),
+                        })
+                    })
+                    .collect();
                 json!({
                     "name": up.name,
+                    "dns": dns,
                     "balance": config::balance_name(up.balance),
                     "health_check": up.health_check.is_some(),
                     "endpoints": endpoints,
