@@ -9,13 +9,16 @@ Subcommands:
   cpustat                           busy clock ticks of the whole machine
   timed OUTFILE CMD...              run CMD, print its CPU time in clock ticks
   wait-port PORT TIMEOUT [PID]      wait until 127.0.0.1:PORT listens (held by PID)
-  seq PORT N                        N sequential GETs over one keep-alive connection
+  seq PORT N [PATHS]                N sequential GETs over one keep-alive connection
+                                    (PATHS > 1: cycle over the paths /p/0 .. /p/PATHS-1)
+  origin-requests PORT...           requests served so far by each origin (stub_status)
   idle PORT CONNS PID...            RSS growth of PIDs per idle keep-alive connection
   wrk FILE                          parse `wrk --latency` output
   callgrind FILE                    total Ir of a callgrind dump
   strace FILE                       total syscalls of an `strace -c` summary
   dhat FILE                         total blocks/bytes from a DHAT log
   report RESULTS.jsonl INFO         print the Markdown report (INFO: key=value lines)
+  balance-report RESULTS.jsonl INFO print the MODE=balance report (one row per algorithm)
 
 Every request that the helpers send goes to 127.0.0.1 only.
 """
@@ -249,12 +252,21 @@ def _read_response(sock, buf):
     return status, clen, buf[clen:]
 
 
-def seq(port, n, timeout=120):
+def _request(path):
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "User-Agent: strait-bench\r\n\r\n").encode()
+
+
+def seq(port, n, paths=1, timeout=120):
     """Exactly n GETs, one after the other, over one keep-alive connection.
     Every response must be a 200 with a 1024-byte body. If the server closes
     the connection between two requests, reconnect and warn (the count stays
-    exact)."""
+    exact). With paths > 1 the requests cycle over /p/0 .. /p/(paths-1) (the
+    same paths as the wrk script of MODE=balance), so that hash balancers see
+    different keys; with 1 every request is GET /."""
     n = int(n)
+    paths = int(paths)
+    requests = [REQUEST] if paths <= 1 else [_request(f"/p/{k}") for k in range(paths)]
 
     def connect():
         s = socket.create_connection((HOST, int(port)), timeout=float(timeout))
@@ -265,7 +277,7 @@ def seq(port, n, timeout=120):
     t0 = time.monotonic()
     while i < n:
         try:
-            sock.sendall(REQUEST)
+            sock.sendall(requests[i % len(requests)])
             status, blen, buf = _read_response(sock, buf)
         except ConnectionError as e:
             # closed before any byte of this response: the server ended the
@@ -287,6 +299,31 @@ def seq(port, n, timeout=120):
               f"{reconnects} times during {n} requests", file=sys.stderr)
     if os.environ.get("BENCH_VERBOSE"):
         print(f"{n} requests in {time.monotonic() - t0:.2f}s", file=sys.stderr)
+
+
+ORIGIN_STATUS_PATH = "/__bench/status"
+
+
+def origin_requests(*ports):
+    """Requests each origin has handled so far, from its nginx stub_status
+    page (MODE=balance adds that location to the origins). The status request
+    itself is counted too: one per call, the same for every origin."""
+    counts = []
+    for port in ports:
+        with socket.create_connection((HOST, int(port)), timeout=10) as s:
+            s.sendall(f"GET {ORIGIN_STATUS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.search(rb"accepts handled requests\s+(\d+)\s+(\d+)\s+(\d+)", data)
+        if not m:
+            die(f"no stub_status page on origin port {port}: {data[:200]!r}")
+        counts.append(int(m.group(3)))
+    print(" ".join(map(str, counts)))
 
 
 async def _idle(port, conns, pids, parallel=200, settle=2.0):
@@ -452,6 +489,8 @@ def _read_info(path):
         k, v = line.split("=", 1)
         if k == "note":
             info["notes"].append(v)
+        elif k == "skip":
+            info.setdefault("skips", []).append(v)
         else:
             info[k] = v
     return info
@@ -520,11 +559,94 @@ def report(results_path, info_path):
     print("\n".join(out))
 
 
+def balance_report(results_path, info_path):
+    """MODE=balance: one row per algorithm (strait-ALGO) plus nginx."""
+    info = _read_info(info_path)
+    values = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            values.setdefault((r["proxy"], r["metric"]), []).append(r["value"])
+
+    def agg(proxy, key):
+        v = values.get((proxy, key))
+        if not v:
+            return None
+        return sum(v) if key == "errors" else statistics.median(v)
+
+    skipped = {}
+    for line in info.get("skips", []):
+        algo, _, err = line.partition("\t")
+        skipped[algo] = err
+    origins = int(info.get("origins", "0") or 0)
+    base = agg("strait-round_robin", "ir")
+
+    def fmt(x, f):
+        return "n/a" if x is None else f.format(x)
+
+    def row(label, proxy):
+        rps, cpu, busy = agg(proxy, "rps"), agg(proxy, "cpu_us"), agg(proxy, "cpu_busy")
+        ir, errs = agg(proxy, "ir"), agg(proxy, "errors")
+        ratio = f"{ir / base:.3f}" if ir is not None and base else "n/a"
+        diff = f"{ir - base:+,.0f}" if ir is not None and base is not None else "n/a"
+        shares = [agg(proxy, f"share_{k}") for k in range(1, origins + 1)]
+        split = "/".join("?" if x is None else f"{x:.0f}" for x in shares) \
+            if any(x is not None for x in shares) else "n/a"
+        return (f"| {label} | {fmt(rps, '{:,.0f}')} | {fmt(cpu, '{:.2f}')} | "
+                f"{fmt(busy, '{:.0f}')} | {fmt(ir, '{:,.0f}')} | {ratio} | {diff} | "
+                f"{split} | {fmt(errs, '{:.0f}')} |")
+
+    out = []
+    out.append("# Strait load balancers — per-request cost over "
+               f"{origins} origins")
+    out.append("")
+    out.append(f"Run: {info['date']}  ")
+    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}  ")
+    out.append(f"Strait: {info['strait_version']} (git {info['git']})  ")
+    out.append(f"nginx: {info['nginx_version']}; wrk: {info['wrk_version']}; "
+               f"valgrind: {info['valgrind_version']}  ")
+    out.append(f"Settings: MODE=balance ORIGINS={origins} BALANCE_PATHS={info.get('paths')} "
+               f"ROUNDS={info['rounds']} DURATION={info['duration']} CONNS={info['conns']} "
+               f"N={info['n']} PHASES=\"{info.get('phases')}\"; "
+               f"proxy on CPU {info['proxy_cpu']}, wrk + origins on CPU {info['load_cpu']}; "
+               f"load average before the run: {info.get('loadavg', '?')}")
+    out.append("")
+    out.append("| balancer | requests/s | CPU µs/request | proxy CPU busy (%) | Ir/request | "
+               "Ir ÷ strait round_robin | Ir − strait round_robin | requests per origin (%) | "
+               "wrk errors |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: |")
+    for algo in info.get("algos", "").split():
+        if algo in skipped:
+            out.append(f"| strait {algo} | skipped: {skipped[algo].replace('|', '/')} "
+                       "| | | | | | | |")
+        else:
+            out.append(row(f"strait {algo}", f"strait-{algo}"))
+    out.append(row("nginx (round robin)", "nginx"))
+    out.append("")
+    out.append("Requests/s, CPU µs/request, proxy CPU busy and the split over the origins are "
+               "medians over the load rounds (wrk errors: the sum); Ir/request is callgrind's "
+               "count for N sequential keep-alive requests. Every row is the same Strait "
+               "configuration but for `balance` (weights 1,2,3,4 with `weighted`; "
+               "`hash_key = \"path\"` with `ring` and `maglev`), so the difference to "
+               "strait round_robin is the balancer's own cost. Requests cycle over "
+               f"{info.get('paths')} paths (/p/0, /p/1, ...; `/` when 1).")
+    if info.get("origin_rps"):
+        out.append("")
+        out.append(f"One origin alone (wrk straight to the first origin, same settings, one run): "
+                   f"{float(info['origin_rps']):,.0f} requests/s.")
+    for note in info.get("notes", []):
+        out.append("")
+        out.append(f"Note: {note}")
+    print("\n".join(out))
+
+
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
     "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
     "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
-    "dhat": dhat, "report": report,
+    "dhat": dhat, "report": report, "balance-report": balance_report,
+    "origin-requests": origin_requests,
 }
 
 if __name__ == "__main__":

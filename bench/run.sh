@@ -18,9 +18,19 @@
 #   SKIP_BUILD=1      don't run `cargo build --release`; use the existing binary
 #   STRAIT_BIN=path   strait binary (default: target/release/strait)
 #   PHASES="load strace idle callgrind dhat"   which measurements to run
+#                     (MODE=balance: default "load callgrind"; only those two)
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for wrk + origin
 #   VG_TIMEOUT=600    seconds allowed for one valgrind step
-#   MODE=single       upstream layout; "balance" (several origins) is reserved
+#   MODE=single       upstream layout: one origin, strait vs nginx.
+#                     MODE=balance: ORIGINS origins, one strait row per
+#                     balancing algorithm in ALGOS plus nginx (round robin);
+#                     table in bench/results/balance.md
+#   ALGOS="round_robin weighted random least_request peak_ewma ring maglev"
+#                     (MODE=balance) algorithms; one the binary refuses
+#                     (`strait check` fails) is a skipped row with its error
+#   ORIGINS=4         (MODE=balance) number of origins
+#   BALANCE_PATHS=64  (MODE=balance) wrk and the sequential client cycle over
+#                     the paths /p/0 .. /p/63 (1: every request is GET /)
 #   STRAIT_STANDIN=nginx  A/A test of this harness: the "strait" column runs a
 #                     second nginx proxy instead of strait (ratios should be ~1)
 #   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
@@ -45,11 +55,18 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 STRAIT_BIN=${STRAIT_BIN:-$ROOT/target/release/strait}
-PHASES=${PHASES:-load strace idle callgrind dhat}
+MODE=${MODE:-single}
+if [[ $MODE == balance ]]; then
+  PHASES=${PHASES:-load callgrind}
+else
+  PHASES=${PHASES:-load strace idle callgrind dhat}
+fi
+ALGOS=${ALGOS:-round_robin weighted random least_request peak_ewma ring maglev}
+ORIGINS=${ORIGINS:-4}
+BALANCE_PATHS=${BALANCE_PATHS:-64}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 VG_TIMEOUT=${VG_TIMEOUT:-600}
-MODE=${MODE:-single}
 KEEP_TMP=${KEEP_TMP:-0}
 QUIET_WAIT=${QUIET_WAIT:-0}
 STRAIT_STANDIN=${STRAIT_STANDIN:-}
@@ -63,9 +80,35 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
+# Extra arguments for wrk and `benchtool.py seq`, and the origins' status
+# location: all empty in MODE=single, so that its commands and configs are
+# exactly what they were before MODE=balance existed.
+WRK_ARGS=()
+SEQ_ARGS=()
+ORIGIN_STATUS=""
 case $MODE in
   single) ;;
-  balance) die "MODE=balance (strait balancing over several origins) is not implemented yet" ;;
+  balance)
+    [[ -z $STRAIT_STANDIN ]] || die "STRAIT_STANDIN is for MODE=single only"
+    [[ $ORIGINS =~ ^[1-9][0-9]*$ ]] || die "ORIGINS=$ORIGINS is not a positive number"
+    [[ $BALANCE_PATHS =~ ^[1-9][0-9]*$ ]] || die "BALANCE_PATHS=$BALANCE_PATHS is not a positive number"
+    for algo in $ALGOS; do
+      [[ $algo =~ ^[a-z0-9_]+$ ]] || die "bad algorithm name '$algo' in ALGOS"
+    done
+    kept=""
+    for ph in $PHASES; do
+      case $ph in
+        load | callgrind) kept+="$ph " ;;
+        strace | idle | dhat) log "MODE=balance: phase $ph is not run in this mode (only load and callgrind)" ;;
+        *) die "unknown phase $ph" ;;
+      esac
+    done
+    PHASES=${kept% }
+    [[ -n $PHASES ]] || die "MODE=balance needs PHASES with load and/or callgrind"
+    SEQ_ARGS=("$BALANCE_PATHS")
+    # counts the requests of each origin, so that the split shows
+    ORIGIN_STATUS="location = /__bench/status { stub_status; }"
+    ;;
   *) die "unknown MODE=$MODE" ;;
 esac
 
@@ -185,24 +228,90 @@ nginx_conf() { # TEMPLATE PREFIX PORT MASTER_PROCESS -> writes PREFIX/nginx.conf
   sed -e "s#@PREFIX@#$prefix#g" -e "s#@PORT@#$port#g" \
     -e "s#@UPSTREAM_SERVERS@#$servers#g" -e "s#@MASTER_PROCESS@#$master#g" \
     -e "s#@NOFILE@#$NOFILE#g" -e "s#@WORKER_CONNECTIONS@#$WORKER_CONNECTIONS#g" \
-    -e "s#@BODY@#$BODY#g" "$tpl" >"$prefix/nginx.conf"
+    -e "s#@BODY@#$BODY#g" -e "s#@ORIGIN_STATUS@#$ORIGIN_STATUS#g" "$tpl" >"$prefix/nginx.conf"
 }
 
 start_origins() {
-  # MODE=single: one origin. A later "balance" mode starts several here.
-  local port prefix
+  # MODE=single: one origin; MODE=balance: ORIGINS of them, all from the same
+  # template, all pinned to the load core. ORIGIN_PORT/ORIGIN_PID: the first.
+  local port prefix i count=1
+  [[ $MODE == balance ]] && count=$ORIGINS
   ORIGIN_PORTS=()
-  port=$(freeport)
-  prefix=$TMP/origin
-  nginx_conf "$BENCH_DIR/nginx/origin.conf.in" "$prefix" "$port" on
-  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
-    >"$prefix/stdout.log" 2>&1 &
-  PIDS+=($!)
-  wait_port "$port" 30 "$!" || die "origin did not start: $(tail -3 "$prefix/error.log")"
-  ORIGIN_PORTS+=("$port")
-  ORIGIN_PORT=$port
-  ORIGIN_PID=$!
-  log "origin nginx on 127.0.0.1:$port (pid $!)"
+  ORIGIN_PIDS=()
+  for ((i = 1; i <= count; i++)); do
+    port=$(freeport)
+    prefix=$TMP/origin
+    ((count == 1)) || prefix=$TMP/origin$i
+    nginx_conf "$BENCH_DIR/nginx/origin.conf.in" "$prefix" "$port" on
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
+      >"$prefix/stdout.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$port" 30 "$!" || die "origin did not start: $(tail -3 "$prefix/error.log")"
+    ORIGIN_PORTS+=("$port")
+    ORIGIN_PIDS+=("$!")
+    log "origin nginx on 127.0.0.1:$port (pid $!)"
+  done
+  ORIGIN_PORT=${ORIGIN_PORTS[0]}
+  ORIGIN_PID=${ORIGIN_PIDS[0]}
+}
+
+# strait_conf ALGO PORT FILE: the MODE=balance configuration of one algorithm
+strait_conf() {
+  local algo=$1 port=$2 file=$3 i=0 p
+  {
+    echo "# generated by bench/run.sh (MODE=balance, balance = \"$algo\")"
+    echo "[server]"
+    echo "watch_config = false"
+    echo ""
+    echo "[admin]"
+    echo "enabled = false"
+    echo ""
+    echo "[[listeners]]"
+    echo "address = \"127.0.0.1:$port\""
+    echo ""
+    echo "[upstreams.origins]"
+    echo "balance = \"$algo\""
+    case $algo in ring | maglev) echo 'hash_key = "path"' ;; esac
+    echo "endpoints = ["
+    for p in "${ORIGIN_PORTS[@]}"; do
+      i=$((i + 1))
+      if [[ $algo == weighted ]]; then
+        echo "  { address = \"127.0.0.1:$p\", weight = $i },"
+      else
+        echo "  \"127.0.0.1:$p\","
+      fi
+    done
+    echo "]"
+    echo ""
+    echo "# the route of 'strait proxy' (MODE=single): catch-all, request_id"
+    echo "[[routes]]"
+    echo "name = \"all\""
+    echo "middlewares = [\"request_id\"]"
+    echo "upstream = \"origins\""
+  } >"$file"
+}
+
+# check_algos: `strait check` each algorithm's configuration; sets BALANCERS
+# (the accepted ones) and writes a skip= line with the error for the others
+check_algos() {
+  local algo f out err
+  BALANCERS=()
+  for algo in $ALGOS; do
+    f=$TMP/strait-$algo.check.toml
+    out=$RAW/check.$algo.txt
+    strait_conf "$algo" "$(freeport)" "$f"
+    if "$STRAIT_BIN" check --config "$f" >"$out" 2>&1; then
+      BALANCERS+=("$algo")
+    else
+      # the first error line, without the temporary file's path
+      err=$(grep -v -E 'error\(s\)$' "$out" | grep -m1 . || true)
+      err=${err#"$f":}
+      [[ $err =~ ^[0-9]+:[0-9]+:\ (.*)$ ]] && err=${BASH_REMATCH[1]}
+      [[ -n $err ]] || err="strait check failed (see $out)"
+      log "skipping balance = \"$algo\": $err"
+      printf 'skip=%s\t%s\n' "$algo" "$err" >>"$INFO"
+    fi
+  done
 }
 
 # start_proxy NAME HOW PORT [OUTFILE]  -> sets STARTED_PID
@@ -215,6 +324,11 @@ start_proxy() {
     dhat) vg=(valgrind --tool=dhat --dhat-out-file="$out.json" --log-file="$out.log") ;;
   esac
   case $name in
+    strait-*)
+      prefix=""
+      strait_conf "${name#strait-}" "$port" "$TMP/$name.$how.toml"
+      cmd=("$STRAIT_BIN" --config "$TMP/$name.$how.toml" --workers 1)
+      ;;
     strait)
       if [[ $STRAIT_STANDIN == nginx ]]; then
         prefix=$TMP/standin-$how
@@ -266,22 +380,24 @@ wait_quiet() { # up to QUIET_WAIT s until the machine is idle for 2 s
 
 load_round() { # NAME PORT ROUND
   local name=$1 port=$2 round=$3 pids opids t0 t1 o0 o1 m0 m1 s0 s1 wt
-  local rps p50 p99 reqs errs f foreign
+  local rps p50 p99 reqs errs f foreign p c0 c1
   f=$RAW/wrk.$name.$round.txt
   wait_quiet
   read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"
-  read -ra opids <<<"$(pidtree "$ORIGIN_PID")"
+  read -ra opids <<<"$(for p in "${ORIGIN_PIDS[@]}"; do pidtree "$p"; done | tr '\n' ' ')"
+  [[ $MODE == balance ]] && read -ra c0 <<<"$("${BT[@]}" origin-requests "${ORIGIN_PORTS[@]}")"
   m0=$("${BT[@]}" cpustat)
   t0=$(cputicks "${pids[@]}")
   o0=$(cputicks "${opids[@]}")
   s0=$(date +%s.%N)
   wt=$("${BT[@]}" timed "$f" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} \
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/") ||
+    wrk ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/") ||
     die "wrk failed against $name: $(tail -3 "$f")"
   s1=$(date +%s.%N)
   t1=$(cputicks "${pids[@]}")
   o1=$(cputicks "${opids[@]}")
   m1=$("${BT[@]}" cpustat)
+  [[ $MODE == balance ]] && read -ra c1 <<<"$("${BT[@]}" origin-requests "${ORIGIN_PORTS[@]}")"
   read -r rps p50 p99 reqs errs <<<"$("${BT[@]}" wrk "$f")"
   ((reqs > 0)) || die "wrk completed no request against $name; see $f"
   # machine-wide busy time not spent in the proxy, the origin or wrk
@@ -294,24 +410,42 @@ load_round() { # NAME PORT ROUND
   emit "$name" cpu_busy "$(calc "($t1 - $t0) * 100 / $CLK_TCK / ($s1 - $s0)")"
   emit "$name" foreign "$foreign"
   log "round $round $name: $rps req/s, p50 ${p50}ms, p99 ${p99}ms, proxy $((t1 - t0)) ticks, origin $((o1 - o0)), wrk $wt, others ${foreign%.*}% of a core, $errs errors"
+  [[ $MODE == balance ]] && emit_split "$name" "round $round" c0 c1
   ((errs == 0)) || log "WARNING: $name had $errs errors in round $round (see $f)"
   awk "BEGIN { exit !($foreign > 20) }" &&
     log "WARNING: other programs used ${foreign%.*}% of a core during this run: the load rows are disturbed"
   return 0
 }
 
+emit_split() { # NAME WHAT BEFORE_ARRAY AFTER_ARRAY: % of requests per origin
+  local name=$1 what=$2 k total=0 split=""
+  local -n before=$3 after=$4
+  for k in "${!after[@]}"; do total=$((total + after[k] - before[k])); done
+  ((total > 0)) || return 0
+  for k in "${!after[@]}"; do
+    emit "$name" "share_$((k + 1))" "$(calc "(${after[k]} - ${before[k]}) * 100 / $total")"
+    split+="$(((after[k] - before[k]) * 100 / total))/"
+  done
+  log "$what $name: requests per origin ${split%/} %"
+}
+
 phase_load() {
   local r i name order
   for name in "${PROXIES[@]}"; do
     log "warm-up: wrk 2s against $name"
-    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d2s "http://127.0.0.1:${PROXY_PORT[$name]}/" >"$RAW/wrk.$name.warmup.txt" 2>&1
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} -t"$WRK_THREADS" -c"$CONNS" -d2s "http://127.0.0.1:${PROXY_PORT[$name]}/" >"$RAW/wrk.$name.warmup.txt" 2>&1
   done
   log "origin alone: wrk $DURATION straight to the origin"
-  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$ORIGIN_PORT/" >"$RAW/wrk.origin.txt" 2>&1
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$ORIGIN_PORT/" >"$RAW/wrk.origin.txt" 2>&1
   echo "origin_rps=$("${BT[@]}" wrk "$RAW/wrk.origin.txt" | cut -d' ' -f1)" >>"$INFO"
   for ((r = 1; r <= ROUNDS; r++)); do
-    # alternate which proxy goes first
-    if ((r % 2)); then order=("${PROXIES[@]}"); else order=("${PROXIES[1]}" "${PROXIES[0]}"); fi
+    # alternate which proxy goes first: the list forwards in odd rounds,
+    # backwards in even ones
+    order=("${PROXIES[@]}")
+    if ! ((r % 2)); then
+      order=()
+      for ((i = ${#PROXIES[@]} - 1; i >= 0; i--)); do order+=("${PROXIES[i]}"); done
+    fi
     for name in "${order[@]}"; do
       load_round "$name" "${PROXY_PORT[$name]}" "$r"
     done
@@ -369,12 +503,12 @@ phase_idle() { # RSS growth per idle keep-alive connection
 }
 
 vg_requests() { # PORT COUNT: requests against a proxy under valgrind
-  timeout "$VG_TIMEOUT" "${BT[@]}" seq "$1" "$2" ||
+  timeout "$VG_TIMEOUT" "${BT[@]}" seq "$1" "$2" ${SEQ_ARGS[@]+"${SEQ_ARGS[@]}"} ||
     die "requests under valgrind failed or timed out (port $1)"
 }
 
 phase_callgrind() {
-  local name port out pid dump ir
+  local name port out pid dump ir c0 c1
   for name in "${PROXIES[@]}"; do
     port=$(freeport)
     out=$RAW/callgrind.$name.out
@@ -385,7 +519,10 @@ phase_callgrind() {
     vg_requests "$port" "$WARMUP"
     timeout "$VG_TIMEOUT" callgrind_control -z "$pid" >>"$RAW/callgrind_control.log" 2>&1 ||
       die "callgrind_control -z $pid failed"
+    [[ $MODE == balance ]] && read -ra c0 <<<"$("${BT[@]}" origin-requests "${ORIGIN_PORTS[@]}")"
     vg_requests "$port" "$N"
+    [[ $MODE == balance ]] && read -ra c1 <<<"$("${BT[@]}" origin-requests "${ORIGIN_PORTS[@]}")" &&
+      emit_split "$name" callgrind c0 c1
     timeout "$VG_TIMEOUT" callgrind_control -d "$pid" >>"$RAW/callgrind_control.log" 2>&1 ||
       die "callgrind_control -d $pid failed"
     # the first dump after zeroing is part 1; wait until it is complete
@@ -479,7 +616,40 @@ INFO=$RAW/info.txt
   echo "load_cpu=$([[ $CPU_PIN == 1 ]] && echo "$LOAD_CPU" || echo any)"
 } >"$INFO"
 
+if [[ $MODE == balance ]]; then
+  {
+    echo "mode=balance"
+    echo "algos=$ALGOS"
+    echo "origins=$ORIGINS"
+    echo "paths=$BALANCE_PATHS"
+  } >>"$INFO"
+  if ((BALANCE_PATHS > 1)); then
+    # wrk cycles over the same paths as `benchtool.py seq PORT N PATHS`;
+    # the requests are built once, in init
+    cat >"$TMP/paths.lua" <<LUA
+local reqs, n, i = {}, $BALANCE_PATHS, 0
+init = function(args)
+  for k = 0, n - 1 do reqs[k] = wrk.format(nil, "/p/" .. k) end
+end
+request = function()
+  local r = reqs[i]
+  i = (i + 1) % n
+  return r
+end
+LUA
+    WRK_ARGS=(-s "$TMP/paths.lua")
+  fi
+fi
+
 start_origins
+
+if [[ $MODE == balance ]]; then
+  check_algos
+  PROXIES=()
+  for algo in ${BALANCERS[@]+"${BALANCERS[@]}"}; do PROXIES+=("strait-$algo"); done
+  PROXIES+=(nginx)
+  log "balance: rows ${PROXIES[*]} over ${#ORIGIN_PORTS[@]} origins (${ORIGIN_PORTS[*]})"
+fi
 
 declare -A PROXY_PORT PROXY_PID
 if has_phase load || has_phase strace || has_phase idle; then
@@ -487,7 +657,7 @@ if has_phase load || has_phase strace || has_phase idle; then
     PROXY_PORT[$name]=$(freeport)
     start_proxy "$name" native "${PROXY_PORT[$name]}"
     PROXY_PID[$name]=$STARTED_PID
-    "${BT[@]}" seq "${PROXY_PORT[$name]}" 10 ||
+    "${BT[@]}" seq "${PROXY_PORT[$name]}" 10 ${SEQ_ARGS[@]+"${SEQ_ARGS[@]}"} ||
       die "$name does not proxy correctly (expected 200 with a 1024-byte body)"
     sleep 0.5
     read -ra pids <<<"$(pidtree "$STARTED_PID")"
@@ -511,6 +681,12 @@ fi
 has_phase callgrind && phase_callgrind
 has_phase dhat && phase_dhat
 
-"${BT[@]}" report "$RESULTS" "$INFO" >"$RESULTS_DIR/latest.md"
-cat "$RESULTS_DIR/latest.md"
-log "written to $RESULTS_DIR/latest.md (raw outputs in $RAW)"
+if [[ $MODE == balance ]]; then
+  REPORT=$RESULTS_DIR/balance.md
+  "${BT[@]}" balance-report "$RESULTS" "$INFO" >"$REPORT"
+else
+  REPORT=$RESULTS_DIR/latest.md
+  "${BT[@]}" report "$RESULTS" "$INFO" >"$REPORT"
+fi
+cat "$REPORT"
+log "written to $REPORT (raw outputs in $RAW)"
