@@ -10,6 +10,7 @@ use std::time::Instant;
 use http::{header, Request, Response};
 use hyper::body::Incoming;
 
+use crate::balance::BalanceKind;
 use crate::config::Snapshot;
 use crate::data::body::{BytesIn, ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
@@ -162,7 +163,12 @@ async fn forward_upstream<'a>(
     mut upstream: UpstreamRequest,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let index = local.pick(snap, upstream_id)?;
+    // The key of a hashed upstream, read in place from the request.
+    let key = spec.hash.as_ref().and_then(|h| {
+        h.key
+            .hash(ctx.path, ctx.client_addr.ip(), &upstream.headers)
+    });
+    let index = local.pick(snap, upstream_id, key)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
     ctx.ids.set_endpoint(upstream_id, index);
@@ -201,8 +207,16 @@ async fn forward_upstream<'a>(
     *request.headers_mut() = upstream.headers;
     let sent = Instant::now();
     let exchange = sender.try_send_request(request);
+    let observes = spec.balance == BalanceKind::PeakEwma;
     let response = match tokio::time::timeout(spec.response_header_timeout, exchange).await {
-        Err(_) => return Err(ProxyError::ResponseTimeout),
+        Err(_) => {
+            // For peak_ewma a timeout counts as a (long) latency.
+            if observes {
+                let waited = spec.response_header_timeout;
+                local.observe(snap, upstream_id, index, waited, sent + waited);
+            }
+            return Err(ProxyError::ResponseTimeout);
+        }
         Ok(Ok(response)) => response,
         Ok(Err(mut e)) => {
             // A pooled connection closed before the request left (the upstream
@@ -224,6 +238,9 @@ async fn forward_upstream<'a>(
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
+    if observes {
+        local.observe(snap, upstream_id, index, waited, sent + waited);
+    }
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
         u.latency.observe(waited);
     }
