@@ -300,6 +300,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
         json!({
             "endpoints": [{ "address": origin.addr.to_string(), "weight": 1 }],
             "balance": "round_robin",
+            "hash": null,
             "connect_timeout": "5s",
             "response_header_timeout": "1m",
             "body_idle_timeout": "1m",

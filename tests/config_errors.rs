@@ -82,7 +82,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             7,
             11,
-            r#"unknown balance algorithm "least_conn": expected "round_robin" or "weighted""#,
+            r#"unknown balance algorithm "least_conn": expected one of "round_robin", "weighted", "random", "least_request", "peak_ewma", "ring", "maglev""#,
         )],
     ),
     (
@@ -168,6 +168,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    ("bad_hashing.toml", BAD_HASHING),
 ];
 
 /// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.
@@ -217,6 +218,60 @@ const BAD_TRAFFIC_LIMITS: &[Expected] = &[
         27,
         28,
         "upstreams.b.retry_budget.percent = 2000 is out of range: expected 0 to 1000",
+    ),
+];
+
+/// `bad_hashing.toml`: every problem of the balancing keys.
+const BAD_HASHING: &[Expected] = &[
+    (
+        8,
+        11,
+        r#"upstream "a": balance = "ring" needs hash_key: expected "header:NAME", "cookie:NAME", "client_ip" or "path""#,
+    ),
+    (
+        13,
+        12,
+        r#"upstreams.b.hash_key applies to balance = "ring" or "maglev" only, not "least_request""#,
+    ),
+    (
+        14,
+        17,
+        r#"upstreams.b.virtual_nodes applies to balance = "ring" only, not "least_request""#,
+    ),
+    (
+        19,
+        12,
+        r#"upstreams.c.hash_key: invalid hash key "query:id": expected "header:NAME", "cookie:NAME", "client_ip" or "path""#,
+    ),
+    (
+        20,
+        17,
+        r#"upstreams.c.hash_fallback: unknown hash fallback "least_request": expected "round_robin" or "random""#,
+    ),
+    (
+        21,
+        21,
+        "upstreams.c.maglev_table_size = 65536 is not a prime: expected a prime such as 65537 or 251",
+    ),
+    (
+        26,
+        12,
+        r#"upstreams.d.hash_key: invalid header name "x user" in hash key "header:x user": expected a token such as "x-user""#,
+    ),
+    (
+        27,
+        17,
+        "upstreams.d.virtual_nodes = 0 is out of range: expected 1 to 10000",
+    ),
+    (
+        32,
+        12,
+        r#"upstreams.e.hash_key: invalid cookie name "" in hash key "cookie:": expected a token such as "session""#,
+    ),
+    (
+        33,
+        21,
+        "upstreams.e.maglev_table_size = 11 is too small for 2 endpoints: expected at least 10 slots per endpoint",
     ),
 ];
 
@@ -289,7 +344,7 @@ const SEVERAL: &[Expected] = &[
     (
         11,
         11,
-        r#"unknown balance algorithm "random": expected "round_robin" or "weighted""#,
+        r#"unknown balance algorithm "fastest": expected one of "round_robin", "weighted", "random", "least_request", "peak_ewma", "ring", "maglev""#,
     ),
     (
         12,

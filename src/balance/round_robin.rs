@@ -1,6 +1,7 @@
 //! Round robin: each endpoint in turn, skipping the unhealthy ones.
 
 /// Round-robin state: the next index.
+#[derive(Debug, Clone)]
 pub struct RoundRobin {
     next: usize,
 }

@@ -8,8 +8,9 @@
 use crate::upstream::EndpointSpec;
 
 /// Smooth weighted round-robin state: one running score per endpoint.
+#[derive(Debug, Clone)]
 pub struct SmoothWeighted {
-    current: Vec<i64>,
+    pub(crate) current: Vec<i64>,
 }
 
 impl SmoothWeighted {

@@ -123,6 +123,14 @@ pub(crate) struct RawHeaderMatch {
 pub(crate) struct RawUpstream {
     pub(crate) endpoints: Vec<Spanned<RawEndpoint>>,
     pub(crate) balance: Option<Spanned<String>>,
+    /// `ring` and `maglev`: what the hash is taken from.
+    pub(crate) hash_key: Option<Spanned<String>>,
+    /// `ring` and `maglev`: the balancer for requests without a key.
+    pub(crate) hash_fallback: Option<Spanned<String>>,
+    /// `ring`: points per unit of weight.
+    pub(crate) virtual_nodes: Option<Spanned<i64>>,
+    /// `maglev`: lookup table size (a prime).
+    pub(crate) maglev_table_size: Option<Spanned<i64>>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) response_header_timeout: Option<Spanned<String>>,
     pub(crate) body_idle_timeout: Option<Spanned<String>>,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{header, Request, Response};
 use hyper::body::Incoming;
 
+use crate::balance::BalanceKind;
 use crate::config::Route;
 use crate::config::Snapshot;
 use crate::data::body::{BytesIn, ProxyBody, RequestBody};
@@ -264,7 +265,12 @@ async fn forward_upstream<'a>(
     tried: u64,
     timeout: std::time::Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let index = pick_untried(local, snap, upstream_id, spec.endpoints.len(), tried)?;
+    // The key of a hashed upstream, read in place from the request.
+    let key = spec
+        .hash
+        .as_ref()
+        .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
+    let index = pick_untried(local, snap, upstream_id, spec.endpoints.len(), tried, key)?;
     let endpoint = &spec.endpoints[index];
     ctx.log.endpoint = Some(endpoint.addr);
     ctx.ids.set_endpoint(upstream_id, index);
@@ -315,8 +321,15 @@ async fn forward_upstream<'a>(
     *request.headers_mut() = std::mem::take(headers);
     let sent = Instant::now();
     let exchange = sender.try_send_request(request);
+    let observes = spec.balance == BalanceKind::PeakEwma;
     let response = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => return Err(ProxyError::ResponseTimeout),
+        Err(_) => {
+            // For peak_ewma a timeout counts as a (long) latency.
+            if observes {
+                local.observe(snap, upstream_id, index, timeout, sent + timeout);
+            }
+            return Err(ProxyError::ResponseTimeout);
+        }
         Ok(Ok(response)) => response,
         Ok(Err(mut e)) => {
             // A pooled connection closed before the request left (the upstream
@@ -338,6 +351,9 @@ async fn forward_upstream<'a>(
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
+    if observes {
+        local.observe(snap, upstream_id, index, waited, sent + waited);
+    }
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
         u.latency.observe(waited);
     }
@@ -471,13 +487,20 @@ fn pick_untried(
     upstream_id: usize,
     endpoints: usize,
     tried: u64,
+    key: Option<u64>,
 ) -> Result<usize, ProxyError> {
-    let mut index = local.pick(snap, upstream_id)?;
+    let mut index = local.pick(snap, upstream_id, key)?;
+    if tried == 0 {
+        return Ok(index);
+    }
     for _ in 1..endpoints {
         if tried & (1u64 << (index % 64)) == 0 {
             break;
         }
-        index = local.pick(snap, upstream_id)?;
+        // A retry: the next candidate in the balancer's own order (a hashed
+        // upstream gives the same endpoint for the same key, so its retry
+        // falls back to no key, which picks by the upstream's fallback).
+        index = local.pick(snap, upstream_id, None)?;
     }
     Ok(index)
 }

@@ -82,6 +82,9 @@ pub(crate) type SnapshotRef = Rc<Arc<Snapshot>>;
 struct Balancers {
     generation: u64,
     states: Vec<Balancer>,
+    /// Each upstream's name and endpoint addresses, as `states` was built
+    /// for: what a reload compares to carry state over.
+    shapes: Vec<(Box<str>, Box<[SocketAddr]>)>,
     /// Used for requests still running on an older snapshot during a reload.
     fallback: crate::balance::RoundRobin,
 }
@@ -135,7 +138,7 @@ impl WorkerLocal {
             id,
             me: me.clone(),
             shared,
-            balancers: RefCell::new(Balancers::build(&snapshot, id)),
+            balancers: RefCell::new(Balancers::build(&snapshot, id, None)),
             pool: UpstreamPool::new(id, &snapshot),
             protocols: RefCell::new(Rc::new(Protocols::new(&snapshot.server))),
             current: RefCell::new((generation, Rc::new(snapshot))),
@@ -201,28 +204,26 @@ impl WorkerLocal {
     /// Picks an endpoint of `upstream` for a request running on `snap`,
     /// skipping the endpoints the health checker marked down (one relaxed
     /// load per candidate; upstreams without a health check load nothing).
-    /// When every endpoint is down: all of them if the check fails open,
-    /// else `NoHealthyEndpoint`.
+    /// `key` is the hash of the request's key for a `ring` or `maglev`
+    /// upstream (`None`: no key, the fallback balancer picks). When every
+    /// endpoint is down: all of them if the check fails open, else
+    /// `NoHealthyEndpoint`.
     pub(crate) fn pick(
         &self,
         snap: &Snapshot,
         upstream: usize,
+        key: Option<u64>,
     ) -> Result<usize, crate::data::error::ProxyError> {
         use crate::data::error::ProxyError;
         let Some(spec) = snap.upstreams.get(upstream) else {
             return Err(ProxyError::NoEndpoint);
         };
-        let endpoints = &spec.endpoints;
-        if endpoints.is_empty() {
+        if spec.endpoints.is_empty() {
             return Err(ProxyError::NoEndpoint);
         }
-        let mut b = self.balancers.borrow_mut();
-        if b.generation < snap.generation {
-            *b = Balancers::build(snap, self.id);
-        }
         if spec.health_check.is_none() && spec.outlier.is_none() {
-            return b
-                .pick(snap.generation, upstream, endpoints, |_| true)
+            return self
+                .choose(snap, upstream, spec, key, |_| true)
                 .ok_or(ProxyError::NoEndpoint);
         }
         let health = snap
@@ -240,12 +241,67 @@ impl WorkerLocal {
                 .get(i)
                 .map_or(true, |e| e.health.0.is_healthy() && !e.is_ejected(now_ms))
         };
-        match b.pick(snap.generation, upstream, endpoints, healthy) {
+        match self.choose(snap, upstream, spec, key, healthy) {
             Some(i) => Ok(i),
-            None if spec.health_check.as_ref().is_some_and(|c| c.fail_open) => b
-                .pick(snap.generation, upstream, endpoints, |_| true)
+            None if spec.health_check.as_ref().is_some_and(|c| c.fail_open) => self
+                .choose(snap, upstream, spec, key, |_| true)
                 .ok_or(ProxyError::NoEndpoint),
             None => Err(ProxyError::NoHealthyEndpoint),
+        }
+    }
+
+    /// One pick: by the snapshot's hash table when the request has a key,
+    /// else by this worker's balancer state (rebuilt, carrying over what
+    /// it can, when the snapshot is newer than the state).
+    #[inline]
+    fn choose(
+        &self,
+        snap: &Snapshot,
+        upstream: usize,
+        spec: &crate::upstream::UpstreamSpec,
+        key: Option<u64>,
+        healthy: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        if let (Some(hash), Some(key)) = (&spec.hash, key) {
+            return hash.table.pick(key, healthy);
+        }
+        let mut b = self.balancers.borrow_mut();
+        if b.generation < snap.generation {
+            let fresh = Balancers::build(snap, self.id, Some(&b));
+            *b = fresh;
+        }
+        // This worker's own shard: a relaxed load of a line only it writes.
+        let in_flight = |i: usize| {
+            snap.stats
+                .endpoint((upstream, i), self.id)
+                .map_or(0, |e| e.in_flight.get().max(0) as u64)
+        };
+        b.pick(
+            snap.generation,
+            upstream,
+            &spec.endpoints,
+            healthy,
+            in_flight,
+        )
+    }
+
+    /// Feeds the latency `rtt` of a request to endpoint `index` of
+    /// `upstream`, answered at `now`, to the worker's balancer (only
+    /// `peak_ewma` keeps it). A request that ran on an older snapshot than
+    /// the balancer state is not counted (rare: around a reload).
+    pub(crate) fn observe(
+        &self,
+        snap: &Snapshot,
+        upstream: usize,
+        index: usize,
+        rtt: Duration,
+        now: Instant,
+    ) {
+        let mut b = self.balancers.borrow_mut();
+        if b.generation == snap.generation {
+            if let Some(state) = b.states.get_mut(upstream) {
+                state.observe(index, rtt, now);
+            }
         }
     }
 
@@ -437,15 +493,39 @@ impl Drop for RequestGuard {
 }
 
 impl Balancers {
-    fn build(snap: &Snapshot, seed: usize) -> Self {
+    /// The states for `snap`. With `previous` (this worker's states for an
+    /// older snapshot), an upstream of the same name and algorithm keeps
+    /// what it learnt: see [`Balancer::carry_over`].
+    fn build(snap: &Snapshot, seed: usize, previous: Option<&Balancers>) -> Self {
+        let states = snap
+            .upstreams
+            .iter()
+            .map(|u| {
+                // A hashed upstream's state is its fallback's.
+                let kind = u.hash.as_ref().map_or(u.balance, |h| h.fallback.kind());
+                let mut state = Balancer::new(kind, &u.endpoints, seed);
+                let old = previous.and_then(|p| {
+                    let j = p.shapes.iter().position(|(name, _)| **name == *u.name)?;
+                    Some((p.states.get(j)?, &p.shapes[j].1))
+                });
+                if let Some((old, addrs)) = old {
+                    state.carry_over(old, addrs, &u.endpoints);
+                }
+                state
+            })
+            .collect();
         Balancers {
             generation: snap.generation,
-            states: snap
+            states,
+            shapes: snap
                 .upstreams
                 .iter()
-                .map(|u| Balancer::new(u.balance, &u.endpoints, seed))
+                .map(|u| (u.name.clone(), u.endpoints.iter().map(|e| e.addr).collect()))
                 .collect(),
-            fallback: crate::balance::RoundRobin::new(seed),
+            fallback: previous.map_or_else(
+                || crate::balance::RoundRobin::new(seed),
+                |p| p.fallback.clone(),
+            ),
         }
     }
 
@@ -459,9 +539,12 @@ impl Balancers {
         upstream: usize,
         endpoints: &[crate::upstream::EndpointSpec],
         healthy: impl Fn(usize) -> bool,
+        in_flight: impl Fn(usize) -> u64,
     ) -> Option<usize> {
         match self.states.get_mut(upstream) {
-            Some(state) if self.generation == generation => state.pick(endpoints, healthy),
+            Some(state) if self.generation == generation => {
+                state.pick(endpoints, healthy, in_flight)
+            }
             _ => self.fallback.pick(endpoints.len(), healthy),
         }
     }

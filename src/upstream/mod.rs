@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::balance::BalanceKind;
+use crate::balance::{BalanceKind, HashFallback, HashKey, HashTable};
 
 /// One endpoint of an upstream.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub(crate) struct UpstreamSpec {
     pub(crate) name: Box<str>,
     pub(crate) endpoints: Box<[EndpointSpec]>,
     pub(crate) balance: BalanceKind,
+    /// Consistent hashing (`ring`, `maglev`): the key and the table.
+    pub(crate) hash: Option<HashPolicy>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_header_timeout: Duration,
     pub(crate) body_idle_timeout: Duration,
@@ -163,6 +165,18 @@ impl Family {
         out.dedup();
         out
     }
+}
+
+/// How a `ring` or `maglev` upstream hashes: built once by the control
+/// plane, read by every worker.
+#[derive(Debug)]
+pub(crate) struct HashPolicy {
+    pub(crate) key: HashKey,
+    /// What picks for requests without a key.
+    pub(crate) fallback: HashFallback,
+    /// Virtual nodes per weight unit (ring) or table size (maglev).
+    pub(crate) size: u32,
+    pub(crate) table: HashTable,
 }
 
 /// `[upstreams.NAME.health_check]` as compiled.

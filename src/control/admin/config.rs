@@ -92,10 +92,7 @@ fn server(s: &ServerSettings, fallback_log: Option<&AccessLog>) -> Value {
 }
 
 pub(super) fn balance_name(kind: BalanceKind) -> &'static str {
-    match kind {
-        BalanceKind::RoundRobin => "round_robin",
-        BalanceKind::Weighted => "weighted",
-    }
+    kind.name()
 }
 
 fn upstream(u: &UpstreamSpec) -> Value {
@@ -106,6 +103,11 @@ fn upstream(u: &UpstreamSpec) -> Value {
             .map(|e| json!({ "address": e.addr.to_string(), "weight": e.weight }))
             .collect::<Vec<_>>(),
         "balance": balance_name(u.balance),
+        "hash": u.hash.as_ref().map(|h| json!({
+            "key": h.key.describe(),
+            "fallback": h.fallback.name(),
+            "size": h.size,
+        })),
         "connect_timeout": duration(u.connect_timeout),
         "response_header_timeout": duration(u.response_header_timeout),
         "body_idle_timeout": duration(u.body_idle_timeout),
