@@ -238,13 +238,18 @@ impl HashTable {
     }
 
     /// A Maglev table of `size` slots (a prime larger than the number of
-    /// endpoints). Each endpoint walks its own permutation of the slots
+    /// endpoints; a size that is not prime is rounded up to the next prime). Each endpoint walks its own permutation of the slots
     /// (offset and skip from its address) and the endpoints take turns
     /// claiming their next free slot, a heavier endpoint taking more turns
     /// (weight / largest weight per round), until every slot is taken.
     pub fn maglev(endpoints: &[EndpointSpec], size: u32) -> HashTable {
         let ids = endpoint_ids(endpoints);
-        let m = u64::from(size.max(2));
+        // Each endpoint's walk visits every slot only if the size is prime:
+        // round a size that is not up to the next prime.
+        let mut m = u64::from(size.max(2));
+        while !is_prime(m) {
+            m += 1;
+        }
         let mut slots = vec![u32::MAX; m as usize];
         if !endpoints.is_empty() {
             // Fill order by identity, so the table does not depend on the
@@ -335,6 +340,9 @@ impl HashTable {
                 self.rendezvous(key, healthy)
             }
             Lookup::Maglev { slots } => {
+                if self.ids.is_empty() {
+                    return None;
+                }
                 let m = slots.len() as u64;
                 let mut slot = key % m;
                 let first = slots[slot as usize] as usize;
@@ -436,6 +444,15 @@ mod tests {
             ("ring", HashTable::ring(e, DEFAULT_VIRTUAL_NODES)),
             ("maglev", HashTable::maglev(e, DEFAULT_MAGLEV_TABLE_SIZE)),
         ]
+    }
+
+    #[test]
+    fn degenerate_tables_do_not_hang_or_panic() {
+        let e = eps(9000..9012);
+        let t = HashTable::maglev(&e, 8); // not prime, fewer slots than endpoints
+        assert!(t.pick(1, |_| true).is_some());
+        assert_eq!(HashTable::maglev(&[], 7).pick(1, |_| true), None);
+        assert_eq!(HashTable::ring(&[], 160).pick(1, |_| true), None);
     }
 
     #[test]
