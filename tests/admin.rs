@@ -308,6 +308,8 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "max_idle_per_endpoint": 64,
             "health_check": null,
             "max_requests": null,
+            "max_connections": null,
+            "max_pending": null,
             "retry_budget": { "percent": 20, "min_per_second": 3 },
             "outlier_detection": null,
             "dns_refresh": "30s",

@@ -219,6 +219,11 @@ const BAD_TRAFFIC_LIMITS: &[Expected] = &[
         28,
         "upstreams.b.retry_budget.percent = 2000 is out of range: expected 0 to 1000",
     ),
+    (
+        31,
+        15,
+        "upstreams.c.max_pending applies only with max_connections (requests wait for a connection only when that limit is reached)",
+    ),
 ];
 
 /// `bad_hashing.toml`: every problem of the balancing keys.

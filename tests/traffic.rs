@@ -239,3 +239,92 @@ async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn max_connections_queues_up_to_max_pending_then_answers_503() {
+    // Every request holds its connection for 400 ms.
+    let origin = slow_origin(Duration::from_millis(400));
+    let gw = start(
+        &upstream_config(
+            &[origin.addr],
+            "max_connections = 2\nmax_pending = 1\nconnect_timeout = \"2s\"\n",
+        ),
+        1,
+    );
+    let addr = gw.addr();
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(async move {
+                // Staggered, so the two first take the connections, the third
+                // waits and the fourth finds the queue full.
+                tokio::time::sleep(Duration::from_millis(30 * i)).await;
+                get(addr, "/", &[]).await
+            })
+        })
+        .collect();
+    let replies = futures_join(tasks).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 200, 503], "{replies:?}");
+    assert_eq!(
+        replies[3].text(),
+        "503 Service Unavailable: upstream max_pending limit reached\n"
+    );
+    // The waiting request reused a connection: the origin saw only two.
+    assert_eq!(origin.connections(), 2);
+    assert_eq!(
+        metric(
+            &gw,
+            "strait_upstream_limit_rejections_total",
+            &[("limit", "max_pending")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric(&gw, "strait_upstream_open_connections", &[]).await,
+        2.0
+    );
+    assert_eq!(metric(&gw, "strait_upstream_pending", &[]).await, 0.0);
+    // Recovered.
+    assert_eq!(get(addr, "/", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn max_connections_answers_503_when_no_connection_frees_up_in_time() {
+    let origin = slow_origin(Duration::from_millis(1500));
+    let gw = start(
+        &upstream_config(
+            &[origin.addr],
+            "max_connections = 1\nconnect_timeout = \"300ms\"\n",
+        ),
+        1,
+    );
+    let addr = gw.addr();
+    let first = tokio::spawn(async move { get(addr, "/", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let second = get(addr, "/", &[]).await;
+    let waited = started.elapsed();
+    assert_eq!(second.status, 503);
+    assert_eq!(
+        second.text(),
+        "503 Service Unavailable: upstream max_connections limit reached\n"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1400),
+        "answered after {waited:?}"
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(
+        metric(
+            &gw,
+            "strait_upstream_limit_rejections_total",
+            &[("limit", "max_connections")]
+        )
+        .await,
+        1.0
+    );
+    // Recovered: the connection is free again.
+    assert_eq!(get(addr, "/", &[]).await.status, 200);
+    assert_eq!(origin.connections(), 1);
+}

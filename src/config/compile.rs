@@ -440,6 +440,27 @@ impl Compiler<'_, '_> {
             max_requests: up.max_requests.as_ref().map(|m| {
                 self.int_in(&Some(m.clone()), 1, 1..1_000_001, &what("max_requests")) as u32
             }),
+            max_connections: up.max_connections.as_ref().map(|m| {
+                self.int_in(&Some(m.clone()), 1, 1..1_000_001, &what("max_connections")) as u32
+            }),
+            max_pending: match (&up.max_pending, &up.max_connections) {
+                (Some(p), None) => {
+                    self.d.at(
+                        span(p),
+                        format!(
+                            "{} applies only with max_connections (requests wait for a connection only when that limit is reached)",
+                            what("max_pending")
+                        ),
+                    );
+                    upstream::DEFAULT_MAX_PENDING
+                }
+                (p, _) => self.int_in(
+                    p,
+                    i64::from(upstream::DEFAULT_MAX_PENDING),
+                    0..1_000_001,
+                    &what("max_pending"),
+                ) as u32,
+            },
             outlier: up
                 .outlier_detection
                 .as_ref()

@@ -138,6 +138,8 @@ pub(crate) struct RawUpstream {
     pub(crate) max_idle_per_endpoint: Option<Spanned<i64>>,
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
     pub(crate) max_requests: Option<Spanned<i64>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) max_pending: Option<Spanned<i64>>,
     pub(crate) outlier_detection: Option<Spanned<RawOutlierDetection>>,
     pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
     pub(crate) dns_refresh: Option<Spanned<String>>,

@@ -18,6 +18,11 @@ pub enum ProxyError {
     NoHealthyEndpoint,
     /// The upstream's `max_requests` limit was reached on this worker.
     MaxRequests,
+    /// No connection freed up within `connect_timeout` while the upstream's
+    /// `max_connections` were open.
+    MaxConnections,
+    /// The upstream's `max_pending` requests were already waiting.
+    MaxPending,
     /// The route's `timeout` passed before the upstream's response head.
     RouteTimeout,
     /// The endpoint refused the TCP connection.
@@ -43,9 +48,11 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint | ProxyError::NoHealthyEndpoint | ProxyError::MaxRequests => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::NoEndpoint
+            | ProxyError::NoHealthyEndpoint
+            | ProxyError::MaxRequests
+            | ProxyError::MaxConnections
+            | ProxyError::MaxPending => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RouteTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ConnectRefused
             | ProxyError::ConnectFailed
@@ -64,6 +71,8 @@ impl ProxyError {
             ProxyError::NoEndpoint => "no_endpoint",
             ProxyError::NoHealthyEndpoint => "no_healthy_endpoint",
             ProxyError::MaxRequests => "upstream_max_requests",
+            ProxyError::MaxConnections => "upstream_max_connections",
+            ProxyError::MaxPending => "upstream_max_pending",
             ProxyError::RouteTimeout => "route_timeout",
             ProxyError::ConnectRefused => "upstream_connect_refused",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
@@ -86,6 +95,12 @@ impl ProxyError {
             }
             ProxyError::MaxRequests => {
                 "503 Service Unavailable: upstream max_requests limit reached\n"
+            }
+            ProxyError::MaxConnections => {
+                "503 Service Unavailable: upstream max_connections limit reached\n"
+            }
+            ProxyError::MaxPending => {
+                "503 Service Unavailable: upstream max_pending limit reached\n"
             }
             ProxyError::RouteTimeout => "504 Gateway Timeout: route timeout reached\n",
             ProxyError::ConnectRefused => "502 Bad Gateway: upstream refused the connection\n",
@@ -128,6 +143,8 @@ mod tests {
             NoEndpoint,
             NoHealthyEndpoint,
             MaxRequests,
+            MaxConnections,
+            MaxPending,
             RouteTimeout,
             ConnectRefused,
             ConnectTimeout,

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -287,7 +288,7 @@ async fn forward_upstream<'a>(
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
-    let (mut sender, reused) = acquire(local, endpoint.addr, spec).await?;
+    let (mut sender, reused) = acquire(local, endpoint.addr, spec, snap, upstream_id).await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -337,9 +338,15 @@ async fn forward_upstream<'a>(
             // it goes once more over a new connection. Nothing was sent, so this
             // is safe for any method. Rare, hence boxed.
             let retry = match e.take_message() {
-                Some(unsent) if reused => {
-                    Box::pin(resend(&mut sender, unsent, endpoint.addr, spec))
-                }
+                Some(unsent) if reused => Box::pin(resend(
+                    local,
+                    &mut sender,
+                    unsent,
+                    endpoint.addr,
+                    spec,
+                    snap,
+                    upstream_id,
+                )),
                 _ => return Err(classify(e.error())),
             };
             let remaining = timeout.saturating_sub(sent.elapsed());
@@ -546,24 +553,102 @@ async fn acquire(
     local: &WorkerLocal,
     addr: SocketAddr,
     spec: &UpstreamSpec,
+    snap: &Snapshot,
+    upstream_id: usize,
 ) -> Result<(Sender, bool), ProxyError> {
     while let Some(mut sender) = local.pool.checkout(addr) {
         if sender.ready().await.is_ok() {
             return Ok((sender, true));
         }
     }
-    Ok((new_connection(addr, spec).await?, false))
+    if let Some(max) = spec.max_connections {
+        let share = max.div_ceil(snap.server.workers.max(1) as u32);
+        if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+            if u.connections.get() >= i64::from(share) {
+                // At the limit: rare, hence boxed.
+                return Box::pin(wait_for_connection(
+                    local,
+                    addr,
+                    spec,
+                    snap,
+                    upstream_id,
+                    share,
+                ))
+                .await;
+            }
+        }
+    }
+    Ok((
+        new_connection(local, addr, spec, snap, upstream_id).await?,
+        false,
+    ))
+}
+
+/// At `max_connections` (this worker's `share`): wait, as one of at most
+/// `max_pending` (shared out), for a connection to this endpoint to be
+/// checked in or for room to open a new one, until `connect_timeout`.
+/// Idle connections to the upstream's other endpoints are closed to make
+/// room.
+async fn wait_for_connection(
+    local: &WorkerLocal,
+    addr: SocketAddr,
+    spec: &UpstreamSpec,
+    snap: &Snapshot,
+    upstream_id: usize,
+    share: u32,
+) -> Result<(Sender, bool), ProxyError> {
+    let Some(u) = snap.stats.upstream(upstream_id, local.id) else {
+        return Err(ProxyError::MaxConnections);
+    };
+    let pending_share = spec.max_pending.div_ceil(snap.server.workers.max(1) as u32);
+    if u.pending.get() >= i64::from(pending_share) {
+        u.max_pending_rejections.inc();
+        return Err(ProxyError::MaxPending);
+    }
+    u.pending.inc();
+    let deadline = tokio::time::Instant::now() + spec.connect_timeout;
+    let result = loop {
+        let mut reused = None;
+        while let Some(mut sender) = local.pool.checkout(addr) {
+            if sender.ready().await.is_ok() {
+                reused = Some(sender);
+                break;
+            }
+        }
+        if let Some(sender) = reused {
+            break Ok((sender, true));
+        }
+        if u.connections.get() < i64::from(share) {
+            break new_connection(local, addr, spec, snap, upstream_id)
+                .await
+                .map(|s| (s, false));
+        }
+        // Closing an idle connection of this upstream frees room once its
+        // task has ended, which wakes this wait.
+        local
+            .pool
+            .evict_idle(spec.endpoints.iter().map(|e| e.addr).filter(|a| *a != addr));
+        if !local.wait_for_room(deadline).await {
+            u.max_connections_rejections.inc();
+            break Err(ProxyError::MaxConnections);
+        }
+    };
+    u.pending.dec();
+    result
 }
 
 /// Sends a request that a stale pooled connection handed back over a new
 /// connection.
 async fn resend(
+    local: &WorkerLocal,
     sender: &mut Sender,
     request: Request<RequestBody>,
     addr: SocketAddr,
     spec: &UpstreamSpec,
+    snap: &Snapshot,
+    upstream_id: usize,
 ) -> Result<Response<Incoming>, ProxyError> {
-    *sender = new_connection(addr, spec).await?;
+    *sender = new_connection(local, addr, spec, snap, upstream_id).await?;
     sender
         .try_send_request(request)
         .await
@@ -574,8 +659,49 @@ async fn resend(
 /// to reusing a pooled connection, and its state (socket connect, timer, HTTP
 /// handshake) would otherwise be inlined into every request's future, which
 /// hyper keeps allocated per client connection, idle or not.
-async fn new_connection(addr: SocketAddr, spec: &UpstreamSpec) -> Result<Sender, ProxyError> {
-    Box::pin(connect::connect(addr, spec.connect_timeout)).await
+async fn new_connection(
+    local: &WorkerLocal,
+    addr: SocketAddr,
+    spec: &UpstreamSpec,
+    snap: &Snapshot,
+    upstream_id: usize,
+) -> Result<Sender, ProxyError> {
+    let open = OpenUpstreamConnection::new(local, snap, upstream_id);
+    Box::pin(connect::connect(addr, spec.connect_timeout, open)).await
+}
+
+/// Counts a connection an upstream opened, for `max_connections`, until the
+/// connection's task ends (it closed); then wakes requests waiting for room.
+struct OpenUpstreamConnection {
+    local: Rc<WorkerLocal>,
+    stats: Option<Arc<crate::metrics::UpstreamStats>>,
+}
+
+impl OpenUpstreamConnection {
+    fn new(local: &WorkerLocal, snap: &Snapshot, upstream_id: usize) -> Self {
+        // An `Arc` clone per new connection (not per request).
+        let stats = snap.stats.upstreams.get(upstream_id).cloned();
+        if let Some(c) = stats.as_ref().and_then(|s| s.shards.get(local.id)) {
+            c.connections.inc();
+        }
+        OpenUpstreamConnection {
+            local: local.rc(),
+            stats,
+        }
+    }
+}
+
+impl Drop for OpenUpstreamConnection {
+    fn drop(&mut self) {
+        if let Some(c) = self
+            .stats
+            .as_ref()
+            .and_then(|s| s.shards.get(self.local.id))
+        {
+            c.connections.dec();
+        }
+        self.local.room_freed();
+    }
 }
 
 /// Maps a hyper client error to the cause the client is told.

@@ -125,6 +125,10 @@ pub(crate) struct WorkerLocal {
     in_flight: Cell<usize>,
     /// Unix time in ms, refreshed by housekeeping (for outlier ejections).
     now_ms: Cell<u64>,
+    /// Requests waiting for an upstream connection (`max_connections`), and
+    /// what wakes them: a connection checked in or closed.
+    room_waiters: Cell<usize>,
+    room: tokio::sync::Notify,
     /// Wakes the drain wait when the last request in flight ends.
     all_done: tokio::sync::Notify,
 }
@@ -151,6 +155,8 @@ impl WorkerLocal {
             clock_base: (Instant::now(), SystemTime::now()),
             in_flight: Cell::new(0),
             now_ms: Cell::new(crate::upstream::outlier::unix_ms()),
+            room_waiters: Cell::new(0),
+            room: tokio::sync::Notify::new(),
             all_done: tokio::sync::Notify::new(),
         })
     }
@@ -194,6 +200,25 @@ impl WorkerLocal {
     /// rare paths only (a retry).
     pub(crate) fn monotonic_ms(&self) -> u64 {
         self.clock_base.0.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Wakes the requests waiting for an upstream connection, if any (a
+    /// `Cell` read otherwise: this runs whenever a connection is freed).
+    #[inline]
+    pub(crate) fn room_freed(&self) {
+        if self.room_waiters.get() > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Waits until an upstream connection is freed, or `deadline`; false on
+    /// the deadline.
+    pub(crate) async fn wait_for_room(&self, deadline: tokio::time::Instant) -> bool {
+        let notified = self.room.notified();
+        self.room_waiters.set(self.room_waiters.get() + 1);
+        let woke = tokio::time::timeout_at(deadline, notified).await.is_ok();
+        self.room_waiters.set(self.room_waiters.get() - 1);
+        woke
     }
 
     /// This worker's process-wide counters.

@@ -241,6 +241,15 @@ pub(crate) struct UpstreamCounters {
     pub(crate) in_flight: Gauge,
     /// Requests refused with 503 because `max_requests` was reached.
     pub(crate) limit_rejections: Counter,
+    /// Connections open that this upstream opened (for `max_connections`).
+    pub(crate) connections: Gauge,
+    /// Requests waiting for a connection (for `max_pending`).
+    pub(crate) pending: Gauge,
+    /// Requests refused with 503: no connection within `connect_timeout`
+    /// while `max_connections` were open.
+    pub(crate) max_connections_rejections: Counter,
+    /// Requests refused with 503 because `max_pending` were waiting.
+    pub(crate) max_pending_rejections: Counter,
     /// Retries sent (attempts after the first).
     pub(crate) retries: Counter,
     /// Retries not sent because the upstream's retry budget was spent.

@@ -15,8 +15,13 @@ use crate::data::error::ProxyError;
 /// The sending half of an upstream HTTP/1.1 connection.
 pub(crate) type Sender = http1::SendRequest<RequestBody>;
 
-/// Connects to `addr` and returns a sender; the connection runs on this worker.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
+/// Connects to `addr` and returns a sender; the connection runs on this
+/// worker, holding `open` (if any) until it closes.
+pub(crate) async fn connect<G: 'static>(
+    addr: SocketAddr,
+    timeout: Duration,
+    open: G,
+) -> Result<Sender, ProxyError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ProxyError::ConnectTimeout),
         Ok(Err(e)) => return Err(classify(&e)),
@@ -29,6 +34,7 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sende
         .await
         .map_err(|_| ProxyError::ConnectFailed)?;
     tokio::task::spawn_local(async move {
+        let _open = open;
         if let Err(e) = conn.await {
             tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
         }

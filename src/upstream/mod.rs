@@ -54,6 +54,12 @@ pub(crate) struct UpstreamSpec {
     /// Concurrent requests to the upstream (`max_requests`), shared out over
     /// the workers (each allows its share, rounded up); `None`: no limit.
     pub(crate) max_requests: Option<u32>,
+    /// Connections to the upstream's endpoints this upstream opened
+    /// (`max_connections`), shared out over the workers like `max_requests`.
+    pub(crate) max_connections: Option<u32>,
+    /// Requests waiting for a connection when `max_connections` is reached
+    /// (`max_pending`, default 1024), shared out over the workers.
+    pub(crate) max_pending: u32,
     /// Passive health, if configured.
     pub(crate) outlier: Option<OutlierSpec>,
     /// How many retries the upstream accepts.
@@ -222,6 +228,7 @@ pub(crate) const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs
 pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 64;
+pub(crate) const DEFAULT_MAX_PENDING: u32 = 1024;
 pub(crate) const DEFAULT_CONSECUTIVE_5XX: u32 = 5;
 pub(crate) const DEFAULT_CONSECUTIVE_CONNECT_FAILURES: u32 = 3;
 pub(crate) const DEFAULT_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);

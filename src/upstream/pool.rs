@@ -156,6 +156,24 @@ impl UpstreamPool {
         }
     }
 
+    /// Closes the oldest idle connection to one of `addrs` (making room
+    /// under a connection limit); false if there is none.
+    pub(crate) fn evict_idle(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
+        let mut entries = self.entries.borrow_mut();
+        for addr in addrs {
+            if let Some(e) = entries.get_mut(&addr) {
+                if !e.idle.is_empty() {
+                    e.idle.remove(0);
+                    if let Some(c) = e.counters(self.worker) {
+                        c.idle.dec();
+                    }
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Closes idle connections past their idle timeout or already closed.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
@@ -202,6 +220,7 @@ impl PooledConn {
     pub(crate) fn release(mut self) {
         if let Some(sender) = self.sender.take() {
             self.local.pool.done(self.addr, sender, self.settings, true);
+            self.local.room_freed();
         }
     }
 }

@@ -115,6 +115,8 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "max_idle_per_endpoint": u.pool.max_idle_per_endpoint,
         "health_check": u.health_check.as_ref().map(health_check),
         "max_requests": u.max_requests,
+        "max_connections": u.max_connections,
+        "max_pending": u.max_connections.map(|_| u.max_pending),
         "retry_budget": json!({
             "percent": u.retry_budget.percent,
             "min_per_second": u.retry_budget.min_per_second,

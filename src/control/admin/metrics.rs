@@ -219,10 +219,42 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
         &mut enc,
         "strait_upstream_limit_rejections",
         "Requests answered 503 because an upstream limit was reached, by upstream and limit.",
+        stats.upstreams.iter().flat_map(|u| {
+            [
+                (
+                    [("upstream", &*u.name), ("limit", "max_requests")],
+                    u.shards.sum(|c| c.limit_rejections.get()),
+                ),
+                (
+                    [("upstream", &*u.name), ("limit", "max_connections")],
+                    u.shards.sum(|c| c.max_connections_rejections.get()),
+                ),
+                (
+                    [("upstream", &*u.name), ("limit", "max_pending")],
+                    u.shards.sum(|c| c.max_pending_rejections.get()),
+                ),
+            ]
+        }),
+    )?;
+    gauges(
+        &mut enc,
+        "strait_upstream_open_connections",
+        "Connections open that the upstream opened (what max_connections limits), by upstream.",
         stats.upstreams.iter().map(|u| {
             (
-                [("upstream", &*u.name), ("limit", "max_requests")],
-                u.shards.sum(|c| c.limit_rejections.get()),
+                [("upstream", &*u.name)],
+                u.shards.sum_i64(|c| c.connections.get()).max(0),
+            )
+        }),
+    )?;
+    gauges(
+        &mut enc,
+        "strait_upstream_pending",
+        "Requests waiting for a connection under max_connections (what max_pending limits), by upstream.",
+        stats.upstreams.iter().map(|u| {
+            (
+                [("upstream", &*u.name)],
+                u.shards.sum_i64(|c| c.pending.get()).max(0),
             )
         }),
     )?;

@@ -343,7 +343,12 @@ impl Admin {
                     "responses": responses,
                     "max_requests": up.max_requests,
                     "outlier_detection": up.outlier.is_some(),
-                    "limit_rejections": { "max_requests": sum(|c| c.limit_rejections.get()) },
+                    "max_connections": up.max_connections,
+                    "limit_rejections": {
+                        "max_requests": sum(|c| c.limit_rejections.get()),
+                        "max_connections": sum(|c| c.max_connections_rejections.get()),
+                        "max_pending": sum(|c| c.max_pending_rejections.get()),
+                    },
                     "retries": sum(|c| c.retries.get()),
                     "retry_budget_exhausted": sum(|c| c.retry_budget_exhausted.get()),
                     "connect_failures": sum(|c| c.connect_failures.get()),
