@@ -213,3 +213,35 @@ async fn the_access_log_shows_the_attempts() {
     attempts.sort_unstable();
     assert_eq!(attempts, [1, 2], "{text}");
 }
+
+#[tokio::test]
+async fn a_post_over_the_replay_limit_is_not_retried_even_when_posts_may_be() {
+    let echo = Origin::echo();
+    let gw = start(&config(
+        &[dead_addr(), echo.addr],
+        "attempts = 2, non_idempotent = true, replay_limit = 64, on = [\"connect_failure\"], backoff_base = \"1ms\"",
+        "retry_budget = { percent = 100, min_per_second = 1000 }\n",
+    ));
+    // Over the limit: the request that meets the dead endpoint fails.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(
+            H1::connect(gw.addr())
+                .await
+                .send(post("/", 100))
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 502]);
+    assert_eq!(metric(&gw, "strait_upstream_retries_total").await, 0.0);
+    // Within it, a POST is retried (non_idempotent = true) with its body whole.
+    for _ in 0..2 {
+        let r = H1::connect(gw.addr()).await.send(post("/", 60)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["body_bytes"], 60);
+    }
+    assert!(metric(&gw, "strait_upstream_retries_total").await >= 1.0);
+}
