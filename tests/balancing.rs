@@ -159,28 +159,36 @@ async fn distribution_of_each_algorithm() {
     gw.shutdown();
 
     // Peak EWMA over equal origins: the latencies differ only by noise, so
-    // the shares are uneven by design (one measured run: 843, 559, 424,
-    // 174 of 2,000); each origin still gets traffic (at least 2 %: the
-    // averages decay, so an avoided origin is tried again).
+    // the shares are uneven by design (measured runs: 843, 559, 424, 174 of
+    // 2,000, and once under 2 % for one origin on a loaded machine: an
+    // origin that answered slowly once is avoided until its average decays,
+    // with a 10 s time constant, longer than this test). What must hold is
+    // that every origin is tried: an unmeasured one costs nothing.
     let gw = gateway_with(&config(&addrs(&os, &[1; 4]), r#"balance = "peak_ewma""#), 2);
     let picks = run(gw.addr(), N, 4, |_| vec![]).await;
     let c = count(&picks);
     eprintln!("peak_ewma over 4 equal origins: {c:?}");
     for i in 0..4 {
         let n = *c.get(&format!("o{i}")).unwrap_or(&0);
-        assert!(n >= N / 50, "peak_ewma: o{i} got {n} of {N}");
+        assert!(n >= 1, "peak_ewma: o{i} was never tried");
     }
     gw.shutdown();
 
     // Consistent hashing of 2,000 distinct keys with weights 1:1:1:1 and
-    // 3:1:1:1: within 5 % of the weight share (ring: 160 points per weight
-    // unit; Maglev: 65,537 slots).
+    // 3:1:1:1: within 5 % of the weight share. The origins' ports differ
+    // from run to run, and so do the ring's points: with the default 160
+    // points per weight unit an endpoint's arc varies by about 8 % of its
+    // share (1/√160), enough to break 5 % now and then; 1,000 points make
+    // it 3 %, so the bound holds with a wide margin. Maglev: 65,537 slots.
     for algo in ["ring", "maglev"] {
         for (weights, want) in [
             ([1, 1, 1, 1], even),
             ([3, 1, 1, 1], [0.5, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0]),
         ] {
-            let extra = format!("balance = \"{algo}\"\nhash_key = \"header:x-user\"");
+            let mut extra = format!("balance = \"{algo}\"\nhash_key = \"header:x-user\"");
+            if algo == "ring" {
+                extra.push_str("\nvirtual_nodes = 1000");
+            }
             let gw = gateway_with(&config(&addrs(&os, &weights), &extra), 2);
             let picks = run(gw.addr(), N, 4, |i| {
                 vec![("x-user".into(), format!("user-{i}"))]
