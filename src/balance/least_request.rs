@@ -89,15 +89,8 @@ pub(crate) fn p2c<C: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::tests::eps;
     use std::cell::RefCell;
-
-    fn eps(weights: &[u32]) -> Vec<EndpointSpec> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| EndpointSpec::new(([127, 0, 0, 1], 9000 + i as u16).into(), w))
-            .collect()
-    }
 
     #[test]
     fn picks_the_less_loaded_of_two() {

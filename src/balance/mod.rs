@@ -217,7 +217,8 @@ impl Balancer {
 mod tests {
     use super::*;
 
-    fn eps(weights: &[u32]) -> Vec<EndpointSpec> {
+    /// Endpoints on 127.0.0.1:9000, :9001, … with these weights.
+    pub(crate) fn eps(weights: &[u32]) -> Vec<EndpointSpec> {
         weights
             .iter()
             .enumerate()

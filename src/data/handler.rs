@@ -119,23 +119,7 @@ async fn process<'a>(
                     .unwrap_or(Err(ProxyError::RouteTimeout)),
             };
             if let Some(id) = ctx.ids.endpoint() {
-                let observed = match &result {
-                    Ok(r) if r.status().is_server_error() => Observed::ServerError,
-                    Ok(_) => Observed::Success,
-                    Err(
-                        ProxyError::ConnectRefused
-                        | ProxyError::ConnectTimeout
-                        | ProxyError::ConnectFailed,
-                    ) => Observed::ConnectFailure,
-                    Err(
-                        ProxyError::UpstreamReset
-                        | ProxyError::ResponseTimeout
-                        | ProxyError::BadResponse
-                        | ProxyError::RouteTimeout,
-                    ) => Observed::ServerError,
-                    Err(_) => Observed::Success,
-                };
-                outlier::observe(&snap.stats, upstream_spec, local.id, id, observed);
+                outlier::observe(&snap.stats, upstream_spec, local.id, id, observed(&result));
             }
             let response = match result {
                 Ok(response) => response,
@@ -462,19 +446,10 @@ async fn forward_with_retries<'a>(
             e.in_flight.dec();
         }
         u.in_flight.dec();
-        let observed = match &result {
-            Ok(_) => Observed::ServerError,
-            Err(e) => {
-                count_failure(snap, local.id, upstream_id, ctx, *e);
-                match e {
-                    ProxyError::ConnectRefused
-                    | ProxyError::ConnectFailed
-                    | ProxyError::ConnectTimeout => Observed::ConnectFailure,
-                    _ => Observed::ServerError,
-                }
-            }
-        };
-        outlier::observe(&snap.stats, spec, local.id, id, observed);
+        if let Err(e) = &result {
+            count_failure(snap, local.id, upstream_id, ctx, *e);
+        }
+        outlier::observe(&snap.stats, spec, local.id, id, observed(&result));
         drop(result);
         attempt += 1;
         let random = std::collections::hash_map::RandomState::new().hash_one((
@@ -510,6 +485,25 @@ fn pick_untried(
         index = local.pick(snap, upstream_id, None)?;
     }
     Ok(index)
+}
+
+/// What an attempt's outcome tells outlier detection about its endpoint.
+fn observed(result: &Result<Response<ProxyBody>, ProxyError>) -> Observed {
+    match result {
+        Ok(r) if r.status().is_server_error() => Observed::ServerError,
+        Ok(_) => Observed::Success,
+        Err(
+            ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed,
+        ) => Observed::ConnectFailure,
+        Err(
+            ProxyError::UpstreamReset
+            | ProxyError::ResponseTimeout
+            | ProxyError::BadResponse
+            | ProxyError::RouteTimeout,
+        ) => Observed::ServerError,
+        // Not the endpoint's doing (client body, limits, no endpoint).
+        Err(_) => Observed::Success,
+    }
 }
 
 /// Counts a failed exchange against the upstream and the endpoint it went to.
