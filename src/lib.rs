@@ -15,6 +15,7 @@ pub mod data;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod router;
+pub(crate) mod tls;
 pub mod upstream;
 
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};

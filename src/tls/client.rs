@@ -1,0 +1,1 @@
+//! TLS to upstreams: the rustls client configuration of an upstream.

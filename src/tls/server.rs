@@ -1,0 +1,1 @@
+//! TLS termination: the rustls server configuration of a listener.
