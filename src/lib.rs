@@ -21,6 +21,6 @@ pub mod upstream;
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
 pub use control::{check, Gateway, GatewayBuilder, Resolve, StartError, SystemResolver};
 pub use data::body::{BodyError, ProxyBody};
-pub use data::context::{LogInfo, RequestContext, UpstreamRequest};
+pub use data::context::{LogInfo, RequestContext, TlsInfo, UpstreamRequest};
 pub use data::error::ProxyError;
 pub use middleware::{Custom, CustomFactory, CustomRegistry, Flow, PhaseFuture};

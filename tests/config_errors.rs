@@ -169,6 +169,153 @@ const BROKEN: &[(&str, &[Expected])] = &[
         ],
     ),
     ("bad_hashing.toml", BAD_HASHING),
+    // TLS listeners (certificate fixtures in tests/configs/broken/tls/) and
+    // the https_redirect middleware.
+    (
+        "bad_https_redirect_tls.toml",
+        &[
+            (
+                7,
+                1,
+                r#"middleware "to_https": https_redirect port = 70000 is out of range: expected 1 to 65535"#,
+            ),
+            (
+                11,
+                1,
+                r#"middleware "found": https_redirect status = 200 is not a redirect status: expected 301, 302, 307 or 308"#,
+            ),
+        ],
+    ),
+    (
+        "tls_certificates.toml",
+        &[
+            (
+                9,
+                8,
+                r#"listener "https": certificate "tests/configs/broken/tls/expired.pem" expired on 2001-01-01 00:00:00 UTC (valid from 2000-01-01 00:00:00 UTC to 2001-01-01 00:00:00 UTC)"#,
+            ),
+            (
+                13,
+                8,
+                r#"listener "https": certificate "tests/configs/broken/tls/future.pem" is not valid yet: valid from 2090-01-01 00:00:00 UTC to 2091-01-01 00:00:00 UTC"#,
+            ),
+            (
+                19,
+                25,
+                r#"listener "https": name "api.example.com" is not covered by certificate "tests/configs/broken/tls/example.pem": its DNS names are ["example.com", "www.example.com"] (a mismatched certificate)"#,
+            ),
+            (
+                19,
+                44,
+                r#"listener "https": name "*.example.com" is not covered by certificate "tests/configs/broken/tls/example.pem": its DNS names are ["example.com", "www.example.com"] (a mismatched certificate)"#,
+            ),
+            (
+                24,
+                24,
+                r#"listener "https": name "example.com" is not covered by certificate "tests/configs/broken/tls/other.pem": its DNS names are ["other.test"] (a mismatched certificate)"#,
+            ),
+            (
+                24,
+                24,
+                r#"listener "https": name "example.com" is served by certificates 3 and 4: expected each name once per listener"#,
+            ),
+            (
+                24,
+                39,
+                r#"listener "https": invalid certificate name "bad name": expected a DNS name such as "example.com" or a wildcard such as "*.example.com""#,
+            ),
+        ],
+    ),
+    (
+        "tls_files.toml",
+        &[
+            (
+                9,
+                8,
+                r#"listener "https": cannot read certificate file "tests/configs/broken/tls/missing.pem": No such file or directory (os error 2)"#,
+            ),
+            (
+                13,
+                8,
+                r#"listener "https": certificate file "tests/configs/broken/tls/example.key" has no certificate: expected a PEM "BEGIN CERTIFICATE" block"#,
+            ),
+            (
+                18,
+                7,
+                r#"listener "https": key file "tests/configs/broken/tls/other.pem" has no private key: expected a PEM "BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY" or "BEGIN EC PRIVATE KEY" block"#,
+            ),
+            (
+                22,
+                7,
+                r#"listener "https": key file "tests/configs/broken/tls/other.key" does not match certificate "tests/configs/broken/tls/example.pem": the private key is not the certificate's public key"#,
+            ),
+            (
+                26,
+                7,
+                r#"listener "https": key file "tests/configs/broken/tls/weak-rsa.key" holds an unsupported or malformed private key (expected RSA of 2048 to 8192 bits, ECDSA P-256/P-384 or Ed25519): unexpected error: failed to parse private key as RSA, ECDSA, or EdDSA"#,
+            ),
+        ],
+    ),
+    (
+        "tls_settings.toml",
+        &[
+            (
+                7,
+                15,
+                r#"listener "a": tls.min_version = "1.1" is not supported: expected "1.2" or "1.3""#,
+            ),
+            (
+                8,
+                15,
+                r#"listener "a": unknown ALPN protocol "spdy/3" in tls.alpn: expected "h2" or "http/1.1""#,
+            ),
+            (
+                9,
+                21,
+                r#"listener "a": tls.handshake_timeout must be greater than zero"#,
+            ),
+            (
+                10,
+                15,
+                r#"listener "a": tls.client_auth is set but tls.client_ca is not: client certificates are verified against client_ca"#,
+            ),
+            (
+                20,
+                11,
+                r#"listener "a": more than one certificate has default = true (certificate 1 and 2): expected at most one"#,
+            ),
+            (
+                26,
+                1,
+                r#"listener "b": [listeners.tls] has no certificates: expected at least one [[listeners.tls.certificates]] with cert and key"#,
+            ),
+            (
+                27,
+                8,
+                r#"listener "b": tls.alpn is empty: expected one or both of "h2", "http/1.1" (omit it for both)"#,
+            ),
+            (
+                28,
+                13,
+                r#"listener "b": client_ca file "tests/configs/broken/tls/empty.pem" has no certificate: expected a PEM "BEGIN CERTIFICATE" block"#,
+            ),
+            (
+                29,
+                15,
+                r#"listener "b": tls.client_auth = "sometimes": expected "required" or "optional""#,
+            ),
+            (
+                35,
+                1,
+                r#"listener "c": [listeners.tls] has no certificates: expected at least one [[listeners.tls.certificates]] with cert and key"#,
+            ),
+            (
+                36,
+                13,
+                r#"listener "c": cannot read client_ca file "tests/configs/broken/tls/no-such-ca.pem": No such file or directory (os error 2)"#,
+            ),
+        ],
+    ),
 ];
 
 /// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.

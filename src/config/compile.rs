@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::intern;
 use super::raw::{
-    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawMatch, RawMiddleware, RawOutlierDetection,
-    RawRetry, RawRoute, RawServer, RawUpstream,
+    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawListenerTls, RawMatch, RawMiddleware,
+    RawOutlierDetection, RawRetry, RawRoute, RawServer, RawUpstream,
 };
 use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
@@ -23,9 +23,11 @@ use crate::control::dns::Names;
 use crate::control::log_writer::Sink;
 use crate::data::retry::{self, RetryPolicy};
 use crate::middleware::{
-    AccessLog, CustomRegistry, HeaderOps, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
+    AccessLog, CustomRegistry, HeaderOps, HttpsRedirect, LogFormat, Middleware, RequestId, Rewrite,
+    StripPrefix,
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
+use crate::tls::server as tls;
 use crate::upstream::{
     self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, NameSpec, OutlierSpec,
     PoolSettings, Probe, RetryBudget, UpstreamSpec,
@@ -71,7 +73,7 @@ pub(crate) fn compile(
         names,
     };
     let server = c.server(&raw.server);
-    let listeners = c.listeners(&raw);
+    let listeners = c.listeners(&raw, &server);
     let admin = c.admin(&raw.admin);
     let (upstreams, upstream_ids) = c.upstreams(&raw.upstreams);
     let middlewares = c.middlewares(&raw.middlewares);
@@ -263,7 +265,7 @@ impl Compiler<'_, '_> {
         AdminSettings { listen, token }
     }
 
-    fn listeners(&mut self, raw: &RawConfig) -> Vec<ListenerSpec> {
+    fn listeners(&mut self, raw: &RawConfig, server: &ServerSettings) -> Vec<ListenerSpec> {
         if raw.listeners.is_empty() {
             self.d.global(
                 "no [[listeners]]: expected at least one, e.g. address = \"127.0.0.1:8080\"",
@@ -296,12 +298,214 @@ impl Compiler<'_, '_> {
                             ),
                         );
                     }
-                    out.push(ListenerSpec { name, addr });
+                    let tls = l
+                        .tls
+                        .as_ref()
+                        .and_then(|t| self.listener_tls(&name, t, server));
+                    out.push(ListenerSpec { name, addr, tls });
                 }
                 Err(msg) => self.d.at(span(&l.address), msg),
             }
         }
         out
+    }
+
+    /// `[listeners.tls]`: reads and checks every certificate, key and client
+    /// CA, and builds the listener's rustls configuration.
+    fn listener_tls(
+        &mut self,
+        listener: &str,
+        raw: &Spanned<RawListenerTls>,
+        server: &ServerSettings,
+    ) -> Option<Arc<tls::ServerTls>> {
+        let before = self.error_count();
+        let t = raw.get_ref();
+        let at = |what: &str| format!("listener {listener:?}: {what}");
+        let tls13_only = match &t.min_version {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "1.2" => false,
+                "1.3" => true,
+                other => {
+                    self.d.at(
+                        span(v),
+                        at(&format!("tls.min_version = {other:?} is not supported: expected \"1.2\" or \"1.3\"")),
+                    );
+                    false
+                }
+            },
+        };
+        let alpn = match &t.alpn {
+            None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.d.at(
+                        span(list),
+                        at("tls.alpn is empty: expected one or both of \"h2\", \"http/1.1\" (omit it for both)"),
+                    );
+                }
+                let mut alpn: Vec<Vec<u8>> = Vec::new();
+                for p in list.get_ref() {
+                    match p.get_ref().as_str() {
+                        proto @ ("h2" | "http/1.1") => {
+                            if !alpn.iter().any(|a| a == proto.as_bytes()) {
+                                alpn.push(proto.as_bytes().to_vec());
+                            }
+                        }
+                        other => self.d.at(
+                            span(p),
+                            at(&format!("unknown ALPN protocol {other:?} in tls.alpn: expected \"h2\" or \"http/1.1\"")),
+                        ),
+                    }
+                }
+                alpn
+            }
+        };
+        let handshake_timeout = self.duration(
+            &t.handshake_timeout,
+            server.header_read_timeout,
+            &at("tls.handshake_timeout"),
+        );
+        let required = match (&t.client_auth, &t.client_ca) {
+            (Some(a), None) => {
+                self.d.at(
+                    span(a),
+                    at("tls.client_auth is set but tls.client_ca is not: client certificates are verified against client_ca"),
+                );
+                true
+            }
+            (Some(a), Some(_)) => {
+                match a.get_ref().as_str() {
+                    "required" => true,
+                    "optional" => false,
+                    other => {
+                        self.d.at(
+                        span(a),
+                        at(&format!("tls.client_auth = {other:?}: expected \"required\" or \"optional\"")),
+                    );
+                        true
+                    }
+                }
+            }
+            (None, _) => true,
+        };
+        let client_auth =
+            t.client_ca
+                .as_ref()
+                .and_then(|ca| match tls::read_client_roots(ca.get_ref()) {
+                    Ok(roots) => Some(tls::ClientAuth { roots, required }),
+                    Err(msg) => {
+                        self.d.at(span(ca), at(&msg));
+                        None
+                    }
+                });
+
+        if t.certificates.is_empty() {
+            self.d.at(
+                span(raw),
+                at("[listeners.tls] has no certificates: expected at least one [[listeners.tls.certificates]] with cert and key"),
+            );
+        }
+        // The default: the one marked `default = true`, else the first.
+        let mut default = None;
+        for (i, c) in t.certificates.iter().enumerate() {
+            if let Some(d) = &c.get_ref().default {
+                if *d.get_ref() {
+                    match default {
+                        Some(first) => self.d.at(
+                            span(d),
+                            at(&format!("more than one certificate has default = true (certificate {} and {}): expected at most one", first + 1, i + 1)),
+                        ),
+                        None => default = Some(i),
+                    }
+                }
+            }
+        }
+        let default = default.unwrap_or(0);
+        let now = tls::now();
+        let mut certs = Vec::new();
+        // Name → the certificate (1-based) that serves it.
+        let mut served: HashMap<String, usize> = HashMap::new();
+        for (i, c) in t.certificates.iter().enumerate() {
+            let c = c.get_ref();
+            let cert_path = c.cert.get_ref().as_str();
+            let mut names: Vec<(String, Option<Range<usize>>)> = Vec::new();
+            for n in c.names.iter().flatten() {
+                match tls::parse_name(n.get_ref()) {
+                    Ok(name) => names.push((name, Some(span(n)))),
+                    Err(msg) => self.d.at(span(n), at(&msg)),
+                }
+            }
+            let chain = tls::read_certificates(cert_path, "certificate")
+                .map_err(|msg| self.d.at(span(&c.cert), at(&msg)))
+                .ok();
+            let key = tls::read_private_key(c.key.get_ref())
+                .map_err(|msg| self.d.at(span(&c.key), at(&msg)))
+                .ok();
+            let (Some(chain), Some(key)) = (chain, key) else {
+                continue;
+            };
+            let leaf = match tls::inspect(&chain[0], cert_path) {
+                Ok(leaf) => leaf,
+                Err(msg) => {
+                    self.d.at(span(&c.cert), at(&msg));
+                    continue;
+                }
+            };
+            if let Some(msg) = leaf.validity_error(now, cert_path) {
+                self.d.at(span(&c.cert), at(&msg));
+            }
+            for (name, name_at) in &names {
+                if !leaf.covers(name) {
+                    let at_name = name_at.clone().unwrap_or_else(|| span(&c.cert));
+                    self.d.at(
+                        at_name,
+                        at(&format!(
+                            "name {name:?} is not covered by certificate {cert_path:?}: its DNS names are {:?} (a mismatched certificate)",
+                            leaf.dns_names
+                        )),
+                    );
+                }
+            }
+            if c.names.is_none() {
+                names = leaf.dns_names.iter().map(|n| (n.clone(), None)).collect();
+                if names.is_empty() && i != default {
+                    self.d.at(
+                        span(&c.cert),
+                        at(&format!("certificate {cert_path:?} has no DNS names (subjectAltName) and no names: it would never be chosen; set names or make it the default")),
+                    );
+                }
+            }
+            for (name, name_at) in &names {
+                if let Some(prev) = served.insert(name.clone(), i + 1) {
+                    if prev != i + 1 {
+                        self.d.at(
+                            name_at.clone().unwrap_or_else(|| span(&c.cert)),
+                            at(&format!("name {name:?} is served by certificates {prev} and {}: expected each name once per listener", i + 1)),
+                        );
+                    }
+                }
+            }
+            match tls::certified_key(chain, key, c.key.get_ref(), cert_path) {
+                Ok(key) => certs.push((key, names.into_iter().map(|(n, _)| n).collect())),
+                Err(msg) => self.d.at(span(&c.key), at(&msg)),
+            }
+        }
+        if self.error_count() > before {
+            return None;
+        }
+        let resolver = tls::CertResolver::new(certs, default);
+        match tls::server_config(resolver, tls13_only, alpn, client_auth) {
+            Ok(config) => Some(Arc::new(tls::ServerTls {
+                config: Arc::new(config),
+                handshake_timeout,
+                listener: listener.into(),
+            })),
+            Err(msg) => {
+                self.d.at(span(raw), at(&msg));
+                None
+            }
+        }
     }
 
     fn upstreams(
@@ -1022,6 +1226,22 @@ impl Compiler<'_, '_> {
             }
             RawMiddleware::AccessLog { format, output } => {
                 self.access_log(format.as_deref(), output.as_deref())?
+            }
+            RawMiddleware::HttpsRedirect { port, status } => {
+                let port = port.unwrap_or(443);
+                let port = u16::try_from(port)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| {
+                        format!("https_redirect port = {port} is out of range: expected 1 to 65535")
+                    })?;
+                let status = status.unwrap_or(301);
+                if ![301, 302, 307, 308].contains(&status) {
+                    return Err(format!(
+                        "https_redirect status = {status} is not a redirect status: expected 301, 302, 307 or 308"
+                    ));
+                }
+                Middleware::HttpsRedirect(HttpsRedirect::new(port, status as u16))
             }
             RawMiddleware::Custom { name, settings } => {
                 let factory = self.registry.get(name).ok_or_else(|| {

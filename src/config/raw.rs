@@ -57,6 +57,31 @@ pub(crate) struct RawServer {
 pub(crate) struct RawListener {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) address: Spanned<String>,
+    /// `[listeners.tls]`: terminate TLS on this listener.
+    pub(crate) tls: Option<Spanned<RawListenerTls>>,
+}
+
+/// `[listeners.tls]`: TLS termination settings of a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub(crate) min_version: Option<Spanned<String>>,
+    pub(crate) alpn: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) handshake_timeout: Option<Spanned<String>>,
+    pub(crate) client_ca: Option<Spanned<String>>,
+    pub(crate) client_auth: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) certificates: Vec<Spanned<RawCertificate>>,
+}
+
+/// `[[listeners.tls.certificates]]`: one certificate chain and its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
+    pub(crate) names: Option<Vec<Spanned<String>>>,
+    pub(crate) default: Option<Spanned<bool>>,
 }
 
 /// `[[routes]]`: match → middlewares → upstream.
@@ -250,6 +275,10 @@ pub(crate) enum RawMiddleware {
     AccessLog {
         format: Option<String>,
         output: Option<String>,
+    },
+    HttpsRedirect {
+        port: Option<i64>,
+        status: Option<i64>,
     },
     Custom {
         name: String,

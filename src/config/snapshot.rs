@@ -107,6 +107,10 @@ pub(crate) fn admin_exposed_message(addr: SocketAddr) -> String {
 pub(crate) struct ListenerSpec {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
+    /// `[listeners.tls]`: certificates and settings of a TLS listener
+    /// (`None`: plain HTTP). Workers look it up by `addr` for each new
+    /// connection, so a reload replaces certificates without re-binding.
+    pub(crate) tls: Option<std::sync::Arc<crate::tls::server::ServerTls>>,
 }
 
 /// A route as compiled: its chain and its upstream.

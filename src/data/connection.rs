@@ -1,11 +1,15 @@
-//! One client connection: tell HTTP/1.1 from HTTP/2 prior knowledge by peeking
-//! at the first bytes, then serve it with hyper's connection for that protocol
-//! on a task of its own.
+//! One client connection: on a plain listener, tell HTTP/1.1 from HTTP/2 prior
+//! knowledge by peeking at the first bytes; on a TLS listener, run the
+//! handshake and let ALPN decide. Then serve it with hyper's connection for
+//! that protocol on a task of its own.
 //!
 //! Each protocol gets its own task so the task's memory is sized for that
 //! protocol alone. (hyper-util's `auto` connection is one enum holding either
 //! protocol's state, and costs every idle HTTP/1.1 connection about 6 KiB for
-//! the HTTP/2 state it does not use; measured with bench/run.sh.)
+//! the HTTP/2 state it does not use; measured with bench/run.sh.) For the
+//! same reason the TLS handshake runs on a task of its own before the serving
+//! task starts, and plain connections are served by code generic over the
+//! stream, so they carry nothing of TLS.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,24 +18,41 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::ServerSettings;
+use crate::config::Snapshot;
+use crate::data::context::TlsInfo;
 use crate::data::worker::{LocalExec, WorkerLocal};
+use crate::tls::server::{self as tls, HandshakeFailure};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The per-worker HTTP server settings, built once from the snapshot.
+/// The per-worker connection settings, built once per snapshot generation.
 pub(crate) struct Protocols {
     h1: http1::Builder,
     h2: http2::Builder<LocalExec>,
     /// How long a new connection may take to send its first bytes.
     first_bytes_timeout: Duration,
+    /// The TLS listeners of the snapshot, by configured address (empty when
+    /// none: a plain accept then looks at nothing).
+    tls: Box<[TlsListener]>,
+}
+
+/// A TLS listener as one worker accepts on it.
+struct TlsListener {
+    /// The configured address (what a reload keeps bound).
+    addr: SocketAddr,
+    /// This worker's own copy of the listener's rustls configuration.
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    name: Box<str>,
 }
 
 impl Protocols {
-    pub(crate) fn new(settings: &ServerSettings) -> Self {
+    pub(crate) fn new(snapshot: &Snapshot) -> Self {
+        let settings = &snapshot.server;
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
@@ -44,11 +65,30 @@ impl Protocols {
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(settings.http2_max_concurrent_streams)
             .max_header_list_size(settings.max_header_bytes as u32);
+        let tls = snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let t = l.tls.as_ref()?;
+                Some(TlsListener {
+                    addr: l.addr,
+                    acceptor: t.worker_config().into(),
+                    handshake_timeout: t.handshake_timeout,
+                    name: t.listener.clone(),
+                })
+            })
+            .collect();
         Protocols {
             h1,
             h2,
             first_bytes_timeout: settings.header_read_timeout,
+            tls,
         }
+    }
+
+    /// The TLS listener configured at `addr`, if that listener is one.
+    pub(crate) fn tls_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.tls.iter().position(|t| t.addr == addr)
     }
 }
 
@@ -56,6 +96,26 @@ impl Protocols {
 enum Protocol {
     Http1,
     Http2,
+}
+
+/// What the requests of a connection know of its TLS session: nothing (and
+/// no bytes) on a plain connection, the shared handshake result on TLS.
+pub(crate) trait ConnTls: Clone + 'static {
+    fn info(&self) -> Option<&TlsInfo>;
+}
+
+impl ConnTls for () {
+    #[inline]
+    fn info(&self) -> Option<&TlsInfo> {
+        None
+    }
+}
+
+impl ConnTls for Rc<TlsInfo> {
+    #[inline]
+    fn info(&self) -> Option<&TlsInfo> {
+        Some(self)
+    }
 }
 
 /// Detects the protocol, then hands the connection to a task serving it.
@@ -72,11 +132,90 @@ pub(crate) async fn serve(
         // Closed, failed, or silent for too long: nothing to answer.
         Ok(Err(_)) | Err(_) => return,
     };
+    spawn_protocol(local, protocols, stream, peer, (), protocol, open);
+}
+
+/// Runs the TLS handshake of a connection accepted on TLS listener `index`
+/// (within its `handshake_timeout`), then hands the connection to a task
+/// serving the protocol ALPN chose: HTTP/2 for `h2`, else HTTP/1.1 (no
+/// preface sniffing on TLS).
+pub(crate) async fn serve_tls(
+    local: Rc<WorkerLocal>,
+    protocols: Rc<Protocols>,
+    index: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let open = OpenConnection::new(&local);
+    let Some(listener) = protocols.tls.get(index) else {
+        return;
+    };
+    let handshake =
+        tokio::time::timeout(listener.handshake_timeout, listener.acceptor.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return handshake_failed(&local, listener, peer, HandshakeFailure::of(&e), &e)
+        }
+        Err(_) => {
+            let e = io::Error::new(io::ErrorKind::TimedOut, "handshake not finished in time");
+            return handshake_failed(&local, listener, peer, HandshakeFailure::Timeout, &e);
+        }
+    };
+    if let Some(c) = local.counters() {
+        c.tls_handshakes.inc();
+    }
+    let info = Rc::new(tls::connection_info(stream.get_ref().1));
+    let protocol = match info.alpn {
+        Some("h2") => Protocol::Http2,
+        _ => Protocol::Http1,
+    };
+    spawn_protocol(local, protocols, stream, peer, info, protocol, open);
+}
+
+/// Counts and logs a failed handshake. At `debug`, not `info`: clients
+/// decide how often this happens (scanners, plain HTTP sent to the TLS port,
+/// clients that distrust the certificate), so at `info` any client could fill
+/// the log; the per-reason counter in `/metrics` is what operators watch.
+fn handshake_failed(
+    local: &WorkerLocal,
+    listener: &TlsListener,
+    peer: SocketAddr,
+    reason: HandshakeFailure,
+    error: &io::Error,
+) {
+    if let Some(c) = local.counters() {
+        if let Some(i) = HandshakeFailure::ALL.iter().position(|r| *r == reason) {
+            c.tls_handshake_failures[i].inc();
+        }
+    }
+    tracing::debug!(
+        client = %peer,
+        listener = %listener.name,
+        reason = reason.label(),
+        error = %error,
+        "TLS handshake failed"
+    );
+}
+
+/// Spawns the task serving `stream` with `protocol`; the task owns `open`.
+fn spawn_protocol<S, T>(
+    local: Rc<WorkerLocal>,
+    protocols: Rc<Protocols>,
+    stream: S,
+    peer: SocketAddr,
+    tls: T,
+    protocol: Protocol,
+    open: OpenConnection,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: ConnTls,
+{
     // Only HTTP/2 connections watch for shutdown (subscribing touches the
     // shared signal's refcount).
     let h2_shutdown = (protocol == Protocol::Http2).then(|| local.shutdown_signal());
     let service = hyper::service::service_fn(move |req| {
-        crate::data::handler::handle(local.clone(), peer, req)
+        crate::data::handler::handle(local.clone(), peer, tls.clone(), req)
     });
     let io = TokioIo::new(stream);
     let done = move |result: Result<(), hyper::Error>| {

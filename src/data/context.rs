@@ -35,6 +35,9 @@ pub struct RequestContext<'a> {
     pub host: Option<&'a str>,
     /// The client's socket address (the TCP peer).
     pub client_addr: SocketAddr,
+    /// The TLS session the request came over (`None`: plain HTTP). Shared by
+    /// the requests of one connection, never copied per request.
+    pub tls: Option<&'a TlsInfo>,
     /// The route that matched, once routing is done.
     pub route: Option<&'a Route>,
     /// Parameters captured by the route's path pattern.
@@ -50,6 +53,21 @@ pub struct RequestContext<'a> {
     /// Where the request counts in the metrics.
     pub(crate) ids: StatIds,
     vars: BumpVec<'a, (&'static str, &'a str)>,
+}
+
+/// What a TLS handshake settled, for middleware and the access log. Built once
+/// per connection when its handshake ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The server name the client asked for (SNI), lowercase.
+    pub server_name: Option<Box<str>>,
+    /// The protocol version: `"TLSv1.2"` or `"TLSv1.3"`.
+    pub version: &'static str,
+    /// The application protocol chosen by ALPN: `"h2"` or `"http/1.1"`.
+    pub alpn: Option<&'static str>,
+    /// The verified client certificate's subject (e.g. `CN=client, O=Example`),
+    /// when the listener verifies client certificates and the client sent one.
+    pub client_subject: Option<Box<str>>,
 }
 
 /// The log record of one request: filled in as the request moves on, read by the
@@ -109,6 +127,7 @@ impl<'a> RequestContext<'a> {
             query,
             host,
             client_addr,
+            tls: None,
             route: None,
             params: BumpVec::new_in(arena),
             upstream_path: path,

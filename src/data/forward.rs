@@ -123,7 +123,8 @@ fn add_forwarded(
     // `insert` also drops any extra X-Forwarded-For lines a client sent.
     headers.insert(X_FORWARDED_FOR, xff);
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if ctx.tls.is_some() { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match headers.get(header::HOST) {

@@ -30,10 +30,13 @@ use crate::upstream::outlier::{self, Observed};
 use crate::upstream::pool::PooledConn;
 use crate::upstream::UpstreamSpec;
 
-/// hyper's entry point for each request on a client connection.
-pub(crate) async fn handle(
+/// hyper's entry point for each request on a client connection. `tls` is
+/// `()` on plain connections (no size in the future) and the connection's
+/// shared `Rc<TlsInfo>` on TLS ones.
+pub(crate) async fn handle<T: crate::data::connection::ConnTls>(
     local: Rc<WorkerLocal>,
     client: SocketAddr,
+    tls: T,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let in_flight = local.request_started();
@@ -57,6 +60,7 @@ pub(crate) async fn handle(
         None => host_header.as_ref().and_then(|v| v.to_str().ok()),
     };
     let mut ctx = RequestContext::new(&arena, &local, &parts, host, client);
+    ctx.tls = tls.info();
     let mut response = process(&local, &snapshot, &mut ctx, upstream, Some(body)).await;
     let guard = in_flight.answered(
         snapshot.clone(),

@@ -144,7 +144,7 @@ impl WorkerLocal {
             shared,
             balancers: RefCell::new(Balancers::build(&snapshot, id, None)),
             pool: UpstreamPool::new(id, &snapshot),
-            protocols: RefCell::new(Rc::new(Protocols::new(&snapshot.server))),
+            protocols: RefCell::new(Rc::new(Protocols::new(&snapshot))),
             current: RefCell::new((generation, Rc::new(snapshot))),
             arenas: ArenaPool::default(),
             id_seed: seed,
@@ -179,7 +179,7 @@ impl WorkerLocal {
             // drain (their idle connections close now, busy ones when their
             // exchange ends); new connections get the new server settings.
             self.pool.retarget(&snapshot);
-            *self.protocols.borrow_mut() = Rc::new(Protocols::new(&snapshot.server));
+            *self.protocols.borrow_mut() = Rc::new(Protocols::new(&snapshot));
             *current = (snapshot.generation, Rc::new(snapshot));
         }
         current.1.clone()
@@ -728,11 +728,22 @@ fn listen(
     if let Some(previous) = accepting.insert(spec, stop.clone()) {
         previous.notify_one();
     }
-    tokio::task::spawn_local(accept_loop(local.clone(), listener, stop, shutdown.clone()));
+    tokio::task::spawn_local(accept_loop(
+        local.clone(),
+        spec,
+        listener,
+        stop,
+        shutdown.clone(),
+    ));
 }
 
+/// Accepts on the listener configured at `spec`. Whether a connection is TLS
+/// (and with which certificates) is looked up in the current snapshot for
+/// each connection, so a reload that keeps the address bound still changes
+/// them for new connections.
 async fn accept_loop(
     local: Rc<WorkerLocal>,
+    spec: SocketAddr,
     listener: TcpListener,
     stop: Rc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -754,12 +765,21 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::task::spawn_local(connection::serve(
-            local.clone(),
-            local.protocols(),
-            stream,
-            peer,
-        ));
+        let protocols = local.protocols();
+        match protocols.tls_index(spec) {
+            None => {
+                tokio::task::spawn_local(connection::serve(local.clone(), protocols, stream, peer));
+            }
+            Some(index) => {
+                tokio::task::spawn_local(connection::serve_tls(
+                    local.clone(),
+                    protocols,
+                    index,
+                    stream,
+                    peer,
+                ));
+            }
+        }
     }
 }
 

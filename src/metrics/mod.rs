@@ -423,6 +423,11 @@ pub(crate) struct WorkerCounters {
     pub(crate) connections_active: Gauge,
     /// Client connections accepted.
     pub(crate) connections_total: Counter,
+    /// TLS handshakes completed on client connections.
+    pub(crate) tls_handshakes: Counter,
+    /// TLS handshakes that failed, by reason (indexed like
+    /// `HandshakeFailure::ALL`).
+    pub(crate) tls_handshake_failures: [Counter; 7],
 }
 
 /// The statistics a snapshot's routes and upstreams count into, indexed like

@@ -216,6 +216,11 @@ fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize
     buf.extend_from_slice(b",\"cause\":");
     json_opt(buf, ctx.log.cause);
     let _ = write!(buf, ",\"attempts\":{}", ctx.log.attempts);
+    // TLS: both null on a plain connection.
+    buf.extend_from_slice(b",\"tls_version\":");
+    json_opt(buf, ctx.tls.map(|t| t.version));
+    buf.extend_from_slice(b",\"tls_client_subject\":");
+    json_opt(buf, ctx.tls.and_then(|t| t.client_subject.as_deref()));
     buf.push(b',');
     buf.len()
 }

@@ -9,6 +9,7 @@
 mod access_log;
 mod custom;
 mod headers;
+mod https_redirect;
 mod request_id;
 mod rewrite;
 
@@ -17,6 +18,7 @@ use http::Response;
 pub(crate) use access_log::{iso_time, AccessLog, LogFormat, LogTail};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
+pub(crate) use https_redirect::HttpsRedirect;
 pub(crate) use request_id::RequestId;
 pub(crate) use rewrite::{Rewrite, StripPrefix};
 
@@ -49,6 +51,7 @@ pub(crate) enum Middleware {
     StripPrefix(StripPrefix),
     Rewrite(Rewrite),
     AccessLog(AccessLog),
+    HttpsRedirect(HttpsRedirect),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -65,6 +68,7 @@ impl Middleware {
             Middleware::StripPrefix(m) => m.on_request(ctx),
             Middleware::Rewrite(m) => m.on_request(ctx),
             Middleware::AccessLog(m) => m.on_request(ctx, req),
+            Middleware::HttpsRedirect(m) => m.on_request(ctx),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -78,7 +82,7 @@ impl Middleware {
         match self {
             Middleware::RequestId(m) => m.on_response(ctx, resp),
             Middleware::Headers(m) => m.on_response(resp),
-            Middleware::StripPrefix(_) | Middleware::Rewrite(_) => {}
+            Middleware::StripPrefix(_) | Middleware::Rewrite(_) | Middleware::HttpsRedirect(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,
         }

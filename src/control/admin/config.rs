@@ -224,6 +224,9 @@ fn middleware(m: &Middleware) -> Value {
         Middleware::StripPrefix(s) => json!({ "type": "strip_prefix", "prefix": &*s.prefix }),
         Middleware::Rewrite(r) => json!({ "type": "rewrite", "path": r.template() }),
         Middleware::AccessLog(a) => access_log(a),
+        Middleware::HttpsRedirect(r) => {
+            json!({ "type": "https_redirect", "port": r.port, "status": r.status.as_u16() })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

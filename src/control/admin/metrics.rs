@@ -419,6 +419,26 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
         "Client connections accepted.",
         worker.sum(|c| c.connections_total.get()),
     )?;
+    counter(
+        &mut enc,
+        "strait_tls_handshakes",
+        "TLS handshakes completed on client connections.",
+        worker.sum(|c| c.tls_handshakes.get()),
+    )?;
+    counters(
+        &mut enc,
+        "strait_tls_handshake_failures",
+        "TLS handshakes on client connections that failed, by reason: timeout, no_certificate (client), bad_certificate (client), alert (the client aborted), protocol, eof, other.",
+        crate::tls::server::HandshakeFailure::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    [("reason", r.label())],
+                    worker.sum(|c| c.tls_handshake_failures[i].get()),
+                )
+            }),
+    )?;
     let (ok, failed) = f.metrics.reloads();
     counters(
         &mut enc,
@@ -623,6 +643,9 @@ upstream = "b"
         let c = metrics.worker.get(0).unwrap();
         c.connections_total.add(3);
         c.connections_active.inc();
+        c.tls_handshakes.add(4);
+        c.tls_handshake_failures[0].inc();
+        metrics.worker.get(1).unwrap().tls_handshake_failures[0].add(2);
         metrics.reloaded(true);
         metrics.reloaded(false);
         metrics.reloaded(false);
@@ -709,6 +732,15 @@ upstream = "b"
         );
         assert_eq!(get("strait_client_connections_total{}"), 3.0);
         assert_eq!(get("strait_client_connections_active{}"), 1.0);
+        assert_eq!(get("strait_tls_handshakes_total{}"), 4.0);
+        assert_eq!(
+            get("strait_tls_handshake_failures_total{reason=timeout}"),
+            3.0
+        );
+        assert_eq!(
+            get("strait_tls_handshake_failures_total{reason=protocol}"),
+            0.0
+        );
         assert_eq!(get("strait_reloads_total{result=ok}"), 1.0);
         assert_eq!(get("strait_reloads_total{result=failed}"), 2.0);
         assert_eq!(get("strait_config_generation{}"), 7.0);
