@@ -42,6 +42,7 @@ impl Protocols {
             .max_headers(settings.max_headers);
         let mut h2 = http2::Builder::new(LocalExec);
         h2.timer(TokioTimer::new())
+            .enable_connect_protocol()
             .max_concurrent_streams(settings.http2_max_concurrent_streams)
             .max_header_list_size(settings.max_header_bytes as u32);
         Protocols {
@@ -88,7 +89,13 @@ pub(crate) async fn serve(
     match protocol {
         Protocol::Http1 => {
             tokio::task::spawn_local(async move {
-                done(protocols.h1.serve_connection(io, service).await)
+                done(
+                    protocols
+                        .h1
+                        .serve_connection(io, service)
+                        .with_upgrades()
+                        .await,
+                )
             });
         }
         Protocol::Http2 => {
