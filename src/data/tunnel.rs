@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -33,7 +32,7 @@ use tokio::net::TcpStream;
 
 use crate::config::Route;
 use crate::config::{ConnectSettings, ConnectTarget};
-use crate::data::body::{BodyError, ProxyBody, RequestBody};
+use crate::data::body::{ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
 use crate::data::forward;
@@ -42,7 +41,8 @@ use crate::data::worker::{SnapshotRef, WorkerLocal};
 use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
-use crate::upstream::{EndpointSpec, UpstreamSpec};
+use crate::upstream::pool::PooledConn;
+use crate::upstream::{EndpointSpec, PoolSettings, UpstreamSpec};
 
 use copy::{Copy, End};
 
@@ -368,10 +368,16 @@ async fn exchange<'a>(
     ctx.log.upstream_header = Some(sent.elapsed());
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // Refused: an ordinary answer; the connection closes after it.
+        // Refused: an ordinary answer, its body streamed under the body idle
+        // timeout; the connection closes after it (no idle slot: never pooled).
         let (mut head, incoming) = response.into_parts();
         forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
-        let body = ProxyBody::boxed(incoming.map_err(BodyError::Peer));
+        let never_pooled = PoolSettings {
+            max_idle_per_endpoint: 0,
+            ..spec.pool
+        };
+        let conn = PooledConn::new(sender, endpoint.addr, never_pooled, local.clone());
+        let body = ProxyBody::upstream(incoming, conn, spec.body_idle_timeout);
         return Ok(Response::from_parts(head, body));
     }
     let Some(client_side) = on_upgrade else {
