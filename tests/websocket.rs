@@ -323,11 +323,15 @@ upgrades = []
         ("connection", "keep-alive, Upgrade"),
         ("upgrade", "websocket"),
     ];
-    let reply = get(gw.addr(), "/plain/x", &upgrade).await;
+    let mut client = H1::connect(gw.addr()).await;
+    let reply = client.send(request("GET", "/plain/x", &upgrade)).await;
     assert_eq!(reply.status, 200);
     assert!(reply.seen("upgrade").is_empty());
     assert!(reply.seen("connection").is_empty());
     assert_eq!(reply.json()["path"], "/plain/x");
+    // The connection stays an ordinary keep-alive one.
+    let reply = client.get("/plain/y").await;
+    assert_eq!(reply.json()["path"], "/plain/y");
     // A protocol the route does not list is no upgrade either.
     let reply = get(
         gw.addr(),

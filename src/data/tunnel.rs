@@ -3,18 +3,19 @@
 //! routing and the request middlewares like any request, then over a new,
 //! dedicated upstream connection; an HTTP/2 extended CONNECT (RFC 8441) for
 //! `websocket` is bridged to an HTTP/1.1 upgrade; a plain `CONNECT host:port`
-//! (`[connect]`) opens TCP to an allowed destination. Once both sides have
-//! switched, `copy.rs` pumps the bytes until a close, an idle timeout or the
-//! shutdown. The ordinary request path is `handler.rs`; it hands a request
+//! (`[connect]`, in `connect.rs`) opens TCP to an allowed destination. Once
+//! both sides have switched, `copy.rs` pumps the bytes until a close, an idle
+//! timeout or the shutdown. The ordinary request path is `handler.rs`; it hands a request
 //! here only when [`wanted`] says so.
 
+mod connect;
 mod copy;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -31,7 +32,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::Route;
-use crate::config::{ConnectSettings, ConnectTarget};
 use crate::data::body::{ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
@@ -86,7 +86,7 @@ impl<F> Dispatch<F> {
         let plain_connect = req.method() == Method::CONNECT
             && req.extensions().get::<hyper::ext::Protocol>().is_none();
         let inner: Pin<Box<dyn Future<Output = Response<ProxyBody>>>> = if plain_connect {
-            Box::pin(connect(local, req))
+            Box::pin(connect::connect(local, req))
         } else {
             Box::pin(upgrade(local, client, req))
         };
@@ -433,7 +433,7 @@ pub(crate) async fn open_stream(
 }
 
 /// A TCP connection to `addr` within `timeout`, Nagle off.
-async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+pub(super) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ProxyError::ConnectTimeout),
         Ok(Err(e)) => return Err(connect_error(&e)),
@@ -443,7 +443,7 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyErro
     Ok(stream)
 }
 
-fn connect_error(e: &io::Error) -> ProxyError {
+pub(super) fn connect_error(e: &io::Error) -> ProxyError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => ProxyError::ConnectRefused,
         io::ErrorKind::TimedOut => ProxyError::ConnectTimeout,
@@ -530,100 +530,8 @@ fn base64(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A plain `CONNECT host:port`: checked against `[connect] allow`, then TCP
-/// to the destination and a tunnel. Does not go through routes.
-async fn connect(local: Rc<WorkerLocal>, mut req: Request<Incoming>) -> Response<ProxyBody> {
-    let in_flight = local.request_started();
-    let snapshot = local.snapshot();
-    let started = Instant::now();
-    let mut response = match &snapshot.connect {
-        None => answer(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed: CONNECT is not enabled\n",
-        ),
-        Some(settings) => match open_connect(settings, req.uri()).await {
-            Ok(stream) => {
-                let client_side = hyper::upgrade::on(&mut req);
-                tokio::task::spawn_local(run(
-                    local.clone(),
-                    client_side,
-                    std::future::ready(Ok(stream)),
-                    settings.idle_timeout,
-                    Kind::Connect,
-                ));
-                Response::new(ProxyBody::empty())
-            }
-            Err(refused) => refused,
-        },
-    };
-    let guard = in_flight.answered(
-        snapshot.clone(),
-        Default::default(),
-        response.status().as_u16(),
-        started,
-    );
-    response.body_mut().set_request_guard(guard);
-    response
-}
-
-/// The destination of a CONNECT, if allowed, connected; else the answer.
-async fn open_connect(
-    settings: &ConnectSettings,
-    target: &http::Uri,
-) -> Result<TcpStream, Response<ProxyBody>> {
-    let bad = || {
-        answer(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: CONNECT needs a host:port target\n",
-        )
-    };
-    let authority = target.authority().ok_or_else(bad)?;
-    let port = authority.port_u16().ok_or_else(bad)?;
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip = host.parse::<IpAddr>().ok();
-    if !connect_allowed(&settings.allow, host, ip, port) {
-        return Err(answer(
-            StatusCode::FORBIDDEN,
-            "403 Forbidden: CONNECT to this destination is not allowed\n",
-        ));
-    }
-    let timeout = settings.connect_timeout;
-    let result = match ip {
-        Some(ip) => tcp(SocketAddr::new(ip, port), timeout).await,
-        // A listed name: tokio's resolver runs the look-up on its blocking
-        // pool, never on the worker thread.
-        None => match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
-            Err(_) => Err(ProxyError::ConnectTimeout),
-            Ok(Err(e)) => Err(connect_error(&e)),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                Ok(s)
-            }
-        },
-    };
-    result.map_err(|e| {
-        tracing::debug!(target = %authority, cause = e.cause(), "CONNECT failed");
-        e.response()
-    })
-}
-
-/// Whether `host:port` (with `ip` if it is an IP literal) is allowed: a name
-/// only by name, an IP only by an IP or network entry.
-fn connect_allowed(allow: &[ConnectTarget], host: &str, ip: Option<IpAddr>, port: u16) -> bool {
-    let name = host.strip_suffix('.').unwrap_or(host);
-    allow.iter().any(|entry| match (entry, ip) {
-        (ConnectTarget::Net(net, p), Some(ip)) => *p == port && net.contains(&ip),
-        (ConnectTarget::Name(n, p), None) => *p == port && n.eq_ignore_ascii_case(name),
-        _ => false,
-    })
-}
-
 /// A plain-text answer of the tunnel path.
-fn answer(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+pub(super) fn answer(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -637,7 +545,7 @@ fn answer(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
 
 /// What opened a tunnel (its metrics label).
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Upgrade,
     Connect,
 }
@@ -670,7 +578,7 @@ impl Drop for Open {
 /// The life of a tunnel, on its own task: wait for both sides to switch,
 /// copy until the end, and close in order on idle timeout or shutdown. A
 /// reload does not touch it: it holds no snapshot, only its idle timeout.
-async fn run<U, F>(
+pub(super) async fn run<U, F>(
     local: Rc<WorkerLocal>,
     client: OnUpgrade,
     upstream: F,
@@ -769,24 +677,6 @@ mod tests {
         assert!(!allows(&allowed, "foo"));
         assert!(!allows(&allowed, "h2c"));
         assert!(!allows(&[], "websocket"));
-    }
-
-    #[test]
-    fn connect_destinations_are_checked_by_name_or_address() {
-        let allow = [
-            ConnectTarget::Name("db.internal".into(), 5432),
-            ConnectTarget::Net("10.0.0.0/8".parse().unwrap(), 443),
-            ConnectTarget::Net("127.0.0.1/32".parse().unwrap(), 5432),
-        ];
-        let ip = |s: &str| s.parse::<IpAddr>().ok();
-        assert!(connect_allowed(&allow, "db.internal", None, 5432));
-        assert!(connect_allowed(&allow, "DB.Internal.", None, 5432));
-        assert!(!connect_allowed(&allow, "db.internal", None, 5433));
-        assert!(connect_allowed(&allow, "10.1.2.3", ip("10.1.2.3"), 443));
-        assert!(!connect_allowed(&allow, "11.1.2.3", ip("11.1.2.3"), 443));
-        assert!(connect_allowed(&allow, "127.0.0.1", ip("127.0.0.1"), 5432));
-        // A name is not allowed by the network its address is in.
-        assert!(!connect_allowed(&allow, "localhost", None, 5432));
     }
 
     /// The idle-memory cost of `.with_upgrades()` on an HTTP/1.1 server
