@@ -18,7 +18,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             5,
             2,
-            "unknown field `upstream`, expected one of `server`, `listeners`, `routes`, `upstreams`, `middlewares`, `admin`",
+            "unknown field `upstream`, expected one of `server`, `listeners`, `routes`, `upstreams`, `middlewares`, `admin`, `connect`",
         )],
     ),
     (
@@ -26,7 +26,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             10,
             1,
-            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`, `timeout`, `retry`",
+            "unknown field `upstrem`, expected one of `name`, `match`, `middlewares`, `upstream`, `timeout`, `retry`, `upgrades`, `tunnel_idle_timeout`",
         )],
     ),
     (
@@ -316,6 +316,67 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    ("bad_tunnel.toml", BAD_TUNNEL),
+    ("bad_connect.toml", BAD_CONNECT),
+];
+
+/// `bad_tunnel.toml`: upgrade protocols and tunnel idle timeouts of routes.
+const BAD_TUNNEL: &[Expected] = &[
+    (
+        10,
+        26,
+        r#"route "route-1": invalid upgrade protocol "web socket": expected a token such as "websocket" (or name/version)"#,
+    ),
+    (
+        10,
+        40,
+        r#"route "route-1": invalid upgrade protocol "": expected a token such as "websocket" (or name/version)"#,
+    ),
+    (
+        10,
+        44,
+        r#"route "route-1": invalid upgrade protocol "foo/": expected a token such as "websocket" (or name/version)"#,
+    ),
+    (
+        11,
+        23,
+        r#"route "route-1": tunnel_idle_timeout: invalid duration "5 minutes": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+    ),
+    (
+        17,
+        23,
+        r#"route "zero": tunnel_idle_timeout must be greater than zero"#,
+    ),
+];
+
+/// `bad_connect.toml`: `[connect]` destinations and timeouts.
+const BAD_CONNECT: &[Expected] = &[
+    (
+        13,
+        30,
+        r#"connect.allow: invalid entry "10.0.0.0/8": expected host:port, IP:port or CIDR:port with a port 1-65535, e.g. "db.internal:5432" or "10.0.0.0/8:443""#,
+    ),
+    (
+        13,
+        44,
+        r#"connect.allow: invalid entry "10.0.0.0/33:443": expected host:port, IP:port or CIDR:port with a port 1-65535, e.g. "db.internal:5432" or "10.0.0.0/8:443""#,
+    ),
+    (
+        13,
+        63,
+        r#"connect.allow: invalid entry "db_internal:5432": expected host:port, IP:port or CIDR:port with a port 1-65535, e.g. "db.internal:5432" or "10.0.0.0/8:443""#,
+    ),
+    (
+        13,
+        83,
+        r#"connect.allow: invalid entry "127.0.0.1:0": expected host:port, IP:port or CIDR:port with a port 1-65535, e.g. "db.internal:5432" or "10.0.0.0/8:443""#,
+    ),
+    (
+        14,
+        19,
+        r#"connect.connect_timeout: invalid duration "soon": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+    ),
+    (15, 16, "connect.idle_timeout must be greater than zero"),
 ];
 
 /// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.

@@ -13,10 +13,12 @@ use toml::Spanned;
 
 use super::intern;
 use super::raw::{
-    RawAdmin, RawConfig, RawEndpoint, RawHealthCheck, RawListenerTls, RawMatch, RawMiddleware,
-    RawOutlierDetection, RawRetry, RawRoute, RawServer, RawUpstream,
+    RawAdmin, RawConfig, RawConnect, RawEndpoint, RawHealthCheck, RawListenerTls, RawMatch,
+    RawMiddleware, RawOutlierDetection, RawRetry, RawRoute, RawServer, RawUpstream,
 };
-use super::snapshot::{AdminSettings, ListenerSpec, Route, ServerSettings, Snapshot};
+use super::snapshot::{
+    AdminSettings, ConnectSettings, ConnectTarget, ListenerSpec, Route, ServerSettings, Snapshot,
+};
 use super::validate::{self as v, ConfigErrors, Diagnostics};
 use crate::balance::{self, BalanceKind, HashFallback, HashKey, HashTable};
 use crate::control::dns::Names;
@@ -45,6 +47,8 @@ const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_HEADERS: usize = 100;
 const DEFAULT_H2_STREAMS: u32 = 256;
 const MAX_WORKERS: i64 = 1024;
+const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Compiles `source` (read from `file`) into a snapshot, or returns every error.
 pub(crate) fn compile(
@@ -79,6 +83,7 @@ pub(crate) fn compile(
     let middlewares = c.middlewares(&raw.middlewares);
     let fallback_log = c.fallback_log(&raw.server, &middlewares);
     let (router, routes) = c.routes(&raw.routes, &upstream_ids, &middlewares);
+    let connect = raw.connect.as_ref().map(|raw| c.connect(raw.get_ref()));
     if !c.d.is_empty() {
         return Err(c.d.finish());
     }
@@ -97,6 +102,7 @@ pub(crate) fn compile(
         fallback_log,
         admin,
         stats: Default::default(),
+        connect,
     })
 }
 
@@ -1417,6 +1423,12 @@ impl Compiler<'_, '_> {
                 .retry
                 .as_ref()
                 .map(|raw| Box::new(self.retry(&name, raw.get_ref())));
+            let upgrades = self.upgrades(&name, r.upgrades.as_deref());
+            let tunnel_idle_timeout = self.duration(
+                &r.tunnel_idle_timeout,
+                DEFAULT_TUNNEL_IDLE_TIMEOUT,
+                &format!("route {name:?}: tunnel_idle_timeout"),
+            );
             routes.push(Route {
                 name: name.into(),
                 chain: chain.into(),
@@ -1425,6 +1437,8 @@ impl Compiler<'_, '_> {
                 retry,
                 matcher: spec,
                 middleware_names: middleware_names.into(),
+                upgrades,
+                tunnel_idle_timeout,
             });
         }
         let router = match Router::build(specs) {
@@ -1439,6 +1453,58 @@ impl Compiler<'_, '_> {
             }
         };
         (router, routes)
+    }
+
+    /// `upgrades = [...]` of a route: protocol tokens (`name` or
+    /// `name/version`, RFC 9110 §7.8), lowercased; absent: websocket only.
+    fn upgrades(&mut self, route: &str, raw: Option<&[Spanned<String>]>) -> Box<[Box<str>]> {
+        let Some(raw) = raw else {
+            return Box::new(["websocket".into()]);
+        };
+        let mut out: Vec<Box<str>> = Vec::new();
+        for p in raw {
+            let text = p.get_ref();
+            let valid = match text.split_once('/') {
+                Some((name, version)) => is_token(name) && is_token(version),
+                None => is_token(text),
+            };
+            if !valid {
+                self.d.at(
+                    span(p),
+                    format!("route {route:?}: invalid upgrade protocol {text:?}: expected a token such as \"websocket\" (or name/version)"),
+                );
+                continue;
+            }
+            let lower: Box<str> = text.to_ascii_lowercase().into();
+            if !out.contains(&lower) {
+                out.push(lower);
+            }
+        }
+        out.into()
+    }
+
+    /// `[connect]`: the allowed destinations and the tunnel's timeouts.
+    fn connect(&mut self, raw: &RawConnect) -> ConnectSettings {
+        let mut allow = Vec::new();
+        for entry in &raw.allow {
+            match parse_connect_target(entry.get_ref()) {
+                Ok(t) => allow.push(t),
+                Err(msg) => self.d.at(span(entry), msg),
+            }
+        }
+        ConnectSettings {
+            allow: allow.into(),
+            connect_timeout: self.duration(
+                &raw.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+                "connect.connect_timeout",
+            ),
+            idle_timeout: self.duration(
+                &raw.idle_timeout,
+                DEFAULT_TUNNEL_IDLE_TIMEOUT,
+                "connect.idle_timeout",
+            ),
+        }
     }
 
     /// The route's match conditions, and the parameter names its pattern captures.
@@ -1588,6 +1654,52 @@ fn header_names(list: &[String]) -> Result<Vec<http::HeaderName>, String> {
             })
         })
         .collect()
+}
+
+/// An HTTP token (RFC 9110 §5.6.2).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A `[connect] allow` entry: `host:port`, `IP:port` (`[v6]:port`) or
+/// `CIDR:port`.
+fn parse_connect_target(text: &str) -> Result<ConnectTarget, String> {
+    let bad = || {
+        format!("connect.allow: invalid entry {text:?}: expected host:port, IP:port or CIDR:port with a port 1-65535, e.g. \"db.internal:5432\" or \"10.0.0.0/8:443\"")
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port = match port.parse::<u16>() {
+        Ok(p) if p != 0 => p,
+        _ => return Err(bad()),
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(net) = host.parse::<ipnet::IpNet>() {
+        return Ok(ConnectTarget::Net(net.trunc(), port));
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(ConnectTarget::Net(ip.into(), port));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid {
+        return Err(bad());
+    }
+    Ok(ConnectTarget::Name(name.to_ascii_lowercase().into(), port))
 }
 
 /// Serde's type names mean little to an operator: say "an integer", not "i64".

@@ -10,7 +10,9 @@ mod validate;
 
 pub(crate) use compile::{compile, SinkOpener};
 pub use snapshot::Snapshot;
-pub(crate) use snapshot::{admin_exposed_message, Route, ServerSettings};
+pub(crate) use snapshot::{
+    admin_exposed_message, ConnectSettings, ConnectTarget, Route, ServerSettings,
+};
 pub use validate::{ConfigError, ConfigErrors};
 
 /// The built-in configuration `strait` runs with no arguments; `{DEMO_ORIGIN}` is

@@ -22,6 +22,18 @@ pub(crate) struct RawConfig {
     pub(crate) middlewares: BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
     #[serde(default)]
     pub(crate) admin: RawAdmin,
+    /// Plain `CONNECT` tunnelling; absent: off.
+    pub(crate) connect: Option<Spanned<RawConnect>>,
+}
+
+/// `[connect]`: plain `CONNECT host:port` tunnelling to listed destinations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnect {
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
 }
 
 /// `[admin]`: the admin API listener.
@@ -96,6 +108,9 @@ pub(crate) struct RawRoute {
     pub(crate) upstream: Spanned<String>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) retry: Option<Spanned<RawRetry>>,
+    /// Protocols a client may switch to (`Upgrade`); absent: `["websocket"]`.
+    pub(crate) upgrades: Option<Vec<Spanned<String>>>,
+    pub(crate) tunnel_idle_timeout: Option<Spanned<String>>,
 }
 
 /// `retry = { ... }` of a route.

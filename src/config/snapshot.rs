@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub(crate) admin: AdminSettings,
     /// What the routes and upstreams count into (filled by the control plane).
     pub(crate) stats: SnapshotStats,
+    /// `[connect]`: plain CONNECT tunnelling; `None`: off (405).
+    pub(crate) connect: Option<ConnectSettings>,
 }
 
 impl Snapshot {
@@ -128,6 +130,31 @@ pub struct Route {
     pub(crate) matcher: RouteSpec,
     /// The names in `middlewares = [...]`, one per element of `chain`.
     pub(crate) middleware_names: Box<[Box<str>]>,
+    /// Protocols a client may switch to with `Upgrade` (lowercase tokens,
+    /// `name` or `name/version`); empty: upgrades off, `Upgrade` is stripped.
+    pub(crate) upgrades: Box<[Box<str>]>,
+    /// A tunnel with no bytes either way for this long is closed.
+    pub(crate) tunnel_idle_timeout: Duration,
+}
+
+/// `[connect]` as compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectSettings {
+    /// Destinations a `CONNECT` may reach; anything else is refused (403).
+    pub(crate) allow: Box<[ConnectTarget]>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// One `[connect] allow` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnectTarget {
+    /// `host:port`: the name (lowercase, no trailing dot), as the client
+    /// writes it; resolved when a client asks for it.
+    Name(Box<str>, u16),
+    /// `IP:port` or `CIDR:port`: an IP literal the client asks for must be
+    /// in the network.
+    Net(IpNet, u16),
 }
 
 impl Route {

@@ -63,6 +63,7 @@ impl Protocols {
             .max_headers(settings.max_headers);
         let mut h2 = http2::Builder::new(LocalExec);
         h2.timer(TokioTimer::new())
+            .enable_connect_protocol()
             .max_concurrent_streams(settings.http2_max_concurrent_streams)
             .max_header_list_size(settings.max_header_bytes as u32);
         let tls = snapshot
@@ -208,7 +209,7 @@ fn spawn_protocol<S, T>(
     protocol: Protocol,
     open: OpenConnection,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: ConnTls,
 {
     // Only HTTP/2 connections watch for shutdown (subscribing touches the
@@ -227,7 +228,13 @@ fn spawn_protocol<S, T>(
     match protocol {
         Protocol::Http1 => {
             tokio::task::spawn_local(async move {
-                done(protocols.h1.serve_connection(io, service).await)
+                done(
+                    protocols
+                        .h1
+                        .serve_connection(io, service)
+                        .with_upgrades()
+                        .await,
+                )
             });
         }
         Protocol::Http2 => {

@@ -67,6 +67,20 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
     }
 }
 
+/// The hop-by-hop removal for a message that switches protocols (an
+/// `Upgrade` request the route allows, or the 101 that answers it): every
+/// hop-by-hop field goes as for any message, then `Connection: upgrade` and
+/// `Upgrade: upgrade` are set, since the next hop must see the switch too.
+pub(crate) fn remove_hop_by_hop_for_upgrade(
+    headers: &mut HeaderMap,
+    arena: &Bump,
+    upgrade: HeaderValue,
+) {
+    remove_hop_by_hop(headers, arena);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, upgrade);
+}
+
 /// Readies the client's headers for the upstream.
 pub(crate) fn prepare_headers(
     headers: &mut HeaderMap,
@@ -245,5 +259,24 @@ mod tests {
         remove_hop_by_hop(&mut h, &arena);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn an_upgrade_keeps_upgrade_and_connection_upgrade_only() {
+        let arena = Bump::new();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket, h2c"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("sec-websocket-key", HeaderValue::from_static("k"));
+        remove_hop_by_hop_for_upgrade(&mut h, &arena, HeaderValue::from_static("websocket"));
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert!(h.contains_key("sec-websocket-key"));
     }
 }

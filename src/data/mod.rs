@@ -11,4 +11,5 @@ pub(crate) mod forward;
 pub(crate) mod handler;
 pub(crate) mod listener;
 pub(crate) mod retry;
+pub(crate) mod tunnel;
 pub(crate) mod worker;

@@ -695,6 +695,9 @@ async fn run(
         }
     };
     let drained = tokio::time::timeout(drain_timeout, all_done).await.is_ok();
+    // Tunnels are not requests in flight: each closed itself in order (a FIN
+    // to both peers) when the shutdown started; wait, briefly, for that.
+    crate::data::tunnel::closed(&local).await;
     if drained {
         // The last body was handed to hyper; give its connection task a
         // moment to write it out before the connections are dropped.

@@ -428,6 +428,18 @@ pub(crate) struct WorkerCounters {
     /// TLS handshakes that failed, by reason (indexed like
     /// `HandshakeFailure::ALL`).
     pub(crate) tls_handshake_failures: [Counter; 7],
+    /// Tunnels open (upgraded connections and CONNECT tunnels).
+    pub(crate) tunnels_active: Gauge,
+    /// Tunnels opened by an `Upgrade` (or an HTTP/2 extended CONNECT).
+    pub(crate) tunnels_upgrade: Counter,
+    /// Tunnels opened by a plain `CONNECT`.
+    pub(crate) tunnels_connect: Counter,
+    /// Tunnels closed because no byte moved for their idle timeout.
+    pub(crate) tunnels_idle_closed: Counter,
+    /// Bytes carried by tunnels from the client to the upstream.
+    pub(crate) tunnel_bytes_up: Counter,
+    /// Bytes carried by tunnels from the upstream to the client.
+    pub(crate) tunnel_bytes_down: Counter,
 }
 
 /// The statistics a snapshot's routes and upstreams count into, indexed like

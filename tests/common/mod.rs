@@ -326,3 +326,55 @@ pub async fn raw(addr: SocketAddr, data: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Starts a gateway from TOML with the admin API on 127.0.0.1:0.
+pub fn gateway_with_admin(toml: &str, workers: usize) -> Gateway {
+    Gateway::builder()
+        .workers(workers)
+        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .start_toml("test.toml", toml)
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}"))
+}
+
+/// One sample from the admin API's `/metrics`, written as exposed
+/// (`strait_tunnels_active`, `strait_tunnels_total{kind="upgrade"}`).
+pub async fn metric(admin: SocketAddr, sample: &str) -> f64 {
+    let reply = get(admin, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    let text = reply.text();
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{text}"))
+}
+
+/// Polls `metric` until it equals `want` or `limit` passes; returns the last value.
+pub async fn metric_becomes(admin: SocketAddr, sample: &str, want: f64, limit: Duration) -> f64 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let v = metric(admin, sample).await;
+        if v == want || tokio::time::Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP server that echoes every connection's bytes and closes its side
+/// after the client's FIN. Runs on the test's runtime.
+pub async fn tcp_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}

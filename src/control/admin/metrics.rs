@@ -439,6 +439,42 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
                 )
             }),
     )?;
+    gauge(
+        &mut enc,
+        "strait_tunnels_active",
+        "Tunnels open: upgraded connections (WebSocket and other Upgrade protocols) and CONNECT tunnels.",
+        worker.sum_i64(|c| c.tunnels_active.get()).max(0),
+    )?;
+    counters(
+        &mut enc,
+        "strait_tunnels",
+        "Tunnels opened: kind=\"upgrade\" by an Upgrade or an HTTP/2 extended CONNECT, kind=\"connect\" by a plain CONNECT.",
+        [
+            ([("kind", "upgrade")], worker.sum(|c| c.tunnels_upgrade.get())),
+            ([("kind", "connect")], worker.sum(|c| c.tunnels_connect.get())),
+        ],
+    )?;
+    counters(
+        &mut enc,
+        "strait_tunnel_bytes",
+        "Bytes carried by tunnels, by direction.",
+        [
+            (
+                [("direction", "client_to_upstream")],
+                worker.sum(|c| c.tunnel_bytes_up.get()),
+            ),
+            (
+                [("direction", "upstream_to_client")],
+                worker.sum(|c| c.tunnel_bytes_down.get()),
+            ),
+        ],
+    )?;
+    counter(
+        &mut enc,
+        "strait_tunnels_idle_timeout",
+        "Tunnels closed because no byte moved either way for their idle timeout.",
+        worker.sum(|c| c.tunnels_idle_closed.get()),
+    )?;
     let (ok, failed) = f.metrics.reloads();
     counters(
         &mut enc,
@@ -646,6 +682,13 @@ upstream = "b"
         c.tls_handshakes.add(4);
         c.tls_handshake_failures[0].inc();
         metrics.worker.get(1).unwrap().tls_handshake_failures[0].add(2);
+        c.tunnels_active.inc();
+        c.tunnels_upgrade.add(2);
+        metrics.worker.get(1).unwrap().tunnels_connect.inc();
+        metrics.worker.get(1).unwrap().tunnels_upgrade.inc();
+        c.tunnels_idle_closed.inc();
+        c.tunnel_bytes_up.add(10);
+        c.tunnel_bytes_down.add(20);
         metrics.reloaded(true);
         metrics.reloaded(false);
         metrics.reloaded(false);
@@ -740,6 +783,18 @@ upstream = "b"
         assert_eq!(
             get("strait_tls_handshake_failures_total{reason=protocol}"),
             0.0
+        );
+        assert_eq!(get("strait_tunnels_active{}"), 1.0);
+        assert_eq!(get("strait_tunnels_total{kind=upgrade}"), 3.0);
+        assert_eq!(get("strait_tunnels_total{kind=connect}"), 1.0);
+        assert_eq!(get("strait_tunnels_idle_timeout_total{}"), 1.0);
+        assert_eq!(
+            get("strait_tunnel_bytes_total{direction=client_to_upstream}"),
+            10.0
+        );
+        assert_eq!(
+            get("strait_tunnel_bytes_total{direction=upstream_to_client}"),
+            20.0
         );
         assert_eq!(get("strait_reloads_total{result=ok}"), 1.0);
         assert_eq!(get("strait_reloads_total{result=failed}"), 2.0);
