@@ -427,6 +427,23 @@ def wrk(path):
     print(out["rps"], out["p50_ms"], out["p99_ms"], out["requests"], out["errors"])
 
 
+def h2load(path):
+    """h2load's summary -> one line for bash: rps requests errors."""
+    text = open(path).read()
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", text, re.M)
+    if not m:
+        die(f"{path}: no 'finished in ... req/s' line")
+    rps = float(m.group(1))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if not m:
+        die(f"{path}: no 'requests:' line")
+    done, failed, errored, timeout = (int(m.group(i)) for i in (3, 5, 6, 7))
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    bad = int(m.group(3)) + int(m.group(4)) if m else 0
+    print(rps, done, failed + errored + timeout + bad)
+
+
 def callgrind(path):
     total = None
     with open(path) as f:
@@ -641,12 +658,92 @@ def balance_report(results_path, info_path):
     print("\n".join(out))
 
 
+PROTOCOL_SCENARIOS = [
+    ("https", "HTTPS/1.1, keep-alive (wrk)"),
+    ("handshake", "HTTPS/1.1, new TLS connection per request (wrk, Connection: close)"),
+    ("h2", "HTTP/2 over TLS, ALPN h2 (h2load)"),
+    ("h2c", "HTTP/2 cleartext, prior knowledge (h2load)"),
+]
+
+
+def protocols_report(results_path, info_path):
+    """MODE=protocols: one block of rows per scenario, strait vs nginx."""
+    info = _read_info(info_path)
+    values = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            values.setdefault((r["proxy"], r["metric"]), []).append(r["value"])
+
+    def agg(proxy, key):
+        v = values.get((proxy, key))
+        if not v:
+            return None
+        return sum(v) if key.endswith("_errors") else statistics.median(v)
+
+    def cells(key, fmt):
+        s, n = agg("strait", key), agg("nginx", key)
+        cell = lambda x: "n/a" if x is None else fmt.format(x)  # noqa: E731
+        if s is not None and n not in (None, 0):
+            ratio = f"{s / n:.2f}"
+        elif s == 0 and n == 0:
+            ratio = "—"
+        else:
+            ratio = "n/a"
+        return f"{cell(s)} | {cell(n)} | {ratio}"
+
+    out = []
+    out.append("# Strait vs nginx — TLS and HTTP/2")
+    out.append("")
+    out.append(f"Run: {info['date']}  ")
+    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}  ")
+    out.append(f"Strait: {info['strait_version']} (git {info['git']})  ")
+    out.append(f"nginx: {info['nginx_version']} (OpenSSL {info.get('openssl_version', '?')}); "
+               f"wrk: {info['wrk_version']}; h2load: {info.get('h2load_version', '?')}  ")
+    out.append(f"Settings: MODE=protocols ROUNDS={info['rounds']} DURATION={info['duration']} "
+               f"CONNS={info['conns']} HANDSHAKE_CONNS={info.get('handshake_conns')} "
+               f"H2_CONNS={info.get('h2_conns')} H2_STREAMS={info.get('h2_streams')}; "
+               f"proxy on CPU {info['proxy_cpu']}, load tool + origin on CPU {info['load_cpu']}; "
+               f"load average before the run: {info.get('loadavg', '?')}")
+    out.append("")
+    out.append("| scenario | metric | strait | nginx | ratio (strait/nginx) |")
+    out.append("| --- | --- | ---: | ---: | ---: |")
+    wanted = info.get("scenarios", "").split()
+    for sc, label in PROTOCOL_SCENARIOS:
+        if sc not in wanted:
+            continue
+        rate = "handshakes/s" if sc == "handshake" else "requests/s"
+        out.append(f"| {label} | {rate} | {cells(sc + '_rps', '{:,.0f}')} |")
+        unit = "CPU µs/handshake" if sc == "handshake" else "CPU µs/request"
+        out.append(f"| | {unit} | {cells(sc + '_cpu_us', '{:.2f}')} |")
+        out.append(f"| | proxy CPU busy (%) | {cells(sc + '_cpu_busy', '{:.0f}')} |")
+        if agg("strait", sc + "_p50_ms") is not None:
+            out.append(f"| | latency p50 (ms) | {cells(sc + '_p50_ms', '{:.2f}')} |")
+            out.append(f"| | latency p99 (ms) | {cells(sc + '_p99_ms', '{:.2f}')} |")
+        out.append(f"| | errors (sum) | {cells(sc + '_errors', '{:.0f}')} |")
+    out.append("")
+    out.append("Both proxies run one worker on the same core, serve the same ECDSA P-256 "
+               "certificate (TLS 1.2 and 1.3 allowed; the clients negotiate TLS 1.3), and "
+               "forward over HTTP/1.1 keep-alive to the same origin (1 KiB body). Rows are "
+               "medians over the rounds, which alternate the proxies; errors are summed. "
+               "Every ratio is strait ÷ nginx: below 1 is better for strait in every row but "
+               "the rates. CPU µs is the proxy's user + system time divided by the requests "
+               "completed (for `handshake`, each request is one full handshake: wrk does not "
+               "resume sessions).")
+    for note in info.get("notes", []):
+        out.append("")
+        out.append(f"Note: {note}")
+    print("\n".join(out))
+
+
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
     "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
     "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
     "dhat": dhat, "report": report, "balance-report": balance_report,
-    "origin-requests": origin_requests,
+    "origin-requests": origin_requests, "h2load": h2load,
+    "protocols-report": protocols_report,
 }
 
 if __name__ == "__main__":
