@@ -9,6 +9,8 @@ mod common;
 mod origins;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -203,6 +205,132 @@ async fn response_trailers_pass_through_http2() {
         let trailers = collected.trailers().cloned().expect("trailers");
         assert_eq!(trailers["x-checksum"], "42");
         assert_eq!(collected.to_bytes(), "/trailers");
+    })
+    .await
+    .expect("within the limit");
+}
+
+// ------------------------------------------------------------- h2 over TLS
+
+/// A gateway to a TLS origin offering `alpn`, with `protocol`.
+async fn over_tls(alpn: &[&str], protocol: &str) -> (ProtoOrigin, Reply) {
+    let ca = TestCa::new("test CA");
+    let origin = ProtoOrigin::tls(server_tls(&ca.server(&["api.internal"]), alpn, None));
+    let ca_file = std::env::temp_dir().join(format!(
+        "strait-upstream-h2-ca-{}-{}.pem",
+        std::process::id(),
+        origin.addr.port()
+    ));
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let toml = format!(
+        "{}\n[upstreams.backend.tls]\nca_file = {:?}\nserver_name = \"api.internal\"\n",
+        config(origin.addr, &format!("protocol = {protocol:?}")),
+        ca_file.display().to_string()
+    );
+    let gw = gateway(&toml);
+    let reply = tokio::time::timeout(LIMIT, get(gw.addr(), "/tls", &[]))
+        .await
+        .expect("within the limit");
+    (origin, reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_speaks_http2_when_the_origin_chooses_h2_by_alpn() {
+    let (origin, reply) = over_tls(&["h2", "http/1.1"], "auto").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(origin_version(&reply.headers), Version::HTTP_2);
+    assert_eq!(reply.headers["x-authority"], "test.local");
+    assert_eq!(origin.seen()[0].alpn.as_deref(), Some("h2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_speaks_http1_when_the_origin_offers_only_http1() {
+    let (origin, reply) = over_tls(&["http/1.1"], "auto").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(origin_version(&reply.headers), Version::HTTP_11);
+    assert_eq!(origin.seen()[0].alpn.as_deref(), Some("http/1.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_offers_only_h2() {
+    let (origin, reply) = over_tls(&["h2", "http/1.1"], "h2").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(origin_version(&reply.headers), Version::HTTP_2);
+    assert_eq!(origin.seen()[0].alpn.as_deref(), Some("h2"));
+    // An origin without h2 refuses the handshake (no common protocol).
+    let (_, reply) = over_tls(&["http/1.1"], "h2").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        reply.text(),
+        "502 Bad Gateway: upstream TLS handshake failed\n"
+    );
+}
+
+// ---------------------------------------------------------- refused streams
+
+/// An h2c origin (the `h2` crate's server) that resets every stream of its
+/// first connection with REFUSED_STREAM and answers 200 on the others.
+/// Returns its address and its count of accepted connections.
+fn refusing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        if first {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                            continue;
+                        }
+                        let mut send = respond
+                            .send_response(http::Response::new(()), false)
+                            .unwrap();
+                        let _ = send.send_data(Bytes::from_static(b"ok"), true);
+                    }
+                });
+            }
+        });
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_goes_again_on_another_connection() {
+    let (addr, accepted) = refusing_origin();
+    let gw = gateway_with(&config(addr, r#"protocol = "h2c""#), 1);
+    tokio::time::timeout(LIMIT, async {
+        let mut client = H1::connect(gw.addr()).await;
+        // Any method: the origin did not process it.
+        let reply = client.send(request("DELETE", "/x", &[])).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.text(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A body streamed from the client cannot be sent again: 502, as
+        // for any upstream failure (a route retry policy buffers bodies).
+        let post = Request::builder()
+            .method("POST")
+            .uri("/upload")
+            .header("host", "test.local")
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap();
+        let reply = client.send(post).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     })
     .await
     .expect("within the limit");

@@ -28,7 +28,7 @@ use crate::middleware::{
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 use crate::upstream::{
     self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, Http2Settings, NameSpec,
-    OutlierSpec, PoolSettings, Probe, Protocol, RetryBudget, UpstreamSpec,
+    OutlierSpec, PoolSettings, Probe, Protocol, RetryBudget, UpstreamSpec, UpstreamTls,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -336,6 +336,8 @@ impl Compiler<'_, '_> {
         let what = |k: &str| format!("upstreams.{name}.{k}");
         let dns = self.dns(up, &what);
         let mut endpoints: Vec<EndpointSpec> = Vec::new();
+        // The host name each endpoint was written with (none for an IP).
+        let mut hosts: Vec<Option<Box<str>>> = Vec::new();
         let mut names: Vec<NameSpec> = Vec::new();
         for ep in &up.endpoints {
             let (address, weight) = match ep.get_ref() {
@@ -353,6 +355,7 @@ impl Compiler<'_, '_> {
             match v::parse_endpoint(address) {
                 Ok(v::EndpointAddr::Ip(addr)) => {
                     endpoints.push(endpoint(addr, weight, &addr.to_string()));
+                    hosts.push(None);
                 }
                 Ok(v::EndpointAddr::Name(host, port)) => {
                     match self.names.lookup(name, &host, port, dns.family) {
@@ -363,6 +366,7 @@ impl Compiler<'_, '_> {
                             for &addr in &addrs {
                                 if !endpoints.iter().any(|e| e.addr == addr) {
                                     endpoints.push(endpoint(addr, weight, address));
+                                    hosts.push(Some(host.as_str().into()));
                                 }
                             }
                             if !names.iter().any(|n| *n.host == *host && n.port == port) {
@@ -404,6 +408,7 @@ impl Compiler<'_, '_> {
         };
         let hash = self.hash_policy(name, up, balance, &endpoints);
         let (protocol, http2) = self.protocol(up, &what);
+        let (tls, transport) = self.upstream_tls(name, up, protocol, &endpoints, &hosts);
         let spec = UpstreamSpec {
             name: name.into(),
             endpoints: endpoints.into(),
@@ -491,10 +496,146 @@ impl Compiler<'_, '_> {
             dns,
             protocol,
             http2,
-            tls: None,
-            transport: transport_key(protocol, None),
+            tls,
+            transport,
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    /// `[upstreams.NAME.tls]`: the client configuration and, per endpoint,
+    /// the name it is verified against and its pool key; and the pool key
+    /// of cleartext connections. Also checks that `protocol` fits (h2c is
+    /// cleartext, h2 needs TLS).
+    fn upstream_tls(
+        &mut self,
+        name: &str,
+        up: &RawUpstream,
+        protocol: Protocol,
+        endpoints: &[EndpointSpec],
+        hosts: &[Option<Box<str>>],
+    ) -> (Option<Box<UpstreamTls>>, u64) {
+        let cleartext = transport_key(protocol, None);
+        let what = |k: &str| format!("upstreams.{name}.tls.{k}");
+        let Some(raw) = &up.tls else {
+            if let (Protocol::H2, Some(p)) = (protocol, &up.protocol) {
+                self.d.at(
+                    span(p),
+                    format!("upstreams.{name}.protocol = \"h2\" needs TLS ([upstreams.{name}.tls]): for HTTP/2 without TLS use \"h2c\""),
+                );
+            }
+            return (None, cleartext);
+        };
+        if let (Protocol::H2c, Some(p)) = (protocol, &up.protocol) {
+            self.d.at(
+                span(p),
+                format!("upstreams.{name}.protocol = \"h2c\" is cleartext HTTP/2 and cannot be used with [upstreams.{name}.tls]: use \"h2\" or \"auto\" for HTTP/2 over TLS"),
+            );
+            return (None, cleartext);
+        }
+        let t = raw.get_ref();
+        let client_auth = match (&t.client_cert, &t.client_key) {
+            (Some(cert), Some(key)) => Some((cert.get_ref().as_str(), key.get_ref().as_str())),
+            (None, None) => None,
+            (Some(cert), None) => {
+                self.d.at(
+                    span(cert),
+                    format!(
+                        "{} needs {} (the certificate's private key)",
+                        what("client_cert"),
+                        what("client_key")
+                    ),
+                );
+                return (None, cleartext);
+            }
+            (None, Some(key)) => {
+                self.d.at(
+                    span(key),
+                    format!(
+                        "{} needs {} (the certificate it belongs to)",
+                        what("client_key"),
+                        what("client_cert")
+                    ),
+                );
+                return (None, cleartext);
+            }
+        };
+        let configured = match &t.server_name {
+            None => None,
+            Some(n) => match crate::tls::client::server_name(n.get_ref()) {
+                Ok(sn) => Some(sn),
+                Err(msg) => {
+                    self.d
+                        .at(span(n), format!("{}: {msg}", what("server_name")));
+                    return (None, cleartext);
+                }
+            },
+        };
+        let insecure = t.insecure_skip_verify.unwrap_or(false);
+        let settings = crate::tls::client::ClientSettings {
+            ca_file: t.ca_file.as_ref().map(|f| f.get_ref().as_str()),
+            client_auth,
+            insecure_skip_verify: insecure,
+            alpn: protocol.alpn(),
+        };
+        let config = match crate::tls::client::client_config(&settings) {
+            Ok(config) => config,
+            Err(e) => {
+                let at = match e.key {
+                    "ca_file" => t.ca_file.as_ref().map(span),
+                    "client_cert" => t.client_cert.as_ref().map(span),
+                    "client_key" => t.client_key.as_ref().map(span),
+                    _ => None,
+                }
+                .unwrap_or_else(|| span(raw));
+                self.d.at(at, format!("{}: {}", what(e.key), e.message));
+                return (None, cleartext);
+            }
+        };
+        if insecure {
+            tracing::warn!(
+                upstream = name,
+                "upstreams.{name}.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)"
+            );
+        }
+        // What the pool key distinguishes: the settings as written.
+        let identity = format!(
+            "{:?} {:?} {:?} {insecure}",
+            settings.ca_file,
+            t.client_cert.as_ref().map(|c| c.get_ref()),
+            t.client_key.as_ref().map(|k| k.get_ref())
+        );
+        let mut server_names = Vec::with_capacity(endpoints.len());
+        let mut keys = Vec::with_capacity(endpoints.len());
+        for (ep, host) in endpoints.iter().zip(hosts) {
+            let sn = match (&configured, host) {
+                (Some(sn), _) => sn.clone(),
+                (None, Some(host)) => match crate::tls::client::server_name(host) {
+                    Ok(sn) => sn,
+                    Err(msg) => {
+                        self.d.at(
+                            span(raw),
+                            format!(
+                                "upstream {name:?}: endpoint host {msg}: set {}",
+                                what("server_name")
+                            ),
+                        );
+                        return (None, cleartext);
+                    }
+                },
+                (None, None) => rustls::pki_types::ServerName::IpAddress(ep.addr.ip().into()),
+            };
+            keys.push(transport_key(
+                protocol,
+                Some(&format!("{identity} {}", sn.to_str())),
+            ));
+            server_names.push(sn);
+        }
+        let tls = UpstreamTls {
+            config,
+            server_names: server_names.into(),
+            keys: keys.into(),
+        };
+        (Some(Box::new(tls)), cleartext)
     }
 
     /// `protocol` and the `http2_*` limits of an upstream.

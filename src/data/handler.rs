@@ -3,8 +3,10 @@
 //! order a request moves; each step is a named function below.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -273,8 +275,16 @@ async fn forward_upstream<'a>(
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
-    let pool_key = spec.pool_key(index, endpoint.addr);
-    let (conn, reused) = acquire(local, pool_key, index, spec, snap, upstream_id).await?;
+    // The key is recomputed where needed rather than kept across awaits.
+    let (mut conn, reused) = acquire(
+        local,
+        spec.pool_key(index, endpoint.addr),
+        index,
+        spec,
+        snap,
+        upstream_id,
+    )
+    .await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -310,46 +320,42 @@ async fn forward_upstream<'a>(
     *request.uri_mut() = uri;
     *request.headers_mut() = std::mem::take(headers);
     let sent = Instant::now();
+    // `ref mut`: the sender is used in place, so the request future holds
+    // one connection handle, not two.
     let exchanged = match conn {
-        Conn::Http1(mut sender) => {
+        Conn::Http1(ref mut sender) => {
+            // Kept only for HTTP/2; not carried across this await.
+            drop(again);
             let exchange = sender.try_send_request(request);
             match tokio::time::timeout(timeout, exchange).await {
                 Err(_) => Err(ProxyError::ResponseTimeout),
-                Ok(Ok(response)) => Ok((response, Conn::Http1(sender))),
+                Ok(Ok(response)) => Ok((response, conn)),
                 // A pooled connection closed before the request left (the
                 // upstream timed it out meanwhile): hyper hands the request
                 // back unsent, and it goes once more over a new connection.
                 // Nothing was sent, so this is safe for any method. Rare,
-                // hence boxed.
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(unsent) if reused => {
-                        let target = Resend {
-                            key: pool_key,
-                            index,
-                            spec,
-                            snap,
-                            upstream_id,
-                        };
-                        let retry = Box::pin(resend(local, &target, Again::Plain(unsent), None));
-                        let remaining = timeout.saturating_sub(sent.elapsed());
-                        match tokio::time::timeout(remaining, retry).await {
-                            Err(_) => Err(ProxyError::ResponseTimeout),
-                            Ok(result) => result,
-                        }
+                // hence boxed (with its timer).
+                Ok(Err(e)) => {
+                    let target = (spec, &***snap, upstream_id, index, endpoint.addr);
+                    match resend_unsent(local, e, reused, target, timeout, sent) {
+                        Ok(retry) => retry.await,
+                        Err(e) => Err(e),
                     }
-                    _ => Err(classify(e.error())),
-                },
+                }
             }
         }
         Conn::Http2(stream) => {
-            let target = Resend {
-                key: pool_key,
-                index,
-                spec,
-                snap,
-                upstream_id,
-            };
-            Box::pin(exchange_h2(local, &target, stream, request, again, timeout)).await
+            Box::pin(async move {
+                let target = Resend {
+                    key: spec.pool_key(index, endpoint.addr),
+                    index,
+                    spec,
+                    snap,
+                    upstream_id,
+                };
+                exchange_h2(local, &target, stream, request, again, timeout).await
+            })
+            .await
         }
     };
     let (response, conn) = match exchanged {
@@ -374,11 +380,57 @@ async fn forward_upstream<'a>(
 
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
-    let conn = PooledConn::new(conn, pool_key, spec.pool, local.clone());
+    let key = spec.pool_key(index, endpoint.addr);
+    let conn = PooledConn::new(conn, key, spec.pool, local.clone());
     Ok(Response::from_parts(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
     ))
+}
+
+/// The exchange of a request over a new connection, boxed, or the error to
+/// answer.
+type Exchange<'a> =
+    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Conn), ProxyError>> + 'a>>;
+
+/// A pooled HTTP/1.1 connection failed: if it closed before the request
+/// left (the upstream timed it out meanwhile), hyper hands the request back
+/// unsent, and it goes once more over a new connection, within what is left
+/// of `timeout`. Nothing was sent, so this is safe for any method. Rare,
+/// hence boxed; a plain function so the request future keeps neither the
+/// error nor the request across the await.
+fn resend_unsent<'a>(
+    local: &'a WorkerLocal,
+    mut e: hyper::client::conn::TrySendError<Request<RequestBody>>,
+    reused: bool,
+    (spec, snap, upstream_id, index, addr): (
+        &'a UpstreamSpec,
+        &'a Snapshot,
+        usize,
+        usize,
+        SocketAddr,
+    ),
+    timeout: std::time::Duration,
+    sent: Instant,
+) -> Result<Exchange<'a>, ProxyError> {
+    let unsent = match e.take_message() {
+        Some(unsent) if reused => unsent,
+        _ => return Err(classify(e.error())),
+    };
+    let remaining = timeout.saturating_sub(sent.elapsed());
+    Ok(Box::pin(async move {
+        let target = Resend {
+            key: spec.pool_key(index, addr),
+            index,
+            spec,
+            snap,
+            upstream_id,
+        };
+        let retry = resend(local, &target, Again::Plain(unsent), None);
+        tokio::time::timeout(remaining, retry)
+            .await
+            .unwrap_or(Err(ProxyError::ResponseTimeout))
+    }))
 }
 
 /// Whether the upstream's balancer learns from latencies (`peak_ewma`).
@@ -900,9 +952,21 @@ fn unprocessed(e: &hyper::Error) -> bool {
 /// purpose: connecting is rare next to reusing a pooled connection, and its
 /// state (socket connect, timer, handshakes) would otherwise be inlined into
 /// every request's future, which hyper keeps allocated per client
-/// connection, idle or not. An HTTP/2 connection is listed in the pool and
-/// its first stream taken.
+/// connection, idle or not.
 async fn new_connection(
+    local: &WorkerLocal,
+    key: PoolKey,
+    index: usize,
+    spec: &UpstreamSpec,
+    snap: &Snapshot,
+    upstream_id: usize,
+) -> Result<Conn, ProxyError> {
+    Box::pin(open_connection(local, key, index, spec, snap, upstream_id)).await
+}
+
+/// The body of [`new_connection`]. An HTTP/2 connection is listed in the
+/// pool and its first stream taken.
+async fn open_connection(
     local: &WorkerLocal,
     key: PoolKey,
     index: usize,
@@ -922,7 +986,7 @@ async fn new_connection(
         http2: spec.http2,
         timeout: spec.connect_timeout,
     };
-    match Box::pin(connect::connect(&target, open)).await? {
+    match connect::connect(&target, open).await? {
         Connected::Http1(sender) => Ok(Conn::Http1(sender)),
         Connected::Http2(sender) => Ok(Conn::Http2(
             local.pool.h2_add(local, key, sender, spec.pool),

@@ -125,7 +125,6 @@ pub(crate) enum Protocol {
     Auto,
 }
 
-#[allow(dead_code)] // `name` and `alpn`: for upstream TLS, next
 impl Protocol {
     pub(crate) fn parse(text: &str) -> Result<Protocol, String> {
         match text {
@@ -136,15 +135,6 @@ impl Protocol {
             other => Err(format!(
                 "unknown protocol {other:?}: expected \"http1\", \"h2c\", \"h2\" or \"auto\""
             )),
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Protocol::Http1 => "http1",
-            Protocol::H2c => "h2c",
-            Protocol::H2 => "h2",
-            Protocol::Auto => "auto",
         }
     }
 
@@ -182,7 +172,6 @@ impl Default for Http2Settings {
 /// upstream (built, files read and checked, by the control plane) and the
 /// name each endpoint is verified against.
 #[derive(Debug)]
-#[allow(dead_code)] // built by upstream TLS, next
 pub(crate) struct UpstreamTls {
     pub(crate) config: Arc<rustls::ClientConfig>,
     /// The SNI sent to endpoint `i` and the name its certificate must be valid
@@ -191,8 +180,6 @@ pub(crate) struct UpstreamTls {
     pub(crate) server_names: Box<[rustls::pki_types::ServerName<'static>]>,
     /// Pool key part of endpoint `i` (protocol, TLS settings, server name).
     pub(crate) keys: Box<[u64]>,
-    /// Certificates are not verified (`insecure_skip_verify`).
-    pub(crate) insecure_skip_verify: bool,
 }
 
 /// `retry_budget` as compiled: retries may add `percent` % to the requests
