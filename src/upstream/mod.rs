@@ -3,6 +3,7 @@
 //! multiplexed HTTP/2 ones), and connection set-up (TCP, TLS, HTTP handshake).
 
 pub(crate) mod connect;
+pub(crate) mod exchange;
 pub(crate) mod outlier;
 pub(crate) mod pool;
 

@@ -339,6 +339,10 @@ impl UpstreamPool {
                 c.idle.inc();
             }
             e.h2.push(conn.clone());
+        } else if e.unused() {
+            // A key no longer configured: the connection serves this
+            // request only.
+            entries.remove(&key);
         }
         conn.take_stream();
         H2Stream {
