@@ -318,6 +318,15 @@ const BROKEN: &[(&str, &[Expected])] = &[
     ),
     ("bad_tunnel.toml", BAD_TUNNEL),
     ("bad_connect.toml", BAD_CONNECT),
+    ("upstream_tls_errors.toml", UPSTREAM_TLS_ERRORS),
+    (
+        "upstream_tls_unknown_key.toml",
+        &[(
+            9,
+            1,
+            "unknown field `insecure_skip_verfy`, expected one of `ca_file`, `server_name`, `client_cert`, `client_key`, `insecure_skip_verify`",
+        )],
+    ),
 ];
 
 /// `bad_tunnel.toml`: upgrade protocols and tunnel idle timeouts of routes.
@@ -377,6 +386,56 @@ const BAD_CONNECT: &[Expected] = &[
         r#"connect.connect_timeout: invalid duration "soon": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
     ),
     (15, 16, "connect.idle_timeout must be greater than zero"),
+];
+
+/// Every error of `upstream_tls_errors.toml`: protocol and TLS keys of an
+/// upstream.
+const UPSTREAM_TLS_ERRORS: &[Expected] = &[
+    (
+        8,
+        12,
+        r#"upstreams.a.protocol: unknown protocol "h3": expected "http1", "h2c", "h2" or "auto""#,
+    ),
+    (
+        12,
+        12,
+        r#"upstreams.b.protocol = "h2c" is cleartext HTTP/2 and cannot be used with [upstreams.b.tls]: use "h2" or "auto" for HTTP/2 over TLS"#,
+    ),
+    (
+        17,
+        12,
+        r#"upstreams.c.protocol = "h2" needs TLS ([upstreams.c.tls]): for HTTP/2 without TLS use "h2c""#,
+    ),
+    (
+        21,
+        25,
+        r#"upstreams.d.http2_max_connections applies only to HTTP/2: set protocol = "h2c", "h2" or "auto""#,
+    ),
+    (
+        26,
+        32,
+        "upstreams.e.http2_max_concurrent_streams = 0 is out of range: expected 1 to 100000",
+    ),
+    (
+        30,
+        19,
+        r#"upstreams.f.tls.ca_file: cannot read "tests/configs/broken/no-such-ca.pem": No such file or directory (os error 2)"#,
+    ),
+    (
+        34,
+        19,
+        r#"upstreams.g.tls.ca_file: no certificate in "tests/configs/broken/upstream_tls_errors.toml": expected a PEM "BEGIN CERTIFICATE" block"#,
+    ),
+    (
+        38,
+        23,
+        "upstreams.h.tls.client_cert needs upstreams.h.tls.client_key (the certificate's private key)",
+    ),
+    (
+        42,
+        23,
+        r#"upstreams.i.tls.server_name: "bad name!" is not a valid DNS name or IP address"#,
+    ),
 ];
 
 /// `bad_traffic_limits.toml`: limits, outlier detection, route timeouts, retries.

@@ -31,8 +31,8 @@ use crate::middleware::{
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 use crate::tls::server as tls;
 use crate::upstream::{
-    self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, NameSpec, OutlierSpec,
-    PoolSettings, Probe, RetryBudget, UpstreamSpec,
+    self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, Http2Settings, NameSpec,
+    OutlierSpec, PoolSettings, Probe, Protocol, RetryBudget, UpstreamSpec, UpstreamTls,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -546,6 +546,8 @@ impl Compiler<'_, '_> {
         let what = |k: &str| format!("upstreams.{name}.{k}");
         let dns = self.dns(up, &what);
         let mut endpoints: Vec<EndpointSpec> = Vec::new();
+        // The host name each endpoint was written with (none for an IP).
+        let mut hosts: Vec<Option<Box<str>>> = Vec::new();
         let mut names: Vec<NameSpec> = Vec::new();
         for ep in &up.endpoints {
             let (address, weight) = match ep.get_ref() {
@@ -563,6 +565,7 @@ impl Compiler<'_, '_> {
             match v::parse_endpoint(address) {
                 Ok(v::EndpointAddr::Ip(addr)) => {
                     endpoints.push(endpoint(addr, weight, &addr.to_string()));
+                    hosts.push(None);
                 }
                 Ok(v::EndpointAddr::Name(host, port)) => {
                     match self.names.lookup(name, &host, port, dns.family) {
@@ -573,6 +576,7 @@ impl Compiler<'_, '_> {
                             for &addr in &addrs {
                                 if !endpoints.iter().any(|e| e.addr == addr) {
                                     endpoints.push(endpoint(addr, weight, address));
+                                    hosts.push(Some(host.as_str().into()));
                                 }
                             }
                             if !names.iter().any(|n| *n.host == *host && n.port == port) {
@@ -613,6 +617,8 @@ impl Compiler<'_, '_> {
             },
         };
         let hash = self.hash_policy(name, up, balance, &endpoints);
+        let (protocol, http2) = self.protocol(up, &what);
+        let (tls, transport) = self.upstream_tls(name, up, protocol, &endpoints, &hosts);
         let spec = UpstreamSpec {
             name: name.into(),
             endpoints: endpoints.into(),
@@ -698,8 +704,209 @@ impl Compiler<'_, '_> {
             },
             names: names.into(),
             dns,
+            protocol,
+            http2,
+            tls,
+            transport,
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    /// `[upstreams.NAME.tls]`: the client configuration and, per endpoint,
+    /// the name it is verified against and its pool key; and the pool key
+    /// of cleartext connections. Also checks that `protocol` fits (h2c is
+    /// cleartext, h2 needs TLS).
+    fn upstream_tls(
+        &mut self,
+        name: &str,
+        up: &RawUpstream,
+        protocol: Protocol,
+        endpoints: &[EndpointSpec],
+        hosts: &[Option<Box<str>>],
+    ) -> (Option<Box<UpstreamTls>>, u64) {
+        let cleartext = transport_key(protocol, None);
+        let what = |k: &str| format!("upstreams.{name}.tls.{k}");
+        let Some(raw) = &up.tls else {
+            if let (Protocol::H2, Some(p)) = (protocol, &up.protocol) {
+                self.d.at(
+                    span(p),
+                    format!("upstreams.{name}.protocol = \"h2\" needs TLS ([upstreams.{name}.tls]): for HTTP/2 without TLS use \"h2c\""),
+                );
+            }
+            return (None, cleartext);
+        };
+        if let (Protocol::H2c, Some(p)) = (protocol, &up.protocol) {
+            self.d.at(
+                span(p),
+                format!("upstreams.{name}.protocol = \"h2c\" is cleartext HTTP/2 and cannot be used with [upstreams.{name}.tls]: use \"h2\" or \"auto\" for HTTP/2 over TLS"),
+            );
+            return (None, cleartext);
+        }
+        let t = raw.get_ref();
+        let client_auth = match (&t.client_cert, &t.client_key) {
+            (Some(cert), Some(key)) => Some((cert.get_ref().as_str(), key.get_ref().as_str())),
+            (None, None) => None,
+            (Some(cert), None) => {
+                self.d.at(
+                    span(cert),
+                    format!(
+                        "{} needs {} (the certificate's private key)",
+                        what("client_cert"),
+                        what("client_key")
+                    ),
+                );
+                return (None, cleartext);
+            }
+            (None, Some(key)) => {
+                self.d.at(
+                    span(key),
+                    format!(
+                        "{} needs {} (the certificate it belongs to)",
+                        what("client_key"),
+                        what("client_cert")
+                    ),
+                );
+                return (None, cleartext);
+            }
+        };
+        let configured = match &t.server_name {
+            None => None,
+            Some(n) => match crate::tls::client::server_name(n.get_ref()) {
+                Ok(sn) => Some(sn),
+                Err(msg) => {
+                    self.d
+                        .at(span(n), format!("{}: {msg}", what("server_name")));
+                    return (None, cleartext);
+                }
+            },
+        };
+        let insecure = t.insecure_skip_verify.unwrap_or(false);
+        let settings = crate::tls::client::ClientSettings {
+            ca_file: t.ca_file.as_ref().map(|f| f.get_ref().as_str()),
+            client_auth,
+            insecure_skip_verify: insecure,
+            alpn: protocol.alpn(),
+        };
+        let config = match crate::tls::client::client_config(&settings) {
+            Ok(config) => config,
+            Err(e) => {
+                let at = match e.key {
+                    "ca_file" => t.ca_file.as_ref().map(span),
+                    "client_cert" => t.client_cert.as_ref().map(span),
+                    "client_key" => t.client_key.as_ref().map(span),
+                    _ => None,
+                }
+                .unwrap_or_else(|| span(raw));
+                self.d.at(at, format!("{}: {}", what(e.key), e.message));
+                return (None, cleartext);
+            }
+        };
+        if insecure {
+            tracing::warn!(
+                upstream = name,
+                "upstreams.{name}.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)"
+            );
+        }
+        // What the pool key distinguishes: the settings as written.
+        let identity = format!(
+            "{:?} {:?} {:?} {insecure}",
+            settings.ca_file,
+            t.client_cert.as_ref().map(|c| c.get_ref()),
+            t.client_key.as_ref().map(|k| k.get_ref())
+        );
+        let mut server_names = Vec::with_capacity(endpoints.len());
+        let mut keys = Vec::with_capacity(endpoints.len());
+        for (ep, host) in endpoints.iter().zip(hosts) {
+            let sn = match (&configured, host) {
+                (Some(sn), _) => sn.clone(),
+                (None, Some(host)) => match crate::tls::client::server_name(host) {
+                    Ok(sn) => sn,
+                    Err(msg) => {
+                        self.d.at(
+                            span(raw),
+                            format!(
+                                "upstream {name:?}: endpoint host {msg}: set {}",
+                                what("server_name")
+                            ),
+                        );
+                        return (None, cleartext);
+                    }
+                },
+                (None, None) => rustls::pki_types::ServerName::IpAddress(ep.addr.ip().into()),
+            };
+            keys.push(transport_key(
+                protocol,
+                Some(&format!("{identity} {}", sn.to_str())),
+            ));
+            server_names.push(sn);
+        }
+        // Upgrades (WebSocket) need HTTP/1.1 whatever the upstream's
+        // protocol: the same settings with ALPN offering only http/1.1.
+        let http1_config = {
+            let mut c = (*config).clone();
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(c)
+        };
+        let tls = UpstreamTls {
+            config,
+            http1_config,
+            server_names: server_names.into(),
+            keys: keys.into(),
+        };
+        (Some(Box::new(tls)), cleartext)
+    }
+
+    /// `protocol` and the `http2_*` limits of an upstream.
+    fn protocol(
+        &mut self,
+        up: &RawUpstream,
+        what: &dyn Fn(&str) -> String,
+    ) -> (Protocol, Http2Settings) {
+        let (protocol, known) = match &up.protocol {
+            None => (Protocol::Http1, true),
+            Some(p) => match Protocol::parse(p.get_ref()) {
+                Ok(protocol) => (protocol, true),
+                Err(msg) => {
+                    self.d.at(span(p), format!("{}: {msg}", what("protocol")));
+                    (Protocol::Http1, false)
+                }
+            },
+        };
+        let defaults = Http2Settings::default();
+        let http2 = Http2Settings {
+            max_concurrent_streams: self.int_in(
+                &up.http2_max_concurrent_streams,
+                i64::from(defaults.max_concurrent_streams),
+                1..100_001,
+                &what("http2_max_concurrent_streams"),
+            ) as u32,
+            max_connections: self.int_in(
+                &up.http2_max_connections,
+                i64::from(defaults.max_connections),
+                1..1_001,
+                &what("http2_max_connections"),
+            ) as u32,
+        };
+        if protocol == Protocol::Http1 && known {
+            for (key, value) in [
+                (
+                    "http2_max_concurrent_streams",
+                    &up.http2_max_concurrent_streams,
+                ),
+                ("http2_max_connections", &up.http2_max_connections),
+            ] {
+                if let Some(v) = value {
+                    self.d.at(
+                        span(v),
+                        format!(
+                            "{} applies only to HTTP/2: set protocol = \"h2c\", \"h2\" or \"auto\"",
+                            what(key)
+                        ),
+                    );
+                }
+            }
+        }
+        (protocol, http2)
     }
 
     fn retry(&mut self, route: &str, r: &RawRetry) -> RetryPolicy {
@@ -1580,6 +1787,26 @@ impl Compiler<'_, '_> {
         }
         (spec, params)
     }
+}
+
+/// The transport part of a pool key: 0 for plain HTTP/1.1 (so upstreams
+/// sharing an address share those connections), else a hash of how the
+/// connection is made (protocol, and the TLS settings and server name),
+/// stable across reloads that keep them.
+fn transport_key(protocol: Protocol, tls: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let protocol = match (protocol, tls) {
+        // Cleartext `auto` is HTTP/1.1.
+        (Protocol::Auto, None) => Protocol::Http1,
+        (p, _) => p,
+    };
+    if protocol == Protocol::Http1 && tls.is_none() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    protocol.hash(&mut h);
+    tls.hash(&mut h);
+    h.finish() | 1
 }
 
 /// An endpoint at `addr`, with `host` as its `Host` value (interned).

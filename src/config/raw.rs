@@ -184,6 +184,23 @@ pub(crate) struct RawUpstream {
     pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
     pub(crate) dns_refresh: Option<Spanned<String>>,
     pub(crate) dns_family: Option<Spanned<String>>,
+    /// `"http1"`, `"h2c"`, `"h2"` or `"auto"`.
+    pub(crate) protocol: Option<Spanned<String>>,
+    pub(crate) http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub(crate) http2_max_connections: Option<Spanned<i64>>,
+    /// TLS to the endpoints: on when present (`tls = {}` for the defaults).
+    pub(crate) tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// `[upstreams.NAME.tls]`: TLS to the upstream's endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) client_key: Option<Spanned<String>>,
+    pub(crate) insecure_skip_verify: Option<bool>,
 }
 
 /// `[upstreams.NAME.outlier_detection]`: passive health from real traffic.

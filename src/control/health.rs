@@ -1,7 +1,10 @@
 //! Active health checks (control plane). One probe task per (upstream with a
 //! `health_check`, endpoint address) runs on the control thread: every
-//! `interval` it connects (`type = "tcp"`) or sends one HTTP/1.1 request
-//! (`type = "http"`), bounded by `timeout`. `unhealthy_threshold` failures in a
+//! `interval` it connects (`type = "tcp"`) or sends one HTTP request
+//! (`type = "http"`), bounded by `timeout`. An HTTP probe goes the way the
+//! upstream's requests go: over TLS with the upstream's configuration and
+//! the endpoint's server name, in HTTP/2 for `h2c` and when ALPN chose `h2`,
+//! else HTTP/1.1. A TCP probe is a TCP connect only. `unhealthy_threshold` failures in a
 //! row mark a healthy endpoint down, `healthy_threshold` passes in a row mark
 //! an unhealthy one up. The state lives in the endpoint's [`Health`], which
 //! the snapshot references and the balancers read with one relaxed load, so
@@ -27,15 +30,16 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::{Control, Gateway};
 use crate::config::Snapshot;
 use crate::metrics::{EndpointStats, Health};
-use crate::upstream::{HealthCheckSpec, Probe};
+use crate::upstream::{HealthCheckSpec, Probe, Protocol, UpstreamSpec};
 
 /// `Health::last_probe` values.
 const PASSED: u8 = 1;
@@ -53,7 +57,42 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 struct Check {
     spec: HealthCheckSpec,
     stats: Arc<EndpointStats>,
+    /// How the endpoint is reached (the pool key's transport part): a
+    /// change of protocol or TLS settings restarts the probe.
+    transport: u64,
     task: JoinHandle<()>,
+}
+
+/// How an HTTP probe reaches its endpoint.
+#[derive(Clone)]
+pub(crate) struct ProbeTransport {
+    /// The upstream's TLS configuration and the endpoint's server name.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    protocol: Protocol,
+}
+
+impl ProbeTransport {
+    fn of(up: &UpstreamSpec, index: usize) -> Self {
+        ProbeTransport {
+            tls: up
+                .tls
+                .as_ref()
+                .and_then(|t| Some((t.config.clone(), t.server_names.get(index)?.clone()))),
+            protocol: up.protocol,
+        }
+    }
+
+    /// Plain HTTP/1.1.
+    #[cfg(test)]
+    fn plain() -> Self {
+        ProbeTransport {
+            tls: None,
+            protocol: Protocol::Http1,
+        }
+    }
 }
 
 impl Drop for Check {
@@ -89,7 +128,7 @@ fn reconcile(snap: &Snapshot, checks: &mut HashMap<Key, Check>, random: &RandomS
         let Some(stats) = snap.stats.endpoints.get(u) else {
             continue;
         };
-        for (ep, st) in up.endpoints.iter().zip(stats) {
+        for (i, (ep, st)) in up.endpoints.iter().zip(stats).enumerate() {
             let key: Key = (up.name.clone(), ep.addr);
             if next.contains_key(&key) {
                 // Listed twice: one probe, one shared state.
@@ -107,18 +146,31 @@ fn reconcile(snap: &Snapshot, checks: &mut HashMap<Key, Check>, random: &RandomS
                 reset(&st.health.0);
                 continue;
             };
+            let transport = up.pool_key(i, ep.addr).1;
             let check = match checks.remove(&key) {
-                Some(c) if c.spec == *spec && Arc::ptr_eq(&c.stats, st) => c,
+                Some(c)
+                    if c.spec == *spec && Arc::ptr_eq(&c.stats, st) && c.transport == transport =>
+                {
+                    c
+                }
                 old => {
                     // New, or its settings changed: start over (the state
                     // stays; only the counting restarts).
                     drop(old);
                     reset(&st.health.0);
                     let first = jitter(random, &key, spec.interval);
+                    let how = ProbeTransport::of(up, i);
                     Check {
                         spec: spec.clone(),
                         stats: st.clone(),
-                        task: tokio::spawn(watch(up.name.clone(), spec.clone(), st.clone(), first)),
+                        transport,
+                        task: tokio::spawn(watch(
+                            up.name.clone(),
+                            spec.clone(),
+                            how,
+                            st.clone(),
+                            first,
+                        )),
                     }
                 }
             };
@@ -151,6 +203,7 @@ fn jitter(random: &RandomState, key: &Key, interval: Duration) -> Duration {
 async fn watch(
     upstream: Box<str>,
     spec: HealthCheckSpec,
+    how: ProbeTransport,
     stats: Arc<EndpointStats>,
     first: Duration,
 ) {
@@ -163,7 +216,7 @@ async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let outcome = probe(addr, &spec).await;
+        let outcome = probe(addr, &spec, &how).await;
         let passed = outcome.is_ok();
         if let Err(cause) = &outcome {
             health.set_last_error(Some(cause.clone()));
@@ -206,7 +259,11 @@ fn record(h: &Health, spec: &HealthCheckSpec, passed: bool) -> Option<bool> {
 }
 
 /// One probe, bounded by `spec.timeout`: `Ok` if it passed, else its cause.
-async fn probe(addr: SocketAddr, spec: &HealthCheckSpec) -> Result<(), String> {
+async fn probe(
+    addr: SocketAddr,
+    spec: &HealthCheckSpec,
+    how: &ProbeTransport,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let timed_out = || format!("timed out after {:?}", spec.timeout);
     match &spec.probe {
@@ -221,7 +278,7 @@ async fn probe(addr: SocketAddr, spec: &HealthCheckSpec) -> Result<(), String> {
             host,
             statuses,
         } => {
-            let exchange = http_exchange(addr, method, path, host.as_deref());
+            let exchange = http_exchange(addr, method, path, host.as_deref(), how);
             let (status, body, connection) = match tokio::time::timeout_at(deadline, exchange).await
             {
                 Err(_) => return Err(timed_out()),
@@ -241,37 +298,76 @@ async fn probe(addr: SocketAddr, spec: &HealthCheckSpec) -> Result<(), String> {
     }
 }
 
-/// Connects and sends `method path`; returns the response status, its body
-/// and the task driving the connection (stopped when dropped).
+/// Connects (and runs the TLS handshake, if any) and sends `method path`;
+/// returns the response status, its body and the task driving the
+/// connection (stopped when dropped).
 async fn http_exchange(
     addr: SocketAddr,
     method: &http::Method,
     path: &str,
     host: Option<&str>,
+    how: &ProbeTransport,
 ) -> Result<(u16, Incoming, AbortOnDrop), String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| connect_cause(&e))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake failed: {e}"))?;
-    let connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
     let host = match host {
         Some(h) => HeaderValue::from_str(h),
         None => HeaderValue::from_str(&addr.to_string()),
     }
     .map_err(|e| format!("invalid Host header: {e}"))?;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method.clone())
         .uri(path)
         .header(header::HOST, host)
         .header(header::USER_AGENT, USER_AGENT)
-        .header(header::CONNECTION, "close")
         .body(Empty::new())
         .map_err(|e| format!("invalid request: {e}"))?;
+    let Some((config, name)) = &how.tls else {
+        return match how.protocol {
+            Protocol::H2c | Protocol::H2 => {
+                crate::upstream::connect::http2_target(&mut request, false);
+                send_h2(stream, request).await
+            }
+            Protocol::Http1 | Protocol::Auto => send_h1(stream, request).await,
+        };
+    };
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name.clone(), stream)
+        .await
+        .map_err(|e| {
+            let detail = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map_or_else(|| e.to_string(), |r| r.to_string());
+            format!("TLS handshake failed: {detail}")
+        })?;
+    let h2 = match tls.get_ref().1.alpn_protocol() {
+        Some(p) => p == b"h2",
+        None => how.protocol == Protocol::H2,
+    };
+    if h2 {
+        crate::upstream::connect::http2_target(&mut request, true);
+        send_h2(tls, request).await
+    } else {
+        send_h1(tls, request).await
+    }
+}
+
+async fn send_h1<IO>(io: IO, mut request: Request<Empty<Bytes>>) -> Exchanged
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    let connection = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    request
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     let response = sender
         .send_request(request)
         .await
@@ -279,6 +375,28 @@ async fn http_exchange(
     let status = response.status().as_u16();
     Ok((status, response.into_body(), connection))
 }
+
+async fn send_h2<IO>(io: IO, request: Request<Empty<Bytes>>) -> Exchanged
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
+    let connection = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body(), connection))
+}
+
+/// A probe's response status, its body, and its connection's task.
+type Exchanged = Result<(u16, Incoming, AbortOnDrop), String>;
 
 /// Reads and discards up to [`DRAIN_LIMIT`] bytes of `body`, until it ends,
 /// fails or `deadline` passes.
@@ -410,7 +528,7 @@ mod tests {
         drop(listener);
         let s = spec(1, 1);
         assert_eq!(
-            probe(refused, &s).await,
+            probe(refused, &s, &ProbeTransport::plain()).await,
             Err("connection refused".to_string())
         );
         let http = HealthCheckSpec {
@@ -423,7 +541,7 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(
-            probe(refused, &http).await,
+            probe(refused, &http, &ProbeTransport::plain()).await,
             Err("connection refused".to_string())
         );
 
@@ -438,12 +556,12 @@ mod tests {
         });
         let started = Instant::now();
         assert_eq!(
-            probe(addr, &http).await,
+            probe(addr, &http, &ProbeTransport::plain()).await,
             Err("timed out after 100ms".to_string())
         );
         assert!(started.elapsed() < Duration::from_secs(2));
         // A TCP check passes on the same listener.
-        assert_eq!(probe(addr, &s).await, Ok(()));
+        assert_eq!(probe(addr, &s, &ProbeTransport::plain()).await, Ok(()));
         held.abort();
     }
 }

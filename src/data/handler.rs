@@ -7,11 +7,11 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::balance::BalanceKind;
@@ -27,9 +27,9 @@ use crate::data::worker::{SnapshotRef, WorkerLocal};
 use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
-use crate::upstream::connect::{self, Sender};
+use crate::upstream::exchange::{acquire, exchange_h2, resend_unsent, Resend};
 use crate::upstream::outlier::{self, Observed};
-use crate::upstream::pool::PooledConn;
+use crate::upstream::pool::{Conn, PooledConn};
 use crate::upstream::UpstreamSpec;
 
 /// hyper's entry point for each request on a client connection: upgrades
@@ -294,7 +294,16 @@ async fn forward_upstream<'a>(
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
-    let (mut sender, reused) = acquire(local, endpoint.addr, spec, snap, upstream_id).await?;
+    // The key is recomputed where needed rather than kept across awaits.
+    let (mut conn, reused) = acquire(
+        local,
+        spec.pool_key(index, endpoint.addr),
+        index,
+        spec,
+        snap,
+        upstream_id,
+    )
+    .await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -308,7 +317,9 @@ async fn forward_upstream<'a>(
     // The request is built and handed to hyper in one synchronous step, so it
     // never sits in this future's state across an await: this future is
     // stored per client connection by hyper, and its size is idle memory.
-    let body = match payload {
+    // An HTTP/2 stream the endpoint refuses can go again only with a body
+    // that can be sent again: a buffered one, or none.
+    let (body, again) = match payload {
         Payload::Client(body) => {
             let Some(body) = body.take() else {
                 return Err(ProxyError::ClientBody);
@@ -318,53 +329,68 @@ async fn forward_upstream<'a>(
                 route,
                 worker: local.id,
             });
-            RequestBody::new(body, spec.body_idle_timeout, meter)
+            let again = body.is_end_stream().then(Bytes::new);
+            (RequestBody::new(body, spec.body_idle_timeout, meter), again)
         }
-        Payload::Replay(data) => RequestBody::replay(data.clone()),
+        Payload::Replay(data) => (RequestBody::replay(data.clone()), Some(data.clone())),
     };
     let mut request = Request::new(body);
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = std::mem::take(headers);
     let sent = Instant::now();
-    let exchange = sender.try_send_request(request);
-    let observes = spec.balance == BalanceKind::PeakEwma;
-    let response = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => {
+    // `ref mut`: the sender is used in place, so the request future holds
+    // one connection handle, not two.
+    let exchanged = match conn {
+        Conn::Http1(ref mut sender) => {
+            // Kept only for HTTP/2; not carried across this await.
+            drop(again);
+            let exchange = sender.try_send_request(request);
+            match tokio::time::timeout(timeout, exchange).await {
+                Err(_) => Err(ProxyError::ResponseTimeout),
+                Ok(Ok(response)) => Ok((response, conn)),
+                // A pooled connection closed before the request left (the
+                // upstream timed it out meanwhile): hyper hands the request
+                // back unsent, and it goes once more over a new connection.
+                // Nothing was sent, so this is safe for any method. Rare,
+                // hence boxed (with its timer).
+                Ok(Err(e)) => {
+                    let target = (spec, &***snap, upstream_id, index, endpoint.addr);
+                    match resend_unsent(local, e, reused, target, timeout, sent) {
+                        Ok(retry) => retry.await,
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        }
+        Conn::Http2(stream) => {
+            Box::pin(async move {
+                let target = Resend {
+                    key: spec.pool_key(index, endpoint.addr),
+                    index,
+                    spec,
+                    snap,
+                    upstream_id,
+                };
+                exchange_h2(local, &target, stream, request, again, timeout).await
+            })
+            .await
+        }
+    };
+    let (response, conn) = match exchanged {
+        Ok(done) => done,
+        Err(ProxyError::ResponseTimeout) => {
             // For peak_ewma a timeout counts as a (long) latency.
-            if observes {
+            if observes(spec) {
                 local.observe(snap, upstream_id, index, timeout, sent + timeout);
             }
             return Err(ProxyError::ResponseTimeout);
         }
-        Ok(Ok(response)) => response,
-        Ok(Err(mut e)) => {
-            // A pooled connection closed before the request left (the upstream
-            // timed it out meanwhile): hyper hands the request back unsent, and
-            // it goes once more over a new connection. Nothing was sent, so this
-            // is safe for any method. Rare, hence boxed.
-            let retry = match e.take_message() {
-                Some(unsent) if reused => Box::pin(resend(
-                    local,
-                    &mut sender,
-                    unsent,
-                    endpoint.addr,
-                    spec,
-                    snap,
-                    upstream_id,
-                )),
-                _ => return Err(classify(e.error())),
-            };
-            let remaining = timeout.saturating_sub(sent.elapsed());
-            match tokio::time::timeout(remaining, retry).await {
-                Err(_) => return Err(ProxyError::ResponseTimeout),
-                Ok(result) => result?,
-            }
-        }
+        Err(e) => return Err(e),
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
-    if observes {
+    if observes(spec) {
         local.observe(snap, upstream_id, index, waited, sent + waited);
     }
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -373,11 +399,17 @@ async fn forward_upstream<'a>(
 
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
-    let conn = PooledConn::new(sender, endpoint.addr, spec.pool, local.clone());
+    let key = spec.pool_key(index, endpoint.addr);
+    let conn = PooledConn::new(conn, key, spec.pool, local.clone());
     Ok(Response::from_parts(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
     ))
+}
+
+/// Whether the upstream's balancer learns from latencies (`peak_ewma`).
+fn observes(spec: &UpstreamSpec) -> bool {
+    spec.balance == BalanceKind::PeakEwma
 }
 
 /// The attempts of a request its route may retry: the body is read into a
@@ -440,9 +472,7 @@ async fn forward_with_retries<'a>(
         tried |= 1u64 << (index % 64);
         let retryable = match &result {
             Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
-            Err(
-                ProxyError::ConnectRefused | ProxyError::ConnectFailed | ProxyError::ConnectTimeout,
-            ) => policy.on_connect_failure,
+            Err(e) if e.is_connect_failure() => policy.on_connect_failure,
             Err(ProxyError::UpstreamReset) => policy.on_reset,
             Err(ProxyError::ResponseTimeout) => policy.on_timeout,
             Err(_) => false,
@@ -514,9 +544,7 @@ fn observed(result: &Result<Response<ProxyBody>, ProxyError>) -> Observed {
     match result {
         Ok(r) if r.status().is_server_error() => Observed::ServerError,
         Ok(_) => Observed::Success,
-        Err(
-            ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed,
-        ) => Observed::ConnectFailure,
+        Err(e) if e.is_connect_failure() => Observed::ConnectFailure,
         Err(
             ProxyError::UpstreamReset
             | ProxyError::ResponseTimeout
@@ -537,7 +565,7 @@ fn count_failure(
     e: ProxyError,
 ) {
     let at_endpoint = match e {
-        ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed => {
+        e if e.is_connect_failure() => {
             if let Some(u) = snap.stats.upstream(upstream, worker) {
                 u.connect_failures.inc();
             }
@@ -563,180 +591,6 @@ fn count_failure(
     }
 }
 
-/// A ready connection to `addr`: the newest idle one from this worker's pool,
-/// or a new one.
-async fn acquire(
-    local: &WorkerLocal,
-    addr: SocketAddr,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<(Sender, bool), ProxyError> {
-    while let Some(mut sender) = local.pool.checkout(addr) {
-        if sender.ready().await.is_ok() {
-            return Ok((sender, true));
-        }
-    }
-    if let Some(max) = spec.max_connections {
-        let share = max.div_ceil(snap.server.workers.max(1) as u32);
-        if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
-            if u.connections.get() >= i64::from(share) {
-                // At the limit: rare, hence boxed.
-                return Box::pin(wait_for_connection(
-                    local,
-                    addr,
-                    spec,
-                    snap,
-                    upstream_id,
-                    share,
-                ))
-                .await;
-            }
-        }
-    }
-    Ok((
-        new_connection(local, addr, spec, snap, upstream_id).await?,
-        false,
-    ))
-}
-
-/// At `max_connections` (this worker's `share`): wait, as one of at most
-/// `max_pending` (shared out), for a connection to this endpoint to be
-/// checked in or for room to open a new one, until `connect_timeout`.
-/// Idle connections to the upstream's other endpoints are closed to make
-/// room.
-async fn wait_for_connection(
-    local: &WorkerLocal,
-    addr: SocketAddr,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-    share: u32,
-) -> Result<(Sender, bool), ProxyError> {
-    let Some(u) = snap.stats.upstream(upstream_id, local.id) else {
-        return Err(ProxyError::MaxConnections);
-    };
-    let pending_share = spec.max_pending.div_ceil(snap.server.workers.max(1) as u32);
-    if u.pending.get() >= i64::from(pending_share) {
-        u.max_pending_rejections.inc();
-        return Err(ProxyError::MaxPending);
-    }
-    u.pending.inc();
-    let deadline = tokio::time::Instant::now() + spec.connect_timeout;
-    let result = loop {
-        let mut reused = None;
-        while let Some(mut sender) = local.pool.checkout(addr) {
-            if sender.ready().await.is_ok() {
-                reused = Some(sender);
-                break;
-            }
-        }
-        if let Some(sender) = reused {
-            break Ok((sender, true));
-        }
-        if u.connections.get() < i64::from(share) {
-            break new_connection(local, addr, spec, snap, upstream_id)
-                .await
-                .map(|s| (s, false));
-        }
-        // Closing an idle connection of this upstream frees room once its
-        // task has ended, which wakes this wait.
-        local
-            .pool
-            .evict_idle(spec.endpoints.iter().map(|e| e.addr).filter(|a| *a != addr));
-        if !local.wait_for_room(deadline).await {
-            u.max_connections_rejections.inc();
-            break Err(ProxyError::MaxConnections);
-        }
-    };
-    u.pending.dec();
-    result
-}
-
-/// Sends a request that a stale pooled connection handed back over a new
-/// connection.
-async fn resend(
-    local: &WorkerLocal,
-    sender: &mut Sender,
-    request: Request<RequestBody>,
-    addr: SocketAddr,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<Response<Incoming>, ProxyError> {
-    *sender = new_connection(local, addr, spec, snap, upstream_id).await?;
-    sender
-        .try_send_request(request)
-        .await
-        .map_err(|e| classify(e.error()))
-}
-
-/// Opens a new upstream connection. Boxed on purpose: connecting is rare next
-/// to reusing a pooled connection, and its state (socket connect, timer, HTTP
-/// handshake) would otherwise be inlined into every request's future, which
-/// hyper keeps allocated per client connection, idle or not.
-async fn new_connection(
-    local: &WorkerLocal,
-    addr: SocketAddr,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<Sender, ProxyError> {
-    let open = OpenUpstreamConnection::new(local, snap, upstream_id);
-    Box::pin(connect::connect(addr, spec.connect_timeout, open)).await
-}
-
-/// Counts a connection an upstream opened, for `max_connections`, until the
-/// connection's task ends (it closed); then wakes requests waiting for room.
-struct OpenUpstreamConnection {
-    local: Rc<WorkerLocal>,
-    stats: Option<Arc<crate::metrics::UpstreamStats>>,
-}
-
-impl OpenUpstreamConnection {
-    fn new(local: &WorkerLocal, snap: &Snapshot, upstream_id: usize) -> Self {
-        // An `Arc` clone per new connection (not per request).
-        let stats = snap.stats.upstreams.get(upstream_id).cloned();
-        if let Some(c) = stats.as_ref().and_then(|s| s.shards.get(local.id)) {
-            c.connections.inc();
-        }
-        OpenUpstreamConnection {
-            local: local.rc(),
-            stats,
-        }
-    }
-}
-
-impl Drop for OpenUpstreamConnection {
-    fn drop(&mut self) {
-        if let Some(c) = self
-            .stats
-            .as_ref()
-            .and_then(|s| s.shards.get(self.local.id))
-        {
-            c.connections.dec();
-        }
-        self.local.room_freed();
-    }
-}
-
-/// Maps a hyper client error to the cause the client is told.
-fn classify(e: &hyper::Error) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.downcast_ref::<crate::data::body::BodyError>().is_some() {
-            return ProxyError::ClientBody;
-        }
-        source = err.source();
-    }
-    if e.is_parse() || e.is_parse_status() {
-        ProxyError::BadResponse
-    } else if e.is_timeout() {
-        ProxyError::ResponseTimeout
-    } else {
-        ProxyError::UpstreamReset
-    }
-}
 #[cfg(test)]
 mod size_probe {
     #[test]
@@ -769,5 +623,14 @@ mod size_probe {
             "PooledConn {}",
             size_of::<crate::upstream::pool::PooledConn>()
         );
+        eprintln!("handle future {}", future_size(&super::handle::<()>));
+    }
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<F, A, B, C, D, R>(_: &F) -> usize
+    where
+        F: Fn(A, B, C, D) -> R,
+    {
+        size_of::<R>()
     }
 }

@@ -42,7 +42,7 @@ use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
 use crate::upstream::pool::PooledConn;
-use crate::upstream::{EndpointSpec, PoolSettings, UpstreamSpec};
+use crate::upstream::{PoolSettings, UpstreamSpec};
 
 use copy::{Copy, End};
 
@@ -337,7 +337,7 @@ async fn exchange<'a>(
     }
 
     let started = Instant::now();
-    let stream = open_stream(spec, endpoint).await?;
+    let stream = open_stream(spec, index).await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -379,7 +379,12 @@ async fn exchange<'a>(
             max_idle_per_endpoint: 0,
             ..spec.pool
         };
-        let conn = PooledConn::new(sender, endpoint.addr, never_pooled, local.clone());
+        let conn = PooledConn::new(
+            crate::upstream::pool::Conn::Http1(sender),
+            spec.pool_key(index, endpoint.addr),
+            never_pooled,
+            local.clone(),
+        );
         let body = ProxyBody::upstream(incoming, conn, spec.body_idle_timeout);
         return Ok(Response::from_parts(head, body));
     }
@@ -421,18 +426,23 @@ async fn exchange<'a>(
     Ok(Response::from_parts(head, ProxyBody::empty()))
 }
 
-/// The stream an upgrade goes over.
-pub(crate) type UpstreamStream = TcpStream;
+/// The stream an upgrade goes over: plain or TLS, as the upstream says.
+pub(crate) type UpstreamStream = Box<dyn crate::upstream::connect::StreamIo>;
 
-/// Opens a byte stream to `endpoint` of `spec` within its connect timeout.
-/// The one place the upgrade path connects upstream: when upstreams speak
-/// TLS, this becomes the TLS-capable connector of `upstream/connect.rs`.
+/// Opens a byte stream to endpoint `index` of `spec` within its connect
+/// timeout, through TLS (offering only http/1.1 by ALPN) when the upstream
+/// has TLS.
 pub(crate) async fn open_stream(
     spec: &UpstreamSpec,
-    endpoint: &EndpointSpec,
+    index: usize,
 ) -> Result<UpstreamStream, ProxyError> {
-    let stream = tcp(endpoint.addr, spec.connect_timeout).await?;
-    Ok(stream)
+    let endpoint = &spec.endpoints[index];
+    let tls = spec.tls.as_deref().and_then(|t| {
+        t.server_names
+            .get(index)
+            .map(|name| (&t.http1_config, name))
+    });
+    crate::upstream::connect::stream(endpoint.addr, tls, spec.connect_timeout).await
 }
 
 /// A TCP connection to `addr` within `timeout`, Nagle off.
