@@ -32,14 +32,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-/// Position of `TE` in [`HOP_BY_HOP`].
-const TE_BIT: u8 = 1 << 3;
-
 /// Removes hop-by-hop headers, including every field named by `Connection`.
-/// `TE: trailers` alone stays (also when `Connection` names `TE`, as an
-/// HTTP/1.1 client must): it says the client accepts trailers, which gRPC
-/// servers require and which holds for the proxy too, as it forwards them. It
-/// is also the one `TE` value HTTP/2 allows (RFC 9113 §8.2.2).
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
     // Most messages carry none of them, or only `Connection`: one pass over the
     // names (cheap comparisons) instead of a hashed removal per listed name.
@@ -52,7 +45,6 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
     if present == 0 {
         return;
     }
-    let keep_te = present & TE_BIT != 0 && only_trailers(headers);
     if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
         // The named fields are collected first: the map is borrowed by the drain.
         let (_, values) = entry.remove_entry_mult();
@@ -73,18 +65,6 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
             headers.remove(name);
         }
     }
-    if keep_te {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-}
-
-/// Whether every `TE` value is `trailers` (case-insensitive, spaces around).
-fn only_trailers(headers: &HeaderMap) -> bool {
-    headers.get_all(header::TE).iter().all(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .all(|item| item.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-    })
 }
 
 /// Readies the client's headers for the upstream.
@@ -253,7 +233,7 @@ mod tests {
         h.insert("x-other", HeaderValue::from_static("1"));
         h.insert("x-third", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
@@ -264,30 +244,5 @@ mod tests {
         remove_hop_by_hop(&mut h, &arena);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn te_trailers_stays() {
-        let arena = Bump::new();
-        for (te, connection) in [
-            ("trailers", None),
-            ("Trailers", Some("te")),
-            (" trailers ", Some("TE, keep-alive")),
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(header::TE, HeaderValue::from_str(te).unwrap());
-            if let Some(c) = connection {
-                h.insert(header::CONNECTION, HeaderValue::from_str(c).unwrap());
-            }
-            remove_hop_by_hop(&mut h, &arena);
-            assert_eq!(h.len(), 1, "{te:?} {connection:?}: {h:?}");
-            assert_eq!(h[header::TE], "trailers");
-        }
-        for te in ["gzip", "trailers, deflate", ""] {
-            let mut h = HeaderMap::new();
-            h.insert(header::TE, HeaderValue::from_str(te).unwrap());
-            remove_hop_by_hop(&mut h, &arena);
-            assert!(h.is_empty(), "{te:?}: {h:?}");
-        }
     }
 }

@@ -2,8 +2,7 @@
 //! `grpc-timeout` as the call's deadline, and answering a call the proxy
 //! itself fails in gRPC's trailers-only form. The call itself is ordinary
 //! HTTP/2 to the proxy: its messages and trailers stream through
-//! `data/body.rs` like any body, and `te: trailers` is kept by
-//! `data/forward.rs`.
+//! `data/body.rs` like any body.
 
 use std::time::Duration;
 
@@ -71,6 +70,14 @@ fn is_grpc_content_type(value: &[u8]) -> bool {
     value.len() >= PREFIX.len()
         && value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
         && matches!(value.get(PREFIX.len()), None | Some(b'+' | b';'))
+}
+
+/// Readies a call's headers for the upstream, after the hop-by-hop fields
+/// went: `TE: trailers`, which gRPC servers require and which is true of the
+/// proxy (it forwards trailers). `TE` is hop-by-hop, so the client's own
+/// was removed with the rest; this is the one value HTTP/2 allows.
+pub(crate) fn prepare(headers: &mut HeaderMap) {
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
 /// The call's deadline from its `grpc-timeout` header, if it has a valid
@@ -228,6 +235,13 @@ mod tests {
         assert!(is_call(Version::HTTP_2, &h));
         assert!(!is_call(Version::HTTP_11, &h));
         assert!(!is_call(Version::HTTP_2, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn calls_go_upstream_with_te_trailers() {
+        let mut h = HeaderMap::new();
+        prepare(&mut h);
+        assert_eq!(h[header::TE], "trailers");
     }
 
     #[test]

@@ -101,6 +101,9 @@ async fn process<'a>(
     // hop-by-hop fields go first (RFC 9110 §7.6.1): a client naming in
     // `Connection` a field that a middleware sets must not strip it upstream.
     forward::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
+    if grpc {
+        grpc::prepare(&mut upstream.headers);
+    }
     let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
     let mut response = match flow {
         Flow::Respond(response) => *response,
