@@ -27,8 +27,8 @@ use crate::middleware::{
 };
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 use crate::upstream::{
-    self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, NameSpec, OutlierSpec,
-    PoolSettings, Probe, RetryBudget, UpstreamSpec,
+    self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, Http2Settings, NameSpec,
+    OutlierSpec, PoolSettings, Probe, Protocol, RetryBudget, UpstreamSpec,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -403,6 +403,7 @@ impl Compiler<'_, '_> {
             },
         };
         let hash = self.hash_policy(name, up, balance, &endpoints);
+        let (protocol, http2) = self.protocol(up, &what);
         let spec = UpstreamSpec {
             name: name.into(),
             endpoints: endpoints.into(),
@@ -488,8 +489,65 @@ impl Compiler<'_, '_> {
             },
             names: names.into(),
             dns,
+            protocol,
+            http2,
+            tls: None,
+            transport: transport_key(protocol, None),
         };
         (self.error_count() == before).then_some(spec)
+    }
+
+    /// `protocol` and the `http2_*` limits of an upstream.
+    fn protocol(
+        &mut self,
+        up: &RawUpstream,
+        what: &dyn Fn(&str) -> String,
+    ) -> (Protocol, Http2Settings) {
+        let (protocol, known) = match &up.protocol {
+            None => (Protocol::Http1, true),
+            Some(p) => match Protocol::parse(p.get_ref()) {
+                Ok(protocol) => (protocol, true),
+                Err(msg) => {
+                    self.d.at(span(p), format!("{}: {msg}", what("protocol")));
+                    (Protocol::Http1, false)
+                }
+            },
+        };
+        let defaults = Http2Settings::default();
+        let http2 = Http2Settings {
+            max_concurrent_streams: self.int_in(
+                &up.http2_max_concurrent_streams,
+                i64::from(defaults.max_concurrent_streams),
+                1..100_001,
+                &what("http2_max_concurrent_streams"),
+            ) as u32,
+            max_connections: self.int_in(
+                &up.http2_max_connections,
+                i64::from(defaults.max_connections),
+                1..1_001,
+                &what("http2_max_connections"),
+            ) as u32,
+        };
+        if protocol == Protocol::Http1 && known {
+            for (key, value) in [
+                (
+                    "http2_max_concurrent_streams",
+                    &up.http2_max_concurrent_streams,
+                ),
+                ("http2_max_connections", &up.http2_max_connections),
+            ] {
+                if let Some(v) = value {
+                    self.d.at(
+                        span(v),
+                        format!(
+                            "{} applies only to HTTP/2: set protocol = \"h2c\", \"h2\" or \"auto\"",
+                            what(key)
+                        ),
+                    );
+                }
+            }
+        }
+        (protocol, http2)
     }
 
     fn retry(&mut self, route: &str, r: &RawRetry) -> RetryPolicy {
@@ -1294,6 +1352,26 @@ impl Compiler<'_, '_> {
         }
         (spec, params)
     }
+}
+
+/// The transport part of a pool key: 0 for plain HTTP/1.1 (so upstreams
+/// sharing an address share those connections), else a hash of how the
+/// connection is made (protocol, and the TLS settings and server name),
+/// stable across reloads that keep them.
+fn transport_key(protocol: Protocol, tls: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let protocol = match (protocol, tls) {
+        // Cleartext `auto` is HTTP/1.1.
+        (Protocol::Auto, None) => Protocol::Http1,
+        (p, _) => p,
+    };
+    if protocol == Protocol::Http1 && tls.is_none() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    protocol.hash(&mut h);
+    tls.hash(&mut h);
+    h.finish() | 1
 }
 
 /// An endpoint at `addr`, with `host` as its `Host` value (interned).

@@ -144,6 +144,10 @@ pub(crate) struct RawUpstream {
     pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
     pub(crate) dns_refresh: Option<Spanned<String>>,
     pub(crate) dns_family: Option<Spanned<String>>,
+    /// `"http1"`, `"h2c"`, `"h2"` or `"auto"`.
+    pub(crate) protocol: Option<Spanned<String>>,
+    pub(crate) http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub(crate) http2_max_connections: Option<Spanned<i64>>,
 }
 
 /// `[upstreams.NAME.outlier_detection]`: passive health from real traffic.

@@ -31,6 +31,16 @@ pub enum ProxyError {
     ConnectTimeout,
     /// The TCP connection failed for another reason (unreachable, reset).
     ConnectFailed,
+    /// The endpoint's TLS certificate was refused (unknown issuer, not valid
+    /// for the server name, expired...); the log line has the detail.
+    UpstreamTlsVerify,
+    /// The TLS handshake with the endpoint failed otherwise (no common
+    /// protocol or cipher, our client certificate refused, connection cut).
+    UpstreamTlsHandshake,
+    /// Every HTTP/2 connection to the endpoint had `http2_max_concurrent_streams`
+    /// streams in flight, `http2_max_connections` were open, and none freed up
+    /// within `connect_timeout`.
+    MaxStreams,
     /// The upstream closed or reset the connection before a complete response head.
     UpstreamReset,
     /// No response head within `response_header_timeout`.
@@ -47,6 +57,19 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// A failure to set up a connection to the endpoint (TCP or TLS): what
+    /// retries (`connect_failure`) and outlier detection count as such.
+    pub fn is_connect_failure(self) -> bool {
+        matches!(
+            self,
+            ProxyError::ConnectRefused
+                | ProxyError::ConnectTimeout
+                | ProxyError::ConnectFailed
+                | ProxyError::UpstreamTlsVerify
+                | ProxyError::UpstreamTlsHandshake
+        )
+    }
+
     /// The status sent to the client.
     pub fn status(self) -> StatusCode {
         match self {
@@ -55,10 +78,13 @@ impl ProxyError {
             | ProxyError::NoHealthyEndpoint
             | ProxyError::MaxRequests
             | ProxyError::MaxConnections
-            | ProxyError::MaxPending => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::MaxPending
+            | ProxyError::MaxStreams => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RouteTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ConnectRefused
             | ProxyError::ConnectFailed
+            | ProxyError::UpstreamTlsVerify
+            | ProxyError::UpstreamTlsHandshake
             | ProxyError::UpstreamReset
             | ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -81,6 +107,9 @@ impl ProxyError {
             ProxyError::ConnectRefused => "upstream_connect_refused",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
             ProxyError::ConnectFailed => "upstream_connect_failed",
+            ProxyError::UpstreamTlsVerify => "upstream_tls_verify_failed",
+            ProxyError::UpstreamTlsHandshake => "upstream_tls_handshake_failed",
+            ProxyError::MaxStreams => "upstream_http2_streams_full",
             ProxyError::UpstreamReset => "upstream_reset",
             ProxyError::ResponseTimeout => "upstream_response_timeout",
             ProxyError::BadResponse => "upstream_bad_response",
@@ -111,6 +140,13 @@ impl ProxyError {
             ProxyError::ConnectRefused => "502 Bad Gateway: upstream refused the connection\n",
             ProxyError::ConnectTimeout => "504 Gateway Timeout: upstream connect timed out\n",
             ProxyError::ConnectFailed => "502 Bad Gateway: upstream connection failed\n",
+            ProxyError::UpstreamTlsVerify => {
+                "502 Bad Gateway: upstream TLS certificate verification failed\n"
+            }
+            ProxyError::UpstreamTlsHandshake => "502 Bad Gateway: upstream TLS handshake failed\n",
+            ProxyError::MaxStreams => {
+                "503 Service Unavailable: upstream HTTP/2 connections are full (http2_max_connections x http2_max_concurrent_streams)\n"
+            }
             ProxyError::UpstreamReset => {
                 "502 Bad Gateway: upstream closed the connection before responding\n"
             }
@@ -164,6 +200,9 @@ mod tests {
             ConnectRefused,
             ConnectTimeout,
             ConnectFailed,
+            UpstreamTlsVerify,
+            UpstreamTlsHandshake,
+            MaxStreams,
             UpstreamReset,
             ResponseTimeout,
             BadResponse,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::balance::BalanceKind;
@@ -26,10 +27,10 @@ use crate::data::worker::{SnapshotRef, WorkerLocal};
 use crate::metrics::status_class;
 use crate::middleware::{self, Flow};
 use crate::router::RouteInput;
-use crate::upstream::connect::{self, Sender};
+use crate::upstream::connect::{self, Connected, H2Body};
 use crate::upstream::outlier::{self, Observed};
-use crate::upstream::pool::PooledConn;
-use crate::upstream::UpstreamSpec;
+use crate::upstream::pool::{Conn, H2Conn, H2Stream, PooledConn};
+use crate::upstream::{PoolKey, Protocol, UpstreamSpec};
 
 /// hyper's entry point for each request on a client connection.
 pub(crate) async fn handle(
@@ -294,7 +295,8 @@ async fn forward_upstream<'a>(
     let uri = forward::upstream_uri(ctx, local)?;
 
     let started = Instant::now();
-    let (mut sender, reused) = acquire(local, endpoint.addr, spec, snap, upstream_id).await?;
+    let pool_key = spec.pool_key(index, endpoint.addr);
+    let (conn, reused) = acquire(local, pool_key, index, spec, snap, upstream_id).await?;
     ctx.log.upstream_connect = Some(started.elapsed());
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -308,7 +310,9 @@ async fn forward_upstream<'a>(
     // The request is built and handed to hyper in one synchronous step, so it
     // never sits in this future's state across an await: this future is
     // stored per client connection by hyper, and its size is idle memory.
-    let body = match payload {
+    // An HTTP/2 stream the endpoint refuses can go again only with a body
+    // that can be sent again: a buffered one, or none.
+    let (body, again) = match payload {
         Payload::Client(body) => {
             let Some(body) = body.take() else {
                 return Err(ProxyError::ClientBody);
@@ -318,53 +322,72 @@ async fn forward_upstream<'a>(
                 route,
                 worker: local.id,
             });
-            RequestBody::new(body, spec.body_idle_timeout, meter)
+            let again = body.is_end_stream().then(Bytes::new);
+            (RequestBody::new(body, spec.body_idle_timeout, meter), again)
         }
-        Payload::Replay(data) => RequestBody::replay(data.clone()),
+        Payload::Replay(data) => (RequestBody::replay(data.clone()), Some(data.clone())),
     };
     let mut request = Request::new(body);
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = std::mem::take(headers);
     let sent = Instant::now();
-    let exchange = sender.try_send_request(request);
-    let observes = spec.balance == BalanceKind::PeakEwma;
-    let response = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => {
+    let exchanged = match conn {
+        Conn::Http1(mut sender) => {
+            let exchange = sender.try_send_request(request);
+            match tokio::time::timeout(timeout, exchange).await {
+                Err(_) => Err(ProxyError::ResponseTimeout),
+                Ok(Ok(response)) => Ok((response, Conn::Http1(sender))),
+                // A pooled connection closed before the request left (the
+                // upstream timed it out meanwhile): hyper hands the request
+                // back unsent, and it goes once more over a new connection.
+                // Nothing was sent, so this is safe for any method. Rare,
+                // hence boxed.
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        let target = Resend {
+                            key: pool_key,
+                            index,
+                            spec,
+                            snap,
+                            upstream_id,
+                        };
+                        let retry = Box::pin(resend(local, &target, Again::Plain(unsent), None));
+                        let remaining = timeout.saturating_sub(sent.elapsed());
+                        match tokio::time::timeout(remaining, retry).await {
+                            Err(_) => Err(ProxyError::ResponseTimeout),
+                            Ok(result) => result,
+                        }
+                    }
+                    _ => Err(classify(e.error())),
+                },
+            }
+        }
+        Conn::Http2(stream) => {
+            let target = Resend {
+                key: pool_key,
+                index,
+                spec,
+                snap,
+                upstream_id,
+            };
+            Box::pin(exchange_h2(local, &target, stream, request, again, timeout)).await
+        }
+    };
+    let (response, conn) = match exchanged {
+        Ok(done) => done,
+        Err(ProxyError::ResponseTimeout) => {
             // For peak_ewma a timeout counts as a (long) latency.
-            if observes {
+            if observes(spec) {
                 local.observe(snap, upstream_id, index, timeout, sent + timeout);
             }
             return Err(ProxyError::ResponseTimeout);
         }
-        Ok(Ok(response)) => response,
-        Ok(Err(mut e)) => {
-            // A pooled connection closed before the request left (the upstream
-            // timed it out meanwhile): hyper hands the request back unsent, and
-            // it goes once more over a new connection. Nothing was sent, so this
-            // is safe for any method. Rare, hence boxed.
-            let retry = match e.take_message() {
-                Some(unsent) if reused => Box::pin(resend(
-                    local,
-                    &mut sender,
-                    unsent,
-                    endpoint.addr,
-                    spec,
-                    snap,
-                    upstream_id,
-                )),
-                _ => return Err(classify(e.error())),
-            };
-            let remaining = timeout.saturating_sub(sent.elapsed());
-            match tokio::time::timeout(remaining, retry).await {
-                Err(_) => return Err(ProxyError::ResponseTimeout),
-                Ok(result) => result?,
-            }
-        }
+        Err(e) => return Err(e),
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
-    if observes {
+    if observes(spec) {
         local.observe(snap, upstream_id, index, waited, sent + waited);
     }
     if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
@@ -373,11 +396,16 @@ async fn forward_upstream<'a>(
 
     let (mut head, incoming) = response.into_parts();
     forward::remove_hop_by_hop(&mut head.headers, ctx.arena());
-    let conn = PooledConn::new(sender, endpoint.addr, spec.pool, local.clone());
+    let conn = PooledConn::new(conn, pool_key, spec.pool, local.clone());
     Ok(Response::from_parts(
         head,
         ProxyBody::upstream(incoming, conn, spec.body_idle_timeout),
     ))
+}
+
+/// Whether the upstream's balancer learns from latencies (`peak_ewma`).
+fn observes(spec: &UpstreamSpec) -> bool {
+    spec.balance == BalanceKind::PeakEwma
 }
 
 /// The attempts of a request its route may retry: the body is read into a
@@ -440,9 +468,7 @@ async fn forward_with_retries<'a>(
         tried |= 1u64 << (index % 64);
         let retryable = match &result {
             Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
-            Err(
-                ProxyError::ConnectRefused | ProxyError::ConnectFailed | ProxyError::ConnectTimeout,
-            ) => policy.on_connect_failure,
+            Err(e) if e.is_connect_failure() => policy.on_connect_failure,
             Err(ProxyError::UpstreamReset) => policy.on_reset,
             Err(ProxyError::ResponseTimeout) => policy.on_timeout,
             Err(_) => false,
@@ -514,9 +540,7 @@ fn observed(result: &Result<Response<ProxyBody>, ProxyError>) -> Observed {
     match result {
         Ok(r) if r.status().is_server_error() => Observed::ServerError,
         Ok(_) => Observed::Success,
-        Err(
-            ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed,
-        ) => Observed::ConnectFailure,
+        Err(e) if e.is_connect_failure() => Observed::ConnectFailure,
         Err(
             ProxyError::UpstreamReset
             | ProxyError::ResponseTimeout
@@ -537,7 +561,7 @@ fn count_failure(
     e: ProxyError,
 ) {
     let at_endpoint = match e {
-        ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed => {
+        e if e.is_connect_failure() => {
             if let Some(u) = snap.stats.upstream(upstream, worker) {
                 u.connect_failures.inc();
             }
@@ -563,18 +587,32 @@ fn count_failure(
     }
 }
 
-/// A ready connection to `addr`: the newest idle one from this worker's pool,
-/// or a new one.
+/// A ready connection to endpoint `index` (pool key `key`): for HTTP/1.1 the
+/// newest idle one from this worker's pool, or a new one; an upstream that
+/// may speak HTTP/2 takes the boxed path of [`acquire_multiplexed`].
 async fn acquire(
     local: &WorkerLocal,
-    addr: SocketAddr,
+    key: PoolKey,
+    index: usize,
     spec: &UpstreamSpec,
     snap: &Snapshot,
     upstream_id: usize,
-) -> Result<(Sender, bool), ProxyError> {
-    while let Some(mut sender) = local.pool.checkout(addr) {
+) -> Result<(Conn, bool), ProxyError> {
+    if spec.may_use_http2() {
+        return Box::pin(acquire_multiplexed(
+            local,
+            key,
+            index,
+            spec,
+            snap,
+            upstream_id,
+            None,
+        ))
+        .await;
+    }
+    while let Some(mut sender) = local.pool.checkout(key) {
         if sender.ready().await.is_ok() {
-            return Ok((sender, true));
+            return Ok((Conn::Http1(sender), true));
         }
     }
     if let Some(max) = spec.max_connections {
@@ -584,7 +622,8 @@ async fn acquire(
                 // At the limit: rare, hence boxed.
                 return Box::pin(wait_for_connection(
                     local,
-                    addr,
+                    key,
+                    index,
                     spec,
                     snap,
                     upstream_id,
@@ -595,9 +634,19 @@ async fn acquire(
         }
     }
     Ok((
-        new_connection(local, addr, spec, snap, upstream_id).await?,
+        new_connection(local, key, index, spec, snap, upstream_id).await?,
         false,
     ))
+}
+
+/// The pool keys of the upstream's other endpoints (whose idle connections
+/// may be closed to make room under `max_connections`).
+fn other_keys(spec: &UpstreamSpec, key: PoolKey) -> impl Iterator<Item = PoolKey> + '_ {
+    spec.endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| spec.pool_key(i, e.addr))
+        .filter(move |k| *k != key)
 }
 
 /// At `max_connections` (this worker's `share`): wait, as one of at most
@@ -607,12 +656,13 @@ async fn acquire(
 /// room.
 async fn wait_for_connection(
     local: &WorkerLocal,
-    addr: SocketAddr,
+    key: PoolKey,
+    index: usize,
     spec: &UpstreamSpec,
     snap: &Snapshot,
     upstream_id: usize,
     share: u32,
-) -> Result<(Sender, bool), ProxyError> {
+) -> Result<(Conn, bool), ProxyError> {
     let Some(u) = snap.stats.upstream(upstream_id, local.id) else {
         return Err(ProxyError::MaxConnections);
     };
@@ -625,25 +675,23 @@ async fn wait_for_connection(
     let deadline = tokio::time::Instant::now() + spec.connect_timeout;
     let result = loop {
         let mut reused = None;
-        while let Some(mut sender) = local.pool.checkout(addr) {
+        while let Some(mut sender) = local.pool.checkout(key) {
             if sender.ready().await.is_ok() {
                 reused = Some(sender);
                 break;
             }
         }
         if let Some(sender) = reused {
-            break Ok((sender, true));
+            break Ok((Conn::Http1(sender), true));
         }
         if u.connections.get() < i64::from(share) {
-            break new_connection(local, addr, spec, snap, upstream_id)
+            break new_connection(local, key, index, spec, snap, upstream_id)
                 .await
-                .map(|s| (s, false));
+                .map(|c| (c, false));
         }
         // Closing an idle connection of this upstream frees room once its
         // task has ended, which wakes this wait.
-        local
-            .pool
-            .evict_idle(spec.endpoints.iter().map(|e| e.addr).filter(|a| *a != addr));
+        local.pool.evict_idle(other_keys(spec, key));
         if !local.wait_for_room(deadline).await {
             u.max_connections_rejections.inc();
             break Err(ProxyError::MaxConnections);
@@ -653,37 +701,255 @@ async fn wait_for_connection(
     result
 }
 
-/// Sends a request that a stale pooled connection handed back over a new
-/// connection.
-async fn resend(
+/// A stream on an HTTP/2 connection to `key` (the open one with the fewest
+/// streams in flight below the cap, other than `avoid`), or, for `auto`, an
+/// idle HTTP/1.1 connection the endpoint chose; else a new connection while
+/// under `http2_max_connections` (and `max_connections`); else a wait, until
+/// `connect_timeout`, for a stream to end or a connection being opened to
+/// be ready. Only one connection per key is opened at a time: the requests
+/// that arrive meanwhile wait for it rather than open more.
+async fn acquire_multiplexed(
     local: &WorkerLocal,
-    sender: &mut Sender,
-    request: Request<RequestBody>,
-    addr: SocketAddr,
+    key: PoolKey,
+    index: usize,
     spec: &UpstreamSpec,
     snap: &Snapshot,
     upstream_id: usize,
-) -> Result<Response<Incoming>, ProxyError> {
-    *sender = new_connection(local, addr, spec, snap, upstream_id).await?;
-    sender
-        .try_send_request(request)
-        .await
-        .map_err(|e| classify(e.error()))
+    avoid: Option<&Rc<H2Conn>>,
+) -> Result<(Conn, bool), ProxyError> {
+    let deadline = tokio::time::Instant::now() + spec.connect_timeout;
+    let max_streams = spec.http2.max_concurrent_streams;
+    let stats = snap.stats.upstream(upstream_id, local.id);
+    loop {
+        if let Some(stream) = local.pool.h2_take(local, key, max_streams, avoid) {
+            return Ok((Conn::Http2(stream), true));
+        }
+        if spec.protocol == Protocol::Auto {
+            while let Some(mut sender) = local.pool.checkout(key) {
+                if sender.ready().await.is_ok() {
+                    return Ok((Conn::Http1(sender), true));
+                }
+            }
+        }
+        let count = local.pool.h2_count(key);
+        let at_limit = match (spec.max_connections, stats) {
+            (Some(max), Some(u)) => {
+                let share = max.div_ceil(snap.server.workers.max(1) as u32);
+                u.connections.get() >= i64::from(share)
+            }
+            _ => false,
+        };
+        let room = count.open + (count.opening as usize) < spec.http2.max_connections as usize;
+        if count.opening == 0 && room && !at_limit {
+            local.pool.h2_opening(key, true);
+            let opening = Opening { local, key };
+            let result = new_connection(local, key, index, spec, snap, upstream_id).await;
+            drop(opening);
+            return result.map(|c| (c, false));
+        }
+        if at_limit {
+            local.pool.evict_idle(other_keys(spec, key));
+        }
+        if !local.wait_for_room(deadline).await {
+            return Err(match (at_limit, stats) {
+                (true, Some(u)) => {
+                    u.max_connections_rejections.inc();
+                    ProxyError::MaxConnections
+                }
+                _ => ProxyError::MaxStreams,
+            });
+        }
+    }
 }
 
-/// Opens a new upstream connection. Boxed on purpose: connecting is rare next
-/// to reusing a pooled connection, and its state (socket connect, timer, HTTP
-/// handshake) would otherwise be inlined into every request's future, which
-/// hyper keeps allocated per client connection, idle or not.
+/// Counts an HTTP/2 connection being opened until the attempt ends, however
+/// it ends (a route timeout may drop it), and wakes the requests waiting
+/// for it.
+struct Opening<'a> {
+    local: &'a WorkerLocal,
+    key: PoolKey,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.local.pool.h2_opening(self.key, false);
+        self.local.room_freed();
+    }
+}
+
+/// What a request sent again needs to find a connection.
+struct Resend<'a> {
+    key: PoolKey,
+    index: usize,
+    spec: &'a UpstreamSpec,
+    snap: &'a Snapshot,
+    upstream_id: usize,
+}
+
+/// A request to send again: as built, or as handed back by an HTTP/2
+/// connection (its body pinned in a box).
+enum Again {
+    Plain(Request<RequestBody>),
+    Pinned(Request<H2Body>),
+}
+
+/// Sends again, once, a request the endpoint did not process: handed back
+/// unsent by a stale pooled connection, or refused on an HTTP/2 connection
+/// (GOAWAY, REFUSED_STREAM). It goes over a new connection (HTTP/1.1), or
+/// over another HTTP/2 connection than `avoid`, opened if need be. (A request
+/// handed back by HTTP/2 whose body streams from the client cannot go over
+/// HTTP/1.1: with `auto`, when the new connection is HTTP/1.1, it fails.)
+async fn resend(
+    local: &WorkerLocal,
+    target: &Resend<'_>,
+    request: Again,
+    avoid: Option<&Rc<H2Conn>>,
+) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let Resend {
+        key,
+        index,
+        spec,
+        snap,
+        upstream_id,
+    } = *target;
+    let conn = if spec.may_use_http2() {
+        acquire_multiplexed(local, key, index, spec, snap, upstream_id, avoid)
+            .await?
+            .0
+    } else {
+        new_connection(local, key, index, spec, snap, upstream_id).await?
+    };
+    match (conn, request) {
+        (Conn::Http1(mut sender), Again::Plain(mut request)) => {
+            connect::http1_target(&mut request);
+            let response = sender
+                .try_send_request(request)
+                .await
+                .map_err(|e| classify(e.error()))?;
+            Ok((response, Conn::Http1(sender)))
+        }
+        (Conn::Http1(_), Again::Pinned(_)) => Err(ProxyError::UpstreamReset),
+        (Conn::Http2(stream), request) => {
+            let mut request = match request {
+                Again::Plain(request) => request.map(Box::pin),
+                Again::Pinned(request) => request,
+            };
+            connect::http2_target(&mut request, spec.tls.is_some());
+            let response = stream
+                .conn
+                .send(request)
+                .await
+                .map_err(|e| classify(e.error()))?;
+            Ok((response, Conn::Http2(stream)))
+        }
+    }
+}
+
+/// One exchange over an HTTP/2 stream, waiting up to `timeout` for the
+/// response head. A request the endpoint did not process (handed back
+/// unsent, refused stream, above a GOAWAY's last stream) goes again once on
+/// another connection, if its body (`again`) can be sent again.
+async fn exchange_h2(
+    local: &WorkerLocal,
+    target: &Resend<'_>,
+    stream: H2Stream,
+    request: Request<RequestBody>,
+    again: Option<Bytes>,
+    timeout: std::time::Duration,
+) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut request = request.map(Box::pin);
+    connect::http2_target(&mut request, target.spec.tls.is_some());
+    // A copy of the head, to rebuild the request if its stream is refused
+    // (hyper does not hand back a request once its stream opened).
+    let head = again.map(|body| {
+        (
+            request.method().clone(),
+            request.uri().clone(),
+            request.headers().clone(),
+            body,
+        )
+    });
+    let mut failed = match tokio::time::timeout_at(deadline, stream.conn.send(request)).await {
+        Err(_) => return Err(ProxyError::ResponseTimeout),
+        Ok(Ok(response)) => return Ok((response, Conn::Http2(stream))),
+        Ok(Err(e)) => e,
+    };
+    let request = match (failed.take_message(), head) {
+        (Some(unsent), _) => Again::Pinned(unsent),
+        (None, Some((method, uri, headers, body))) if unprocessed(failed.error()) => {
+            let mut request = Request::new(RequestBody::replay(body));
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers;
+            Again::Plain(request)
+        }
+        _ => return Err(classify(failed.error())),
+    };
+    tracing::debug!(
+        upstream = %target.spec.name,
+        endpoint = %target.key.0,
+        error = %failed.error(),
+        "HTTP/2 request not processed by the upstream: sending it again"
+    );
+    let avoid = stream.conn.clone();
+    drop(stream);
+    match tokio::time::timeout_at(deadline, resend(local, target, request, Some(&avoid))).await {
+        Err(_) => Err(ProxyError::ResponseTimeout),
+        Ok(result) => result,
+    }
+}
+
+/// Whether an HTTP/2 error says the endpoint did not process the request:
+/// its stream was refused (REFUSED_STREAM), or it was above the last stream
+/// of a graceful GOAWAY (RFC 9113 §8.7). A GOAWAY with an error code is not
+/// trusted: h2 reports it to every stream the connection loses.
+fn unprocessed(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            let reason = h2.reason();
+            return h2.is_remote()
+                && ((h2.is_reset() && reason == Some(h2::Reason::REFUSED_STREAM))
+                    || (h2.is_go_away() && reason == Some(h2::Reason::NO_ERROR)));
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Opens a new upstream connection (TCP, TLS, HTTP handshake). Boxed on
+/// purpose: connecting is rare next to reusing a pooled connection, and its
+/// state (socket connect, timer, handshakes) would otherwise be inlined into
+/// every request's future, which hyper keeps allocated per client
+/// connection, idle or not. An HTTP/2 connection is listed in the pool and
+/// its first stream taken.
 async fn new_connection(
     local: &WorkerLocal,
-    addr: SocketAddr,
+    key: PoolKey,
+    index: usize,
     spec: &UpstreamSpec,
     snap: &Snapshot,
     upstream_id: usize,
-) -> Result<Sender, ProxyError> {
+) -> Result<Conn, ProxyError> {
     let open = OpenUpstreamConnection::new(local, snap, upstream_id);
-    Box::pin(connect::connect(addr, spec.connect_timeout, open)).await
+    let tls = spec
+        .tls
+        .as_deref()
+        .and_then(|t| Some((&t.config, t.server_names.get(index)?)));
+    let target = connect::Target {
+        addr: key.0,
+        protocol: spec.protocol,
+        tls,
+        http2: spec.http2,
+        timeout: spec.connect_timeout,
+    };
+    match Box::pin(connect::connect(&target, open)).await? {
+        Connected::Http1(sender) => Ok(Conn::Http1(sender)),
+        Connected::Http2(sender) => Ok(Conn::Http2(
+            local.pool.h2_add(local, key, sender, spec.pool),
+        )),
+    }
 }
 
 /// Counts a connection an upstream opened, for `max_connections`, until the
@@ -739,22 +1005,9 @@ fn classify(e: &hyper::Error) -> ProxyError {
 }
 #[cfg(test)]
 mod size_probe {
-    /// The size of the future an async fn returns, without calling it.
-    fn future_size<F, Fut>(_: &F) -> usize
-    where
-        F: Fn(
-            std::rc::Rc<super::WorkerLocal>,
-            std::net::SocketAddr,
-            http::Request<hyper::body::Incoming>,
-        ) -> Fut,
-    {
-        std::mem::size_of::<Fut>()
-    }
-
     #[test]
     fn sizes() {
         use std::mem::size_of;
-        eprintln!("handle future {}", future_size(&super::handle));
         eprintln!("Parts {}", size_of::<http::request::Parts>());
         eprintln!("HeaderMap {}", size_of::<http::HeaderMap>());
         eprintln!("ReqBody {}", size_of::<crate::data::body::RequestBody>());
@@ -782,5 +1035,14 @@ mod size_probe {
             "PooledConn {}",
             size_of::<crate::upstream::pool::PooledConn>()
         );
+        eprintln!("handle future {}", future_size(&super::handle));
+    }
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<F, A, B, C, R>(_: &F) -> usize
+    where
+        F: Fn(A, B, C) -> R,
+    {
+        size_of::<R>()
     }
 }

@@ -1,11 +1,13 @@
 //! Upstreams: the compiled description of an upstream and its endpoints (part of
-//! the snapshot), the per-worker keep-alive pool, and connection set-up.
+//! the snapshot), the per-worker pool (HTTP/1.1 keep-alive connections and
+//! multiplexed HTTP/2 ones), and connection set-up (TCP, TLS, HTTP handshake).
 
 pub(crate) mod connect;
 pub(crate) mod outlier;
 pub(crate) mod pool;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -69,6 +71,128 @@ pub(crate) struct UpstreamSpec {
     pub(crate) names: Box<[NameSpec]>,
     /// How those names are refreshed.
     pub(crate) dns: DnsSpec,
+    /// HTTP/1.1, HTTP/2 or the endpoint's choice (`protocol`).
+    pub(crate) protocol: Protocol,
+    /// HTTP/2 connection limits (used only by HTTP/2 connections).
+    pub(crate) http2: Http2Settings,
+    /// TLS to the endpoints (`[upstreams.NAME.tls]`), if on.
+    pub(crate) tls: Option<Box<UpstreamTls>>,
+    /// Identifies how this upstream's cleartext connections are made (its
+    /// protocol): part of the pool key, so upstreams sharing an address
+    /// share connections only when they speak the same way.
+    pub(crate) transport: u64,
+}
+
+impl UpstreamSpec {
+    /// The pool key of endpoint `index`: its address and how connections to
+    /// it are made (protocol, TLS settings, server name).
+    #[inline]
+    pub(crate) fn pool_key(&self, index: usize, addr: SocketAddr) -> PoolKey {
+        let transport = match &self.tls {
+            None => self.transport,
+            Some(tls) => tls.keys.get(index).copied().unwrap_or(self.transport),
+        };
+        (addr, transport)
+    }
+
+    /// Whether connections to this upstream may be HTTP/2 (and so go to the
+    /// multiplexed part of the pool).
+    #[inline]
+    pub(crate) fn may_use_http2(&self) -> bool {
+        match self.protocol {
+            Protocol::Http1 => false,
+            Protocol::H2c | Protocol::H2 => true,
+            Protocol::Auto => self.tls.is_some(),
+        }
+    }
+}
+
+/// What the per-worker pool files a connection under: the endpoint's address
+/// and the identity of the way it is reached (0 for plain HTTP/1.1).
+pub(crate) type PoolKey = (SocketAddr, u64);
+
+/// `protocol` of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Protocol {
+    /// HTTP/1.1 (the default); with TLS, ALPN offers only `http/1.1`.
+    Http1,
+    /// HTTP/2 with prior knowledge, cleartext.
+    H2c,
+    /// HTTP/2 only; with TLS, ALPN offers only `h2`.
+    H2,
+    /// With TLS, ALPN offers `h2` and `http/1.1` and the endpoint chooses;
+    /// cleartext: HTTP/1.1.
+    Auto,
+}
+
+#[allow(dead_code)] // `name` and `alpn`: for upstream TLS, next
+impl Protocol {
+    pub(crate) fn parse(text: &str) -> Result<Protocol, String> {
+        match text {
+            "http1" => Ok(Protocol::Http1),
+            "h2c" => Ok(Protocol::H2c),
+            "h2" => Ok(Protocol::H2),
+            "auto" => Ok(Protocol::Auto),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected \"http1\", \"h2c\", \"h2\" or \"auto\""
+            )),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::H2 => "h2",
+            Protocol::Auto => "auto",
+        }
+    }
+
+    /// The ALPN protocols offered over TLS.
+    pub(crate) fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocol::Http1 | Protocol::H2c => vec![b"http/1.1".to_vec()],
+            Protocol::H2 => vec![b"h2".to_vec()],
+            Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// HTTP/2 limits of an upstream, per worker and per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Http2Settings {
+    /// Streams in flight on one connection (`http2_max_concurrent_streams`);
+    /// the endpoint's SETTINGS may lower it (requests beyond its limit then
+    /// queue inside the connection).
+    pub(crate) max_concurrent_streams: u32,
+    /// Multiplexed connections to one endpoint (`http2_max_connections`).
+    pub(crate) max_connections: u32,
+}
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        Http2Settings {
+            max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            max_connections: DEFAULT_HTTP2_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// `[upstreams.NAME.tls]` as compiled: one rustls configuration for the
+/// upstream (built, files read and checked, by the control plane) and the
+/// name each endpoint is verified against.
+#[derive(Debug)]
+#[allow(dead_code)] // built by upstream TLS, next
+pub(crate) struct UpstreamTls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The SNI sent to endpoint `i` and the name its certificate must be valid
+    /// for: `server_name`, else the host name the endpoint was written with,
+    /// else its IP address.
+    pub(crate) server_names: Box<[rustls::pki_types::ServerName<'static>]>,
+    /// Pool key part of endpoint `i` (protocol, TLS settings, server name).
+    pub(crate) keys: Box<[u64]>,
+    /// Certificates are not verified (`insecure_skip_verify`).
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// `retry_budget` as compiled: retries may add `percent` % to the requests
@@ -238,6 +362,8 @@ pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
 pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+pub(crate) const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+pub(crate) const DEFAULT_HTTP2_MAX_CONNECTIONS: u32 = 4;
 pub(crate) const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 /// `dns_refresh` bounds: a faster refresh only loads the resolver, a slower
 /// one follows a moved service too late.

@@ -1,19 +1,28 @@
-//! The per-worker keep-alive pool of upstream connections, keyed by endpoint
-//! address so that it survives configuration reloads that keep the endpoint.
-//! Single-threaded (`RefCell`), never shared with another worker. It keeps its
-//! idle and active counts in the worker's shard of the pool metrics.
+//! The per-worker pool of upstream connections, keyed by endpoint address and
+//! transport (protocol, TLS settings, server name) so that it survives
+//! configuration reloads that keep them. Single-threaded (`RefCell`), never
+//! shared with another worker. It keeps its idle and active counts in the
+//! worker's shard of the pool metrics.
+//!
+//! HTTP/1.1 connections carry one exchange at a time: idle ones wait in a
+//! stack, a busy one is on loan to its exchange ([`PooledConn`]). HTTP/2
+//! connections are shared: each key lists up to `http2_max_connections` of
+//! them, and an exchange takes a stream slot on the one with the fewest
+//! streams in flight ([`H2Stream`]) until its response body ends. For the
+//! gauges an HTTP/2 connection is idle while no stream is in flight, active
+//! otherwise.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use super::connect::Sender;
-use super::PoolSettings;
+use super::connect::{H2Body, H2Sender, Sender};
+use super::{PoolKey, PoolSettings};
 use crate::config::Snapshot;
+use crate::data::worker::WorkerLocal;
 use crate::metrics::{PoolCounters, PoolStats};
 
 struct Idle {
@@ -22,29 +31,161 @@ struct Idle {
     settings: PoolSettings,
 }
 
-/// The pool of one address.
+/// The pool of one key.
 struct Entry {
     /// Listed by the current snapshot; otherwise the entry drains: nothing is
     /// checked in, and it goes once its last busy connection ends.
     live: bool,
     idle: Vec<Idle>,
-    /// Connections of this worker carrying an exchange.
+    /// HTTP/1.1 connections of this worker carrying an exchange.
     active: usize,
+    /// HTTP/2 connections accepting streams.
+    h2: Vec<Rc<H2Conn>>,
+    /// HTTP/2 connections being opened (they count toward the limit).
+    h2_opening: u32,
     stats: Option<Arc<PoolStats>>,
+}
+
+impl Entry {
+    fn new(live: bool) -> Self {
+        Entry {
+            live,
+            idle: Vec::new(),
+            active: 0,
+            h2: Vec::new(),
+            h2_opening: 0,
+            stats: None,
+        }
+    }
+
+    fn counters(&self, worker: usize) -> Option<&PoolCounters> {
+        self.stats.as_ref().and_then(|s| s.shards.get(worker))
+    }
+
+    fn unused(&self) -> bool {
+        !self.live && self.active == 0 && self.h2.is_empty() && self.h2_opening == 0
+    }
+
+    /// Takes the HTTP/2 connections that can no longer take streams (closed,
+    /// or going away) off the list.
+    fn prune_h2(&mut self) {
+        if self.h2.iter().all(|c| c.usable()) {
+            return;
+        }
+        self.h2.retain(|c| {
+            let keep = c.usable();
+            if !keep {
+                c.unlist();
+            }
+            keep
+        });
+    }
+}
+
+/// One multiplexed HTTP/2 connection.
+pub(crate) struct H2Conn {
+    sender: RefCell<hyper::client::conn::http2::SendRequest<H2Body>>,
+    /// Set by the connection's reader when the endpoint sent GOAWAY.
+    going_away: Rc<Cell<bool>>,
+    /// Streams in flight, counted on our side: from the pick to the end of
+    /// the response body (or the failure of the exchange).
+    streams: Cell<u32>,
+    /// Still listed in the pool (counted in its idle or active gauge).
+    listed: Cell<bool>,
+    /// When the last stream ended (for the idle timeout).
+    idle_since: Cell<Instant>,
+    settings: PoolSettings,
+    stats: Option<Arc<PoolStats>>,
+    worker: usize,
+}
+
+impl H2Conn {
+    fn usable(&self) -> bool {
+        !self.going_away.get() && !self.sender.borrow().is_closed()
+    }
+
+    fn counters(&self) -> Option<&PoolCounters> {
+        self.stats.as_ref().and_then(|s| s.shards.get(self.worker))
+    }
+
+    /// Leaves the pool: an idle one leaves the idle gauge now, a busy one
+    /// leaves the active gauge when its last stream ends.
+    fn unlist(&self) {
+        if self.listed.replace(false) && self.streams.get() == 0 {
+            if let Some(c) = self.counters() {
+                c.idle.dec();
+            }
+        }
+    }
+
+    fn take_stream(&self) {
+        let n = self.streams.get();
+        self.streams.set(n + 1);
+        if n == 0 {
+            if let Some(c) = self.counters() {
+                if self.listed.get() {
+                    c.idle.dec();
+                }
+                c.active.inc();
+            }
+        }
+    }
+
+    fn end_stream(&self) {
+        let n = self.streams.get().saturating_sub(1);
+        self.streams.set(n);
+        if n == 0 {
+            self.idle_since.set(Instant::now());
+            if let Some(c) = self.counters() {
+                c.active.dec();
+                if self.listed.get() {
+                    c.idle.inc();
+                }
+            }
+        }
+    }
+
+    /// Hands `request` to the connection (synchronously; the returned
+    /// future waits for the response head).
+    pub(crate) fn send(
+        &self,
+        request: http::Request<H2Body>,
+    ) -> impl std::future::Future<
+        Output = Result<
+            http::Response<hyper::body::Incoming>,
+            hyper::client::conn::TrySendError<http::Request<H2Body>>,
+        >,
+    > {
+        self.sender.borrow_mut().try_send_request(request)
+    }
+}
+
+/// One stream slot on an HTTP/2 connection, held by one exchange; dropping it
+/// ends the stream on our count and wakes requests waiting for room.
+pub(crate) struct H2Stream {
+    pub(crate) conn: Rc<H2Conn>,
+    local: Rc<WorkerLocal>,
+}
+
+impl Drop for H2Stream {
+    fn drop(&mut self) {
+        self.conn.end_stream();
+        self.local.room_freed();
+    }
+}
+
+/// How many HTTP/2 connections a key has, open and being opened.
+pub(crate) struct H2Count {
+    pub(crate) open: usize,
+    pub(crate) opening: u32,
 }
 
 /// One worker's upstream connections.
 pub(crate) struct UpstreamPool {
     worker: usize,
-    /// Keyed by configured addresses (never by client input), so a fast
-    /// non-keyed hash is safe here: three lookups per exchange.
-    entries: RefCell<FxHashMap<SocketAddr, Entry>>,
-}
-
-impl Entry {
-    fn counters(&self, worker: usize) -> Option<&PoolCounters> {
-        self.stats.as_ref().and_then(|s| s.shards.get(worker))
-    }
+    /// Keyed by configured addresses and transports (never by client input),
+    /// so a fast non-keyed hash is safe here: three lookups per exchange.
+    entries: RefCell<FxHashMap<PoolKey, Entry>>,
 }
 
 impl UpstreamPool {
@@ -57,8 +198,8 @@ impl UpstreamPool {
         pool
     }
 
-    /// Follows a new snapshot: the addresses it lists are live; the pools of
-    /// the others close their idle connections now and the rest when their
+    /// Follows a new snapshot: the keys it lists are live; the pools of the
+    /// others close their idle connections now and the rest when their
     /// exchanges end.
     pub(crate) fn retarget(&self, snap: &Snapshot) {
         let mut entries = self.entries.borrow_mut();
@@ -66,14 +207,11 @@ impl UpstreamPool {
             e.live = false;
         }
         for up in &snap.upstreams {
-            for ep in up.endpoints.iter() {
+            for (i, ep) in up.endpoints.iter().enumerate() {
                 let stats = snap.stats.pools.get(&ep.addr).cloned();
-                let e = entries.entry(ep.addr).or_insert_with(|| Entry {
-                    live: true,
-                    idle: Vec::new(),
-                    active: 0,
-                    stats: None,
-                });
+                let e = entries
+                    .entry(up.pool_key(i, ep.addr))
+                    .or_insert_with(|| Entry::new(true));
                 e.live = true;
                 if e.stats.is_none() {
                     e.stats = stats;
@@ -87,17 +225,21 @@ impl UpstreamPool {
                     c.idle.add(-(e.idle.len() as i64));
                 }
                 e.idle.clear();
+                for c in e.h2.drain(..) {
+                    c.unlist();
+                }
             }
-            e.live || e.active > 0
+            !e.unused()
         });
     }
 
-    /// The most recently used idle connection to `addr` that is still open.
-    /// It counts as active once a [`PooledConn`] holds it. The caller still waits for `ready()` (the
-    /// connection task may not have seen the end of the previous exchange).
-    pub(crate) fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
+    /// The most recently used idle HTTP/1.1 connection to `key` that is still
+    /// open. It counts as active once a [`PooledConn`] holds it. The caller
+    /// still waits for `ready()` (the connection task may not have seen the
+    /// end of the previous exchange).
+    pub(crate) fn checkout(&self, key: PoolKey) -> Option<Sender> {
         let mut entries = self.entries.borrow_mut();
-        let e = entries.get_mut(&addr)?;
+        let e = entries.get_mut(&key)?;
         let now = Instant::now();
         while let Some(conn) = e.idle.pop() {
             if let Some(c) = e.counters(self.worker) {
@@ -113,29 +255,117 @@ impl UpstreamPool {
         None
     }
 
-    /// Counts a connection to `addr` as active: a [`PooledConn`] holds it.
-    /// (Counted here rather than when it is checked out or opened, so an
-    /// exchange that fails before its response head has nothing to undo,
-    /// and the request's future carries no guard for it.)
-    fn activate(&self, addr: SocketAddr) {
+    /// A stream slot on the open HTTP/2 connection to `key` with the fewest
+    /// streams in flight below `max_streams` (other than `avoid`), if any.
+    pub(crate) fn h2_take(
+        &self,
+        local: &WorkerLocal,
+        key: PoolKey,
+        max_streams: u32,
+        avoid: Option<&Rc<H2Conn>>,
+    ) -> Option<H2Stream> {
         let mut entries = self.entries.borrow_mut();
-        let e = entries.entry(addr).or_insert_with(|| Entry {
-            live: false,
-            idle: Vec::new(),
-            active: 0,
-            stats: None,
+        let e = entries.get_mut(&key)?;
+        e.prune_h2();
+        let best =
+            e.h2.iter()
+                .filter(|c| c.streams.get() < max_streams)
+                .filter(|c| !avoid.is_some_and(|a| Rc::ptr_eq(a, c)))
+                .min_by_key(|c| c.streams.get())?;
+        best.take_stream();
+        Some(H2Stream {
+            conn: best.clone(),
+            local: local.rc(),
+        })
+    }
+
+    /// The HTTP/2 connections of `key`.
+    pub(crate) fn h2_count(&self, key: PoolKey) -> H2Count {
+        let mut entries = self.entries.borrow_mut();
+        match entries.get_mut(&key) {
+            None => H2Count {
+                open: 0,
+                opening: 0,
+            },
+            Some(e) => {
+                e.prune_h2();
+                H2Count {
+                    open: e.h2.len(),
+                    opening: e.h2_opening,
+                }
+            }
+        }
+    }
+
+    /// Counts an HTTP/2 connection being opened to `key` (`up`), or no
+    /// longer (`!up`).
+    pub(crate) fn h2_opening(&self, key: PoolKey, up: bool) {
+        let mut entries = self.entries.borrow_mut();
+        let e = entries.entry(key).or_insert_with(|| Entry::new(false));
+        if up {
+            e.h2_opening += 1;
+        } else {
+            e.h2_opening = e.h2_opening.saturating_sub(1);
+            if e.unused() {
+                entries.remove(&key);
+            }
+        }
+    }
+
+    /// Lists a new HTTP/2 connection to `key` (unless the key is no longer
+    /// configured) and takes its first stream slot.
+    pub(crate) fn h2_add(
+        &self,
+        local: &WorkerLocal,
+        key: PoolKey,
+        conn: H2Sender,
+        settings: PoolSettings,
+    ) -> H2Stream {
+        let mut entries = self.entries.borrow_mut();
+        let e = entries.entry(key).or_insert_with(|| Entry::new(false));
+        let listed = e.live;
+        let conn = Rc::new(H2Conn {
+            sender: RefCell::new(conn.sender),
+            going_away: conn.going_away,
+            streams: Cell::new(0),
+            listed: Cell::new(listed),
+            idle_since: Cell::new(Instant::now()),
+            settings,
+            stats: e.stats.clone(),
+            worker: self.worker,
         });
+        if listed {
+            if let Some(c) = conn.counters() {
+                c.idle.inc();
+            }
+            e.h2.push(conn.clone());
+        }
+        conn.take_stream();
+        H2Stream {
+            conn,
+            local: local.rc(),
+        }
+    }
+
+    /// Counts an HTTP/1.1 connection to `key` as active: a [`PooledConn`]
+    /// holds it. (Counted here rather than when it is checked out or
+    /// opened, so an exchange that fails before its response head has
+    /// nothing to undo, and the request's future carries no guard for it.)
+    fn activate(&self, key: PoolKey) {
+        let mut entries = self.entries.borrow_mut();
+        let e = entries.entry(key).or_insert_with(|| Entry::new(false));
         e.active += 1;
         if let Some(c) = e.counters(self.worker) {
             c.active.inc();
         }
     }
 
-    /// An active connection ended its exchange: keep it if `reuse` and the
-    /// address is still configured and under its idle limit, else close it.
-    fn done(&self, addr: SocketAddr, sender: Sender, settings: PoolSettings, reuse: bool) {
+    /// An active HTTP/1.1 connection ended its exchange: keep it if `reuse`
+    /// and the key is still configured and under its idle limit, else close
+    /// it.
+    fn done(&self, key: PoolKey, sender: Sender, settings: PoolSettings, reuse: bool) {
         let mut entries = self.entries.borrow_mut();
-        let Some(e) = entries.get_mut(&addr) else {
+        let Some(e) = entries.get_mut(&key) else {
             return;
         };
         e.active = e.active.saturating_sub(1);
@@ -151,22 +381,26 @@ impl UpstreamPool {
             if let Some(c) = e.counters(self.worker) {
                 c.idle.inc();
             }
-        } else if !e.live && e.active == 0 {
-            entries.remove(&addr);
+        } else if e.unused() {
+            entries.remove(&key);
         }
     }
 
-    /// Closes the oldest idle connection to one of `addrs` (making room
+    /// Closes the oldest idle connection to one of `keys` (making room
     /// under a connection limit); false if there is none.
-    pub(crate) fn evict_idle(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
+    pub(crate) fn evict_idle(&self, keys: impl Iterator<Item = PoolKey>) -> bool {
         let mut entries = self.entries.borrow_mut();
-        for addr in addrs {
-            if let Some(e) = entries.get_mut(&addr) {
+        for key in keys {
+            if let Some(e) = entries.get_mut(&key) {
                 if !e.idle.is_empty() {
                     e.idle.remove(0);
                     if let Some(c) = e.counters(self.worker) {
                         c.idle.dec();
                     }
+                    return true;
+                }
+                if let Some(i) = e.h2.iter().position(|c| c.streams.get() == 0) {
+                    e.h2.remove(i).unlist();
                     return true;
                 }
             }
@@ -187,30 +421,49 @@ impl UpstreamPool {
             if let Some(c) = e.counters(worker) {
                 c.idle.add(e.idle.len() as i64 - before as i64);
             }
+            e.h2.retain(|c| {
+                let expired = c.streams.get() == 0
+                    && now.duration_since(c.idle_since.get()) >= c.settings.idle_timeout;
+                let keep = c.usable() && !expired;
+                if !keep {
+                    c.unlist();
+                }
+                keep
+            });
         }
     }
 }
 
+/// A connection carrying one exchange: an HTTP/1.1 connection on loan, or a
+/// stream slot on a shared HTTP/2 connection.
+pub(crate) enum Conn {
+    Http1(Sender),
+    Http2(H2Stream),
+}
+
 /// A connection on loan for one exchange. `release` returns it to the pool;
-/// dropping it closes the connection.
+/// dropping it closes an HTTP/1.1 connection (an HTTP/2 connection only
+/// loses the stream).
 pub(crate) struct PooledConn {
-    sender: Option<Sender>,
-    addr: SocketAddr,
+    conn: Option<Conn>,
+    key: PoolKey,
     settings: PoolSettings,
-    local: Rc<crate::data::worker::WorkerLocal>,
+    local: Rc<WorkerLocal>,
 }
 
 impl PooledConn {
     pub(crate) fn new(
-        sender: Sender,
-        addr: SocketAddr,
+        conn: Conn,
+        key: PoolKey,
         settings: PoolSettings,
-        local: Rc<crate::data::worker::WorkerLocal>,
+        local: Rc<WorkerLocal>,
     ) -> Self {
-        local.pool.activate(addr);
+        if let Conn::Http1(_) = conn {
+            local.pool.activate(key);
+        }
         PooledConn {
-            sender: Some(sender),
-            addr,
+            conn: Some(conn),
+            key,
             settings,
             local,
         }
@@ -218,19 +471,21 @@ impl PooledConn {
 
     /// The exchange completed cleanly: keep the connection for the next one.
     pub(crate) fn release(mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.local.pool.done(self.addr, sender, self.settings, true);
-            self.local.room_freed();
+        match self.conn.take() {
+            Some(Conn::Http1(sender)) => {
+                self.local.pool.done(self.key, sender, self.settings, true);
+                self.local.room_freed();
+            }
+            // The stream slot frees up as it drops.
+            Some(Conn::Http2(_)) | None => {}
         }
     }
 }
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.local
-                .pool
-                .done(self.addr, sender, self.settings, false);
+        if let Some(Conn::Http1(sender)) = self.conn.take() {
+            self.local.pool.done(self.key, sender, self.settings, false);
         }
     }
 }
