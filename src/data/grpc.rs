@@ -318,6 +318,9 @@ mod tests {
             (ConnectRefused, Code::Unavailable),
             (ConnectTimeout, Code::Unavailable),
             (ConnectFailed, Code::Unavailable),
+            (UpstreamTlsVerify, Code::Unavailable),
+            (UpstreamTlsHandshake, Code::Unavailable),
+            (MaxStreams, Code::Unavailable),
             (UpstreamReset, Code::Unavailable),
             (BadResponse, Code::Unavailable),
             (ClientBody, Code::Internal),
@@ -353,6 +356,9 @@ mod tests {
             ProxyError::NoRoute,
             ProxyError::MaxPending,
             ProxyError::BadRewrite,
+            ProxyError::UpstreamTlsVerify,
+            ProxyError::MaxStreams,
+            ProxyError::GrpcDeadline,
         ] {
             let m = message(e);
             assert!(!m.as_bytes().contains(&b'%'), "{m:?}");
