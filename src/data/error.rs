@@ -51,6 +51,9 @@ pub enum ProxyError {
     ClientBody,
     /// A rewrite produced a path that is not a valid request target.
     BadRewrite,
+    /// A gRPC call's `grpc-timeout` passed before the upstream's response
+    /// head (the client's deadline, shorter than the route's `timeout`).
+    GrpcDeadline,
 }
 
 impl ProxyError {
@@ -87,6 +90,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody => StatusCode::BAD_REQUEST,
             ProxyError::BadRewrite => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::GrpcDeadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -111,6 +115,7 @@ impl ProxyError {
             ProxyError::BadResponse => "upstream_bad_response",
             ProxyError::ClientBody => "client_body_error",
             ProxyError::BadRewrite => "bad_rewrite",
+            ProxyError::GrpcDeadline => "grpc_deadline_exceeded",
         }
     }
 
@@ -149,6 +154,9 @@ impl ProxyError {
             ProxyError::BadResponse => "502 Bad Gateway: upstream sent an invalid response\n",
             ProxyError::ClientBody => "400 Bad Request: request body could not be read\n",
             ProxyError::BadRewrite => "500 Internal Server Error: rewritten path is invalid\n",
+            ProxyError::GrpcDeadline => {
+                "504 Gateway Timeout: grpc-timeout reached before the upstream responded\n"
+            }
         }
     }
 
@@ -164,6 +172,13 @@ impl ProxyError {
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         resp
+    }
+
+    /// The response for this error to a gRPC call: HTTP 200 in gRPC's
+    /// trailers-only form, with the `grpc-status` the error maps to (see
+    /// `data/grpc.rs`) and the cause as `grpc-message`. No allocation.
+    pub fn grpc_response(self) -> Response<ProxyBody> {
+        crate::data::grpc::error_response(self)
     }
 }
 
@@ -193,6 +208,7 @@ mod tests {
             BadResponse,
             ClientBody,
             BadRewrite,
+            GrpcDeadline,
         ] {
             assert!(e.body().starts_with(e.status().as_str()), "{e:?}");
             assert!(e.body().ends_with('\n'));

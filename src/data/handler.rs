@@ -21,6 +21,7 @@ use crate::data::body::{BytesIn, ProxyBody, RequestBody};
 use crate::data::context::{RequestContext, UpstreamRequest};
 use crate::data::error::ProxyError;
 use crate::data::forward;
+use crate::data::grpc;
 use crate::data::retry::{self, RetryPolicy};
 use crate::data::tunnel;
 use crate::data::worker::{SnapshotRef, WorkerLocal};
@@ -97,6 +98,10 @@ pub(crate) async fn process<'a>(
     mut upstream: UpstreamRequest,
     mut body: Option<Incoming>,
 ) -> Response<ProxyBody> {
+    // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its
+    // own deadline and hears the proxy's failures in gRPC form.
+    let grpc = grpc::is_call(ctx.version, &upstream.headers);
+
     // 1. Route.
     let input = RouteInput {
         method: ctx.method,
@@ -105,7 +110,7 @@ pub(crate) async fn process<'a>(
         headers: &upstream.headers,
     };
     let Some(route_id) = snap.router.find(&input, &mut ctx.params) else {
-        return unrouted(snap, ctx, &upstream);
+        return unrouted(snap, ctx, &upstream, grpc);
     };
     let route = &snap.routes[route_id];
     let upstream_spec = &snap.upstreams[route.upstream];
@@ -118,11 +123,19 @@ pub(crate) async fn process<'a>(
     // hop-by-hop fields go first (RFC 9110 §7.6.1): a client naming in
     // `Connection` a field that a middleware sets must not strip it upstream.
     forward::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
+    if grpc {
+        grpc::prepare(&mut upstream.headers);
+    }
     let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
     let mut response = match flow {
         Flow::Respond(response) => *response,
         Flow::Continue => {
-            // 3. Balancer → upstream, within the route's timeout if it has one.
+            // 3. Balancer → upstream, within the route's timeout if it has one
+            // (for a gRPC call, or its `grpc-timeout` if shorter).
+            let limit = match grpc {
+                false => route.timeout.map(|t| (t, ProxyError::RouteTimeout)),
+                true => grpc::limit(route.timeout, &upstream.headers),
+            };
             let exchange = forward(
                 local,
                 snap,
@@ -132,13 +145,13 @@ pub(crate) async fn process<'a>(
                 &mut upstream.headers,
                 &mut body,
             );
-            let result = match route.timeout {
+            let result = match limit {
                 None => exchange.await,
                 // Boxed: only routes with a timeout pay for the timer, and
                 // the others keep their future (idle memory) as small.
-                Some(limit) => Box::pin(tokio::time::timeout(limit, exchange))
+                Some((limit, expired)) => Box::pin(tokio::time::timeout(limit, exchange))
                     .await
-                    .unwrap_or(Err(ProxyError::RouteTimeout)),
+                    .unwrap_or(Err(expired)),
             };
             if let Some(id) = ctx.ids.endpoint() {
                 outlier::observe(&snap.stats, upstream_spec, local.id, id, observed(&result));
@@ -158,7 +171,10 @@ pub(crate) async fn process<'a>(
                         ctx.path,
                         e.status().as_u16()
                     );
-                    e.response()
+                    match grpc {
+                        false => e.response(),
+                        true => e.grpc_response(),
+                    }
                 }
             };
             if let Some(u) = snap.stats.upstream(route.upstream, local.id) {
@@ -174,20 +190,26 @@ pub(crate) async fn process<'a>(
     response
 }
 
-/// No route: 404, logged by the server's fallback access log if one is set.
+/// No route: 404 (a gRPC call: UNIMPLEMENTED), logged by the server's
+/// fallback access log if one is set.
 fn unrouted(
     snap: &Snapshot,
     ctx: &mut RequestContext<'_>,
     req: &UpstreamRequest,
+    grpc: bool,
 ) -> Response<ProxyBody> {
     let e = ProxyError::NoRoute;
+    let (response, body_len) = match grpc {
+        false => (e.response(), e.body().len()),
+        true => (e.grpc_response(), 0),
+    };
     ctx.log.cause = Some(e.cause());
-    ctx.log.status = e.status().as_u16();
+    ctx.log.status = response.status().as_u16();
     if let Some(log) = &snap.fallback_log {
         let _ = log.on_request(ctx, req);
-        log.log_unrouted(ctx, ctx.log.status, e.body().len() as u64);
+        log.log_unrouted(ctx, ctx.log.status, body_len as u64);
     }
-    e.response()
+    response
 }
 
 /// Sends the request upstream: checks the upstream's limits, then makes one

@@ -8,6 +8,7 @@ pub(crate) mod connection;
 pub mod context;
 pub mod error;
 pub(crate) mod forward;
+pub(crate) mod grpc;
 pub(crate) mod handler;
 pub(crate) mod listener;
 pub(crate) mod retry;
