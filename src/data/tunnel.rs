@@ -54,11 +54,14 @@ const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket
 /// close after it sent them a FIN.
 pub(crate) const CLOSE_BOUND: Duration = Duration::from_secs(1);
 
-/// Whether a request may be a tunnel: a `CONNECT`, or an `Upgrade` header.
-/// Two cheap checks; everything else stays on the ordinary path.
+/// Whether a request may be a tunnel: a `CONNECT`, or an HTTP/1.1 request
+/// with an `Upgrade` header, for which hyper has put an `OnUpgrade` in the
+/// extensions (HTTP/2 has no `Upgrade`; its extended CONNECT is a CONNECT).
+/// Two cheap checks, no header lookup: an ordinary request's extensions are
+/// empty. Everything else stays on the ordinary path.
 #[inline]
 pub(crate) fn wanted(req: &Request<Incoming>) -> bool {
-    req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE)
+    req.method() == Method::CONNECT || req.extensions().get::<OnUpgrade>().is_some()
 }
 
 pin_project! {
