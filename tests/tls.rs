@@ -701,14 +701,25 @@ async fn stalled_and_garbage_handshakes_do_not_hold_up_anyone() {
     }
     assert!(stalled_at.elapsed() >= Duration::from_millis(500));
 
-    // Garbage: plain HTTP sent to the TLS port.
-    let mut garbage = TcpStream::connect(addr).await.unwrap();
-    garbage
+    // Plain HTTP sent to the TLS port: answered 400 (as nginx does), then
+    // closed; it counts as a handshake failure (`protocol`).
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), garbage.read_to_end(&mut out)).await;
+    tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut out))
+        .await
+        .expect("the answer ends with a close")
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 400 bad request\r\n"), "{out}");
+    assert!(head.contains("\r\nconnection: close"), "{out}");
+    assert!(head.contains("\r\ncontent-type: text/plain"), "{out}");
+    assert_eq!(body, "plain HTTP request sent to a TLS listener\n");
 
     // Still serving, and every failure counted with its reason.
     let s = client.connect(addr).await.unwrap();

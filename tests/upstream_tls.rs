@@ -11,8 +11,6 @@ mod origins;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -23,24 +21,6 @@ use strait::{CustomRegistry, Gateway};
 
 /// Hang guard of each test (not a speed check).
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A directory of its own for one test's PEM files.
-fn dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "strait-upstream-tls-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
 
 /// One upstream `backend` at `endpoint` with `tls` as its TLS table.
 fn config(endpoint: &str, upstream: &str, tls: &str) -> String {

@@ -4,13 +4,18 @@
 //! timeout and at shutdown, survives a reload, and counts in the metrics. An
 //! upstream that refuses the upgrade is answered as is; a route without
 //! upgrades proxies the request without `Upgrade`. HTTP/2 clients reach the
-//! same origin with an extended CONNECT (RFC 8441).
+//! same origin with an extended CONNECT (RFC 8441). An upstream with TLS is
+//! reached over TLS offering only http/1.1 (an upgrade has no HTTP/2 form
+//! toward the origin), and one whose certificate fails verification answers
+//! the upgrade 502.
 
 mod common;
+#[path = "common/origins.rs"]
+mod origins;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +24,8 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use origins::{dir, server_tls, write, TestCa};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,32 +35,62 @@ type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A WebSocket origin that echoes every data message; counts handshakes.
 async fn echo_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let (addr, handshakes, _) = echo_origin_over(None).await;
+    (addr, handshakes)
+}
+
+/// The ALPN protocol each TLS connection to an origin chose, in order.
+type Alpns = Arc<Mutex<Vec<Option<String>>>>;
+
+/// The echo origin, behind TLS with `tls` when given (recording the ALPN
+/// protocol each connection chose).
+async fn echo_origin_over(
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (SocketAddr, Arc<AtomicUsize>, Alpns) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handshakes = Arc::new(AtomicUsize::new(0));
-    let count = handshakes.clone();
+    let alpns = Alpns::default();
+    let (count, seen) = (handshakes.clone(), alpns.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let count = count.clone();
+            let (count, seen, tls) = (count.clone(), seen.clone(), tls.clone());
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                let Some(config) = tls else {
+                    return echo(stream, &count).await;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
-                count.fetch_add(1, Ordering::SeqCst);
-                while let Some(Ok(msg)) = ws.next().await {
-                    let echo = match msg {
-                        Message::Text(_) | Message::Binary(_) => msg,
-                        Message::Close(_) => return,
-                        _ => continue,
-                    };
-                    if ws.send(echo).await.is_err() {
-                        return;
-                    }
-                }
+                let alpn = stream.get_ref().1.alpn_protocol();
+                seen.lock()
+                    .unwrap()
+                    .push(alpn.map(|p| String::from_utf8_lossy(p).into_owned()));
+                echo(stream, &count).await
             });
         }
     });
-    (addr, handshakes)
+    (addr, handshakes, alpns)
+}
+
+/// Accepts a WebSocket on `stream` and echoes its data messages until it
+/// closes.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, handshakes: &AtomicUsize) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    handshakes.fetch_add(1, Ordering::SeqCst);
+    while let Some(Ok(msg)) = ws.next().await {
+        let echo = match msg {
+            Message::Text(_) | Message::Binary(_) => msg,
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        if ws.send(echo).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A WebSocket origin that pushes `n` numbered messages, then closes.
@@ -81,6 +118,11 @@ async fn push_origin(n: usize) -> SocketAddr {
 /// A gateway with a `/ws` route to `origin` (websocket allowed, the given
 /// idle timeout), a `/plain` route with upgrades off, and the admin API on.
 fn config(origin: SocketAddr, idle: &str, extra: &str) -> String {
+    config_with(origin, "", idle, extra)
+}
+
+/// `config` with `upstream` added to the upstream's table.
+fn config_with(origin: SocketAddr, upstream: &str, idle: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -92,6 +134,7 @@ address = "127.0.0.1:0"
 [upstreams.chat]
 endpoints = ["{origin}"]
 connect_timeout = "1s"
+{upstream}
 
 [[routes]]
 name = "ws"
@@ -441,4 +484,71 @@ upgrades = []
     let resp = sender.send_request(connect("/plain")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     ws.close(None).await.unwrap();
+}
+
+/// A gateway to a WebSocket echo origin behind TLS (its certificate from
+/// `origin_ca`, ALPN offering h2 and http/1.1), trusting `trusted`; the
+/// upstream speaks `protocol = "auto"`, so its requests would offer h2.
+async fn through_tls(
+    origin_ca: &TestCa,
+    trusted: &TestCa,
+) -> (strait::Gateway, Arc<AtomicUsize>, Alpns) {
+    let tls = server_tls(
+        &origin_ca.server(&["ws.internal"]),
+        &["h2", "http/1.1"],
+        None,
+    );
+    let (origin, handshakes, alpns) = echo_origin_over(Some(tls)).await;
+    let ca_file = write(&dir(), "ca.pem", &trusted.cert_pem);
+    let upstream = format!(
+        "protocol = \"auto\"\n\n[upstreams.chat.tls]\nca_file = {ca_file:?}\nserver_name = \"ws.internal\"\n"
+    );
+    let gw = gateway(&config_with(origin, &upstream, "300s", ""));
+    (gw, handshakes, alpns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_reaches_a_tls_origin_over_http11() {
+    let ca = TestCa::new("origin CA");
+    let (gw, handshakes, alpns) = through_tls(&ca, &ca).await;
+    // The client side is plain; the gateway adds TLS toward the origin.
+    let ws = connect(gw.addr(), "/ws/tls").await;
+    let msgs: Vec<Message> = (0..200)
+        .map(|i| Message::text(format!("tls {i}")))
+        .collect();
+    let mut ws = echo_all(ws, msgs).await;
+    ws = echo_all(ws, messages(50)).await;
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+    // The origin offered h2 too; the upgrade's connection asked only for
+    // http/1.1.
+    assert_eq!(*alpns.lock().unwrap(), [Some("http/1.1".to_string())]);
+    ws.close(None).await.unwrap();
+    ended(&mut ws, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_origin_with_an_untrusted_certificate_answers_the_upgrade_502() {
+    let ca = TestCa::new("origin CA");
+    let other = TestCa::new("some other CA");
+    let (gw, handshakes, alpns) = through_tls(&ca, &other).await;
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/tls", gw.addr())),
+    )
+    .await
+    .expect("the gateway answers");
+    match attempt {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+            let body = resp.body().as_deref().unwrap_or_default();
+            assert_eq!(
+                String::from_utf8_lossy(body),
+                "502 Bad Gateway: upstream TLS certificate verification failed\n"
+            );
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("switched through an untrusted origin"),
+    }
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+    assert!(alpns.lock().unwrap().is_empty());
 }

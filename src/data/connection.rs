@@ -1,7 +1,8 @@
 //! One client connection: on a plain listener, tell HTTP/1.1 from HTTP/2 prior
 //! knowledge by peeking at the first bytes; on a TLS listener, run the
-//! handshake and let ALPN decide. Then serve it with hyper's connection for
-//! that protocol on a task of its own.
+//! handshake and let ALPN decide (plain HTTP sent there is answered 400, as
+//! nginx does). Then serve it with hyper's connection for that protocol on a
+//! task of its own.
 //!
 //! Each protocol gets its own task so the task's memory is sized for that
 //! protocol alone. (hyper-util's `auto` connection is one enum holding either
@@ -18,8 +19,9 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::config::Snapshot;
 use crate::data::context::TlsInfo;
@@ -28,6 +30,17 @@ use crate::tls::server::{self as tls, HandshakeFailure};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The answer to plain HTTP sent to a TLS listener (nginx answers 400 too).
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    Content-Type: text/plain\r\n\
+    Content-Length: 42\r\n\
+    Connection: close\r\n\r\n\
+    plain HTTP request sent to a TLS listener\n";
+
+/// How much of a plain HTTP request sent to a TLS listener is read (and
+/// thrown away) after the answer, waiting for the client to close.
+const PLAIN_HTTP_DISCARD: usize = 64 * 1024;
 
 /// The per-worker connection settings, built once per snapshot generation.
 pub(crate) struct Protocols {
@@ -139,7 +152,8 @@ pub(crate) async fn serve(
 /// Runs the TLS handshake of a connection accepted on TLS listener `index`
 /// (within its `handshake_timeout`), then hands the connection to a task
 /// serving the protocol ALPN chose: HTTP/2 for `h2`, else HTTP/1.1 (no
-/// preface sniffing on TLS).
+/// preface sniffing on TLS). A client that starts with plain HTTP is
+/// answered 400 instead (within the same timeout).
 pub(crate) async fn serve_tls(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,
@@ -151,8 +165,12 @@ pub(crate) async fn serve_tls(
     let Some(listener) = protocols.tls.get(index) else {
         return;
     };
-    let handshake =
-        tokio::time::timeout(listener.handshake_timeout, listener.acceptor.accept(stream)).await;
+    let deadline = Instant::now() + listener.handshake_timeout;
+    if starts_plain_http(&stream, deadline).await {
+        // Boxed: a rare path, kept out of every handshake's future.
+        return Box::pin(refuse_plain_http(&local, listener, peer, stream, deadline)).await;
+    }
+    let handshake = tokio::time::timeout_at(deadline, listener.acceptor.accept(stream)).await;
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -172,6 +190,49 @@ pub(crate) async fn serve_tls(
         _ => Protocol::Http1,
     };
     spawn_protocol(local, protocols, stream, peer, info, protocol, open);
+}
+
+/// Whether the client's first byte (peeked, not consumed) is an ASCII
+/// capital letter, the start of an HTTP method; a TLS client starts with a
+/// handshake record (0x16). Anything else, or nothing before `deadline`, is
+/// left to the handshake to judge.
+async fn starts_plain_http(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
+    matches!(peeked, Ok(Ok(1))) && first[0].is_ascii_uppercase()
+}
+
+/// Answers plain HTTP sent to a TLS listener with a 400 and closes, all
+/// before `deadline`; counted as a handshake failure (`protocol`).
+async fn refuse_plain_http(
+    local: &WorkerLocal,
+    listener: &TlsListener,
+    peer: SocketAddr,
+    mut stream: TcpStream,
+    deadline: Instant,
+) {
+    let e = io::Error::new(
+        io::ErrorKind::InvalidData,
+        "plain HTTP request sent to a TLS listener, answered 400",
+    );
+    handshake_failed(local, listener, peer, HandshakeFailure::Protocol, &e);
+    let answer = async {
+        stream.write_all(PLAIN_HTTP_ANSWER).await?;
+        stream.shutdown().await?;
+        // The request is still unread: closing over unread bytes sends a
+        // reset, which can destroy the answer before the client reads it. So
+        // read until the client closes (bounded in bytes and by `deadline`).
+        let mut discard = [0u8; 1024];
+        let mut left = PLAIN_HTTP_DISCARD;
+        while left > 0 {
+            match stream.read(&mut discard).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<(), io::Error>(())
+    };
+    let _ = tokio::time::timeout_at(deadline, answer).await;
 }
 
 /// Counts and logs a failed handshake. At `debug`, not `info`: clients
@@ -337,6 +398,18 @@ mod tests {
             .expect("detect must finish");
         client.await.unwrap();
         result
+    }
+
+    #[test]
+    fn the_plain_http_answer_has_its_body_length() {
+        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+            "{head}"
+        );
+        assert_eq!(body, "plain HTTP request sent to a TLS listener\n");
     }
 
     #[tokio::test]

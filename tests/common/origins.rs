@@ -2,12 +2,13 @@
 //! `upstream_h2.rs`): hyper servers on 127.0.0.1 that speak HTTP/1.1 and
 //! HTTP/2 (h2c with prior knowledge, or over TLS by ALPN), record what they
 //! saw (SNI, ALPN, HTTP version, connections, streams in flight), and can
-//! send GOAWAY to or drop their open connections on demand; and a test CA
-//! made with rcgen.
+//! send GOAWAY to or drop their open connections on demand; a test CA
+//! made with rcgen, and temporary files for its PEM.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,6 +80,26 @@ impl TestCa {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// A directory of its own for one test's PEM files (under the system's
+/// temporary directory, named by process and a counter).
+pub fn dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "strait-test-pem-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `text` to `dir/name`; the file's path, for a configuration.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
 }
 
 /// A rustls server configuration for `leaf` offering `alpn`; with
