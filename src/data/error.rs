@@ -162,16 +162,7 @@ impl ProxyError {
 
     /// The response for this error (no allocation: the body is static).
     pub fn response(self) -> Response<ProxyBody> {
-        let body = self.body();
-        let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
-        *resp.status_mut() = self.status();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        resp
+        plain_text(self.status(), self.body())
     }
 
     /// The response for this error to a gRPC call: HTTP 200 in gRPC's
@@ -180,6 +171,19 @@ impl ProxyError {
     pub fn grpc_response(self) -> Response<ProxyBody> {
         crate::data::grpc::error_response(self)
     }
+}
+
+/// A short plain-text answer with a static body (no allocation).
+pub(crate) fn plain_text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
 }
 
 #[cfg(test)]

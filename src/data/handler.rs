@@ -579,7 +579,7 @@ fn observed(result: &Result<Response<ProxyBody>, ProxyError>) -> Observed {
 }
 
 /// Counts a failed exchange against the upstream and the endpoint it went to.
-fn count_failure(
+pub(crate) fn count_failure(
     snap: &Snapshot,
     worker: usize,
     upstream: usize,

@@ -477,31 +477,7 @@ fn failed(
     e: ProxyError,
 ) {
     ctx.log.cause = Some(e.cause());
-    let at_endpoint = match e {
-        ProxyError::ConnectRefused | ProxyError::ConnectTimeout | ProxyError::ConnectFailed => {
-            if let Some(u) = snap.stats.upstream(upstream, worker) {
-                u.connect_failures.inc();
-            }
-            true
-        }
-        ProxyError::ResponseTimeout => {
-            if let Some(u) = snap.stats.upstream(upstream, worker) {
-                u.timeouts.inc();
-            }
-            true
-        }
-        ProxyError::UpstreamReset | ProxyError::BadResponse => true,
-        _ => false,
-    };
-    if at_endpoint {
-        if let Some(e) = ctx
-            .ids
-            .endpoint()
-            .and_then(|id| snap.stats.endpoint(id, worker))
-        {
-            e.failed();
-        }
-    }
+    handler::count_failure(snap, worker, upstream, ctx, e);
     tracing::warn!(
         route = ctx.log.route,
         upstream = ctx.log.upstream,
@@ -548,15 +524,7 @@ fn base64(data: &[u8]) -> Vec<u8> {
 
 /// A plain-text answer of the tunnel path.
 pub(super) fn answer(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
+    crate::data::error::plain_text(status, body)
 }
 
 /// What opened a tunnel (its metrics label).
