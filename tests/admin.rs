@@ -6,6 +6,8 @@
 //! requests the test made.
 
 mod common;
+#[path = "common/origins.rs"]
+mod origins;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -262,7 +264,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(s["workers"], 2);
     assert_eq!(
         s["listeners"],
-        json!([{ "name": "main", "address": gw.addr().to_string(), "configured": "127.0.0.1:0" }])
+        json!([{ "name": "main", "address": gw.addr().to_string(), "configured": "127.0.0.1:0", "tls": false }])
     );
     assert_eq!(
         s["admin"],
@@ -289,7 +291,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(c["server"]["access_log"], Value::Null);
     assert_eq!(
         c["listeners"],
-        json!([{ "name": "main", "address": "127.0.0.1:0" }])
+        json!([{ "name": "main", "address": "127.0.0.1:0", "tls": null }])
     );
     assert_eq!(
         c["admin"],
@@ -314,13 +316,27 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "outlier_detection": null,
             "dns_refresh": "30s",
             "dns_family": "any",
+            "protocol": "http1",
+            "http2_max_concurrent_streams": null,
+            "http2_max_connections": null,
+            "tls": null,
         })
     );
     assert_eq!(
         c["routes"],
-        json!([{ "name": "app", "match": {}, "middlewares": [], "upstream": "app", "timeout": null, "retry": null }])
+        json!([{
+            "name": "app",
+            "match": {},
+            "middlewares": [],
+            "upstream": "app",
+            "timeout": null,
+            "retry": null,
+            "upgrades": ["websocket"],
+            "tunnel_idle_timeout": "5m",
+        }])
     );
     assert_eq!(c["middlewares"], json!({}));
+    assert_eq!(c["connect"], Value::Null);
 
     // GET /upstreams.
     let r = call(addr, "GET", "/upstreams", None).await;
@@ -332,6 +348,10 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(app["balance"], "round_robin");
     assert_eq!(app["health_check"], false);
     assert_eq!(app["dns"], json!([]), "no endpoint names");
+    assert_eq!(app["protocol"], "http1");
+    assert_eq!(app["http2_max_concurrent_streams"], Value::Null);
+    assert_eq!(app["http2_max_connections"], Value::Null);
+    assert_eq!(app["tls"], Value::Null);
     let ep = &app["endpoints"][0];
     assert_eq!(ep["address"], origin.addr.to_string());
     assert_eq!(ep["weight"], 1);
@@ -793,8 +813,252 @@ upstream = "a"
             "upstream": "a",
             "timeout": null,
             "retry": null,
+            "upgrades": ["websocket"],
+            "tunnel_idle_timeout": "5m",
         }])
     );
+}
+
+/// Removes a test's certificate directory on drop.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn config_and_upstreams_show_tls_http2_and_tunnels() {
+    let ca = origins::TestCa::new("admin test CA");
+    let pem = RemoveDir(origins::dir());
+    let write = |name: &str, text: &str| origins::write(&pem.0, name, text);
+    let ca_file = write("ca.pem", &ca.cert_pem);
+    let api = ca.server(&["api.example.com", "*.api.example.com"]);
+    let (api_cert, api_key) = (
+        write("api.pem", &api.cert_pem),
+        write("api.key", &api.key_pem),
+    );
+    let www = ca.server(&["www.example.com", "example.com"]);
+    let (www_cert, www_key) = (
+        write("www.pem", &www.cert_pem),
+        write("www.key", &www.key_pem),
+    );
+    let client = ca.leaf(&["proxy.internal"], false, true);
+    let (client_cert, client_key) = (
+        write("client.pem", &client.cert_pem),
+        write("client.key", &client.key_pem),
+    );
+    let text = format!(
+        r#"[server]
+watch_config = false
+
+[[listeners]]
+name = "public"
+address = "127.0.0.1:0"
+
+[listeners.tls]
+min_version = "1.3"
+alpn = ["http/1.1"]
+handshake_timeout = "2500ms"
+client_ca = "{ca_file}"
+client_auth = "optional"
+
+[[listeners.tls.certificates]]
+cert = "{api_cert}"
+key = "{api_key}"
+
+[[listeners.tls.certificates]]
+cert = "{www_cert}"
+key = "{www_key}"
+names = ["www.example.com"]
+default = true
+
+[[listeners]]
+name = "plain"
+address = "127.0.0.2:0"
+
+[connect]
+allow = ["DB.internal:5432", "10.1.2.3/8:443", "127.0.0.1:6379", "[::1]:22", "[fd00::/8]:443"]
+idle_timeout = "90s"
+
+[upstreams.grpc]
+endpoints = ["127.0.0.1:50051", "127.0.0.2:50051"]
+protocol = "h2"
+http2_max_concurrent_streams = 50
+http2_max_connections = 2
+
+[upstreams.grpc.tls]
+ca_file = "{ca_file}"
+client_cert = "{client_cert}"
+client_key = "{client_key}"
+
+[upstreams.web]
+endpoints = ["127.0.0.1:8443"]
+protocol = "auto"
+
+[upstreams.web.tls]
+server_name = "web.internal"
+insecure_skip_verify = true
+
+[upstreams.h2c]
+endpoints = ["127.0.0.1:9000"]
+protocol = "h2c"
+
+[middlewares.to_https]
+type = "https_redirect"
+port = 8443
+status = 308
+
+[[routes]]
+name = "ws"
+match = {{ path_prefix = "/ws" }}
+middlewares = ["to_https"]
+upstream = "web"
+upgrades = ["WebSocket", "chat/2"]
+tunnel_idle_timeout = "90s"
+
+[[routes]]
+name = "grpc"
+upstream = "grpc"
+upgrades = []
+"#
+    );
+    let file = ConfigFile::new("tls", &text);
+    let gw = start(&file);
+    let addr = admin(&gw);
+    let r = call(addr, "GET", "/config", None).await;
+    assert_eq!(r.status, 200);
+    let body = r.text();
+    for secret in [&api.key_pem, &www.key_pem, &client.key_pem] {
+        let line = secret.lines().nth(1).unwrap();
+        assert!(!body.contains(line), "key material shown in:\n{body}");
+    }
+    let c = r.json();
+    // rcgen's default validity ends on 4096-01-01.
+    let not_after = "4096-01-01T00:00:00.000Z";
+    assert_eq!(
+        c["listeners"],
+        json!([
+            {
+                "name": "public",
+                "address": "127.0.0.1:0",
+                "tls": {
+                    "min_version": "1.3",
+                    "alpn": ["http/1.1"],
+                    "handshake_timeout": "2500ms",
+                    "client_auth": "optional",
+                    "client_ca": ca_file,
+                    "certificates": [
+                        {
+                            "cert": api_cert,
+                            "names": ["api.example.com", "*.api.example.com"],
+                            "default": false,
+                            "not_after": not_after,
+                        },
+                        {
+                            "cert": www_cert,
+                            "names": ["www.example.com"],
+                            "default": true,
+                            "not_after": not_after,
+                        },
+                    ],
+                },
+            },
+            { "name": "plain", "address": "127.0.0.2:0", "tls": null },
+        ])
+    );
+    let transport = |u: &Value| {
+        json!({
+            "protocol": u["protocol"],
+            "http2_max_concurrent_streams": u["http2_max_concurrent_streams"],
+            "http2_max_connections": u["http2_max_connections"],
+            "tls": u["tls"],
+        })
+    };
+    let grpc = json!({
+        "protocol": "h2",
+        "http2_max_concurrent_streams": 50,
+        "http2_max_connections": 2,
+        "tls": {
+            "ca": ca_file,
+            "server_name": null,
+            "server_names": ["127.0.0.1", "127.0.0.2"],
+            "client_certificate": client_cert,
+            "insecure_skip_verify": false,
+        },
+    });
+    let web = json!({
+        "protocol": "auto",
+        "http2_max_concurrent_streams": 100,
+        "http2_max_connections": 4,
+        "tls": {
+            "ca": "webpki-roots",
+            "server_name": "web.internal",
+            "server_names": ["web.internal"],
+            "client_certificate": null,
+            "insecure_skip_verify": true,
+        },
+    });
+    let h2c = json!({
+        "protocol": "h2c",
+        "http2_max_concurrent_streams": 100,
+        "http2_max_connections": 4,
+        "tls": null,
+    });
+    assert_eq!(transport(&c["upstreams"]["grpc"]), grpc);
+    assert_eq!(transport(&c["upstreams"]["web"]), web);
+    assert_eq!(transport(&c["upstreams"]["h2c"]), h2c);
+    assert_eq!(
+        c["connect"],
+        json!({
+            "allow": ["db.internal:5432", "10.0.0.0/8:443", "127.0.0.1:6379", "[::1]:22", "[fd00::/8]:443"],
+            "connect_timeout": "5s",
+            "idle_timeout": "1m30s",
+        })
+    );
+    assert_eq!(
+        c["middlewares"],
+        json!({ "to_https": { "type": "https_redirect", "port": 8443, "status": 308 } })
+    );
+    let routes: Vec<Value> = c["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r["name"], r["upgrades"], r["tunnel_idle_timeout"]]))
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            json!(["ws", ["websocket", "chat/2"], "1m30s"]),
+            json!(["grpc", [], "5m"])
+        ]
+    );
+
+    // GET /status: which listeners terminate TLS.
+    let s = call(addr, "GET", "/status", None).await.json();
+    let tls: Vec<(&str, bool)> = s["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l["tls"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(tls, [("public", true), ("plain", false)]);
+
+    // GET /upstreams: the same transport per upstream.
+    let u = call(addr, "GET", "/upstreams", None).await.json();
+    let by_name = |name: &str| {
+        u["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no upstream {name}: {u}"))
+            .clone()
+    };
+    assert_eq!(transport(&by_name("grpc")), grpc);
+    assert_eq!(transport(&by_name("web")), web);
+    assert_eq!(transport(&by_name("h2c")), h2c);
 }
 
 /// A POST with a body of `n` bytes.

@@ -33,6 +33,7 @@ use crate::tls::server as tls;
 use crate::upstream::{
     self, DnsSpec, EndpointSpec, Family, HashPolicy, HealthCheckSpec, Http2Settings, NameSpec,
     OutlierSpec, PoolSettings, Probe, Protocol, RetryBudget, UpstreamSpec, UpstreamTls,
+    UpstreamTlsSummary,
 };
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
@@ -395,6 +396,11 @@ impl Compiler<'_, '_> {
             }
             (None, _) => true,
         };
+        let client_auth_name = match (&t.client_ca, required) {
+            (None, _) => "none",
+            (Some(_), true) => "required",
+            (Some(_), false) => "optional",
+        };
         let client_auth =
             t.client_ca
                 .as_ref()
@@ -430,6 +436,7 @@ impl Compiler<'_, '_> {
         let default = default.unwrap_or(0);
         let now = tls::now();
         let mut certs = Vec::new();
+        let mut summaries = Vec::new();
         // Name → the certificate (1-based) that serves it.
         let mut served: HashMap<String, usize> = HashMap::new();
         for (i, c) in t.certificates.iter().enumerate() {
@@ -492,20 +499,38 @@ impl Compiler<'_, '_> {
                     }
                 }
             }
+            let names: Vec<String> = names.into_iter().map(|(n, _)| n).collect();
+            summaries.push(tls::CertificateSummary {
+                cert: cert_path.to_string(),
+                names: names.clone(),
+                default: i == default,
+                not_after: leaf.not_after,
+            });
             match tls::certified_key(chain, key, c.key.get_ref(), cert_path) {
-                Ok(key) => certs.push((key, names.into_iter().map(|(n, _)| n).collect())),
+                Ok(key) => certs.push((key, names)),
                 Err(msg) => self.d.at(span(&c.key), at(&msg)),
             }
         }
         if self.error_count() > before {
             return None;
         }
+        let summary = tls::ServerTlsSummary {
+            min_version: if tls13_only { "1.3" } else { "1.2" },
+            alpn: alpn
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect(),
+            client_auth: client_auth_name,
+            client_ca: t.client_ca.as_ref().map(|ca| ca.get_ref().clone()),
+            certificates: summaries,
+        };
         let resolver = tls::CertResolver::new(certs, default);
         match tls::server_config(resolver, tls13_only, alpn, client_auth) {
             Ok(config) => Some(Arc::new(tls::ServerTls {
                 config: Arc::new(config),
                 handshake_timeout,
                 listener: listener.into(),
+                summary,
             })),
             Err(msg) => {
                 self.d.at(span(raw), at(&msg));
@@ -852,6 +877,12 @@ impl Compiler<'_, '_> {
             http1_config,
             server_names: server_names.into(),
             keys: keys.into(),
+            summary: UpstreamTlsSummary {
+                ca_file: settings.ca_file.map(str::to_string),
+                server_name: t.server_name.as_ref().map(|n| n.get_ref().clone()),
+                client_cert: t.client_cert.as_ref().map(|c| c.get_ref().clone()),
+                insecure_skip_verify: insecure,
+            },
         };
         (Some(Box::new(tls)), cleartext)
     }

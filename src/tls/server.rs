@@ -28,6 +28,38 @@ pub(crate) struct ServerTls {
     pub(crate) handshake_timeout: Duration,
     /// The listener's name, for logs.
     pub(crate) listener: Box<str>,
+    /// The settings as configured, for the admin API (never read by a
+    /// worker).
+    pub(crate) summary: ServerTlsSummary,
+}
+
+/// What the admin API shows of a TLS listener: its settings as compiled,
+/// file paths and certificate facts only (never key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerTlsSummary {
+    /// `"1.2"` or `"1.3"`.
+    pub(crate) min_version: &'static str,
+    /// The ALPN protocols offered, in order.
+    pub(crate) alpn: Vec<String>,
+    /// `"none"`, `"required"` or `"optional"`.
+    pub(crate) client_auth: &'static str,
+    /// The client CA file, if any.
+    pub(crate) client_ca: Option<String>,
+    /// One per `[[listeners.tls.certificates]]`, in order.
+    pub(crate) certificates: Vec<CertificateSummary>,
+}
+
+/// One certificate of a TLS listener, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertificateSummary {
+    /// The certificate file's path.
+    pub(crate) cert: String,
+    /// The names it is chosen for (configured, else its DNS names).
+    pub(crate) names: Vec<String>,
+    /// Whether it is served when no name matches.
+    pub(crate) default: bool,
+    /// The leaf's expiry, Unix seconds.
+    pub(crate) not_after: i64,
 }
 
 /// Session-resumption entries each worker keeps per TLS listener.

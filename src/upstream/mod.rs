@@ -139,6 +139,16 @@ impl Protocol {
         }
     }
 
+    /// The configuration's name for it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::H2 => "h2",
+            Protocol::Auto => "auto",
+        }
+    }
+
     /// The ALPN protocols offered over TLS.
     pub(crate) fn alpn(self) -> Vec<Vec<u8>> {
         match self {
@@ -183,6 +193,22 @@ pub(crate) struct UpstreamTls {
     pub(crate) server_names: Box<[rustls::pki_types::ServerName<'static>]>,
     /// Pool key part of endpoint `i` (protocol, TLS settings, server name).
     pub(crate) keys: Box<[u64]>,
+    /// The settings as configured, for the admin API (never read by a
+    /// worker).
+    pub(crate) summary: UpstreamTlsSummary,
+}
+
+/// What the admin API shows of `[upstreams.NAME.tls]`: file paths and
+/// flags as configured (never key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UpstreamTlsSummary {
+    /// `ca_file`; `None`: the Mozilla roots (webpki-roots).
+    pub(crate) ca_file: Option<String>,
+    /// `server_name` as configured.
+    pub(crate) server_name: Option<String>,
+    /// `client_cert`'s path.
+    pub(crate) client_cert: Option<String>,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// `retry_budget` as compiled: retries may add `percent` % to the requests

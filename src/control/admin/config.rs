@@ -3,16 +3,17 @@
 //! secrets redacted: the admin token, and configured header values whose name
 //! looks like a credential.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
 use crate::balance::BalanceKind;
-use crate::config::{ServerSettings, Snapshot};
+use crate::config::{ConnectSettings, ConnectTarget, ServerSettings, Snapshot};
 use crate::middleware::{AccessLog, LogFormat, Middleware};
 use crate::router::{HeaderCond, PathSpec, RouteSpec};
-use crate::upstream::{HealthCheckSpec, Probe, UpstreamSpec};
+use crate::tls::server::ServerTls;
+use crate::upstream::{HealthCheckSpec, Probe, UpstreamSpec, UpstreamTls};
 
 /// What a redacted value is replaced with.
 pub(super) const REDACTED: &str = "[redacted]";
@@ -52,6 +53,8 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
                     "backoff_base": duration(p.backoff_base),
                     "backoff_max": duration(p.backoff_max),
                 })),
+                "upgrades": r.upgrades,
+                "tunnel_idle_timeout": duration(r.tunnel_idle_timeout),
             })
         })
         .collect();
@@ -62,7 +65,11 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
         "listeners": snap
             .listeners
             .iter()
-            .map(|l| json!({ "name": l.name, "address": l.addr.to_string() }))
+            .map(|l| json!({
+                "name": l.name,
+                "address": l.addr.to_string(),
+                "tls": l.tls.as_deref().map(listener_tls),
+            }))
             .collect::<Vec<_>>(),
         "admin": {
             "enabled": snap.admin.listen.is_some(),
@@ -72,7 +79,91 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
         "upstreams": upstreams,
         "middlewares": middlewares,
         "routes": routes,
+        "connect": snap.connect.as_ref().map(connect),
     })
+}
+
+/// `[listeners.tls]` as compiled: settings, and per certificate its file,
+/// the names it is chosen for and when it expires (never the key).
+fn listener_tls(t: &ServerTls) -> Value {
+    let s = &t.summary;
+    let certificates: Vec<Value> = s
+        .certificates
+        .iter()
+        .map(|c| {
+            json!({
+                "cert": c.cert,
+                "names": c.names,
+                "default": c.default,
+                "not_after": unix_time(c.not_after),
+            })
+        })
+        .collect();
+    json!({
+        "min_version": s.min_version,
+        "alpn": s.alpn,
+        "handshake_timeout": duration(t.handshake_timeout),
+        "client_auth": s.client_auth,
+        "client_ca": s.client_ca,
+        "certificates": certificates,
+    })
+}
+
+/// Unix seconds as `2026-01-31T12:00:00.000Z` (times before 1970 as 1970).
+fn unix_time(secs: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    super::rfc3339(t)
+}
+
+/// How an upstream's connections are made: `protocol`, the HTTP/2 limits
+/// (`null` unless its connections may be HTTP/2) and `tls` (`null` without
+/// TLS). Shown by `/config` and `/upstreams` alike.
+pub(super) fn transport(u: &UpstreamSpec, v: &mut Value) {
+    let h2 = u.may_use_http2();
+    v["protocol"] = u.protocol.name().into();
+    v["http2_max_concurrent_streams"] = h2.then_some(u.http2.max_concurrent_streams).into();
+    v["http2_max_connections"] = h2.then_some(u.http2.max_connections).into();
+    v["tls"] = u.tls.as_deref().map_or(Value::Null, upstream_tls);
+}
+
+/// `[upstreams.NAME.tls]` as compiled: the trust anchors (`ca_file`, or the
+/// built-in Mozilla roots), the name each endpoint is verified against, the
+/// client certificate's file.
+fn upstream_tls(t: &UpstreamTls) -> Value {
+    let s = &t.summary;
+    let server_names: Vec<String> = t
+        .server_names
+        .iter()
+        .map(|n| n.to_str().into_owned())
+        .collect();
+    json!({
+        "ca": s.ca_file.as_deref().unwrap_or("webpki-roots"),
+        "server_name": s.server_name,
+        "server_names": server_names,
+        "client_certificate": s.client_cert,
+        "insecure_skip_verify": s.insecure_skip_verify,
+    })
+}
+
+fn connect(c: &ConnectSettings) -> Value {
+    json!({
+        "allow": c.allow.iter().map(connect_target).collect::<Vec<_>>(),
+        "connect_timeout": duration(c.connect_timeout),
+        "idle_timeout": duration(c.idle_timeout),
+    })
+}
+
+/// An `allow` entry as it could be written: `host:port`, `IP:port`,
+/// `CIDR:port` (IPv6 in brackets).
+fn connect_target(t: &ConnectTarget) -> String {
+    match t {
+        ConnectTarget::Name(host, port) => format!("{host}:{port}"),
+        ConnectTarget::Net(net, port) if net.prefix_len() == net.max_prefix_len() => {
+            std::net::SocketAddr::new(net.addr(), *port).to_string()
+        }
+        ConnectTarget::Net(ipnet::IpNet::V6(net), port) => format!("[{net}]:{port}"),
+        ConnectTarget::Net(net, port) => format!("{net}:{port}"),
+    }
 }
 
 fn server(s: &ServerSettings, fallback_log: Option<&AccessLog>) -> Value {
@@ -96,7 +187,7 @@ pub(super) fn balance_name(kind: BalanceKind) -> &'static str {
 }
 
 fn upstream(u: &UpstreamSpec) -> Value {
-    json!({
+    let mut v = json!({
         "endpoints": u
             .endpoints
             .iter()
@@ -130,7 +221,9 @@ fn upstream(u: &UpstreamSpec) -> Value {
         })),
         "dns_refresh": duration(u.dns.refresh),
         "dns_family": u.dns.family.name(),
-    })
+    });
+    transport(u, &mut v);
+    v
 }
 
 fn health_check(h: &HealthCheckSpec) -> Value {

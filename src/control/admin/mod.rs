@@ -211,10 +211,15 @@ impl Admin {
                 .listeners
                 .iter()
                 .map(|l| {
+                    let tls = snapshot
+                        .listeners
+                        .iter()
+                        .any(|s| s.addr == l.spec && s.tls.is_some());
                     json!({
                         "name": l.name,
                         "address": l.addr.to_string(),
                         "configured": l.spec.to_string(),
+                        "tls": tls,
                     })
                 })
                 .collect();
@@ -327,7 +332,7 @@ impl Admin {
                         })
                     })
                     .collect();
-                json!({
+                let mut v = json!({
                     "name": up.name,
                     "dns": dns,
                     "balance": config::balance_name(up.balance),
@@ -357,7 +362,9 @@ impl Admin {
                         "reused": sum(|c| c.pool_reused.get()),
                         "new": sum(|c| c.pool_new.get()),
                     },
-                })
+                });
+                config::transport(up, &mut v);
+                v
             })
             .collect();
         json!({ "generation": snapshot.generation, "upstreams": upstreams })
