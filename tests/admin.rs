@@ -2,8 +2,10 @@
 //! shape, the bearer token is enforced on all of them, a non-loopback admin
 //! listener without a token is refused, `POST /reload` publishes a valid file
 //! and refuses an invalid one with the precise messages, `/config` redacts
-//! secrets, and `/metrics` parses as Prometheus text and counts exactly the
-//! requests the test made.
+//! secrets, `/config` and `/upstreams` show TLS listeners (certificates with
+//! their names and expiry, never keys), upstream protocols and TLS, route
+//! upgrades and `[connect]`, and `/metrics` parses as Prometheus text and
+//! counts exactly the requests the test made.
 
 mod common;
 #[path = "common/origins.rs"]
