@@ -634,6 +634,54 @@ async fn a_reload_replaces_certificates_and_open_connections_keep_working() {
     gw.shutdown();
 }
 
+/// Session tickets: sealed with the configuration's own key, no server-side
+/// cache, so a client resumes on whichever of the two workers accepts it; a
+/// ticket of an earlier configuration (the key is renewed with it) just
+/// means a full handshake.
+#[tokio::test]
+async fn sessions_resume_on_any_worker_and_a_reload_renews_the_ticket_key() {
+    use rustls::HandshakeKind;
+    let dir = TempDir::new("tickets");
+    let cert = self_signed(&["example.com"]).write(&dir, "cert");
+    let origin = Origin::echo();
+    let config = tls_listener("https", "", &[(&cert, "")]) + &routes_to(origin.addr, "");
+    let gw = gateway(&config);
+    let addr = gw.addr();
+    let client = Client {
+        sni: Some("example.com"),
+        ..Default::default()
+    };
+    // One client configuration: one ticket store for every connection.
+    let shared = client.config();
+    // A request on each connection: the ticket comes after the handshake
+    // and is read with the response.
+    let connect = |expected: HandshakeKind, what: &'static str| {
+        let shared = shared.clone();
+        let client = &client;
+        async move {
+            let s = client.connect_with(shared, addr).await.unwrap();
+            let kind = s.get_ref().1.handshake_kind();
+            let mut h = H1Tls::over(s).await;
+            assert_eq!(h.get("/").await.status, 200);
+            assert_eq!(kind, Some(expected), "{what}");
+        }
+    };
+    connect(HandshakeKind::Full, "the first connection").await;
+    // Connections are spread over both workers by the kernel (SO_REUSEPORT);
+    // with a cache per worker, some of these would be full handshakes.
+    for _ in 0..12 {
+        connect(HandshakeKind::Resumed, "a later connection resumes").await;
+    }
+    gw.reload_toml("test.toml", &config).unwrap();
+    connect(
+        HandshakeKind::Full,
+        "a ticket of the previous configuration",
+    )
+    .await;
+    connect(HandshakeKind::Resumed, "a ticket of the new configuration").await;
+    gw.shutdown();
+}
+
 /// The `/metrics` text of a gateway with the admin API on.
 async fn metrics(admin: SocketAddr) -> String {
     let mut s = TcpStream::connect(admin).await.unwrap();

@@ -86,7 +86,7 @@ impl Protocols {
                 let t = l.tls.as_ref()?;
                 Some(TlsListener {
                     addr: l.addr,
-                    acceptor: t.worker_config().into(),
+                    acceptor: t.config.clone().into(),
                     handshake_timeout: t.handshake_timeout,
                     name: t.listener.clone(),
                 })

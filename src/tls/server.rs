@@ -21,8 +21,9 @@ use crate::data::context::TlsInfo;
 /// A TLS listener as compiled: what a worker needs to accept on it.
 #[derive(Debug)]
 pub(crate) struct ServerTls {
-    /// Shared by every worker; each worker runs handshakes with its own copy
-    /// (see [`ServerTls::worker_config`]).
+    /// Shared by every worker. Resumption takes no lock: session tickets
+    /// sealed with this configuration's own key ([`Tickets`]), no
+    /// server-side session cache.
     pub(crate) config: Arc<ServerConfig>,
     /// A client that has not finished its handshake by then is closed.
     pub(crate) handshake_timeout: Duration,
@@ -62,18 +63,91 @@ pub(crate) struct CertificateSummary {
     pub(crate) not_after: i64,
 }
 
-/// Session-resumption entries each worker keeps per TLS listener.
-const SESSION_CACHE: usize = 256;
+/// How long a client may keep a session ticket (a hint; the key lives as
+/// long as the configuration, see [`Tickets`]).
+const TICKET_LIFETIME_SECS: u32 = 6 * 60 * 60;
 
-impl ServerTls {
-    /// A copy of the configuration for one worker, with a session cache of its
-    /// own: rustls' cache is a mutex, and one shared by every worker would be
-    /// a lock taken by all cores on every handshake. Built once per worker and
-    /// snapshot generation (a clone of a few `Arc`s and vectors).
-    pub(crate) fn worker_config(&self) -> Arc<ServerConfig> {
-        let mut config = (*self.config).clone();
-        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
-        Arc::new(config)
+/// Session tickets (TLS 1.3, and the TLS 1.2 ticket extension), sealed with
+/// AES-256-GCM under a key made by the control plane when it compiles the
+/// configuration. It replaces rustls' session cache and ticket rotator, which
+/// both take a lock on every handshake: this needs none, is shared by every
+/// worker (a client resumes on whichever worker it reaches), and is renewed
+/// with the configuration (every reload), as nginx makes its ticket keys at
+/// start-up unless given some.
+struct Tickets {
+    key: ring::aead::LessSafeKey,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tickets")
+    }
+}
+
+impl Tickets {
+    fn new() -> Result<Tickets, String> {
+        use ring::rand::SecureRandom;
+        let rng = ring::rand::SystemRandom::new();
+        let mut key = [0u8; 32];
+        rng.fill(&mut key)
+            .map_err(|_| "cannot make a session ticket key: no system randomness".to_string())?;
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key)
+            .map_err(|_| "cannot make a session ticket key".to_string())?;
+        Ok(Tickets {
+            key: ring::aead::LessSafeKey::new(key),
+            rng,
+        })
+    }
+}
+
+impl rustls::server::ProducesTickets for Tickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME_SECS
+    }
+
+    /// A random nonce, then the sealed session and its tag.
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce, NONCE_LEN};
+        use ring::rand::SecureRandom;
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + self.key.algorithm().tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut out[NONCE_LEN..],
+            )
+            .ok()?;
+        out.extend_from_slice(tag.as_ref());
+        Some(out)
+    }
+
+    /// Any input (it comes from the client): too short, forged or sealed
+    /// under another configuration's key gives `None`, a full handshake.
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce, NONCE_LEN};
+        if cipher.len() < NONCE_LEN + self.key.algorithm().tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = cipher.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut buf)
+            .ok()?
+            .len();
+        buf.truncate(len);
+        Some(buf)
     }
 }
 
@@ -382,6 +456,8 @@ pub(crate) fn server_config(
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.ticketer = Arc::new(Tickets::new()?);
     Ok(config)
 }
 
