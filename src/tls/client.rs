@@ -87,6 +87,11 @@ pub(crate) fn client_config(s: &ClientSettings<'_>) -> Result<Arc<ClientConfig>,
         }
     };
     config.alpn_protocols = s.alpn.clone();
+    // rustls' client session store is a mutex that every worker would take
+    // on each new upstream connection; connections are pooled, so a full
+    // handshake on the rare new one is the cheaper price (law 1: no lock on
+    // the data plane).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
