@@ -294,23 +294,8 @@ async fn forward_upstream<'a>(
     tried: u64,
     timeout: std::time::Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // The key of a hashed upstream, read in place from the request.
-    let key = spec
-        .hash
-        .as_ref()
-        .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
-    let index = pick_untried(local, snap, upstream_id, spec.endpoints.len(), tried, key)?;
+    let index = begin_attempt(local, snap, upstream_id, spec, ctx, headers, tried)?;
     let endpoint = &spec.endpoints[index];
-    ctx.log.endpoint = Some(endpoint.addr);
-    ctx.ids.set_endpoint(upstream_id, index);
-    if let Some(e) = snap.stats.endpoint((upstream_id, index), local.id) {
-        e.requests.inc();
-        // Until the response body ends (the request guard counts it down).
-        e.in_flight.inc();
-    }
-    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
-        u.in_flight.inc();
-    }
 
     forward::prepare_headers(headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
@@ -533,6 +518,38 @@ async fn forward_with_retries<'a>(
         ));
         tokio::time::sleep(policy.backoff(attempt, random)).await;
     }
+}
+
+/// The start of an attempt: picks an endpoint (by the request's hash key on
+/// a hashed upstream; one not in `tried` where the balancer offers one),
+/// notes it in the log and the metric ids, and counts the attempt there and
+/// in the upstream until the answer's body ends (the request guard counts
+/// them down). Returns the endpoint's index.
+pub(crate) fn begin_attempt(
+    local: &WorkerLocal,
+    snap: &Snapshot,
+    upstream_id: usize,
+    spec: &UpstreamSpec,
+    ctx: &mut RequestContext<'_>,
+    headers: &http::HeaderMap,
+    tried: u64,
+) -> Result<usize, ProxyError> {
+    // The key of a hashed upstream, read in place from the request.
+    let key = spec
+        .hash
+        .as_ref()
+        .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
+    let index = pick_untried(local, snap, upstream_id, spec.endpoints.len(), tried, key)?;
+    ctx.log.endpoint = Some(spec.endpoints[index].addr);
+    ctx.ids.set_endpoint(upstream_id, index);
+    if let Some(e) = snap.stats.endpoint((upstream_id, index), local.id) {
+        e.requests.inc();
+        e.in_flight.inc();
+    }
+    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+        u.in_flight.inc();
+    }
+    Ok(index)
 }
 
 /// An endpoint index not in `tried` (a bit per index, modulo 64), where the

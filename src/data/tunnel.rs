@@ -311,24 +311,10 @@ async fn exchange<'a>(
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let upstream_id = route.upstream;
-    let key = spec
-        .hash
-        .as_ref()
-        .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
-    let index = local.pick(snap, upstream_id, key)?;
+    // Counted like any exchange, until the answer's body ends; the tunnel
+    // itself is not a request.
+    let index = handler::begin_attempt(local, snap, route.upstream, spec, ctx, headers, 0)?;
     let endpoint = &spec.endpoints[index];
-    ctx.log.endpoint = Some(endpoint.addr);
-    ctx.ids.set_endpoint(upstream_id, index);
-    // Counted like any exchange, until the answer's body ends (the request
-    // guard counts them down); the tunnel itself is not a request.
-    if let Some(e) = snap.stats.endpoint((upstream_id, index), local.id) {
-        e.requests.inc();
-        e.in_flight.inc();
-    }
-    if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
-        u.in_flight.inc();
-    }
     forward::prepare_headers(headers, ctx, &snap.server, endpoint, local);
     let uri = forward::upstream_uri(ctx, local)?;
     if bridge {
