@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use strait::balance::{
+use strait::bench::EndpointSpec;
+use strait::bench::{
     hash_bytes, BalanceKind, Balancer, HashTable, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_VIRTUAL_NODES,
 };
-use strait::upstream::EndpointSpec;
 
 /// `n` endpoints on 127.0.0.1 with weights 1..=5 in turn (ignored by round
 /// robin and random).

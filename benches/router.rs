@@ -12,7 +12,7 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
 
 const EXACT_HOSTS: [&str; 5] = [
     "api.example.com",

@@ -1,26 +1,76 @@
 //! Strait: a thread-per-core, zero-copy reverse proxy and API gateway.
 //!
-//! The crate is split by plane. The control plane (`config`, `control`) parses,
-//! validates and compiles configuration into an immutable [`Snapshot`] and runs
-//! the workers. The data plane (`data`, `router`, `middleware`, `balance`,
-//! `upstream`) serves requests without locks, one worker per core.
-//! See docs/architecture.md for the life of a request.
+//! # Layout
+//!
+//! Each module in one line, in the order a request meets them. Dependencies
+//! point one way, down this list: a module imports only modules below it
+//! (`config` is the exception that proves the rule: the compiler at its top
+//! builds the snapshot out of the layers below it, and nothing below it
+//! imports the snapshot). docs/architecture.md tells the life of a request.
+//!
+//! - `control`: the control plane. `Gateway` and its builder; compiling,
+//!   publishing and reloading configuration, binding listeners, health
+//!   checks, DNS, access-log writers, the admin API.
+//! - `worker`: one thread per core: accept, detect the protocol, run the TLS
+//!   handshake, hand each request (with the current snapshot) to the proxy,
+//!   count it in flight, drain on shutdown.
+//! - `proxy`: one request, its phases in order (route, request filter,
+//!   upstream peer, connect, send, response filter), retries, headers, gRPC,
+//!   errors, tunnels.
+//! - `config`: raw TOML → validated → the immutable `Snapshot` the
+//!   workers read.
+//! - `router`: the route table and its match.
+//! - `middleware`: one file per built-in middleware, and the `Custom` trait.
+//! - `balance`: the per-worker balancer set and one file per algorithm.
+//! - `upstream`: compiled upstreams, the per-worker pool, the one connector,
+//!   the exchange, outlier detection.
+//! - `context`: what every phase sees: `RequestContext`, the arena, the
+//!   bodies, `Flow`, `LogInfo`, `TlsInfo`, the worker's tools.
+//! - `metrics`: per-worker counter shards and the statistics a snapshot
+//!   counts into.
+//! - `tls`: rustls configurations for listeners and upstreams.
+//! - `log`: the access log's plumbing (sinks, per-worker buffers, line tails).
+//! - `util`: time formatting, the local executor, the published-value cell.
 
 #![forbid(unsafe_code)]
 
-pub mod balance;
-pub mod config;
-pub mod control;
-pub mod data;
-pub(crate) mod metrics;
-pub mod middleware;
-pub mod router;
-pub(crate) mod tls;
-pub mod upstream;
+mod balance;
+mod config;
+mod context;
+mod control;
+mod log;
+mod metrics;
+mod middleware;
+mod proxy;
+mod router;
+mod tls;
+mod upstream;
+mod util;
+mod worker;
+
+/// Old paths the config compiler still names (kept until it moves to the
+/// new ones).
+mod data {
+    pub(crate) use crate::proxy::retry;
+}
 
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
-pub use control::{check, Gateway, GatewayBuilder, Resolve, StartError, SystemResolver};
-pub use data::body::{BodyError, ProxyBody};
-pub use data::context::{LogInfo, RequestContext, TlsInfo, UpstreamRequest};
-pub use data::error::ProxyError;
-pub use middleware::{Custom, CustomFactory, CustomRegistry, Flow, PhaseFuture};
+pub use context::{BodyError, Flow, LogInfo, ProxyBody, RequestContext, TlsInfo, UpstreamRequest};
+pub use control::{
+    check, read_config, EndpointHealth, Gateway, GatewayBuilder, ReloadError, Resolve, StartError,
+    SystemResolver,
+};
+pub use middleware::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
+pub use proxy::error::ProxyError;
+
+/// What the criterion benches and the fuzz targets drive directly: the route
+/// table, the balancers and their endpoints. Not part of the supported API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::balance::{
+        hash_bytes, BalanceKind, Balancer, HashTable, DEFAULT_MAGLEV_TABLE_SIZE,
+        DEFAULT_VIRTUAL_NODES,
+    };
+    pub use crate::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+    pub use crate::upstream::EndpointSpec;
+}

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+mod demo_origin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -80,7 +82,7 @@ fn check(config: Option<PathBuf>) -> ExitCode {
         eprintln!("strait check: expected --config FILE");
         return ExitCode::from(2);
     };
-    let source = match strait::control::read_config(&path) {
+    let source = match strait::read_config(&path) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -124,7 +126,7 @@ fn proxy_config(
 }
 
 fn run_default(workers: Option<usize>) -> ExitCode {
-    let origin = match strait::control::demo_origin::start(([127, 0, 0, 1], 0).into()) {
+    let origin = match demo_origin::start(([127, 0, 0, 1], 0).into()) {
         Ok(addr) => addr,
         Err(e) => {
             eprintln!("cannot start the demo origin: {e}");

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
 
 /// `strait::check` on the bytes as a config file: it must answer `Ok` or a list
 /// of errors, never panic.

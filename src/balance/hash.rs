@@ -32,11 +32,11 @@ use crate::upstream::EndpointSpec;
 /// Virtual nodes per unit of weight on a ring, by default.
 pub const DEFAULT_VIRTUAL_NODES: u32 = 160;
 /// Largest ring: virtual nodes × total weight.
-pub const MAX_RING_POINTS: u64 = 1 << 20;
+pub(crate) const MAX_RING_POINTS: u64 = 1 << 20;
 /// Maglev lookup table size by default (a prime).
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
 /// Largest Maglev table (a prime, 4 MiB of slots).
-pub const MAX_MAGLEV_TABLE_SIZE: u32 = 1_048_573;
+pub(crate) const MAX_MAGLEV_TABLE_SIZE: u32 = 1_048_573;
 /// Candidates a health walk looks at before it falls back to rendezvous.
 const MAX_WALK: usize = 64;
 
@@ -53,7 +53,7 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 
 /// What the hash of a request is computed from (`hash_key`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
+pub(crate) enum HashKey {
     /// `"header:NAME"`: the first value of that request header.
     Header(HeaderName),
     /// `"cookie:NAME"`: the value of that cookie in the `Cookie` headers.
@@ -66,7 +66,7 @@ pub enum HashKey {
 
 impl HashKey {
     /// Parses a `hash_key` value, or says what was expected.
-    pub fn parse(s: &str) -> Result<HashKey, String> {
+    pub(crate) fn parse(s: &str) -> Result<HashKey, String> {
         const EXPECTED: &str = r#"expected "header:NAME", "cookie:NAME", "client_ip" or "path""#;
         if let Some(name) = s.strip_prefix("header:") {
             return HeaderName::from_bytes(name.as_bytes())
@@ -96,7 +96,7 @@ impl HashKey {
     }
 
     /// The key as written in the configuration.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             HashKey::Header(n) => format!("header:{n}"),
             HashKey::Cookie(n) => format!("cookie:{n}"),
@@ -109,7 +109,7 @@ impl HashKey {
     /// such header or cookie, or an empty value). Reads the borrowed request
     /// data in place: no copy, no allocation.
     #[inline]
-    pub fn hash(&self, path: &str, client: IpAddr, headers: &HeaderMap) -> Option<u64> {
+    pub(crate) fn hash(&self, path: &str, client: IpAddr, headers: &HeaderMap) -> Option<u64> {
         let bytes = match self {
             HashKey::Header(name) => headers.get(name)?.as_bytes(),
             HashKey::Cookie(name) => cookie(headers, name)?,
@@ -131,7 +131,7 @@ impl HashKey {
 /// The value of cookie `name` in the request's `Cookie` headers
 /// (`a=1; b=2`, RFC 6265 §4.2.1; several `Cookie` fields, as HTTP/2 sends
 /// them, are all searched), borrowed from the header value.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     for value in headers.get_all(header::COOKIE) {
         for pair in value.as_bytes().split(|&b| b == b';') {
             let pair = pair.trim_ascii_start();
@@ -153,7 +153,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
 
 /// What a hashed upstream does with a request that has no key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashFallback {
+pub(crate) enum HashFallback {
     /// `"round_robin"` (the default).
     RoundRobin,
     /// `"random"`.
@@ -162,7 +162,7 @@ pub enum HashFallback {
 
 impl HashFallback {
     /// Parses `hash_fallback`, or says what was expected.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         match s {
             "round_robin" => Ok(HashFallback::RoundRobin),
             "random" => Ok(HashFallback::Random),
@@ -173,7 +173,7 @@ impl HashFallback {
     }
 
     /// The balancer that picks for requests without a key.
-    pub fn kind(self) -> super::BalanceKind {
+    pub(crate) fn kind(self) -> super::BalanceKind {
         match self {
             HashFallback::RoundRobin => super::BalanceKind::RoundRobin,
             HashFallback::Random => super::BalanceKind::Random,
@@ -181,7 +181,7 @@ impl HashFallback {
     }
 
     /// The name as configured.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HashFallback::RoundRobin => "round_robin",
             HashFallback::Random => "random",

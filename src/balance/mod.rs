@@ -23,18 +23,16 @@ mod least_request;
 mod peak_ewma;
 mod random;
 mod round_robin;
+pub(crate) mod set;
 mod weighted;
 
-pub(crate) use hash::is_prime;
-pub use hash::{
-    cookie, hash_bytes, HashFallback, HashKey, HashTable, DEFAULT_MAGLEV_TABLE_SIZE,
-    DEFAULT_VIRTUAL_NODES, MAX_MAGLEV_TABLE_SIZE, MAX_RING_POINTS,
-};
-pub use least_request::LeastRequest;
-pub use peak_ewma::{PeakEwma, DEFAULT_TAU};
-pub use random::{Random, Rng};
-pub use round_robin::RoundRobin;
-pub use weighted::SmoothWeighted;
+pub use hash::{hash_bytes, HashTable, DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_VIRTUAL_NODES};
+pub(crate) use hash::{is_prime, HashFallback, HashKey, MAX_MAGLEV_TABLE_SIZE, MAX_RING_POINTS};
+use least_request::LeastRequest;
+use peak_ewma::{PeakEwma, DEFAULT_TAU};
+use random::Random;
+use round_robin::RoundRobin;
+use weighted::SmoothWeighted;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

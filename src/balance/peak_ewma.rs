@@ -19,7 +19,7 @@ use super::random::Rng;
 use crate::upstream::EndpointSpec;
 
 /// The decay time constant of the averages.
-pub const DEFAULT_TAU: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_TAU: Duration = Duration::from_secs(10);
 
 /// The cost of an endpoint that has requests in flight but no latency
 /// observed yet (Finagle's penalty): larger than any real latency (about 28

@@ -5,18 +5,18 @@
 /// number. Not cryptographic (nothing here needs to be unpredictable: it only
 /// spreads requests), owned by one worker, never shared.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A generator seeded from `seed` (the worker id): workers draw different
     /// sequences.
-    pub fn new(seed: usize) -> Rng {
+    pub(crate) fn new(seed: usize) -> Rng {
         Rng(mix64((seed as u64).wrapping_add(0x5851_F42D_4C95_7F2D)))
     }
 
     /// The next 64 random bits.
     #[inline]
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.0)
     }
@@ -24,7 +24,7 @@ impl Rng {
     /// A number in `0..n` (`n > 0`), by multiply-shift (Lemire); the bias is
     /// below n / 2^64.
     #[inline]
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 }

@@ -11,7 +11,7 @@ mod validate;
 pub(crate) use compile::{compile, SinkOpener};
 pub use snapshot::Snapshot;
 pub(crate) use snapshot::{
-    admin_exposed_message, ConnectSettings, ConnectTarget, Route, ServerSettings,
+    admin_exposed_message, ConnectSettings, ConnectTarget, Route, ServerSettings, SnapshotRef,
 };
 pub use validate::{ConfigError, ConfigErrors};
 

@@ -3,11 +3,13 @@
 //! control plane, published with one atomic swap, never changed afterwards.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::metrics::SnapshotStats;
+use crate::metrics::{HoldsStats, SnapshotStats};
 use crate::middleware::{AccessLog, Middleware};
 use crate::router::{RouteSpec, Router};
 use crate::upstream::UpstreamSpec;
@@ -33,6 +35,19 @@ pub struct Snapshot {
     pub(crate) stats: SnapshotStats,
     /// `[connect]`: plain CONNECT tunnelling; `None`: off (405).
     pub(crate) connect: Option<ConnectSettings>,
+}
+
+/// A worker's counted handle to a snapshot. `Rc<Arc<_>>` on purpose:
+/// requests clone the `Rc` (a plain increment on this thread); cloning the
+/// `Arc` would write the snapshot's shared refcount from every worker on
+/// every request.
+#[allow(clippy::redundant_allocation)]
+pub(crate) type SnapshotRef = Rc<Arc<Snapshot>>;
+
+impl HoldsStats for Arc<Snapshot> {
+    fn stats(&self) -> &SnapshotStats {
+        &self.stats
+    }
 }
 
 impl Snapshot {
@@ -116,7 +131,7 @@ pub(crate) struct ListenerSpec {
 }
 
 /// A route as compiled: its chain and its upstream.
-pub struct Route {
+pub(crate) struct Route {
     pub(crate) name: Box<str>,
     pub(crate) chain: Box<[Middleware]>,
     pub(crate) upstream: usize,
@@ -155,11 +170,4 @@ pub(crate) enum ConnectTarget {
     /// `IP:port` or `CIDR:port`: an IP literal the client asks for must be
     /// in the network.
     Net(IpNet, u16),
-}
-
-impl Route {
-    /// The route's name (`name = ...`, or `route-N` by position).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }

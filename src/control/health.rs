@@ -12,6 +12,10 @@
 //! change of state is logged once (warn when down, info when up), never a
 //! probe.
 //!
+//! Passive health (outlier detection) is decided on the workers; the one
+//! thing left to the control plane is [`watch_returns`], which clears
+//! ejections that have ended and logs each return once.
+//!
 //! The checker follows reloads: a task whose (upstream name, address, check
 //! settings) did not change keeps running, and the endpoint's state with it
 //! (`Metrics::attach` hands the same `Health` to the new snapshot); changed
@@ -33,13 +37,13 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::{Control, Gateway};
 use crate::config::Snapshot;
 use crate::metrics::{EndpointStats, Health};
-use crate::upstream::{HealthCheckSpec, Probe, Protocol, UpstreamSpec};
+use crate::upstream::connect::{self, OpenError, Transport};
+use crate::upstream::{outlier, HealthCheckSpec, Probe, Protocol, UpstreamSpec};
 
 /// `Health::last_probe` values.
 const PASSED: u8 = 1;
@@ -267,9 +271,10 @@ async fn probe(
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let timed_out = || format!("timed out after {:?}", spec.timeout);
     match &spec.probe {
-        Probe::Tcp => match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        // A TCP probe is a TCP connect only, never TLS.
+        Probe::Tcp => match tokio::time::timeout_at(deadline, connect::open(addr, None)).await {
             Err(_) => Err(timed_out()),
-            Ok(Err(e)) => Err(connect_cause(&e)),
+            Ok(Err(OpenError::Tcp(e) | OpenError::Tls(e))) => Err(connect_cause(&e)),
             Ok(Ok(_stream)) => Ok(()),
         },
         Probe::Http {
@@ -298,9 +303,10 @@ async fn probe(
     }
 }
 
-/// Connects (and runs the TLS handshake, if any) and sends `method path`;
-/// returns the response status, its body and the task driving the
-/// connection (stopped when dropped).
+/// Connects (and runs the TLS handshake, if any) through the same connector
+/// as the data plane's exchanges, and sends `method path`; returns the
+/// response status, its body and the task driving the connection (stopped
+/// when dropped).
 async fn http_exchange(
     addr: SocketAddr,
     method: &http::Method,
@@ -308,10 +314,14 @@ async fn http_exchange(
     host: Option<&str>,
     how: &ProbeTransport,
 ) -> Result<(u16, Incoming, AbortOnDrop), String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| connect_cause(&e))?;
-    let _ = stream.set_nodelay(true);
+    let tls = how.tls.as_ref().map(|(config, name)| (config, name));
+    let transport = connect::open(addr, tls).await.map_err(|e| match &e {
+        OpenError::Tcp(io) => connect_cause(io),
+        OpenError::Tls(io) => {
+            let detail = e.rustls().map_or_else(|| io.to_string(), |r| r.to_string());
+            format!("TLS handshake failed: {detail}")
+        }
+    })?;
     let host = match host {
         Some(h) => HeaderValue::from_str(h),
         None => HeaderValue::from_str(&addr.to_string()),
@@ -324,34 +334,18 @@ async fn http_exchange(
         .header(header::USER_AGENT, USER_AGENT)
         .body(Empty::new())
         .map_err(|e| format!("invalid request: {e}"))?;
-    let Some((config, name)) = &how.tls else {
-        return match how.protocol {
-            Protocol::H2c | Protocol::H2 => {
-                crate::upstream::connect::http2_target(&mut request, false);
-                send_h2(stream, request).await
-            }
-            Protocol::Http1 | Protocol::Auto => send_h1(stream, request).await,
-        };
-    };
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name.clone(), stream)
-        .await
-        .map_err(|e| {
-            let detail = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map_or_else(|| e.to_string(), |r| r.to_string());
-            format!("TLS handshake failed: {detail}")
-        })?;
-    let h2 = match tls.get_ref().1.alpn_protocol() {
-        Some(p) => p == b"h2",
-        None => how.protocol == Protocol::H2,
-    };
-    if h2 {
-        crate::upstream::connect::http2_target(&mut request, true);
-        send_h2(tls, request).await
-    } else {
-        send_h1(tls, request).await
+    let h2 = transport.speaks_h2(how.protocol);
+    match transport {
+        Transport::Plain(tcp) if h2 => {
+            connect::http2_target(&mut request, false);
+            send_h2(tcp, request).await
+        }
+        Transport::Plain(tcp) => send_h1(tcp, request).await,
+        Transport::Tls(tls) if h2 => {
+            connect::http2_target(&mut request, true);
+            send_h2(tls, request).await
+        }
+        Transport::Tls(tls) => send_h1(tls, request).await,
     }
 }
 
@@ -424,6 +418,22 @@ fn connect_cause(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
         _ => format!("connect failed: {e}"),
+    }
+}
+
+/// How often ejected endpoints are looked at.
+const RETURNS_TICK: Duration = Duration::from_millis(250);
+
+/// Outlier detection's control side: clears the ejections that have ended
+/// and logs each return once (a worker ejects; nobody needs to act for the
+/// endpoint to come back).
+pub(crate) async fn watch_returns(control: Arc<Control>) {
+    let mut tick = tokio::time::interval(RETURNS_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snap = control.snapshot();
+        outlier::clear_returned(&snap.upstreams, &snap.stats.endpoints, outlier::unix_ms());
     }
 }
 

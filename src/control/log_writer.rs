@@ -6,33 +6,15 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use crate::config::SinkOpener;
+pub(crate) use crate::log::Sink;
 
 /// Batches waiting for a writer before new ones are dropped.
 const QUEUE: usize = 256;
-
-/// One log destination (stdout, stderr, or a file).
-pub(crate) struct Sink {
-    /// `stdout`, `stderr` or the file path, as configured.
-    pub(crate) output: Box<str>,
-    tx: SyncSender<Vec<u8>>,
-    dropped: AtomicU64,
-}
-
-impl Sink {
-    /// Hands a batch of lines to the writer; never blocks.
-    pub(crate) fn submit(&self, batch: Vec<u8>) {
-        if self.tx.try_send(batch).is_err() {
-            // Only on overflow, so this shared counter is not written per request.
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// The open sinks, shared across reloads by output name.
 #[derive(Default)]
@@ -79,11 +61,7 @@ impl SinkOpener for LogWriters {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(handle);
-        let sink = Arc::new(Sink {
-            output: output.into(),
-            tx,
-            dropped: AtomicU64::new(0),
-        });
+        let sink = Arc::new(Sink::new(output, tx));
         sinks.insert(output.to_string(), Arc::downgrade(&sink));
         Ok(sink)
     }
@@ -104,10 +82,6 @@ pub(crate) struct DetachedSinks;
 impl SinkOpener for DetachedSinks {
     fn open(&self, output: &str) -> Result<Arc<Sink>, String> {
         let (tx, _rx) = sync_channel(1);
-        Ok(Arc::new(Sink {
-            output: output.into(),
-            tx,
-            dropped: AtomicU64::new(0),
-        }))
+        Ok(Arc::new(Sink::new(output, tx)))
     }
 }

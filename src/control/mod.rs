@@ -1,15 +1,17 @@
-//! The control plane: loads and compiles configuration, binds listeners, starts
-//! the workers, owns the access-log writers, publishes snapshots, reloads them
-//! (signal, file watch, admin API), runs the health checks and serves the admin
-//! API. It may lock and may be slow; the workers never wait for it. Everything
-//! but the `Gateway` handle runs on one thread, `strait-control`.
+//! The control plane: loads and compiles configuration, binds listeners
+//! (`bind.rs`), starts the workers, owns the access-log writers
+//! (`log_writer.rs`), publishes snapshots (`publish.rs`), reloads them
+//! (`reload.rs`: signal, file watch, admin API), resolves endpoint names
+//! (`dns.rs`), runs the health checks (`health.rs`) and serves the admin API
+//! (`admin/`). It may lock and may be slow; the workers never wait for it.
+//! Everything but the `Gateway` handle runs on one thread, `strait-control`.
 
 pub(crate) mod admin;
-pub mod demo_origin;
+mod bind;
 pub(crate) mod dns;
 pub(crate) mod health;
 pub(crate) mod log_writer;
-pub(crate) mod outlier;
+pub(crate) mod publish;
 pub(crate) mod reload;
 
 use std::fmt;
@@ -22,13 +24,13 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
-use crate::data::listener;
-use crate::data::worker::{self, Shared, WorkerCommand};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
+use crate::worker::{self, WorkerCommand};
 pub use dns::{Resolve, SystemResolver};
 pub use health::EndpointHealth;
 use log_writer::{DetachedSinks, LogWriters};
+use publish::Publisher;
 pub use reload::ReloadError;
 
 /// Why a gateway could not start.
@@ -215,7 +217,7 @@ impl GatewayBuilder {
         let mut bound = Vec::new();
         for l in &snapshot.listeners {
             let sockets =
-                listener::bind_reuseport(l.addr, workers).map_err(|error| StartError::Bind {
+                bind::bind_reuseport(l.addr, workers).map_err(|error| StartError::Bind {
                     addr: l.addr,
                     error,
                 })?;
@@ -233,27 +235,33 @@ impl GatewayBuilder {
             }
         }
         let metrics = Arc::new(Metrics::new(workers));
-        metrics.attach(&mut snapshot);
         tracing::info!("{}", snapshot.summary());
         for l in &bound {
             tracing::info!(listener = %l.name, addr = %l.addr, "listening");
         }
         let generation = snapshot.generation;
-        let shared = Arc::new(Shared::new(snapshot, metrics.clone()));
+        let publisher = Publisher::new(snapshot, workers);
+        // Each worker gets its receiver now, before it starts: a stop sent
+        // at any time after this is seen by every worker.
+        let (shutdown, _) = watch::channel(false);
         let mut handles = Vec::new();
         let mut commands = Vec::new();
         for (id, listeners) in per_worker.into_iter().enumerate() {
             let hook = self.on_worker_start.clone();
             let (tx, rx) = mpsc::unbounded_channel();
             commands.push(tx);
-            handles.push(
-                worker::spawn(id, shared.clone(), listeners, rx, hook)
-                    .map_err(StartError::Spawn)?,
-            );
+            let shared = worker::Shared {
+                snapshots: publisher.store().clone(),
+                metrics: metrics.clone(),
+                shutdown: shutdown.subscribe(),
+            };
+            handles
+                .push(worker::spawn(id, shared, listeners, rx, hook).map_err(StartError::Spawn)?);
         }
         tracing::info!(workers, "workers started");
         let control = Arc::new(Control {
-            shared: shared.clone(),
+            publisher,
+            shutdown,
             metrics,
             registry: self.registry,
             writers: writers.clone(),
@@ -327,7 +335,10 @@ pub(crate) struct ControlState {
 /// The control plane's state, shared by the gateway handle, the admin API,
 /// the health checker and the file watcher.
 pub(crate) struct Control {
-    pub(crate) shared: Arc<Shared>,
+    /// Publishes snapshots to the workers.
+    pub(crate) publisher: Publisher,
+    /// Turns the workers' shutdown signal on.
+    shutdown: watch::Sender<bool>,
     pub(crate) metrics: Arc<Metrics>,
     registry: CustomRegistry,
     writers: Arc<LogWriters>,
@@ -353,7 +364,7 @@ pub(crate) struct Control {
 impl Control {
     /// The running snapshot.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.current()
+        self.publisher.current()
     }
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, ControlState> {
@@ -383,7 +394,7 @@ fn spawn_control(
                     }
                 }
                 tokio::spawn(health::run(control.clone()));
-                tokio::spawn(outlier::watch_returns(control.clone()));
+                tokio::spawn(health::watch_returns(control.clone()));
                 tokio::spawn(dns::run(control.clone()));
                 if control.snapshot().server.watch_config {
                     if let Some(path) = control.config_path.clone() {
@@ -476,7 +487,7 @@ impl Gateway {
         if let Some(t) = self.control_thread.take() {
             let _ = t.join();
         }
-        let _ = control.shared.shutdown.send(true);
+        control.shutdown.send_replace(true);
         for h in self.workers.drain(..) {
             let _ = h.join();
         }

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::bind::bind_reuseport;
 use super::dns::Names;
 use super::{BoundListener, Control, ReloadReport};
 use crate::config::{self, ConfigErrors};
-use crate::data::listener;
-use crate::data::worker::WorkerCommand;
+use crate::worker::WorkerCommand;
 
 /// Why a reload was refused. The running configuration stays.
 #[derive(Debug)]
@@ -184,13 +184,12 @@ impl Control {
                     ..o.clone()
                 }),
                 None => {
-                    let sockets =
-                        listener::bind_reuseport(l.addr, self.workers).map_err(|error| {
-                            ReloadError::Bind {
-                                addr: l.addr,
-                                error,
-                            }
-                        })?;
+                    let sockets = bind_reuseport(l.addr, self.workers).map_err(|error| {
+                        ReloadError::Bind {
+                            addr: l.addr,
+                            error,
+                        }
+                    })?;
                     let addr = sockets[0].local_addr().map_err(|error| ReloadError::Bind {
                         addr: l.addr,
                         error,
@@ -209,9 +208,8 @@ impl Control {
             .filter(|o| !snapshot.listeners.iter().any(|l| l.addr == o.spec))
             .collect();
 
-        self.metrics.attach(&mut snapshot);
         let summary = snapshot.summary();
-        let generation = self.shared.publish(snapshot);
+        let generation = self.publisher.publish(snapshot);
         self.sync_names(&self.snapshot());
 
         for (spec, sockets) in opened {

@@ -1,35 +1,23 @@
 //! The access log: one line per request, in combined (Apache/nginx) or JSON form.
 //!
 //! The line is formatted on the worker into a recycled buffer in two halves: what
-//! is known when the response head leaves (before the arena is returned), and
-//! what is known only when the body ends (bytes sent, total time), which the
-//! response body wrapper appends. Full lines are batched per worker and written
-//! by the control plane's writer thread, never by the worker.
+//! is known when the response head leaves (before the arena is returned), written
+//! here, and what is known only when the body ends (bytes sent, total time),
+//! which the response body appends (`log/tail.rs`). Full lines are batched in the
+//! worker's log buffers (lent through the context) and written by the control
+//! plane's writer thread, never by the worker.
 
 use std::io::Write as _;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{header, Response};
 
-use super::Flow;
-use crate::control::log_writer::Sink;
-use crate::data::body::ProxyBody;
-use crate::data::context::{RequestContext, UpstreamRequest};
-use crate::data::worker::WorkerLocal;
+use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
+use crate::log::{LogFormat, LogTail, Sink};
+use crate::util::time::{clf_time, iso_time};
 
 /// Longest User-Agent or Referer copied into a log line.
 const MAX_FIELD: usize = 512;
-
-/// The line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogFormat {
-    /// `ip - - [time] "METHOD path PROTO" status bytes "referer" "user-agent"`.
-    Combined,
-    /// One JSON object per line with every field of the log record.
-    Json,
-}
 
 /// `type = "access_log"`.
 #[derive(Clone)]
@@ -56,13 +44,13 @@ impl AccessLog {
 
     /// Formats the first half of the line and hands it to the response body.
     pub(crate) fn on_response(&self, ctx: &mut RequestContext<'_>, resp: &mut Response<ProxyBody>) {
-        let tail = LogTail::begin(self, ctx, resp.status().as_u16());
+        let tail = begin(self, ctx, resp.status().as_u16());
         resp.body_mut().set_log_tail(tail);
     }
 
     /// Logs a request that ended without a route (404), in one go.
     pub(crate) fn log_unrouted(&self, ctx: &RequestContext<'_>, status: u16, body_len: u64) {
-        let tail = LogTail::begin(self, ctx, status);
+        let tail = begin(self, ctx, status);
         tail.finish(body_len, true);
     }
 }
@@ -78,64 +66,22 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The owned half-line carried by the response body until it ends.
-pub(crate) struct LogTail {
-    buf: Vec<u8>,
-    /// Where the end-of-body fields go.
-    split: usize,
-    format: LogFormat,
-    start: Instant,
-    /// The worker-local key of the sink (see `WorkerLocal::register_sink`).
-    sink: usize,
-    local: Rc<WorkerLocal>,
-}
-
-impl LogTail {
-    fn begin(log: &AccessLog, ctx: &RequestContext<'_>, status: u16) -> LogTail {
-        let local = ctx.local.rc();
-        let mut buf = local.take_log_buf();
-        let split = match log.format {
-            LogFormat::Combined => write_combined(&mut buf, ctx, status),
-            LogFormat::Json => write_json(&mut buf, ctx, status),
-        };
-        LogTail {
-            buf,
-            split,
-            format: log.format,
-            start: ctx.log.start,
-            sink: local.register_sink(&log.sink),
-            local,
-        }
-    }
-
-    /// Completes the line with what only the end of the body knows, and queues it.
-    pub(crate) fn finish(mut self, bytes_sent: u64, completed: bool) {
-        let elapsed = self.start.elapsed();
-        let suffix = self.buf.split_off(self.split);
-        match self.format {
-            LogFormat::Combined => {
-                let _ = write!(self.buf, "{bytes_sent}");
-                self.buf.extend_from_slice(&suffix);
-            }
-            LogFormat::Json => {
-                self.buf.extend_from_slice(&suffix);
-                let _ = write!(
-                    self.buf,
-                    "\"bytes_sent\":{bytes_sent},\"completed\":{completed},\"duration_ms\":{:.3}}}",
-                    elapsed.as_secs_f64() * 1000.0
-                );
-            }
-        }
-        self.buf.push(b'\n');
-        let buf = std::mem::take(&mut self.buf);
-        self.local.write_log(self.sink, buf);
-    }
+/// The first half of the line, handed to the response body to finish.
+fn begin(log: &AccessLog, ctx: &RequestContext<'_>, status: u16) -> LogTail {
+    let logs = &ctx.tools.logs;
+    let mut buf = logs.take_line();
+    let split = match log.format {
+        LogFormat::Combined => write_combined(&mut buf, ctx, status),
+        LogFormat::Json => write_json(&mut buf, ctx, status),
+    };
+    let sink = logs.register(&log.sink);
+    LogTail::new(buf, split, log.format, ctx.log.start, sink, logs.clone())
 }
 
 fn write_combined(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize {
     let _ = write!(buf, "{} - - [", ctx.client_addr.ip());
     // Apache's %t: the time the request was received.
-    clf_time(buf, ctx.local.wall_clock_at(ctx.log.start));
+    clf_time(buf, ctx.tools.clock.wall_clock_at(ctx.log.start));
     let _ = write!(buf, "] \"{} ", ctx.method);
     write_target(buf, ctx);
     let _ = write!(buf, " {:?}\" {status} ", ctx.version);
@@ -170,7 +116,7 @@ fn write_target(buf: &mut Vec<u8>, ctx: &RequestContext<'_>) {
 
 fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize {
     buf.extend_from_slice(b"{\"time\":\"");
-    iso_time(buf, ctx.local.wall_clock_at(ctx.log.start));
+    iso_time(buf, ctx.tools.clock.wall_clock_at(ctx.log.start));
     let _ = write!(buf, "\",\"client\":\"{}\",\"method\":", ctx.client_addr);
     json_str(buf, ctx.method.as_str());
     buf.extend_from_slice(b",\"path\":");
@@ -254,72 +200,9 @@ pub(crate) fn json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn split_time(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, mo, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    (
-        y,
-        mo,
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis(),
-    )
-}
-
-/// `10/Oct/2000:13:55:36 +0000` (UTC).
-pub(crate) fn clf_time(out: &mut Vec<u8>, t: SystemTime) {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, mo, d, h, mi, s, _) = split_time(t);
-    let _ = write!(
-        out,
-        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
-        MONTHS[(mo - 1) as usize]
-    );
-}
-
-/// `2000-10-10T13:55:36.123Z`.
-pub(crate) fn iso_time(out: &mut Vec<u8>, t: SystemTime) {
-    let (y, mo, d, h, mi, s, ms) = split_time(t);
-    let _ = write!(out, "{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn times_format() {
-        let t = UNIX_EPOCH + Duration::from_millis(971_186_136_123);
-        let mut s = Vec::new();
-        clf_time(&mut s, t);
-        assert_eq!(s, b"10/Oct/2000:13:55:36 +0000");
-        s.clear();
-        iso_time(&mut s, t);
-        assert_eq!(s, b"2000-10-10T13:55:36.123Z");
-        s.clear();
-        iso_time(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400)); // leap day
-        assert_eq!(s, b"2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn combined_fields_escape_quotes() {

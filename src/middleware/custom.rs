@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use http::Response;
 
-use super::Flow;
-use crate::data::body::ProxyBody;
-use crate::data::context::{RequestContext, UpstreamRequest};
+use crate::context::Flow;
+use crate::context::{ProxyBody, RequestContext, UpstreamRequest};
 
 /// The future a custom phase returns. It runs on the worker's own thread, so it
 /// need not be `Send`.

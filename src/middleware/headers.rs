@@ -3,9 +3,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use super::Flow;
-use crate::data::body::ProxyBody;
-use crate::data::context::UpstreamRequest;
+use crate::context::Flow;
+use crate::context::{ProxyBody, UpstreamRequest};
 
 /// One side's edits, applied in the order remove → set → append.
 #[derive(Default, Clone)]

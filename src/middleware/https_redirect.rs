@@ -5,9 +5,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::Flow;
-use crate::data::body::ProxyBody;
-use crate::data::context::RequestContext;
+use crate::context::Flow;
+use crate::context::{ProxyBody, RequestContext};
 
 /// `type = "https_redirect"`.
 #[derive(Clone)]
@@ -46,7 +45,7 @@ impl HttpsRedirect {
             None => ("", ""),
         };
         // Carved out of the worker's slab: no allocation per redirect.
-        let location = ctx.local.slab_value(&[
+        let location = ctx.tools.slab.value(&[
             b"https://",
             host.as_bytes(),
             self.port_suffix.as_bytes(),

@@ -15,33 +15,15 @@ mod rewrite;
 
 use http::Response;
 
-pub(crate) use access_log::{iso_time, AccessLog, LogFormat, LogTail};
+pub(crate) use crate::log::LogFormat;
+pub(crate) use access_log::AccessLog;
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
 pub(crate) use https_redirect::HttpsRedirect;
 pub(crate) use request_id::RequestId;
 pub(crate) use rewrite::{Rewrite, StripPrefix};
 
-use crate::data::body::ProxyBody;
-use crate::data::context::{RequestContext, UpstreamRequest};
-
-/// What a request phase decided.
-pub enum Flow {
-    /// Go on to the next middleware, then the upstream.
-    Continue,
-    /// Stop here and answer with this response; the upstream is not called.
-    /// Boxed: an early answer is the rare path, and an inline response would
-    /// add its size to every request's future, which hyper keeps allocated per
-    /// client connection (idle memory). Build it with [`Flow::respond`].
-    Respond(Box<Response<ProxyBody>>),
-}
-
-impl Flow {
-    /// Stop the chain and answer with `response`.
-    pub fn respond(response: Response<ProxyBody>) -> Flow {
-        Flow::Respond(Box::new(response))
-    }
-}
+use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
 
 /// One configured middleware instance of a route's chain.
 #[derive(Clone)]

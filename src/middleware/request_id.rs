@@ -3,9 +3,8 @@
 
 use http::{HeaderName, Response};
 
-use super::Flow;
-use crate::data::body::ProxyBody;
-use crate::data::context::{RequestContext, UpstreamRequest};
+use crate::context::Flow;
+use crate::context::{ProxyBody, RequestContext, UpstreamRequest};
 
 /// Longest incoming id kept; longer ones are replaced (they would bloat logs).
 const MAX_INCOMING_LEN: usize = 128;
@@ -44,7 +43,7 @@ impl RequestId {
                 id
             }
             None => {
-                let id = ctx.local.new_request_id();
+                let id = ctx.tools.slab.request_id();
                 req.headers.insert(self.header.clone(), id.clone());
                 id
             }

@@ -4,8 +4,8 @@
 
 use bumpalo::collections::String as BumpString;
 
-use super::Flow;
-use crate::data::context::RequestContext;
+use crate::context::Flow;
+use crate::context::RequestContext;
 
 #[derive(Clone)]
 /// `type = "strip_prefix"`: `/api/users` with prefix `/api` goes upstream as `/users`.

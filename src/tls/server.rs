@@ -16,7 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
-use crate::data::context::TlsInfo;
+use crate::context::TlsInfo;
 
 /// A TLS listener as compiled: what a worker needs to accept on it.
 #[derive(Debug)]
@@ -324,10 +324,8 @@ fn date(secs: i64) -> String {
     } else {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
     };
-    let mut out = Vec::with_capacity(24);
-    crate::middleware::iso_time(&mut out, t);
     // `2001-02-03T04:05:06.000Z`: whole seconds, so drop the fraction.
-    let s = String::from_utf8_lossy(&out);
+    let s = crate::util::time::iso_string(t);
     let (day, time) = s.split_once('T').unwrap_or((&s, ""));
     format!("{day} {} UTC", time.get(..8).unwrap_or(time))
 }

@@ -1,7 +1,9 @@
 //! Opening a new upstream connection: TCP connect, then the TLS handshake if
-//! the upstream has TLS, then the HTTP/1.1 or HTTP/2 handshake (chosen by the
-//! upstream's `protocol` and, over TLS, by ALPN), all within the connect
-//! timeout. The connection is driven by a task on this worker.
+//! the upstream has TLS ([`open`], the one connector: the exchange, tunnels
+//! and health probes all go through it), then the HTTP/1.1 or HTTP/2
+//! handshake (chosen by the upstream's `protocol` and, over TLS, by ALPN),
+//! all within the connect timeout. The connection is driven by a task on
+//! this worker.
 
 use std::cell::Cell;
 use std::io;
@@ -18,11 +20,11 @@ use pin_project_lite::pin_project;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
-use super::{Http2Settings, Protocol};
-use crate::data::body::RequestBody;
-use crate::data::error::ProxyError;
-use crate::data::worker::LocalExec;
+use super::{Error, Http2Settings, Protocol};
+use crate::context::body::RequestBody;
+use crate::util::exec::LocalExec;
 
 /// The sending half of an upstream HTTP/1.1 connection.
 pub(crate) type Sender = http1::SendRequest<RequestBody>;
@@ -45,55 +47,122 @@ pub(crate) enum Connected {
     Http2(H2Sender),
 }
 
+/// The upstream's TLS client configuration and the name an endpoint's
+/// certificate is checked against (and sent as SNI).
+pub(crate) type TlsTarget<'a> = (&'a Arc<rustls::ClientConfig>, &'a ServerName<'static>);
+
 /// Where and how to connect.
 pub(crate) struct Target<'a> {
     pub(crate) addr: SocketAddr,
     pub(crate) protocol: Protocol,
-    /// The upstream's TLS configuration and the endpoint's server name.
-    pub(crate) tls: Option<(&'a Arc<rustls::ClientConfig>, &'a ServerName<'static>)>,
+    pub(crate) tls: Option<TlsTarget<'a>>,
     pub(crate) http2: Http2Settings,
     pub(crate) timeout: Duration,
+}
+
+/// A byte stream to an endpoint: plain TCP, or TLS over it. Short-lived (it
+/// moves into the connection's task at once), so the TLS state is not boxed.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(TlsStream<TcpStream>),
+}
+
+impl Transport {
+    /// Whether HTTP/2 is spoken over it: what ALPN chose over TLS (what
+    /// was asked for when the endpoint answered no ALPN), `h2c` and `h2` in
+    /// cleartext.
+    pub(crate) fn speaks_h2(&self, protocol: Protocol) -> bool {
+        match self {
+            Transport::Plain(_) => matches!(protocol, Protocol::H2c | Protocol::H2),
+            Transport::Tls(tls) => match tls.get_ref().1.alpn_protocol() {
+                Some(p) => p == b"h2",
+                None => protocol == Protocol::H2,
+            },
+        }
+    }
+}
+
+/// Why [`open`] failed, with the detail for the log or a probe's cause.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The TCP connect failed.
+    Tcp(io::Error),
+    /// The TLS handshake failed (the source may be a `rustls::Error`).
+    Tls(io::Error),
+}
+
+impl OpenError {
+    /// rustls' own error, if the handshake failed on one.
+    pub(crate) fn rustls(&self) -> Option<&rustls::Error> {
+        match self {
+            OpenError::Tcp(_) => None,
+            OpenError::Tls(e) => e.get_ref().and_then(|inner| inner.downcast_ref()),
+        }
+    }
+
+    /// The class of the failure, as the proxy answers it.
+    pub(crate) fn class(&self) -> Error {
+        match self {
+            OpenError::Tcp(e) => Error::of_connect(e),
+            OpenError::Tls(_) => match self.rustls() {
+                Some(rustls::Error::InvalidCertificate(_)) => Error::TlsVerify,
+                _ => Error::TlsHandshake,
+            },
+        }
+    }
+}
+
+/// TCP to `addr` (Nagle off: small writes, heads, must not wait), then the
+/// TLS handshake when `tls` is given. Not bounded in time: every caller puts
+/// its own limit around it.
+pub(crate) async fn open(
+    addr: SocketAddr,
+    tls: Option<TlsTarget<'_>>,
+) -> Result<Transport, OpenError> {
+    let tcp = TcpStream::connect(addr).await.map_err(OpenError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
+    let Some((config, name)) = tls else {
+        return Ok(Transport::Plain(tcp));
+    };
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name.clone(), tcp)
+        .await
+        .map(Transport::Tls)
+        .map_err(OpenError::Tls)
+}
+
+/// A TCP connection to `addr` within `timeout` (a plain CONNECT tunnel).
+pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    match tokio::time::timeout(timeout, open(addr, None)).await {
+        Err(_) => Err(Error::ConnectTimeout),
+        Ok(Err(e)) => Err(e.class()),
+        Ok(Ok(Transport::Plain(s))) => Ok(s),
+        Ok(Ok(Transport::Tls(_))) => Err(Error::ConnectFailed),
+    }
 }
 
 /// Connects to `target` and returns a sender; the connection runs on this
 /// worker, holding `open` (if any) until it closes. The timeout covers the
 /// TCP connect, the TLS handshake and the HTTP handshake.
-pub(crate) async fn connect<G: 'static>(
-    target: &Target<'_>,
-    open: G,
-) -> Result<Connected, ProxyError> {
+pub(crate) async fn connect<G: 'static>(target: &Target<'_>, open: G) -> Result<Connected, Error> {
     match tokio::time::timeout(target.timeout, handshakes(target, open)).await {
-        Err(_) => Err(ProxyError::ConnectTimeout),
+        Err(_) => Err(Error::ConnectTimeout),
         Ok(result) => result,
     }
 }
 
-async fn handshakes<G: 'static>(target: &Target<'_>, open: G) -> Result<Connected, ProxyError> {
+async fn handshakes<G: 'static>(target: &Target<'_>, guard: G) -> Result<Connected, Error> {
     let addr = target.addr;
-    let stream = TcpStream::connect(addr).await.map_err(|e| classify(&e))?;
-    // Small writes (heads) must not wait for Nagle.
-    let _ = stream.set_nodelay(true);
-    let Some((config, name)) = target.tls else {
-        return match target.protocol {
-            Protocol::H2c | Protocol::H2 => http2(stream, target, open).await,
-            Protocol::Http1 | Protocol::Auto => http1(stream, addr, open).await,
-        };
-    };
-    let connector = tokio_rustls::TlsConnector::from(config.clone());
-    let tls = match connector.connect(name.clone(), stream).await {
-        Ok(tls) => tls,
-        Err(e) => return Err(tls_failure(addr, name, &e)),
-    };
-    let h2 = match tls.get_ref().1.alpn_protocol() {
-        Some(b"h2") => true,
-        Some(_) => false,
-        // No ALPN answer: what was asked for.
-        None => target.protocol == Protocol::H2,
-    };
-    if h2 {
-        http2(tls, target, open).await
-    } else {
-        http1(tls, addr, open).await
+    let transport = open(addr, target.tls)
+        .await
+        .map_err(|e| failed(addr, target.tls, &e))?;
+    let h2 = transport.speaks_h2(target.protocol);
+    match (transport, h2) {
+        (Transport::Plain(tcp), true) => http2(tcp, target, guard).await,
+        (Transport::Plain(tcp), false) => http1(tcp, addr, guard).await,
+        (Transport::Tls(tls), true) => http2(tls, target, guard).await,
+        (Transport::Tls(tls), false) => http1(tls, addr, guard).await,
     }
 }
 
@@ -102,33 +171,23 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> StreamIo for T {}
 
-/// A byte stream to `addr`, through TLS when `tls` is given (the upstream's
-/// configuration and the endpoint's server name), within `timeout`: what an
-/// upgrade runs its HTTP/1.1 handshake over before it becomes a tunnel.
+/// A byte stream to `addr`, through TLS when `tls` is given, within
+/// `timeout`: what an upgrade runs its HTTP/1.1 handshake over before it
+/// becomes a tunnel.
 pub(crate) async fn stream(
     addr: SocketAddr,
-    tls: Option<(&Arc<rustls::ClientConfig>, &ServerName<'static>)>,
+    tls: Option<TlsTarget<'_>>,
     timeout: Duration,
-) -> Result<Box<dyn StreamIo>, ProxyError> {
-    let open = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| classify(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let Some((config, name)) = tls else {
-            return Ok(Box::new(tcp) as Box<dyn StreamIo>);
-        };
-        let connector = tokio_rustls::TlsConnector::from(config.clone());
-        match connector.connect(name.clone(), tcp).await {
-            Ok(tls) => Ok(Box::new(tls) as Box<dyn StreamIo>),
-            Err(e) => Err(tls_failure(addr, name, &e)),
-        }
-    };
-    match tokio::time::timeout(timeout, open).await {
-        Err(_) => Err(ProxyError::ConnectTimeout),
-        Ok(result) => result,
+) -> Result<Box<dyn StreamIo>, Error> {
+    match tokio::time::timeout(timeout, open(addr, tls)).await {
+        Err(_) => Err(Error::ConnectTimeout),
+        Ok(Err(e)) => Err(failed(addr, tls, &e)),
+        Ok(Ok(Transport::Plain(tcp))) => Ok(Box::new(tcp)),
+        Ok(Ok(Transport::Tls(tls))) => Ok(Box::new(tls)),
     }
 }
 
-async fn http1<IO, G>(io: IO, addr: SocketAddr, open: G) -> Result<Connected, ProxyError>
+async fn http1<IO, G>(io: IO, addr: SocketAddr, open: G) -> Result<Connected, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
     G: 'static,
@@ -136,7 +195,7 @@ where
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|_| ProxyError::ConnectFailed)?;
+        .map_err(|_| Error::ConnectFailed)?;
     tokio::task::spawn_local(async move {
         let _open = open;
         if let Err(e) = conn.await {
@@ -146,7 +205,7 @@ where
     Ok(Connected::Http1(sender))
 }
 
-async fn http2<IO, G>(io: IO, target: &Target<'_>, open: G) -> Result<Connected, ProxyError>
+async fn http2<IO, G>(io: IO, target: &Target<'_>, open: G) -> Result<Connected, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
     G: 'static,
@@ -164,7 +223,7 @@ where
         .initial_max_send_streams(target.http2.max_concurrent_streams as usize)
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|_| ProxyError::ConnectFailed)?;
+        .map_err(|_| Error::ConnectFailed)?;
     tokio::task::spawn_local(async move {
         let _open = open;
         if let Err(e) = conn.await {
@@ -218,39 +277,28 @@ pub(crate) fn http1_target<B>(request: &mut http::Request<B>) {
     }
 }
 
-/// A failed TLS handshake: the log line has rustls' own words (unknown
-/// issuer, not valid for the name, expired...), the client gets the class.
-fn tls_failure(addr: SocketAddr, name: &ServerName<'_>, e: &io::Error) -> ProxyError {
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let error = match rustls_error {
-        Some(rustls::Error::InvalidCertificate(_)) => ProxyError::UpstreamTlsVerify,
-        _ => ProxyError::UpstreamTlsHandshake,
-    };
-    let detail: &dyn std::fmt::Display = match rustls_error {
-        Some(r) => r,
-        None => e,
-    };
-    let what = match error {
-        ProxyError::UpstreamTlsVerify => "upstream TLS certificate verification failed",
-        _ => "upstream TLS handshake failed",
-    };
-    tracing::warn!(
-        upstream = %addr,
-        server_name = name.to_str().as_ref(),
-        error = %detail,
-        "{what}"
-    );
-    error
-}
-
-fn classify(e: &io::Error) -> ProxyError {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => ProxyError::ConnectRefused,
-        io::ErrorKind::TimedOut => ProxyError::ConnectTimeout,
-        _ => ProxyError::ConnectFailed,
+/// A failed connect as the client is told it. A failed TLS handshake is
+/// logged with rustls' own words (unknown issuer, not valid for the name,
+/// expired...); the client gets the class.
+fn failed(addr: SocketAddr, tls: Option<TlsTarget<'_>>, e: &OpenError) -> Error {
+    let class = e.class();
+    if let (OpenError::Tls(io), Some((_, name))) = (e, tls) {
+        let detail: &dyn std::fmt::Display = match e.rustls() {
+            Some(r) => r,
+            None => io,
+        };
+        let what = match class {
+            Error::TlsVerify => "upstream TLS certificate verification failed",
+            _ => "upstream TLS handshake failed",
+        };
+        tracing::warn!(
+            upstream = %addr,
+            server_name = name.to_str().as_ref(),
+            error = %detail,
+            "{what}"
+        );
     }
+    class
 }
 
 /// The frame type of GOAWAY (RFC 9113 §6.8).

@@ -1,124 +1,233 @@
-//! One exchange with an upstream endpoint, below the handler: getting a
-//! connection (an idle HTTP/1.1 one from the worker's pool, a stream slot on
-//! a shared HTTP/2 one, or a new one within the upstream's limits) and
-//! sending again, once, a request the endpoint did not process. The handler
-//! (`data/handler.rs`) keeps the inline HTTP/1.1 send; everything rare or
-//! HTTP/2 here is boxed so the request future stays small.
+//! One exchange with an upstream endpoint: getting a connection (an idle
+//! HTTP/1.1 one from the worker's pool, a stream slot on a shared HTTP/2 one,
+//! or a new one within the upstream's limits), handing the request to it
+//! (HTTP/1.1 inline, HTTP/2 boxed), and sending again, once, a request the
+//! endpoint did not process. Everything rare or HTTP/2 is boxed, so the
+//! future of an ordinary HTTP/1.1 request, which hyper keeps allocated per
+//! client connection, stays small.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
+use pin_project_lite::pin_project;
 
 use super::connect::{self, Connected, H2Body};
-use super::pool::{Conn, H2Conn, H2Stream};
-use super::{PoolKey, Protocol, UpstreamSpec};
-use crate::config::Snapshot;
-use crate::data::body::RequestBody;
-use crate::data::error::ProxyError;
-use crate::data::worker::WorkerLocal;
+use super::pool::{Conn, H2Conn, H2Stream, UpstreamPool};
+use super::{Error, PoolKey, Protocol, UpstreamSpec};
+use crate::context::body::RequestBody;
+use crate::metrics::{UpstreamCounters, UpstreamStats};
 
-/// The exchange of a request over a new connection, boxed, or the error to
-/// answer.
-pub(crate) type Exchange<'a> =
-    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Conn), ProxyError>> + 'a>>;
-
-/// A pooled HTTP/1.1 connection failed: if it closed before the request
-/// left (the upstream timed it out meanwhile), hyper hands the request back
-/// unsent, and it goes once more over a new connection, within what is left
-/// of `timeout`. Nothing was sent, so this is safe for any method. Rare,
-/// hence boxed; a plain function so the request future keeps neither the
-/// error nor the request across the await.
-pub(crate) fn resend_unsent<'a>(
-    local: &'a WorkerLocal,
-    mut e: hyper::client::conn::TrySendError<Request<RequestBody>>,
-    reused: bool,
-    (spec, snap, upstream_id, index, addr): (
-        &'a UpstreamSpec,
-        &'a Snapshot,
-        usize,
-        usize,
-        SocketAddr,
-    ),
-    timeout: std::time::Duration,
-    sent: Instant,
-) -> Result<Exchange<'a>, ProxyError> {
-    let unsent = match e.take_message() {
-        Some(unsent) if reused => unsent,
-        _ => return Err(classify(e.error())),
-    };
-    let remaining = timeout.saturating_sub(sent.elapsed());
-    Ok(Box::pin(async move {
-        let target = Resend {
-            key: spec.pool_key(index, addr),
-            index,
-            spec,
-            snap,
-            upstream_id,
-        };
-        let retry = resend(local, &target, Again::Plain(unsent), None);
-        tokio::time::timeout(remaining, retry)
-            .await
-            .unwrap_or(Err(ProxyError::ResponseTimeout))
-    }))
+/// Which upstream a request goes to and what it counts into: the upstream,
+/// its place in the snapshot, its statistics and how many workers share its
+/// limits. Built once per request; everything the exchange needs besides
+/// the pool, the endpoint and the request.
+pub(crate) struct Target<'a> {
+    pub(crate) spec: &'a UpstreamSpec,
+    /// The upstream's index in the snapshot (its statistics, its balancer).
+    pub(crate) id: usize,
+    /// The upstream's statistics (`max_connections` counts, rejections).
+    pub(crate) stats: Option<&'a Arc<UpstreamStats>>,
+    /// Workers the upstream's limits are shared out over.
+    pub(crate) workers: usize,
 }
 
-/// A ready connection to endpoint `index` (pool key `key`): for HTTP/1.1 the
-/// newest idle one from this worker's pool, or a new one; an upstream that
-/// may speak HTTP/2 takes the boxed path of [`acquire_multiplexed`].
-pub(crate) async fn acquire(
-    local: &WorkerLocal,
-    key: PoolKey,
-    index: usize,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<(Conn, bool), ProxyError> {
-    if spec.may_use_http2() {
-        return Box::pin(acquire_multiplexed(
-            local,
-            key,
-            index,
-            spec,
-            snap,
-            upstream_id,
-            None,
-        ))
-        .await;
+impl Target<'_> {
+    /// The pool key of endpoint `index` (recomputed where needed rather than
+    /// kept across awaits: it is 40 bytes of every request's future).
+    #[inline]
+    pub(crate) fn key(&self, index: usize) -> PoolKey {
+        self.spec.pool_key(index, self.spec.endpoints[index].addr)
     }
-    while let Some(mut sender) = local.pool.checkout(key) {
+
+    /// This worker's counters of the upstream.
+    #[inline]
+    fn counters(&self, worker: usize) -> Option<&UpstreamCounters> {
+        self.stats.and_then(|s| s.shards.get(worker))
+    }
+
+    /// This worker's share of an upstream-wide limit (rounded up).
+    fn share(&self, max: u32) -> u32 {
+        max.div_ceil(self.workers.max(1) as u32)
+    }
+}
+
+/// A ready connection to endpoint `index` of the target, and whether it was reused:
+/// for HTTP/1.1 the newest idle one from this worker's pool, or a new one;
+/// an upstream that may speak HTTP/2 takes the boxed path of
+/// [`acquire_multiplexed`].
+pub(crate) async fn acquire(
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
+    index: usize,
+) -> Result<(Conn, bool), Error> {
+    let spec = target.spec;
+    if spec.may_use_http2() {
+        return Box::pin(acquire_multiplexed(pool, target, index, None)).await;
+    }
+    while let Some(mut sender) = pool.checkout(target.key(index)) {
         if sender.ready().await.is_ok() {
             return Ok((Conn::Http1(sender), true));
         }
     }
     if let Some(max) = spec.max_connections {
-        let share = max.div_ceil(snap.server.workers.max(1) as u32);
-        if let Some(u) = snap.stats.upstream(upstream_id, local.id) {
+        let share = target.share(max);
+        if let Some(u) = target.counters(pool.worker()) {
             if u.connections.get() >= i64::from(share) {
                 // At the limit: rare, hence boxed.
-                return Box::pin(wait_for_connection(
-                    local,
-                    key,
-                    index,
-                    spec,
-                    snap,
-                    upstream_id,
-                    share,
-                ))
-                .await;
+                return Box::pin(wait_for_connection(pool, target, index, share)).await;
             }
         }
     }
-    Ok((
-        new_connection(local, key, index, spec, snap, upstream_id).await?,
-        false,
-    ))
+    Ok((new_connection(pool, target, index).await?, false))
+}
+
+/// Hands `request` to `conn` (to endpoint `index`) and returns the exchange
+/// to await: the response head within `timeout`, and the connection to lend
+/// to the response body. The hand-over is synchronous, so the request never
+/// sits in the caller's future across an await (that future is idle memory
+/// per client connection). `again` is the body to send again if an HTTP/2
+/// stream is refused (`None`: it cannot be), `reused` whether `conn` came
+/// from the pool, `sent` when the exchange started.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send<'a>(
+    pool: &'a Rc<UpstreamPool>,
+    target: &'a Target<'a>,
+    index: usize,
+    conn: Conn,
+    request: Request<RequestBody>,
+    again: Option<Bytes>,
+    timeout: Duration,
+    (reused, sent): (bool, Instant),
+) -> Sending<'a, impl Future<Output = Http1Result>> {
+    match conn {
+        // `again` is kept only for HTTP/2; it is not carried across the await.
+        Conn::Http1(mut sender) => {
+            let response = tokio::time::timeout(timeout, sender.try_send_request(request));
+            Sending::Http1 {
+                response,
+                sender: Some(sender),
+                resend: ResendUnsent {
+                    pool,
+                    target,
+                    index,
+                    reused,
+                    timeout,
+                    sent,
+                },
+            }
+        }
+        Conn::Http2(stream) => Sending::Boxed {
+            exchange: Box::pin(exchange_h2(
+                pool, target, index, stream, request, again, timeout,
+            )),
+        },
+    }
+}
+
+/// What hyper's HTTP/1.1 client answers: the response head, or the request
+/// handed back when the connection closed before it left.
+type Http1Result = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
+/// What a request handed back unsent needs to go once more.
+pub(crate) struct ResendUnsent<'a> {
+    pool: &'a Rc<UpstreamPool>,
+    target: &'a Target<'a>,
+    index: usize,
+    reused: bool,
+    timeout: Duration,
+    sent: Instant,
+}
+
+pin_project! {
+    /// An exchange in progress: HTTP/1.1 inline (hyper's response future
+    /// beside its connection, returned with the response), or boxed
+    /// (HTTP/2, or an HTTP/1.1 request handed back unsent and going again).
+    /// A state machine of its own rather than an async block, which would
+    /// keep the response future twice (as what it captured and as what it
+    /// awaits): this future is part of every request's.
+    #[project = SendingProj]
+    pub(crate) enum Sending<'a, F> {
+        Http1 {
+            #[pin]
+            response: tokio::time::Timeout<F>,
+            sender: Option<connect::Sender>,
+            resend: ResendUnsent<'a>,
+        },
+        Boxed { exchange: Exchange<'a> },
+    }
+}
+
+impl<'a, F> Future for Sending<'a, F>
+where
+    F: Future<Output = Http1Result>,
+{
+    type Output = Result<(Response<Incoming>, Conn), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let again = match self.as_mut().project() {
+                SendingProj::Boxed { exchange } => return exchange.as_mut().poll(cx),
+                SendingProj::Http1 {
+                    response,
+                    sender,
+                    resend,
+                } => match ready!(response.poll(cx)) {
+                    Err(_) => return Poll::Ready(Err(Error::ResponseTimeout)),
+                    Ok(Ok(response)) => {
+                        let Some(sender) = sender.take() else {
+                            return Poll::Ready(Err(Error::Reset));
+                        };
+                        return Poll::Ready(Ok((response, Conn::Http1(sender))));
+                    }
+                    // A pooled connection closed before the request left
+                    // (the upstream timed it out meanwhile): hyper hands the
+                    // request back unsent, and it goes once more over a new
+                    // connection. Nothing was sent, so this is safe for any
+                    // method. Rare, hence boxed (with its timer).
+                    Ok(Err(e)) => match resend_unsent(resend, e) {
+                        Ok(again) => again,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    },
+                },
+            };
+            self.set(Sending::Boxed { exchange: again });
+        }
+    }
+}
+
+/// The exchange of a request over a new or another connection, boxed, or
+/// the error to answer.
+pub(crate) type Exchange<'a> =
+    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Conn), Error>> + 'a>>;
+
+/// A pooled HTTP/1.1 connection failed: if it closed before the request left,
+/// hyper hands the request back unsent, and it goes once more over a new
+/// connection, within what is left of the timeout. A plain function so the
+/// request future keeps neither the error nor the request across the await.
+fn resend_unsent<'a>(
+    r: &ResendUnsent<'a>,
+    mut e: TrySendError<Request<RequestBody>>,
+) -> Result<Exchange<'a>, Error> {
+    let unsent = match e.take_message() {
+        Some(unsent) if r.reused => unsent,
+        _ => return Err(Error::of_exchange(e.error())),
+    };
+    let remaining = r.timeout.saturating_sub(r.sent.elapsed());
+    let (pool, target, index) = (r.pool, r.target, r.index);
+    Ok(Box::pin(async move {
+        let retry = resend(pool, target, index, Again::Plain(unsent), None);
+        tokio::time::timeout(remaining, retry)
+            .await
+            .unwrap_or(Err(Error::ResponseTimeout))
+    }))
 }
 
 /// The pool keys of the upstream's other endpoints (whose idle connections
@@ -137,27 +246,25 @@ fn other_keys(spec: &UpstreamSpec, key: PoolKey) -> impl Iterator<Item = PoolKey
 /// Idle connections to the upstream's other endpoints are closed to make
 /// room.
 async fn wait_for_connection(
-    local: &WorkerLocal,
-    key: PoolKey,
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
     index: usize,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
     share: u32,
-) -> Result<(Conn, bool), ProxyError> {
-    let Some(u) = snap.stats.upstream(upstream_id, local.id) else {
-        return Err(ProxyError::MaxConnections);
+) -> Result<(Conn, bool), Error> {
+    let spec = target.spec;
+    let Some(u) = target.counters(pool.worker()) else {
+        return Err(Error::MaxConnections);
     };
-    let pending_share = spec.max_pending.div_ceil(snap.server.workers.max(1) as u32);
-    if u.pending.get() >= i64::from(pending_share) {
+    if u.pending.get() >= i64::from(target.share(spec.max_pending)) {
         u.max_pending_rejections.inc();
-        return Err(ProxyError::MaxPending);
+        return Err(Error::MaxPending);
     }
     u.pending.inc();
+    let key = target.key(index);
     let deadline = tokio::time::Instant::now() + spec.connect_timeout;
     let result = loop {
         let mut reused = None;
-        while let Some(mut sender) = local.pool.checkout(key) {
+        while let Some(mut sender) = pool.checkout(key) {
             if sender.ready().await.is_ok() {
                 reused = Some(sender);
                 break;
@@ -167,78 +274,75 @@ async fn wait_for_connection(
             break Ok((Conn::Http1(sender), true));
         }
         if u.connections.get() < i64::from(share) {
-            break new_connection(local, key, index, spec, snap, upstream_id)
+            break new_connection(pool, target, index)
                 .await
                 .map(|c| (c, false));
         }
         // Closing an idle connection of this upstream frees room once its
         // task has ended, which wakes this wait.
-        local.pool.evict_idle(other_keys(spec, key));
-        if !local.wait_for_room(deadline).await {
+        pool.evict_idle(other_keys(spec, key));
+        if !pool.room.wait(deadline).await {
             u.max_connections_rejections.inc();
-            break Err(ProxyError::MaxConnections);
+            break Err(Error::MaxConnections);
         }
     };
     u.pending.dec();
     result
 }
 
-/// A stream on an HTTP/2 connection to `key` (the open one with the fewest
-/// streams in flight below the cap, other than `avoid`), or, for `auto`, an
-/// idle HTTP/1.1 connection the endpoint chose; else a new connection while
-/// under `http2_max_connections` (and `max_connections`); else a wait, until
-/// `connect_timeout`, for a stream to end or a connection being opened to
-/// be ready. Only one connection per key is opened at a time: the requests
-/// that arrive meanwhile wait for it rather than open more.
+/// A stream on an HTTP/2 connection to the target (the open one with the
+/// fewest streams in flight below the cap, other than `avoid`), or, for
+/// `auto`, an idle HTTP/1.1 connection the endpoint chose; else a new
+/// connection while under `http2_max_connections` (and `max_connections`);
+/// else a wait, until `connect_timeout`, for a stream to end or a connection
+/// being opened to be ready. Only one connection per key is opened at a
+/// time: the requests that arrive meanwhile wait for it rather than open
+/// more.
 async fn acquire_multiplexed(
-    local: &WorkerLocal,
-    key: PoolKey,
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
     index: usize,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
     avoid: Option<&Rc<H2Conn>>,
-) -> Result<(Conn, bool), ProxyError> {
+) -> Result<(Conn, bool), Error> {
+    let spec = target.spec;
+    let key = target.key(index);
     let deadline = tokio::time::Instant::now() + spec.connect_timeout;
     let max_streams = spec.http2.max_concurrent_streams;
-    let stats = snap.stats.upstream(upstream_id, local.id);
+    let stats = target.counters(pool.worker());
     loop {
-        if let Some(stream) = local.pool.h2_take(local, key, max_streams, avoid) {
+        if let Some(stream) = pool.h2_take(key, max_streams, avoid) {
             return Ok((Conn::Http2(stream), true));
         }
         if spec.protocol == Protocol::Auto {
-            while let Some(mut sender) = local.pool.checkout(key) {
+            while let Some(mut sender) = pool.checkout(key) {
                 if sender.ready().await.is_ok() {
                     return Ok((Conn::Http1(sender), true));
                 }
             }
         }
-        let count = local.pool.h2_count(key);
+        let count = pool.h2_count(key);
         let at_limit = match (spec.max_connections, stats) {
-            (Some(max), Some(u)) => {
-                let share = max.div_ceil(snap.server.workers.max(1) as u32);
-                u.connections.get() >= i64::from(share)
-            }
+            (Some(max), Some(u)) => u.connections.get() >= i64::from(target.share(max)),
             _ => false,
         };
         let room = count.open + (count.opening as usize) < spec.http2.max_connections as usize;
         if count.opening == 0 && room && !at_limit {
-            local.pool.h2_opening(key, true);
-            let opening = Opening { local, key };
-            let result = new_connection(local, key, index, spec, snap, upstream_id).await;
+            pool.h2_opening(key, true);
+            let opening = Opening { pool, key };
+            let result = new_connection(pool, target, index).await;
             drop(opening);
             return result.map(|c| (c, false));
         }
         if at_limit {
-            local.pool.evict_idle(other_keys(spec, key));
+            pool.evict_idle(other_keys(spec, key));
         }
-        if !local.wait_for_room(deadline).await {
+        if !pool.room.wait(deadline).await {
             return Err(match (at_limit, stats) {
                 (true, Some(u)) => {
                     u.max_connections_rejections.inc();
-                    ProxyError::MaxConnections
+                    Error::MaxConnections
                 }
-                _ => ProxyError::MaxStreams,
+                _ => Error::MaxStreams,
             });
         }
     }
@@ -248,28 +352,20 @@ async fn acquire_multiplexed(
 /// it ends (a route timeout may drop it), and wakes the requests waiting
 /// for it.
 struct Opening<'a> {
-    local: &'a WorkerLocal,
+    pool: &'a UpstreamPool,
     key: PoolKey,
 }
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
-        self.local.pool.h2_opening(self.key, false);
-        self.local.room_freed();
+        self.pool.h2_opening(self.key, false);
+        self.pool.room.freed();
     }
 }
 
-/// What a request sent again needs to find a connection.
-pub(crate) struct Resend<'a> {
-    pub(crate) key: PoolKey,
-    pub(crate) index: usize,
-    pub(crate) spec: &'a UpstreamSpec,
-    pub(crate) snap: &'a Snapshot,
-    pub(crate) upstream_id: usize,
-}
-
 /// A request to send again: as built, or as handed back by an HTTP/2
-/// connection (its body pinned in a box).
+/// connection (its body pinned in a box). Only on the rare, boxed path.
+#[allow(clippy::large_enum_variant)]
 enum Again {
     Plain(Request<RequestBody>),
     Pinned(Request<H2Body>),
@@ -282,24 +378,17 @@ enum Again {
 /// handed back by HTTP/2 whose body streams from the client cannot go over
 /// HTTP/1.1: with `auto`, when the new connection is HTTP/1.1, it fails.)
 async fn resend(
-    local: &WorkerLocal,
-    target: &Resend<'_>,
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
+    index: usize,
     request: Again,
     avoid: Option<&Rc<H2Conn>>,
-) -> Result<(Response<Incoming>, Conn), ProxyError> {
-    let Resend {
-        key,
-        index,
-        spec,
-        snap,
-        upstream_id,
-    } = *target;
+) -> Result<(Response<Incoming>, Conn), Error> {
+    let spec = target.spec;
     let conn = if spec.may_use_http2() {
-        acquire_multiplexed(local, key, index, spec, snap, upstream_id, avoid)
-            .await?
-            .0
+        acquire_multiplexed(pool, target, index, avoid).await?.0
     } else {
-        new_connection(local, key, index, spec, snap, upstream_id).await?
+        new_connection(pool, target, index).await?
     };
     match (conn, request) {
         (Conn::Http1(mut sender), Again::Plain(mut request)) => {
@@ -307,10 +396,10 @@ async fn resend(
             let response = sender
                 .try_send_request(request)
                 .await
-                .map_err(|e| classify(e.error()))?;
+                .map_err(|e| Error::of_exchange(e.error()))?;
             Ok((response, Conn::Http1(sender)))
         }
-        (Conn::Http1(_), Again::Pinned(_)) => Err(ProxyError::UpstreamReset),
+        (Conn::Http1(_), Again::Pinned(_)) => Err(Error::Reset),
         (Conn::Http2(stream), request) => {
             let mut request = match request {
                 Again::Plain(request) => request.map(Box::pin),
@@ -321,7 +410,7 @@ async fn resend(
                 .conn
                 .send(request)
                 .await
-                .map_err(|e| classify(e.error()))?;
+                .map_err(|e| Error::of_exchange(e.error()))?;
             Ok((response, Conn::Http2(stream)))
         }
     }
@@ -331,14 +420,15 @@ async fn resend(
 /// response head. A request the endpoint did not process (handed back
 /// unsent, refused stream, above a GOAWAY's last stream) goes again once on
 /// another connection, if its body (`again`) can be sent again.
-pub(crate) async fn exchange_h2(
-    local: &WorkerLocal,
-    target: &Resend<'_>,
+async fn exchange_h2(
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
+    index: usize,
     stream: H2Stream,
     request: Request<RequestBody>,
     again: Option<Bytes>,
-    timeout: std::time::Duration,
-) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    timeout: Duration,
+) -> Result<(Response<Incoming>, Conn), Error> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut request = request.map(Box::pin);
     connect::http2_target(&mut request, target.spec.tls.is_some());
@@ -353,7 +443,7 @@ pub(crate) async fn exchange_h2(
         )
     });
     let mut failed = match tokio::time::timeout_at(deadline, stream.conn.send(request)).await {
-        Err(_) => return Err(ProxyError::ResponseTimeout),
+        Err(_) => return Err(Error::ResponseTimeout),
         Ok(Ok(response)) => return Ok((response, Conn::Http2(stream))),
         Ok(Err(e)) => e,
     };
@@ -366,18 +456,19 @@ pub(crate) async fn exchange_h2(
             *request.headers_mut() = headers;
             Again::Plain(request)
         }
-        _ => return Err(classify(failed.error())),
+        _ => return Err(Error::of_exchange(failed.error())),
     };
     tracing::debug!(
         upstream = %target.spec.name,
-        endpoint = %target.key.0,
+        endpoint = %target.key(index).0,
         error = %failed.error(),
         "HTTP/2 request not processed by the upstream: sending it again"
     );
     let avoid = stream.conn.clone();
     drop(stream);
-    match tokio::time::timeout_at(deadline, resend(local, target, request, Some(&avoid))).await {
-        Err(_) => Err(ProxyError::ResponseTimeout),
+    let again = resend(pool, target, index, request, Some(&avoid));
+    match tokio::time::timeout_at(deadline, again).await {
+        Err(_) => Err(Error::ResponseTimeout),
         Ok(result) => result,
     }
 }
@@ -406,62 +497,56 @@ fn unprocessed(e: &hyper::Error) -> bool {
 /// every request's future, which hyper keeps allocated per client
 /// connection, idle or not.
 async fn new_connection(
-    local: &WorkerLocal,
-    key: PoolKey,
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
     index: usize,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<Conn, ProxyError> {
-    Box::pin(open_connection(local, key, index, spec, snap, upstream_id)).await
+) -> Result<Conn, Error> {
+    Box::pin(open_connection(pool, target, index)).await
 }
 
 /// The body of [`new_connection`]. An HTTP/2 connection is listed in the
 /// pool and its first stream taken.
 async fn open_connection(
-    local: &WorkerLocal,
-    key: PoolKey,
+    pool: &Rc<UpstreamPool>,
+    target: &Target<'_>,
     index: usize,
-    spec: &UpstreamSpec,
-    snap: &Snapshot,
-    upstream_id: usize,
-) -> Result<Conn, ProxyError> {
-    let open = OpenUpstreamConnection::new(local, snap, upstream_id);
+) -> Result<Conn, Error> {
+    let spec = target.spec;
+    let key = target.key(index);
+    let open = OpenUpstreamConnection::new(pool, target.stats);
     let tls = spec
         .tls
         .as_deref()
         .and_then(|t| Some((&t.config, t.server_names.get(index)?)));
-    let target = connect::Target {
+    let how = connect::Target {
         addr: key.0,
         protocol: spec.protocol,
         tls,
         http2: spec.http2,
         timeout: spec.connect_timeout,
     };
-    match connect::connect(&target, open).await? {
+    match connect::connect(&how, open).await? {
         Connected::Http1(sender) => Ok(Conn::Http1(sender)),
-        Connected::Http2(sender) => Ok(Conn::Http2(
-            local.pool.h2_add(local, key, sender, spec.pool),
-        )),
+        Connected::Http2(sender) => Ok(Conn::Http2(pool.h2_add(key, sender, spec.pool))),
     }
 }
 
 /// Counts a connection an upstream opened, for `max_connections`, until the
 /// connection's task ends (it closed); then wakes requests waiting for room.
 struct OpenUpstreamConnection {
-    local: Rc<WorkerLocal>,
-    stats: Option<Arc<crate::metrics::UpstreamStats>>,
+    pool: Rc<UpstreamPool>,
+    stats: Option<Arc<UpstreamStats>>,
 }
 
 impl OpenUpstreamConnection {
-    fn new(local: &WorkerLocal, snap: &Snapshot, upstream_id: usize) -> Self {
+    fn new(pool: &Rc<UpstreamPool>, stats: Option<&Arc<UpstreamStats>>) -> Self {
         // An `Arc` clone per new connection (not per request).
-        let stats = snap.stats.upstreams.get(upstream_id).cloned();
-        if let Some(c) = stats.as_ref().and_then(|s| s.shards.get(local.id)) {
+        let stats = stats.cloned();
+        if let Some(c) = stats.as_ref().and_then(|s| s.shards.get(pool.worker())) {
             c.connections.inc();
         }
         OpenUpstreamConnection {
-            local: local.rc(),
+            pool: pool.clone(),
             stats,
         }
     }
@@ -472,28 +557,10 @@ impl Drop for OpenUpstreamConnection {
         if let Some(c) = self
             .stats
             .as_ref()
-            .and_then(|s| s.shards.get(self.local.id))
+            .and_then(|s| s.shards.get(self.pool.worker()))
         {
             c.connections.dec();
         }
-        self.local.room_freed();
-    }
-}
-
-/// Maps a hyper client error to the cause the client is told.
-fn classify(e: &hyper::Error) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.downcast_ref::<crate::data::body::BodyError>().is_some() {
-            return ProxyError::ClientBody;
-        }
-        source = err.source();
-    }
-    if e.is_parse() || e.is_parse_status() {
-        ProxyError::BadResponse
-    } else if e.is_timeout() {
-        ProxyError::ResponseTimeout
-    } else {
-        ProxyError::UpstreamReset
+        self.pool.room.freed();
     }
 }

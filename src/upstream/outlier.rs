@@ -3,13 +3,16 @@
 //! itself (its own shard, no shared write per request); the worker whose
 //! count reaches the threshold ejects the endpoint for every worker by
 //! writing one shared atomic, the "ejected until" time that every pick
-//! already reads. Ejections are rare, so that write is too.
+//! already reads. Ejections are rare, so that write is too. Nobody needs to
+//! act for an endpoint to come back; the control plane's tick only clears
+//! the time and logs the return once ([`clear_returned`]).
 
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use super::{OutlierSpec, UpstreamSpec};
 use crate::metrics::{EndpointStats, SnapshotStats};
+pub(crate) use crate::util::time::unix_ms;
 
 /// What an exchange with an endpoint showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +24,6 @@ pub(crate) enum Observed {
     ServerError,
     /// The connection could not be made.
     ConnectFailure,
-}
-
-/// Unix time in milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Counts one exchange of `worker` with endpoint `index` of upstream
@@ -71,7 +67,7 @@ pub(crate) fn observe(
 /// Ejects `endpoints[index]` unless that would hold out more than the allowed
 /// share of the upstream. The n-th ejection lasts n × the base time, capped.
 fn eject(
-    endpoints: &[std::sync::Arc<EndpointStats>],
+    endpoints: &[Arc<EndpointStats>],
     index: usize,
     outlier: &OutlierSpec,
     upstream: &str,
@@ -116,6 +112,34 @@ fn eject(
     );
 }
 
+/// Clears the ejections of `upstreams` (their endpoints' statistics in
+/// `endpoints`) that have ended by `now_ms`, and logs each return once.
+pub(crate) fn clear_returned(
+    upstreams: &[UpstreamSpec],
+    endpoints: &[Vec<Arc<EndpointStats>>],
+    now_ms: u64,
+) {
+    for (u, endpoints) in endpoints.iter().enumerate() {
+        for e in endpoints {
+            let until = e.ejected_until_ms.0.load(Ordering::Relaxed);
+            // Only one clearer wins (a tick racing a new ejection loses).
+            if until != 0
+                && until <= now_ms
+                && e.ejected_until_ms
+                    .0
+                    .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::info!(
+                    upstream = upstreams.get(u).map_or("", |s| &*s.name),
+                    endpoint = %e.addr,
+                    "ejected endpoint returned"
+                );
+            }
+        }
+    }
+}
+
 /// How long the n-th ejection lasts (for docs and tests).
 #[cfg(test)]
 fn ejection_length(outlier: &OutlierSpec, n: u32) -> std::time::Duration {
@@ -128,7 +152,6 @@ fn ejection_length(outlier: &OutlierSpec, n: u32) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn spec(pct: u32) -> OutlierSpec {
@@ -167,5 +190,19 @@ mod tests {
             .collect();
         eject(&eps2, 0, &spec(0), "u", Observed::ServerError);
         assert!(!eps2[0].is_ejected(unix_ms()));
+    }
+
+    #[test]
+    fn ended_ejections_are_cleared_once() {
+        let eps: Vec<Arc<EndpointStats>> = (0..2)
+            .map(|i| Arc::new(EndpointStats::new(([127, 0, 0, 1], 3000 + i).into(), 1)))
+            .collect();
+        eps[0].ejected_until_ms.0.store(100, Ordering::Relaxed);
+        eps[1].ejected_until_ms.0.store(300, Ordering::Relaxed);
+        let all = [eps];
+        clear_returned(&[], &all, 200);
+        assert_eq!(all[0][0].ejected_until_ms.0.load(Ordering::Relaxed), 0);
+        assert_eq!(all[0][1].ejected_until_ms.0.load(Ordering::Relaxed), 300);
+        assert!(all[0][1].is_ejected(200));
     }
 }

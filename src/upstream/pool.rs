@@ -5,24 +5,30 @@
 //! worker's shard of the pool metrics.
 //!
 //! HTTP/1.1 connections carry one exchange at a time: idle ones wait in a
-//! stack, a busy one is on loan to its exchange ([`PooledConn`]). HTTP/2
-//! connections are shared: each key lists up to `http2_max_connections` of
-//! them, and an exchange takes a stream slot on the one with the fewest
-//! streams in flight ([`H2Stream`]) until its response body ends. For the
-//! gauges an HTTP/2 connection is idle while no stream is in flight, active
-//! otherwise.
+//! stack, a busy one is on loan to its response body (a [`Lease`] on the
+//! pool's list of lent connections). HTTP/2 connections are shared: each key
+//! lists up to `http2_max_connections` of them, and an exchange takes a
+//! stream slot on the one with the fewest streams in flight ([`H2Stream`])
+//! until its response body ends. For the gauges an HTTP/2 connection is idle
+//! while no stream is in flight, active otherwise.
+//!
+//! Requests that wait for room (a connection checked in or closed, a stream
+//! ended) under `max_connections` or a full HTTP/2 connection wait on the
+//! pool's [`Room`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
 
 use super::connect::{H2Body, H2Sender, Sender};
-use super::{PoolKey, PoolSettings};
-use crate::config::Snapshot;
-use crate::data::worker::WorkerLocal;
+use super::{PoolKey, PoolSettings, UpstreamSpec};
+use crate::context::body::{Lease, Lender};
 use crate::metrics::{PoolCounters, PoolStats};
 
 struct Idle {
@@ -164,14 +170,56 @@ impl H2Conn {
 /// ends the stream on our count and wakes requests waiting for room.
 pub(crate) struct H2Stream {
     pub(crate) conn: Rc<H2Conn>,
-    local: Rc<WorkerLocal>,
+    pool: Rc<UpstreamPool>,
 }
 
 impl Drop for H2Stream {
     fn drop(&mut self) {
         self.conn.end_stream();
-        self.local.room_freed();
+        self.pool.room.freed();
     }
+}
+
+/// What requests waiting for an upstream connection wait on: a connection
+/// checked in or closed, a stream ended, an HTTP/2 connection opened.
+#[derive(Default)]
+pub(crate) struct Room {
+    waiters: Cell<usize>,
+    notify: Notify,
+}
+
+impl Room {
+    /// Wakes the waiting requests, if any (a `Cell` read otherwise: this
+    /// runs whenever a connection is freed).
+    #[inline]
+    pub(crate) fn freed(&self) {
+        if self.waiters.get() > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until room is freed, or `deadline`; false on the deadline.
+    pub(crate) async fn wait(&self, deadline: tokio::time::Instant) -> bool {
+        let notified = self.notify.notified();
+        self.waiters.set(self.waiters.get() + 1);
+        let woke = tokio::time::timeout_at(deadline, notified).await.is_ok();
+        self.waiters.set(self.waiters.get() - 1);
+        woke
+    }
+}
+
+/// A connection on loan to a response body.
+struct Lent {
+    conn: Conn,
+    key: PoolKey,
+    settings: PoolSettings,
+}
+
+/// The connections on loan, by lease id; freed slots are reused.
+#[derive(Default)]
+struct LentList {
+    slots: Vec<Option<Lent>>,
+    free: Vec<u32>,
 }
 
 /// How many HTTP/2 connections a key has, open and being opened.
@@ -180,35 +228,59 @@ pub(crate) struct H2Count {
     pub(crate) opening: u32,
 }
 
-/// One worker's upstream connections.
+/// One worker's upstream connections. Always inside an `Rc`: what it lends
+/// (leases, stream slots) points back to it.
 pub(crate) struct UpstreamPool {
+    /// This worker's index: its shard of the pool gauges.
     worker: usize,
     /// Keyed by configured addresses and transports (never by client input),
     /// so a fast non-keyed hash is safe here: three lookups per exchange.
     entries: RefCell<FxHashMap<PoolKey, Entry>>,
+    /// HTTP/1.1 connections (and HTTP/2 stream slots) on loan to response
+    /// bodies.
+    lent: RefCell<LentList>,
+    /// Where requests wait for a connection to be freed.
+    pub(crate) room: Room,
 }
 
 impl UpstreamPool {
-    pub(crate) fn new(worker: usize, snap: &Snapshot) -> Self {
+    /// The pool of worker `worker`, for these upstreams (with the pool
+    /// statistics of their addresses).
+    pub(crate) fn new(
+        worker: usize,
+        upstreams: &[UpstreamSpec],
+        stats: &HashMap<SocketAddr, Arc<PoolStats>>,
+    ) -> Rc<Self> {
         let pool = UpstreamPool {
             worker,
             entries: RefCell::new(FxHashMap::default()),
+            lent: RefCell::default(),
+            room: Room::default(),
         };
-        pool.retarget(snap);
-        pool
+        pool.retarget(upstreams, stats);
+        Rc::new(pool)
     }
 
-    /// Follows a new snapshot: the keys it lists are live; the pools of the
-    /// others close their idle connections now and the rest when their
-    /// exchanges end.
-    pub(crate) fn retarget(&self, snap: &Snapshot) {
+    /// This worker's index.
+    pub(crate) fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// Follows a new snapshot's upstreams: the keys they list are live; the
+    /// pools of the others close their idle connections now and the rest
+    /// when their exchanges end.
+    pub(crate) fn retarget(
+        &self,
+        upstreams: &[UpstreamSpec],
+        pool_stats: &HashMap<SocketAddr, Arc<PoolStats>>,
+    ) {
         let mut entries = self.entries.borrow_mut();
         for e in entries.values_mut() {
             e.live = false;
         }
-        for up in &snap.upstreams {
+        for up in upstreams {
             for (i, ep) in up.endpoints.iter().enumerate() {
-                let stats = snap.stats.pools.get(&ep.addr).cloned();
+                let stats = pool_stats.get(&ep.addr).cloned();
                 let e = entries
                     .entry(up.pool_key(i, ep.addr))
                     .or_insert_with(|| Entry::new(true));
@@ -258,8 +330,7 @@ impl UpstreamPool {
     /// A stream slot on the open HTTP/2 connection to `key` with the fewest
     /// streams in flight below `max_streams` (other than `avoid`), if any.
     pub(crate) fn h2_take(
-        &self,
-        local: &WorkerLocal,
+        self: &Rc<Self>,
         key: PoolKey,
         max_streams: u32,
         avoid: Option<&Rc<H2Conn>>,
@@ -275,7 +346,7 @@ impl UpstreamPool {
         best.take_stream();
         Some(H2Stream {
             conn: best.clone(),
-            local: local.rc(),
+            pool: self.clone(),
         })
     }
 
@@ -315,8 +386,7 @@ impl UpstreamPool {
     /// Lists a new HTTP/2 connection to `key` (unless the key is no longer
     /// configured) and takes its first stream slot.
     pub(crate) fn h2_add(
-        &self,
-        local: &WorkerLocal,
+        self: &Rc<Self>,
         key: PoolKey,
         conn: H2Sender,
         settings: PoolSettings,
@@ -347,12 +417,12 @@ impl UpstreamPool {
         conn.take_stream();
         H2Stream {
             conn,
-            local: local.rc(),
+            pool: self.clone(),
         }
     }
 
-    /// Counts an HTTP/1.1 connection to `key` as active: a [`PooledConn`]
-    /// holds it. (Counted here rather than when it is checked out or
+    /// Counts an HTTP/1.1 connection to `key` as active: it is on loan to a
+    /// response body. (Counted here rather than when it is checked out or
     /// opened, so an exchange that fails before its response head has
     /// nothing to undo, and the request's future carries no guard for it.)
     fn activate(&self, key: PoolKey) {
@@ -445,51 +515,64 @@ pub(crate) enum Conn {
     Http2(H2Stream),
 }
 
-/// A connection on loan for one exchange. `release` returns it to the pool;
-/// dropping it closes an HTTP/1.1 connection (an HTTP/2 connection only
-/// loses the stream).
-pub(crate) struct PooledConn {
-    conn: Option<Conn>,
-    key: PoolKey,
-    settings: PoolSettings,
-    local: Rc<WorkerLocal>,
-}
-
-impl PooledConn {
-    pub(crate) fn new(
-        conn: Conn,
-        key: PoolKey,
-        settings: PoolSettings,
-        local: Rc<WorkerLocal>,
-    ) -> Self {
+impl UpstreamPool {
+    /// Lends `conn` (to `key`, kept under `settings` afterwards) to the
+    /// response body of its exchange: the body gives it back when it ends,
+    /// reusable if it ended cleanly. An HTTP/2 stream slot is given back by
+    /// ending the stream.
+    pub(crate) fn lend(self: &Rc<Self>, conn: Conn, key: PoolKey, settings: PoolSettings) -> Lease {
         if let Conn::Http1(_) = conn {
-            local.pool.activate(key);
+            self.activate(key);
         }
-        PooledConn {
-            conn: Some(conn),
+        let lent = Lent {
+            conn,
             key,
             settings,
-            local,
-        }
-    }
-
-    /// The exchange completed cleanly: keep the connection for the next one.
-    pub(crate) fn release(mut self) {
-        match self.conn.take() {
-            Some(Conn::Http1(sender)) => {
-                self.local.pool.done(self.key, sender, self.settings, true);
-                self.local.room_freed();
+        };
+        let mut list = self.lent.borrow_mut();
+        let id = match list.free.pop() {
+            Some(id) => {
+                list.slots[id as usize] = Some(lent);
+                id
             }
-            // The stream slot frees up as it drops.
-            Some(Conn::Http2(_)) | None => {}
-        }
+            None => {
+                list.slots.push(Some(lent));
+                (list.slots.len() - 1) as u32
+            }
+        };
+        drop(list);
+        Lease::new(self.clone(), id)
     }
 }
 
-impl Drop for PooledConn {
-    fn drop(&mut self) {
-        if let Some(Conn::Http1(sender)) = self.conn.take() {
-            self.local.pool.done(self.key, sender, self.settings, false);
+impl Lender for UpstreamPool {
+    fn give_back(&self, id: u32, reusable: bool) {
+        let lent = {
+            let mut list = self.lent.borrow_mut();
+            let lent = list.slots.get_mut(id as usize).and_then(Option::take);
+            if lent.is_some() {
+                list.free.push(id);
+            }
+            lent
+        };
+        let Some(Lent {
+            conn,
+            key,
+            settings,
+        }) = lent
+        else {
+            return;
+        };
+        match conn {
+            Conn::Http1(sender) => {
+                self.done(key, sender, settings, reusable);
+                // A closed connection frees its room when its task ends.
+                if reusable {
+                    self.room.freed();
+                }
+            }
+            // The stream slot frees up as it drops.
+            Conn::Http2(stream) => drop(stream),
         }
     }
 }

@@ -645,7 +645,7 @@ upstream = "b"
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let metrics = Arc::new(Metrics::new(2));
-        metrics.attach(&mut snap);
+        crate::control::publish::attach_fresh(&mut snap, 2);
         let s = &snap.stats;
         // Route "ra": 3 × 2xx on worker 0, 1 × 2xx and 1 × 5xx on worker 1.
         let (w0, w1) = (

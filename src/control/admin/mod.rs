@@ -445,9 +445,7 @@ fn reload_report(r: &ReloadReport) -> Value {
 
 /// `2026-01-31T12:00:00.000Z`.
 fn rfc3339(t: SystemTime) -> String {
-    let mut out = Vec::with_capacity(24);
-    crate::middleware::iso_time(&mut out, t);
-    String::from_utf8_lossy(&out).into_owned()
+    crate::util::time::iso_string(t)
 }
 
 /// The credentials of an `Authorization: Bearer TOKEN` value (the scheme is

@@ -5,28 +5,27 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
-use super::{answer, connect_error, run, tcp, Kind};
-use crate::config::{ConnectSettings, ConnectTarget};
-use crate::data::body::ProxyBody;
-use crate::data::error::ProxyError;
-use crate::data::worker::WorkerLocal;
+use super::{answer, run, Kind};
+use crate::config::{ConnectSettings, ConnectTarget, SnapshotRef};
+use crate::context::ProxyBody;
+use crate::proxy::error::ProxyError;
+use crate::proxy::ProxyState;
+use crate::upstream::{self, connect};
 
 /// A plain `CONNECT host:port`: checked against `[connect] allow`, then TCP
-/// to the destination and a tunnel. Does not go through routes.
+/// to the destination and a tunnel. Does not go through routes, so it counts
+/// into no route's figures.
 pub(super) async fn connect(
-    local: Rc<WorkerLocal>,
+    state: Rc<ProxyState>,
+    snapshot: SnapshotRef,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let in_flight = local.request_started();
-    let snapshot = local.snapshot();
-    let started = Instant::now();
-    let mut response = match &snapshot.connect {
+    match &snapshot.connect {
         None => answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed: CONNECT is not enabled\n",
@@ -35,7 +34,7 @@ pub(super) async fn connect(
             Ok(stream) => {
                 let client_side = hyper::upgrade::on(&mut req);
                 tokio::task::spawn_local(run(
-                    local.clone(),
+                    state.clone(),
                     client_side,
                     std::future::ready(Ok(stream)),
                     settings.idle_timeout,
@@ -45,15 +44,7 @@ pub(super) async fn connect(
             }
             Err(refused) => refused,
         },
-    };
-    let guard = in_flight.answered(
-        snapshot.clone(),
-        Default::default(),
-        response.status().as_u16(),
-        started,
-    );
-    response.body_mut().set_request_guard(guard);
-    response
+    }
 }
 
 /// The destination of a CONNECT, if allowed, connected; else the answer.
@@ -83,12 +74,12 @@ async fn open_connect(
     }
     let timeout = settings.connect_timeout;
     let result = match ip {
-        Some(ip) => tcp(SocketAddr::new(ip, port), timeout).await,
+        Some(ip) => connect::tcp(SocketAddr::new(ip, port), timeout).await,
         // A listed name: tokio's resolver runs the look-up on its blocking
         // pool, never on the worker thread.
         None => match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
-            Err(_) => Err(ProxyError::ConnectTimeout),
-            Ok(Err(e)) => Err(connect_error(&e)),
+            Err(_) => Err(upstream::Error::ConnectTimeout),
+            Ok(Err(e)) => Err(upstream::Error::of_connect(&e)),
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)
@@ -96,6 +87,7 @@ async fn open_connect(
         },
     };
     result.map_err(|e| {
+        let e = ProxyError::from(e);
         tracing::debug!(target = %authority, cause = e.cause(), "CONNECT failed");
         e.response()
     })

@@ -1,5 +1,7 @@
-//! Listening sockets: one SO_REUSEPORT socket per worker per listener, so the
+//! Binding listeners: one SO_REUSEPORT socket per worker per listener, so the
 //! kernel spreads connections over the workers with no shared accept queue.
+//! Done by the control plane, at start and when a reload adds a listener;
+//! the workers only accept on what they are given.
 
 use std::io;
 use std::net::SocketAddr;

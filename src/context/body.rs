@@ -1,7 +1,10 @@
-//! Body wrappers that stream with backpressure in both directions: `RequestBody`
-//! (client → upstream) and `ProxyBody` (→ client). They enforce the body idle
-//! timeout, return the upstream connection to the pool when the response ends,
-//! and finish the access-log line with the bytes actually sent.
+//! The two bodies every phase sees, streaming with backpressure in both
+//! directions: `RequestBody` (client → upstream) and `ProxyBody` (→ client).
+//! They enforce the body idle timeout; when a response body ends it gives its
+//! upstream connection back to whoever lent it ([`Lease`]), finishes the
+//! access-log line with the bytes actually sent and counts the request into
+//! its route ([`RequestOutcome`]). What lends the connection (the worker's
+//! upstream pool) and what the figures mean are left to their layers.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -16,9 +19,10 @@ use pin_project_lite::pin_project;
 use std::future::Future as _;
 use tokio::time::Sleep;
 
-use crate::data::worker::{RequestGuard, SnapshotRef};
-use crate::middleware::LogTail;
-use crate::upstream::pool::PooledConn;
+use std::rc::Rc;
+
+use crate::log::LogTail;
+use crate::metrics::{RequestOutcome, StatsRef};
 
 /// Errors a proxied body can end with.
 #[derive(Debug)]
@@ -113,7 +117,9 @@ enum Source {
 
 /// Counts request body bytes into the route's `bytes_in` as they pass.
 pub(crate) struct BytesIn {
-    pub(crate) snapshot: SnapshotRef,
+    /// The statistics of the snapshot the request runs on (a worker-local
+    /// handle: cloning it writes no shared refcount).
+    pub(crate) stats: StatsRef,
     pub(crate) route: usize,
     pub(crate) worker: usize,
 }
@@ -154,7 +160,7 @@ impl Body for RequestBody {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.activity();
                 if let (Some(m), Some(data)) = (this.meter.as_ref(), frame.data_ref()) {
-                    if let Some(r) = m.snapshot.stats.route(m.route, m.worker) {
+                    if let Some(r) = m.stats.stats().route(m.route, m.worker) {
                         r.bytes_in.add(data.len() as u64);
                     }
                 }
@@ -193,21 +199,69 @@ pin_project! {
     }
 }
 
-/// What happens when the body ends: the pooled connection goes back, the log
-/// line is completed. Kept outside the pinned part so `Drop` can run it.
+/// What lends a response body its upstream connection, and takes it back when
+/// the body ends (the worker's upstream pool).
+pub(crate) trait Lender {
+    /// The connection on loan as `id` is back: kept for the next exchange if
+    /// `reusable` (the body ended cleanly), closed otherwise.
+    fn give_back(&self, id: u32, reusable: bool);
+}
+
+/// An upstream connection on loan to one response body. Released when the
+/// body ends cleanly; dropped early (client gone, upstream failure), it is
+/// given back as not reusable, which closes it.
+pub(crate) struct Lease {
+    lender: Option<Rc<dyn Lender>>,
+    id: u32,
+}
+
+impl Lease {
+    pub(crate) fn new(lender: Rc<dyn Lender>, id: u32) -> Self {
+        Lease {
+            lender: Some(lender),
+            id,
+        }
+    }
+
+    /// The exchange completed cleanly: the connection may serve the next one.
+    pub(crate) fn release(mut self) {
+        if let Some(lender) = self.lender.take() {
+            lender.give_back(self.id, true);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(lender) = self.lender.take() {
+            lender.give_back(self.id, false);
+        }
+    }
+}
+
+/// What happens when the body ends: the leased connection goes back, the
+/// log line is completed, the request is counted. Kept outside the pinned
+/// part so `Drop` can run it.
 struct Completion {
-    conn: Option<PooledConn>,
+    lease: Option<Lease>,
     log: Option<LogTail>,
     bytes: u64,
-    /// Counts the request as in flight until hyper drops the body.
-    request: Option<RequestGuard>,
+    /// Counted into the route's figures when hyper drops the body.
+    outcome: Option<RequestOutcome>,
 }
 
 impl Completion {
+    const NONE: Completion = Completion {
+        lease: None,
+        log: None,
+        bytes: 0,
+        outcome: None,
+    };
+
     fn finish(&mut self, completed: bool) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(lease) = self.lease.take() {
             if completed {
-                conn.release();
+                lease.release();
             }
         }
         if let Some(log) = self.log.take() {
@@ -218,10 +272,11 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        // Ended early (client gone, error): the connection is closed by dropping it.
+        // Ended early (client gone, error): the connection is closed by
+        // giving it back as not reusable.
         self.finish(false);
-        if let Some(request) = &mut self.request {
-            request.set_bytes_out(self.bytes);
+        if let Some(outcome) = self.outcome.take() {
+            outcome.count(self.bytes);
         }
     }
 }
@@ -258,8 +313,9 @@ impl ProxyBody {
         })
     }
 
-    /// The upstream's response body; `conn` returns to the pool when it ends.
-    pub(crate) fn upstream(inner: Incoming, conn: PooledConn, idle_timeout: Duration) -> Self {
+    /// The upstream's response body; the connection on `lease` goes back
+    /// when it ends.
+    pub(crate) fn upstream(inner: Incoming, lease: Lease, idle_timeout: Duration) -> Self {
         let ended = inner.is_end_stream();
         let mut body = ProxyBody {
             kind: Kind::Upstream {
@@ -267,16 +323,16 @@ impl ProxyBody {
                 idle: IdleTimer::new(idle_timeout),
             },
             done: Completion {
-                conn: Some(conn),
+                lease: Some(lease),
                 log: None,
                 bytes: 0,
-                request: None,
+                outcome: None,
             },
         };
         if ended {
             // No body to wait for (HEAD, 204, 304, Content-Length: 0).
-            if let Some(conn) = body.done.conn.take() {
-                conn.release();
+            if let Some(lease) = body.done.lease.take() {
+                lease.release();
             }
         }
         body
@@ -285,18 +341,14 @@ impl ProxyBody {
     fn with_kind(kind: Kind) -> Self {
         ProxyBody {
             kind,
-            done: Completion {
-                conn: None,
-                log: None,
-                bytes: 0,
-                request: None,
-            },
+            done: Completion::NONE,
         }
     }
 
-    /// Keeps the request counted as in flight until this body is dropped.
-    pub(crate) fn set_request_guard(&mut self, guard: RequestGuard) {
-        self.done.request = Some(guard);
+    /// Counts the request into its route's figures when this body is
+    /// dropped (its status, latency and the bytes it sent).
+    pub(crate) fn set_outcome(&mut self, outcome: RequestOutcome) {
+        self.done.outcome = Some(outcome);
     }
 
     /// Attaches the access-log line to be finished when the body ends.
@@ -332,7 +384,7 @@ impl Body for ProxyBody {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     // A broken upstream connection is never pooled.
-                    done.conn = None;
+                    done.lease = None;
                     Poll::Ready(Some(Err(BodyError::Peer(e))))
                 }
                 Poll::Ready(None) => {
@@ -341,7 +393,7 @@ impl Body for ProxyBody {
                 }
                 Poll::Pending => idle.poll_idle(cx).map(|e| {
                     // An idle upstream connection is never pooled.
-                    done.conn = None;
+                    done.lease = None;
                     Some(Err(e))
                 }),
             },

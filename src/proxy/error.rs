@@ -1,10 +1,13 @@
 //! Typed proxy errors: each maps to one status code, one short plain-text body
-//! naming the cause, and one log cause.
+//! naming the cause, and one log cause. The layers below answer with errors
+//! of their own (the upstream side, the balancer); they are mapped here.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::data::body::ProxyBody;
+use crate::balance::set::PickError;
+use crate::context::ProxyBody;
+use crate::upstream;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +170,38 @@ impl ProxyError {
 
     /// The response for this error to a gRPC call: HTTP 200 in gRPC's
     /// trailers-only form, with the `grpc-status` the error maps to (see
-    /// `data/grpc.rs`) and the cause as `grpc-message`. No allocation.
+    /// `proxy/grpc.rs`) and the cause as `grpc-message`. No allocation.
     pub fn grpc_response(self) -> Response<ProxyBody> {
-        crate::data::grpc::error_response(self)
+        super::grpc::error_response(self)
+    }
+}
+
+impl From<upstream::Error> for ProxyError {
+    fn from(e: upstream::Error) -> Self {
+        use upstream::Error as U;
+        match e {
+            U::ConnectRefused => ProxyError::ConnectRefused,
+            U::ConnectTimeout => ProxyError::ConnectTimeout,
+            U::ConnectFailed => ProxyError::ConnectFailed,
+            U::TlsVerify => ProxyError::UpstreamTlsVerify,
+            U::TlsHandshake => ProxyError::UpstreamTlsHandshake,
+            U::MaxConnections => ProxyError::MaxConnections,
+            U::MaxPending => ProxyError::MaxPending,
+            U::MaxStreams => ProxyError::MaxStreams,
+            U::Reset => ProxyError::UpstreamReset,
+            U::ResponseTimeout => ProxyError::ResponseTimeout,
+            U::BadResponse => ProxyError::BadResponse,
+            U::ClientBody => ProxyError::ClientBody,
+        }
+    }
+}
+
+impl From<PickError> for ProxyError {
+    fn from(e: PickError) -> Self {
+        match e {
+            PickError::NoEndpoint => ProxyError::NoEndpoint,
+            PickError::NoHealthyEndpoint => ProxyError::NoHealthyEndpoint,
+        }
     }
 }
 

@@ -2,14 +2,14 @@
 //! `grpc-timeout` as the call's deadline, and answering a call the proxy
 //! itself fails in gRPC's trailers-only form. The call itself is ordinary
 //! HTTP/2 to the proxy: its messages and trailers stream through
-//! `data/body.rs` like any body.
+//! `context/body.rs` like any body.
 
 use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, Version};
 
-use crate::data::body::ProxyBody;
-use crate::data::error::ProxyError;
+use super::error::ProxyError;
+use crate::context::ProxyBody;
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");

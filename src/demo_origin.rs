@@ -1,6 +1,7 @@
-//! The bundled demo origin: a small HTTP server that answers every request with
-//! the request it received (method, path, query, headers, body size) as JSON.
-//! It backs the built-in configuration so `cargo run` works with nothing else.
+//! The bundled demo origin, a module of the `strait` binary (not of the
+//! library): a small HTTP server that answers every request with the request
+//! it received (method, path, query, headers, body size) as JSON. It backs
+//! the built-in configuration so `cargo run` works with nothing else.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,7 +15,7 @@ use hyper_util::rt::TokioIo;
 
 /// Starts the demo origin on `addr` (port 0 picks one) on its own thread and
 /// returns the address it listens on.
-pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+pub(crate) fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;

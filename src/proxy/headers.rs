@@ -10,10 +10,9 @@ use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Uri};
 
+use super::error::ProxyError;
 use crate::config::ServerSettings;
-use crate::data::context::RequestContext;
-use crate::data::error::ProxyError;
-use crate::data::worker::WorkerLocal;
+use crate::context::RequestContext;
 use crate::upstream::EndpointSpec;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -87,21 +86,20 @@ pub(crate) fn prepare_headers(
     ctx: &RequestContext<'_>,
     server: &ServerSettings,
     endpoint: &EndpointSpec,
-    local: &WorkerLocal,
 ) {
     // Hop-by-hop fields were removed before the middleware chain ran (see
-    // `handler::process`), so the fields middlewares added stay.
+    // `handler::request_filter`), so the fields middlewares added stay.
     //
     // Host becomes the host the route was chosen by: a target's authority wins
     // over a Host header (RFC 9112 §3.2.2), and HTTP/2 clients send only
     // `:authority` while HTTP/1.1 needs Host.
     if ctx.uri.authority().is_some() || !headers.contains_key(header::HOST) {
         if let Some(host) = ctx.host {
-            headers.insert(header::HOST, local.slab_value(&[host.as_bytes()]));
+            headers.insert(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
         }
     }
     if server.add_forwarded_headers {
-        add_forwarded(headers, ctx, server, local);
+        add_forwarded(headers, ctx, server);
     }
     if !server.preserve_host {
         headers.insert(header::HOST, endpoint.host_value.clone());
@@ -111,12 +109,8 @@ pub(crate) fn prepare_headers(
 /// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
 /// kept (and the peer appended to X-Forwarded-For); from anyone else they are
 /// replaced, so a client cannot forge them.
-fn add_forwarded(
-    headers: &mut HeaderMap,
-    ctx: &RequestContext<'_>,
-    server: &ServerSettings,
-    local: &WorkerLocal,
-) {
+fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext<'_>, server: &ServerSettings) {
+    let slab = &ctx.tools.slab;
     let peer = ctx.client_addr.ip();
     let trusted = server.trusted_proxies.iter().any(|net| net.contains(&peer));
     let mut ip = [0u8; 48];
@@ -130,9 +124,9 @@ fn add_forwarded(
             parts.extend_from_slice(&[prior.as_bytes(), b", "]);
         }
         parts.push(ip);
-        local.slab_value(&parts)
+        slab.value(&parts)
     } else {
-        local.slab_value(&[ip])
+        slab.value(&[ip])
     };
     // `insert` also drops any extra X-Forwarded-For lines a client sent.
     headers.insert(X_FORWARDED_FOR, xff);
@@ -148,7 +142,7 @@ fn add_forwarded(
             }
             None => match ctx.host {
                 Some(host) => {
-                    headers.insert(X_FORWARDED_HOST, local.slab_value(&[host.as_bytes()]));
+                    headers.insert(X_FORWARDED_HOST, slab.value(&[host.as_bytes()]));
                 }
                 None => {
                     headers.remove(X_FORWARDED_HOST);
@@ -191,10 +185,7 @@ fn format_ip(ip: std::net::IpAddr, out: &mut [u8; 48]) -> usize {
 }
 
 /// The upstream request target in origin form (`/path?query`).
-pub(crate) fn upstream_uri(
-    ctx: &RequestContext<'_>,
-    local: &WorkerLocal,
-) -> Result<Uri, ProxyError> {
+pub(crate) fn upstream_uri(ctx: &RequestContext<'_>) -> Result<Uri, ProxyError> {
     let unchanged = std::ptr::eq(ctx.upstream_path, ctx.path) && ctx.upstream_query == ctx.query;
     if unchanged {
         if ctx.uri.scheme().is_none() && ctx.uri.authority().is_none() {
@@ -205,8 +196,11 @@ pub(crate) fn upstream_uri(
         }
     }
     let bytes = match ctx.upstream_query {
-        Some(q) => local.slab_bytes(&[ctx.upstream_path.as_bytes(), b"?", q.as_bytes()]),
-        None => local.slab_bytes(&[ctx.upstream_path.as_bytes()]),
+        Some(q) => ctx
+            .tools
+            .slab
+            .bytes(&[ctx.upstream_path.as_bytes(), b"?", q.as_bytes()]),
+        None => ctx.tools.slab.bytes(&[ctx.upstream_path.as_bytes()]),
     };
     PathAndQuery::from_maybe_shared(bytes)
         .map(Uri::from)

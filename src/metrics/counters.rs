@@ -1,0 +1,119 @@
+//! What one worker counts, per route, upstream, endpoint, pool address and
+//! for the process: plain structs of [`Counter`]s and [`Gauge`]s, one per
+//! worker inside a `Shards`, written only by that worker.
+
+use super::shard::{Counter, Gauge, Histogram};
+
+/// One worker's figures for one route.
+#[derive(Debug, Default)]
+pub(crate) struct RouteCounters {
+    /// Responses by status class.
+    pub(crate) responses: [Counter; 5],
+    /// Request body bytes received from clients.
+    pub(crate) bytes_in: Counter,
+    /// Response body bytes sent to clients.
+    pub(crate) bytes_out: Counter,
+    /// From the request head to the end of the response body.
+    pub(crate) latency: Histogram,
+}
+
+/// One worker's figures for one upstream.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamCounters {
+    /// Responses by status class (from the upstream, or the proxy's own 5xx
+    /// when the upstream failed).
+    pub(crate) responses: [Counter; 5],
+    /// Connection attempts that failed (refused, unreachable, timed out).
+    pub(crate) connect_failures: Counter,
+    /// Requests that got no response head within `response_header_timeout`.
+    pub(crate) timeouts: Counter,
+    /// Requests in flight to the upstream (for `max_requests`).
+    pub(crate) in_flight: Gauge,
+    /// Requests refused with 503 because `max_requests` was reached.
+    pub(crate) limit_rejections: Counter,
+    /// Connections open that this upstream opened (for `max_connections`).
+    pub(crate) connections: Gauge,
+    /// Requests waiting for a connection (for `max_pending`).
+    pub(crate) pending: Gauge,
+    /// Requests refused with 503: no connection within `connect_timeout`
+    /// while `max_connections` were open.
+    pub(crate) max_connections_rejections: Counter,
+    /// Requests refused with 503 because `max_pending` were waiting.
+    pub(crate) max_pending_rejections: Counter,
+    /// Retries sent (attempts after the first).
+    pub(crate) retries: Counter,
+    /// Retries not sent because the upstream's retry budget was spent.
+    pub(crate) retry_budget_exhausted: Counter,
+    /// This worker's retry budget, in milli-retries (owned by the worker).
+    pub(crate) retry_tokens: Counter,
+    /// When the budget was last refilled (ms, monotonic).
+    pub(crate) retry_refilled_ms: Counter,
+    /// Exchanges sent over a pooled connection.
+    pub(crate) pool_reused: Counter,
+    /// Exchanges that needed a new connection.
+    pub(crate) pool_new: Counter,
+    /// From sending the request to the upstream's response head.
+    pub(crate) latency: Histogram,
+}
+
+/// One worker's figures for one endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointCounters {
+    /// Requests sent to the endpoint.
+    pub(crate) requests: Counter,
+    /// Requests that failed at the endpoint (connect failure, reset, timeout,
+    /// invalid response).
+    pub(crate) failures: Counter,
+    /// Unix time (ms) of the last failure, 0 if none.
+    pub(crate) last_failure_ms: Counter,
+    /// Requests in flight at the endpoint.
+    pub(crate) in_flight: Gauge,
+    /// Outlier detection: 5xx responses in a row seen by this worker.
+    pub(crate) consecutive_5xx: Counter,
+    /// Outlier detection: failed connection attempts in a row.
+    pub(crate) consecutive_connect_failures: Counter,
+}
+
+/// One worker's connection pool figures for one address (shared by every
+/// upstream that lists it, like the pool itself).
+#[derive(Debug, Default)]
+pub(crate) struct PoolCounters {
+    /// Idle keep-alive connections.
+    pub(crate) idle: Gauge,
+    /// Connections carrying an exchange.
+    pub(crate) active: Gauge,
+}
+
+impl EndpointCounters {
+    /// Records a failed exchange.
+    pub(crate) fn failed(&self) {
+        self.failures.inc();
+        self.last_failure_ms.set(crate::util::time::unix_ms());
+    }
+}
+
+/// One worker's process-wide figures.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerCounters {
+    /// Client connections open.
+    pub(crate) connections_active: Gauge,
+    /// Client connections accepted.
+    pub(crate) connections_total: Counter,
+    /// TLS handshakes completed on client connections.
+    pub(crate) tls_handshakes: Counter,
+    /// TLS handshakes that failed, by reason (indexed like
+    /// `HandshakeFailure::ALL`).
+    pub(crate) tls_handshake_failures: [Counter; 7],
+    /// Tunnels open (upgraded connections and CONNECT tunnels).
+    pub(crate) tunnels_active: Gauge,
+    /// Tunnels opened by an `Upgrade` (or an HTTP/2 extended CONNECT).
+    pub(crate) tunnels_upgrade: Counter,
+    /// Tunnels opened by a plain `CONNECT`.
+    pub(crate) tunnels_connect: Counter,
+    /// Tunnels closed because no byte moved for their idle timeout.
+    pub(crate) tunnels_idle_closed: Counter,
+    /// Bytes carried by tunnels from the client to the upstream.
+    pub(crate) tunnel_bytes_up: Counter,
+    /// Bytes carried by tunnels from the upstream to the client.
+    pub(crate) tunnel_bytes_down: Counter,
+}

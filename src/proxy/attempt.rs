@@ -1,0 +1,309 @@
+//! Sending a request upstream: the upstream's limits, then one attempt (or
+//! the retries of `retry.rs`), each attempt in four steps: upstream peer
+//! (the balancer's pick, counted), connect (a pooled or new connection),
+//! send (the request handed to it, the response head awaited) and observe
+//! (latency to the balancer and the histogram, the connection lent to the
+//! response body).
+//!
+//! Every function here takes references only: an async fn keeps its
+//! arguments for its whole life, and this future lives inside every
+//! request's, which hyper keeps allocated per connection (idle memory).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::{headers, retry, ProxyState};
+use crate::balance::set::{observes, PickView};
+use crate::config::{Route, Snapshot, SnapshotRef};
+use crate::context::body::{BytesIn, RequestBody};
+use crate::context::{ProxyBody, RequestContext};
+use crate::upstream::exchange::{self, Target};
+use crate::upstream::outlier::Observed;
+
+/// Sends the request upstream: checks the upstream's `max_requests`, then
+/// makes one attempt, or, for a route with a retry policy and a replayable
+/// request, the boxed attempts of [`retry::forward_with_retries`].
+pub(super) async fn forward<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    route: &'a Route,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut http::HeaderMap,
+    body: &mut Option<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let target = Target {
+        spec: &snap.upstreams[route.upstream],
+        id: route.upstream,
+        stats: snap.stats.upstreams.get(route.upstream),
+        workers: snap.server.workers,
+    };
+    let spec = target.spec;
+    if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
+        if let Some(max) = spec.max_requests {
+            // Each worker allows its share of the limit: no shared counter.
+            let share = max.div_ceil(snap.server.workers.max(1) as u32);
+            if u.in_flight.get() >= i64::from(share) {
+                u.limit_rejections.inc();
+                return Err(ProxyError::MaxRequests);
+            }
+        }
+        retry::deposit(u, spec.retry_budget);
+    }
+    if let Some(policy) = route.retry.as_deref() {
+        let replayable = body.as_ref().is_some_and(|b| policy.replayable(headers, b));
+        if policy.allows_method(ctx.method) && replayable {
+            return Box::pin(retry::forward_with_retries(
+                state,
+                snap,
+                &target,
+                policy,
+                ctx,
+                headers,
+                body.take(),
+            ))
+            .await;
+        }
+    }
+    let timeout = spec.response_header_timeout;
+    attempt(
+        state,
+        snap,
+        &target,
+        ctx,
+        headers,
+        Payload::Client(body),
+        0,
+        timeout,
+    )
+    .await
+}
+
+/// What an attempt sends: the client's body as it streams in (taken from
+/// the `Option` when the connection is ready), or a buffered copy.
+pub(super) enum Payload<'p> {
+    Client(&'p mut Option<Incoming>),
+    Replay(&'p Bytes),
+}
+
+/// One attempt: the upstream peer (one not in `tried` where the balancer
+/// offers one), the headers prepared for it, a connection, the request
+/// sent, the response head awaited up to `timeout`, what it showed
+/// observed. Returns the response head with a streaming body.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attempt<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    target: &Target<'a>,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut http::HeaderMap,
+    payload: Payload<'_>,
+    tried: u64,
+    timeout: Duration,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let index = upstream_peer(state, snap, target, ctx, headers, tried)?;
+    let spec = target.spec;
+    let endpoint = &spec.endpoints[index];
+    headers::prepare_headers(headers, ctx, &snap.server, endpoint);
+    let uri = headers::upstream_uri(ctx)?;
+
+    // Connect: a pooled connection, or a new one.
+    let started = Instant::now();
+    let (conn, reused) = exchange::acquire(&state.pool, target, index).await?;
+    ctx.log.upstream_connect = Some(started.elapsed());
+    ctx.log.reused_connection = reused;
+    if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
+        if reused {
+            u.pool_reused.inc();
+        } else {
+            u.pool_new.inc();
+        }
+    }
+
+    // Send. The request is built and handed over in one synchronous step, so
+    // it never sits in this future's state across an await. An HTTP/2 stream
+    // the endpoint refuses can go again only with a body that can be sent
+    // again: a buffered one, or none.
+    let (body, again) = match payload {
+        Payload::Client(body) => {
+            let Some(body) = body.take() else {
+                return Err(ProxyError::ClientBody);
+            };
+            let meter = ctx.ids.route().map(|route| BytesIn {
+                stats: snap.clone(),
+                route,
+                worker: state.tools.id,
+            });
+            let again = body.is_end_stream().then(Bytes::new);
+            (RequestBody::new(body, spec.body_idle_timeout, meter), again)
+        }
+        Payload::Replay(data) => (RequestBody::replay(data.clone()), Some(data.clone())),
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = ctx.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = std::mem::take(headers);
+    let sent = Instant::now();
+    let exchanged = exchange::send(
+        &state.pool,
+        target,
+        index,
+        conn,
+        request,
+        again,
+        timeout,
+        (reused, sent),
+    )
+    .await;
+
+    // Observe.
+    let (response, conn) = match exchanged {
+        Ok(done) => done,
+        Err(e) => {
+            if e == crate::upstream::Error::ResponseTimeout && observes(spec) {
+                // For peak_ewma a timeout counts as a (long) latency.
+                let balancers = &state.balancers;
+                balancers.observe(snap.generation, target.id, index, timeout, sent + timeout);
+            }
+            return Err(e.into());
+        }
+    };
+    let waited = sent.elapsed();
+    ctx.log.upstream_header = Some(waited);
+    if observes(spec) {
+        let balancers = &state.balancers;
+        balancers.observe(snap.generation, target.id, index, waited, sent + waited);
+    }
+    if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
+        u.latency.observe(waited);
+    }
+    let (mut head, incoming) = response.into_parts();
+    headers::remove_hop_by_hop(&mut head.headers, ctx.arena());
+    let lease = state.pool.lend(conn, target.key(index), spec.pool);
+    Ok(Response::from_parts(
+        head,
+        ProxyBody::upstream(incoming, lease, spec.body_idle_timeout),
+    ))
+}
+
+/// The upstream peer: picks an endpoint (by the request's hash key on a
+/// hashed upstream; one not in `tried` where the balancer offers one),
+/// notes it in the log and the metric ids, and counts the attempt there and
+/// in the upstream until the answer's body ends (the request's outcome
+/// counts them down). Returns the endpoint's index.
+pub(super) fn upstream_peer(
+    state: &ProxyState,
+    snap: &Snapshot,
+    target: &Target<'_>,
+    ctx: &mut RequestContext<'_>,
+    headers: &http::HeaderMap,
+    tried: u64,
+) -> Result<usize, ProxyError> {
+    let spec = target.spec;
+    // The key of a hashed upstream, read in place from the request.
+    let key = spec
+        .hash
+        .as_ref()
+        .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
+    let view = PickView {
+        generation: snap.generation,
+        upstreams: &snap.upstreams,
+        stats: &snap.stats,
+        worker: state.tools.id,
+        now_ms: state.tools.clock.now_ms(),
+    };
+    let index = pick_untried(state, &view, target.id, spec.endpoints.len(), tried, key)?;
+    ctx.log.endpoint = Some(spec.endpoints[index].addr);
+    ctx.ids.set_endpoint(target.id, index);
+    if let Some(e) = snap.stats.endpoint((target.id, index), state.tools.id) {
+        e.requests.inc();
+        e.in_flight.inc();
+    }
+    if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
+        u.in_flight.inc();
+    }
+    Ok(index)
+}
+
+/// An endpoint index not in `tried` (a bit per index, modulo 64), where the
+/// balancer offers one within a round of picks; else its next pick.
+fn pick_untried(
+    state: &ProxyState,
+    view: &PickView<'_>,
+    upstream: usize,
+    endpoints: usize,
+    tried: u64,
+    key: Option<u64>,
+) -> Result<usize, ProxyError> {
+    let mut index = state.balancers.pick(view, upstream, key)?;
+    if tried == 0 {
+        return Ok(index);
+    }
+    for _ in 1..endpoints {
+        if tried & (1u64 << (index % 64)) == 0 {
+            break;
+        }
+        // A retry: the next candidate in the balancer's own order (a hashed
+        // upstream gives the same endpoint for the same key, so its retry
+        // falls back to no key, which picks by the upstream's fallback).
+        index = state.balancers.pick(view, upstream, None)?;
+    }
+    Ok(index)
+}
+
+/// What an attempt's outcome tells outlier detection about its endpoint.
+pub(super) fn observed(result: &Result<Response<ProxyBody>, ProxyError>) -> Observed {
+    match result {
+        Ok(r) if r.status().is_server_error() => Observed::ServerError,
+        Ok(_) => Observed::Success,
+        Err(e) if e.is_connect_failure() => Observed::ConnectFailure,
+        Err(
+            ProxyError::UpstreamReset
+            | ProxyError::ResponseTimeout
+            | ProxyError::BadResponse
+            | ProxyError::RouteTimeout,
+        ) => Observed::ServerError,
+        // Not the endpoint's doing (client body, limits, no endpoint).
+        Err(_) => Observed::Success,
+    }
+}
+
+/// Counts a failed exchange against the upstream and the endpoint it went to.
+pub(super) fn count_failure(
+    snap: &Snapshot,
+    worker: usize,
+    upstream: usize,
+    ctx: &RequestContext<'_>,
+    e: ProxyError,
+) {
+    let at_endpoint = match e {
+        e if e.is_connect_failure() => {
+            if let Some(u) = snap.stats.upstream(upstream, worker) {
+                u.connect_failures.inc();
+            }
+            true
+        }
+        ProxyError::ResponseTimeout | ProxyError::RouteTimeout => {
+            if let Some(u) = snap.stats.upstream(upstream, worker) {
+                u.timeouts.inc();
+            }
+            true
+        }
+        ProxyError::UpstreamReset | ProxyError::BadResponse => true,
+        _ => false,
+    };
+    if at_endpoint {
+        if let Some(e) = ctx
+            .ids
+            .endpoint()
+            .and_then(|id| snap.stats.endpoint(id, worker))
+        {
+            e.failed();
+        }
+    }
+}

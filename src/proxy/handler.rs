@@ -1,0 +1,208 @@
+//! The phases of one request, in the order it meets them, named as pingora
+//! names them: route, request filter (hop-by-hop removal, the middlewares'
+//! request phases), then upstream: peer, connect, send (`attempt.rs`, with
+//! retries in `retry.rs`), the failure path, and the response filter (the
+//! middlewares' response phases, innermost first). Logging ends with the
+//! response body (the access log's tail, the request's outcome).
+
+use std::rc::Rc;
+
+use http::Response;
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::{attempt, grpc, headers, ProxyState};
+use crate::config::{Route, Snapshot, SnapshotRef};
+use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
+use crate::metrics::status_class;
+use crate::middleware;
+use crate::router::RouteInput;
+use crate::upstream::outlier;
+
+/// Route → request filter → upstream → response filter.
+pub(super) async fn process<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    ctx: &mut RequestContext<'a>,
+    upstream: UpstreamRequest,
+    body: Option<Incoming>,
+) -> Response<ProxyBody> {
+    let (mut response, chain) = to_upstream(state, snap, ctx, upstream, body).await;
+    // (A separate step, so the response waits here rather than beside the
+    // exchange's state: this future is idle memory per connection.)
+    if let Some((route, ran)) = chain {
+        response_filter(route, ran, ctx, &mut response).await;
+    }
+    response
+}
+
+/// Route → request filter → upstream; returns the response and, for a
+/// routed request, its route and how many of its middlewares ran.
+async fn to_upstream<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    ctx: &mut RequestContext<'a>,
+    mut upstream: UpstreamRequest,
+    mut body: Option<Incoming>,
+) -> (Response<ProxyBody>, Option<(&'a Route, usize)>) {
+    // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its
+    // own deadline and hears the proxy's failures in gRPC form.
+    let grpc = grpc::is_call(ctx.version, &upstream.headers);
+    let Some(route_id) = route(snap, ctx, &upstream) else {
+        return (unrouted(snap, ctx, &upstream, grpc), None);
+    };
+    let route = &snap.routes[route_id];
+    let (flow, ran) = request_filter(route, ctx, &mut upstream, grpc).await;
+    let response = match flow {
+        Flow::Respond(response) => *response,
+        Flow::Continue => {
+            let (headers, body) = (&mut upstream, &mut body);
+            proxy_upstream(state, snap, route, ctx, headers, body, grpc).await
+        }
+    };
+    (response, Some((route, ran)))
+}
+
+/// The route: the first match in the snapshot's table, noted in the
+/// context, the log record and the metric ids.
+pub(super) fn route<'a>(
+    snap: &'a Snapshot,
+    ctx: &mut RequestContext<'a>,
+    upstream: &UpstreamRequest,
+) -> Option<usize> {
+    let input = RouteInput {
+        method: ctx.method,
+        host: ctx.host,
+        path: ctx.path,
+        headers: &upstream.headers,
+    };
+    let route_id = snap.router.find(&input, &mut ctx.params)?;
+    let route = &snap.routes[route_id];
+    ctx.ids.set_route(route_id);
+    ctx.log.route = &route.name;
+    ctx.log.upstream = &snap.upstreams[route.upstream].name;
+    Some(route_id)
+}
+
+/// The request filter: the client's hop-by-hop fields go first (RFC 9110
+/// §7.6.1: a client naming in `Connection` a field that a middleware sets
+/// must not strip it upstream), a gRPC call gets `TE: trailers`, then the
+/// chain's request phases run; a middleware may answer by itself. Returns
+/// the decision and how many middlewares ran.
+async fn request_filter(
+    route: &Route,
+    ctx: &mut RequestContext<'_>,
+    upstream: &mut UpstreamRequest,
+    grpc: bool,
+) -> (Flow, usize) {
+    headers::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
+    if grpc {
+        grpc::prepare(&mut upstream.headers);
+    }
+    middleware::run_request(&route.chain, ctx, upstream).await
+}
+
+/// To the upstream and back, within the route's timeout if it has one (for
+/// a gRPC call, or its `grpc-timeout` if shorter): the attempts, what their
+/// outcome tells outlier detection, the failure path, the status counted.
+async fn proxy_upstream<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    route: &'a Route,
+    ctx: &mut RequestContext<'a>,
+    upstream: &mut UpstreamRequest,
+    body: &mut Option<Incoming>,
+    grpc: bool,
+) -> Response<ProxyBody> {
+    let spec = &snap.upstreams[route.upstream];
+    let limit = match grpc {
+        false => route.timeout.map(|t| (t, ProxyError::RouteTimeout)),
+        true => grpc::limit(route.timeout, &upstream.headers),
+    };
+    let exchange = attempt::forward(state, snap, route, ctx, &mut upstream.headers, body);
+    let result = match limit {
+        None => exchange.await,
+        // Boxed: only routes with a timeout pay for the timer, and the
+        // others keep their future (idle memory) as small.
+        Some((limit, expired)) => Box::pin(tokio::time::timeout(limit, exchange))
+            .await
+            .unwrap_or(Err(expired)),
+    };
+    if let Some(id) = ctx.ids.endpoint() {
+        let observed = attempt::observed(&result);
+        outlier::observe(&snap.stats, spec, state.tools.id, id, observed);
+    }
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            failed(snap, state.tools.id, route.upstream, ctx, e, "");
+            match grpc {
+                false => e.response(),
+                true => e.grpc_response(),
+            }
+        }
+    };
+    if let Some(u) = snap.stats.upstream(route.upstream, state.tools.id) {
+        u.responses[status_class(response.status().as_u16())].inc();
+    }
+    response
+}
+
+/// The response filter: the response phases of the middlewares that ran,
+/// innermost first, so the chain is an onion. Errors pass through it too.
+pub(super) async fn response_filter(
+    route: &Route,
+    ran: usize,
+    ctx: &mut RequestContext<'_>,
+    response: &mut Response<ProxyBody>,
+) {
+    ctx.log.status = response.status().as_u16();
+    middleware::run_response(&route.chain, ran, ctx, response).await;
+}
+
+/// No route: 404 (a gRPC call: UNIMPLEMENTED), logged by the server's
+/// fallback access log if one is set.
+fn unrouted(
+    snap: &Snapshot,
+    ctx: &mut RequestContext<'_>,
+    req: &UpstreamRequest,
+    grpc: bool,
+) -> Response<ProxyBody> {
+    let e = ProxyError::NoRoute;
+    let (response, body_len) = match grpc {
+        false => (e.response(), e.body().len()),
+        true => (e.grpc_response(), 0),
+    };
+    ctx.log.cause = Some(e.cause());
+    ctx.log.status = response.status().as_u16();
+    if let Some(log) = &snap.fallback_log {
+        let _ = log.on_request(ctx, req);
+        log.log_unrouted(ctx, ctx.log.status, body_len as u64);
+    }
+    response
+}
+
+/// The failure path of an exchange: counted against the upstream and the
+/// endpoint it went to, its cause noted for the log, and one warning.
+/// `what` names the kind of request in the warning (`""` or `"upgrade "`).
+pub(super) fn failed(
+    snap: &Snapshot,
+    worker: usize,
+    upstream: usize,
+    ctx: &mut RequestContext<'_>,
+    e: ProxyError,
+    what: &str,
+) {
+    attempt::count_failure(snap, worker, upstream, ctx, e);
+    ctx.log.cause = Some(e.cause());
+    tracing::warn!(
+        route = ctx.log.route,
+        upstream = ctx.log.upstream,
+        endpoint = ?ctx.log.endpoint,
+        cause = e.cause(),
+        "{what}{} {} answered {}",
+        ctx.method,
+        ctx.path,
+        e.status().as_u16()
+    );
+}

@@ -1,0 +1,152 @@
+//! A worker: one OS thread with its own single-threaded tokio runtime and
+//! local task set, its own listening sockets and everything in
+//! [`WorkerLocal`]. It reads configuration from the published snapshot with
+//! one atomic load per request and otherwise touches nothing shared. This
+//! file starts a worker, runs it until the shutdown, and drains it;
+//! `accept.rs` is the accept loop, `connection.rs` one client connection,
+//! `local.rs` what the worker owns, `in_flight.rs` the drain's count.
+
+mod accept;
+mod connection;
+mod in_flight;
+mod local;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::config::Snapshot;
+use crate::metrics::Metrics;
+use crate::util::published::Published;
+use local::WorkerLocal;
+
+/// Code run on each worker thread before it starts serving.
+pub(crate) type StartHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// What the control plane asks of a running worker.
+pub(crate) enum WorkerCommand {
+    /// Accept on this socket (its listener, by configured address, was added
+    /// by a reload).
+    Listen(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on the listener with this configured address; its open
+    /// connections carry on.
+    Close(SocketAddr),
+}
+
+/// What a worker is started with: where snapshots are published, the
+/// metrics it writes its shard of, and the shutdown signal (subscribed by
+/// the control plane before the worker starts, so a stop is never missed).
+pub(crate) struct Shared {
+    pub(crate) snapshots: Arc<Published<Snapshot>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Starts worker `id` on its own thread, serving `listeners` (already bound,
+/// each with its configured address) and obeying `commands`.
+pub(crate) fn spawn(
+    id: usize,
+    shared: Shared,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    commands: mpsc::UnboundedReceiver<WorkerCommand>,
+    hook: Option<StartHook>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("strait-worker-{id}"))
+        .spawn(move || {
+            if let Some(hook) = hook {
+                hook(id);
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
+                    return;
+                }
+            };
+            let tasks = tokio::task::LocalSet::new();
+            tasks.block_on(&runtime, run(id, shared, listeners, commands));
+        })
+}
+
+async fn run(
+    id: usize,
+    shared: Shared,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
+) {
+    let mut shutdown = shared.shutdown.clone();
+    let local = WorkerLocal::new(id, shared.snapshots, shared.metrics, shared.shutdown);
+    // The accept loops by configured address, each with its stop signal.
+    let mut accepting: HashMap<SocketAddr, Rc<Notify>> = HashMap::new();
+    for (spec, std_listener) in listeners {
+        accept::listen(&local, &mut accepting, spec, std_listener, &shutdown);
+    }
+    tokio::task::spawn_local(housekeeping(local.clone()));
+    // Until the control plane says stop.
+    while !*shutdown.borrow_and_update() {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(command) = commands.recv() => match command {
+                WorkerCommand::Listen(spec, socket) => {
+                    accept::listen(&local, &mut accepting, spec, socket, &shutdown);
+                }
+                WorkerCommand::Close(spec) => {
+                    if let Some(stop) = accepting.remove(&spec) {
+                        stop.notify_one();
+                    }
+                }
+            },
+        }
+    }
+    // Drain: the accept loops have stopped; the worker waits for the requests
+    // in flight to end (up to the drain timeout), then returns, which closes
+    // every connection, idle keep-alive ones included.
+    let drain_timeout = local.snapshot().server.drain_timeout;
+    let drained = tokio::time::timeout(drain_timeout, local.in_flight.none_left())
+        .await
+        .is_ok();
+    // Tunnels are not requests in flight: each closed itself in order (a FIN
+    // to both peers) when the shutdown started; wait, briefly, for that.
+    crate::proxy::tunnel::closed(&local.proxy).await;
+    if drained {
+        // The last body was handed to hyper; give its connection task a
+        // moment to write it out before the connections are dropped.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    } else {
+        tracing::warn!(
+            worker = id,
+            in_flight = local.in_flight.get(),
+            "drain timeout reached: closing the remaining connections"
+        );
+    }
+    local.proxy.tools.logs.flush();
+}
+
+/// Periodic per-worker chores: close expired idle upstream connections and
+/// hand buffered log lines to the writer.
+async fn housekeeping(local: Rc<WorkerLocal>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        let tools = &local.proxy.tools;
+        tools.clock.tick();
+        tools.logs.flush();
+        n += 1;
+        if n % 5 == 0 {
+            local.proxy.pool.sweep();
+        }
+    }
+}
