@@ -857,7 +857,9 @@ async fn https_redirect_sends_plain_http_to_https_and_lets_tls_through() {
 }
 
 /// Full handshakes per second on one worker (no resumption, no request):
-/// `cargo test --release --test tls -- --ignored --nocapture`.
+/// `cargo test --release --test tls -- --ignored --nocapture`. A rate that
+/// leaves out refused handshakes would flatter a server that sheds load, so
+/// any failure fails the measurement.
 #[test]
 #[ignore]
 fn handshake_rate() {
@@ -870,6 +872,7 @@ fn handshake_rate() {
         cert_pem: String::new(),
         key_pem: String::new(),
     };
+    let mut failed = Vec::new();
     for (label, cert) in [("ECDSA P-256", &ecdsa), ("RSA 2048", &rsa)] {
         for version in ["1.3", "1.2"] {
             let config = tls_listener("https", "alpn = [\"http/1.1\"]", &[(cert, "")])
@@ -884,7 +887,7 @@ fn handshake_rate() {
                 .build()
                 .unwrap();
             let tls12 = version == "1.2";
-            let (done, elapsed) = rt.block_on(async move {
+            let (done, failures, first_error, elapsed) = rt.block_on(async move {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
                 let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12 {
                     &[&rustls::version::TLS12]
@@ -899,35 +902,52 @@ fn handshake_rate() {
                     .with_no_client_auth();
                 config.resumption = rustls::client::Resumption::disabled();
                 let config = Arc::new(config);
-                let count = Arc::new(AtomicUsize::new(0));
                 let start = Instant::now();
                 let until = start + Duration::from_secs(2);
                 let mut tasks = Vec::new();
                 for _ in 0..8 {
-                    let (config, count) = (config.clone(), count.clone());
+                    let config = config.clone();
                     tasks.push(tokio::spawn(async move {
                         let client = Client {
                             sni: Some("example.com"),
                             ..Default::default()
                         };
+                        let (mut done, mut failures, mut first_error) = (0, 0, None);
                         while Instant::now() < until {
-                            if client.connect_with(config.clone(), addr).await.is_ok() {
-                                count.fetch_add(1, Ordering::Relaxed);
+                            match client.connect_with(config.clone(), addr).await {
+                                Ok(_) => done += 1,
+                                Err(e) => {
+                                    failures += 1;
+                                    first_error.get_or_insert(e.to_string());
+                                }
                             }
                         }
+                        (done, failures, first_error)
                     }));
                 }
+                let (mut done, mut failures, mut first_error) = (0usize, 0usize, None);
                 for t in tasks {
-                    t.await.unwrap();
+                    let (d, f, e) = t.await.unwrap();
+                    done += d;
+                    failures += f;
+                    first_error = first_error.or(e);
                 }
-                (count.load(Ordering::Relaxed), start.elapsed())
+                (done, failures, first_error, start.elapsed())
             });
             println!(
-                "{label}, TLS {version}: {done} full handshakes in {:.2} s = {:.0}/s on one worker",
+                "{label}, TLS {version}: {done} full handshakes in {:.2} s = {:.0}/s on one worker ({failures} failed)",
                 elapsed.as_secs_f64(),
                 done as f64 / elapsed.as_secs_f64()
             );
+            if failures > 0 {
+                failed.push(format!(
+                    "{label}, TLS {version}: {failures} of {} handshakes failed (first: {})",
+                    done + failures,
+                    first_error.unwrap_or_default()
+                ));
+            }
             gw.shutdown();
         }
     }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
