@@ -26,29 +26,27 @@ use strait::{ConfigError, CustomRegistry, Gateway};
 
 const TOKEN: &str = "s3cret-admin-token-0123";
 
-/// A configuration file in the temp directory, removed on drop.
-struct ConfigFile(PathBuf);
+/// A configuration file `NAME.toml`, in a directory that goes with it.
+struct ConfigFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
 
 impl ConfigFile {
     fn new(name: &str, text: &str) -> ConfigFile {
-        let path =
-            std::env::temp_dir().join(format!("strait-admin-{}-{name}.toml", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        ConfigFile(path)
+        let dir = TempDir::new("admin");
+        ConfigFile {
+            path: dir.write(&format!("{name}.toml"), text),
+            _dir: dir,
+        }
     }
 
     fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
+        std::fs::write(&self.path, text).unwrap();
     }
 
     fn name(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.path.display().to_string()
     }
 }
 
@@ -58,7 +56,7 @@ fn start(file: &ConfigFile) -> Gateway {
     Gateway::builder()
         .workers(2)
         .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_file(&file.0)
+        .start_file(&file.path)
         .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
 
@@ -741,7 +739,7 @@ async fn post_reload_publishes_a_valid_file_and_refuses_an_invalid_one() {
     );
 
     // An unreadable file: 500, kind "read".
-    std::fs::remove_file(&file.0).unwrap();
+    std::fs::remove_file(&file.path).unwrap();
     let r = call(addr, "POST", "/reload", None).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["kind"], "read");
@@ -892,36 +890,21 @@ upstream = "a"
     );
 }
 
-/// Removes a test's certificate directory on drop.
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn config_and_upstreams_show_tls_http2_and_tunnels() {
     let ca = origins::TestCa::new("admin test CA");
-    let pem = RemoveDir(origins::dir());
-    let write = |name: &str, text: &str| origins::write(&pem.0, name, text);
-    let ca_file = write("ca.pem", &ca.cert_pem);
+    let pem = TempDir::new("admin-tls");
+    let ca_file = pem.write("ca.pem", &ca.cert_pem).display().to_string();
+    let files = |leaf: &origins::Leaf, name| {
+        let f = leaf.write(&pem, name);
+        (f.cert.display().to_string(), f.key.display().to_string())
+    };
     let api = ca.server(&["api.example.com", "*.api.example.com"]);
-    let (api_cert, api_key) = (
-        write("api.pem", &api.cert_pem),
-        write("api.key", &api.key_pem),
-    );
+    let (api_cert, api_key) = files(&api, "api");
     let www = ca.server(&["www.example.com", "example.com"]);
-    let (www_cert, www_key) = (
-        write("www.pem", &www.cert_pem),
-        write("www.key", &www.key_pem),
-    );
+    let (www_cert, www_key) = files(&www, "www");
     let client = ca.leaf(&["proxy.internal"], false, true);
-    let (client_cert, client_key) = (
-        write("client.pem", &client.cert_pem),
-        write("client.key", &client.key_pem),
-    );
+    let (client_cert, client_key) = files(&client, "client");
     let text = format!(
         r#"[server]
 watch_config = false

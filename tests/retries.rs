@@ -179,8 +179,8 @@ async fn the_retry_budget_bounds_the_load_on_a_failing_upstream() {
 #[tokio::test]
 async fn the_access_log_shows_the_attempts() {
     let good = Origin::fixed("good", 200, "good");
-    let log = std::env::temp_dir().join(format!("strait-retries-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let dir = TempDir::new("retries");
+    let log = dir.path("access.log");
     // The first request's first pick is the live endpoint; the second's is
     // the dead one, and its retry goes to the live one.
     let toml = config(
@@ -192,8 +192,7 @@ async fn the_access_log_shows_the_attempts() {
         "upstream = \"app\"\nretry",
         "middlewares = [\"log\"]\nupstream = \"app\"\nretry",
     ) + &format!(
-        "\n[middlewares.log]\ntype = \"access_log\"\nformat = \"json\"\noutput = \"{}\"\n",
-        log.display()
+        "\n[middlewares.log]\ntype = \"access_log\"\nformat = \"json\"\noutput = {log:?}\n"
     );
     let gw = start(&toml);
     for _ in 0..2 {
@@ -201,7 +200,6 @@ async fn the_access_log_shows_the_attempts() {
     }
     gw.shutdown();
     let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
     let mut attempts: Vec<u64> = text
         .lines()
         .map(|l| {

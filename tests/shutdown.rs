@@ -14,24 +14,19 @@ use common::*;
 struct Proxy {
     child: Child,
     addr: std::net::SocketAddr,
+    /// Its configuration file's, gone once it is.
+    _dir: TempDir,
 }
 
 impl Proxy {
     fn start(origin: std::net::SocketAddr, drain_timeout: &str) -> Proxy {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = free_addr();
         let config = format!(
             "[server]\nworkers = 1\ndrain_timeout = \"{drain_timeout}\"\n\n[admin]\nenabled = false\n\n[[listeners]]\naddress = \"{addr}\"\n\n\
              [upstreams.slow]\nendpoints = [\"{origin}\"]\n\n[[routes]]\nupstream = \"slow\"\n"
         );
-        let path = std::env::temp_dir().join(format!(
-            "strait-shutdown-{}-{port}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&path, config).unwrap();
+        let dir = TempDir::new("shutdown");
+        let path = dir.write("strait.toml", &config);
         let child = Command::new(env!("CARGO_BIN_EXE_strait"))
             .args(["--config", path.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -46,7 +41,11 @@ impl Proxy {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Proxy { child, addr }
+        Proxy {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn signal(&self, name: &str) {

@@ -104,12 +104,6 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// A loopback address that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// A `kB` field of /proc/PID/status, in bytes.
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -216,16 +216,12 @@ async fn response_trailers_pass_through_http2() {
 async fn over_tls(alpn: &[&str], protocol: &str) -> (ProtoOrigin, Reply) {
     let ca = TestCa::new("test CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["api.internal"]), alpn, None));
-    let ca_file = std::env::temp_dir().join(format!(
-        "strait-upstream-h2-ca-{}-{}.pem",
-        std::process::id(),
-        origin.addr.port()
-    ));
-    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    // Read when the gateway starts, below.
+    let pem = TempDir::new("upstream-h2");
+    let ca_file = pem.write("ca.pem", &ca.cert_pem);
     let toml = format!(
-        "{}\n[upstreams.backend.tls]\nca_file = {:?}\nserver_name = \"api.internal\"\n",
+        "{}\n[upstreams.backend.tls]\nca_file = {ca_file:?}\nserver_name = \"api.internal\"\n",
         config(origin.addr, &format!("protocol = {protocol:?}")),
-        ca_file.display().to_string()
     );
     let gw = gateway(&toml);
     let reply = tokio::time::timeout(LIMIT, get(gw.addr(), "/tls", &[]))

@@ -11,6 +11,7 @@ mod origins;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -54,8 +55,8 @@ async fn one_get(gw: &Gateway) -> Reply {
 async fn http1_over_tls_with_a_test_ca() {
     let ca = TestCa::new("test CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["127.0.0.1"]), &["http/1.1"], None));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -82,8 +83,8 @@ async fn sni_is_the_configured_server_name() {
         &["http/1.1"],
         None,
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -102,8 +103,8 @@ async fn sni_is_the_endpoint_host_name() {
         &["http/1.1"],
         None,
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let at = origin.addr;
     // `origin.test` resolves to the origin (127.0.0.1 and its port).
     let resolver = move |host: &str, _port: u16| -> io::Result<Vec<SocketAddr>> {
@@ -132,8 +133,8 @@ async fn sni_is_the_endpoint_host_name() {
 
 /// A gateway to `origin` trusting `ca`, naming `server_name`: the reply.
 async fn through(origin: &ProtoOrigin, ca: &TestCa, server_name: &str) -> Reply {
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -261,11 +262,10 @@ async fn a_client_certificate_is_presented_to_an_origin_that_requires_one() {
         &["http/1.1"],
         Some(&clients),
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let client = clients.leaf(&["proxy.internal"], false, true);
-    let cert = write(&d, "proxy.pem", &client.cert_pem);
-    let key = write(&d, "proxy.key", &client.key_pem);
+    let PemFiles { cert, key } = client.write(&d, "proxy");
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -297,13 +297,13 @@ fn refused(toml: &str) -> String {
 #[test]
 fn key_files_that_do_not_fit_are_refused_with_precise_messages() {
     let ca = TestCa::new("test CA");
-    let d = dir();
+    let d = TempDir::new("upstream-tls");
     let a = ca.leaf(&["proxy"], false, true);
     let b = ca.leaf(&["proxy"], false, true);
-    let cert = write(&d, "a.pem", &a.cert_pem);
-    let other_key = write(&d, "b.key", &b.key_pem);
-    let not_a_key = write(&d, "cert-as-key.pem", &a.cert_pem);
-    let toml = |key: &str| {
+    let cert = d.write("a.pem", &a.cert_pem);
+    let other_key = d.write("b.key", &b.key_pem);
+    let not_a_key = d.write("cert-as-key.pem", &a.cert_pem);
+    let toml = |key: &Path| {
         config(
             "127.0.0.1:9443",
             "",
@@ -336,9 +336,9 @@ async fn http_health_checks_use_the_upstream_tls_and_protocol() {
     let ca = TestCa::new("test CA");
     let other = TestCa::new("some other CA");
     let h2_origin = ProtoOrigin::tls(server_tls(&ca.server(&["api.internal"]), &["h2"], None));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
-    let wrong_ca = write(&d, "other.pem", &other.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
+    let wrong_ca = d.write("other.pem", &other.cert_pem);
     let check = "\n[upstreams.backend.health_check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n";
     let good = config(
         &h2_origin.addr.to_string(),
@@ -360,7 +360,7 @@ async fn http_health_checks_use_the_upstream_tls_and_protocol() {
         .all(|s| s.alpn.as_deref() == Some("h2")));
 
     // Trusting another CA: probes fail naming the verification error.
-    let bad = good.replace(&ca_file, &wrong_ca);
+    let bad = good.replace(&format!("{ca_file:?}"), &format!("{wrong_ca:?}"));
     gw.reload_toml("test.toml", &bad).expect("reload");
     let deadline = std::time::Instant::now() + LIMIT;
     loop {

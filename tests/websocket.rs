@@ -24,7 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use origins::{dir, server_tls, write, TestCa};
+use origins::{server_tls, TestCa};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -499,7 +499,9 @@ async fn through_tls(
         None,
     );
     let (origin, handshakes, alpns) = echo_origin_over(Some(tls)).await;
-    let ca_file = write(&dir(), "ca.pem", &trusted.cert_pem);
+    // Read when the gateway starts, below.
+    let pem = TempDir::new("websocket-tls");
+    let ca_file = pem.write("ca.pem", &trusted.cert_pem);
     let upstream = format!(
         "protocol = \"auto\"\n\n[upstreams.chat.tls]\nca_file = {ca_file:?}\nserver_name = \"ws.internal\"\n"
     );

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -130,10 +131,16 @@ impl Drop for Origin {
     }
 }
 
-/// An address where nothing listens (connection refused).
-pub fn dead_addr() -> SocketAddr {
+/// A loopback address that was free a moment ago (for a process to listen
+/// on).
+pub fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
+}
+
+/// An address where nothing listens (connection refused).
+pub fn dead_addr() -> SocketAddr {
+    free_addr()
 }
 
 /// A TCP server that accepts and reads but never answers (for timeouts).
@@ -377,4 +384,42 @@ pub async fn tcp_echo() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A directory of its own for one test's files (configurations, PEM, logs),
+/// removed on drop. Named by tag, process and a counter: the tests of one
+/// binary run in parallel, and several binaries at once.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "strait-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// The path of `name` in it (nothing is created). Written into TOML as
+    /// `{:?}`, which quotes and escapes it as a basic string.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` in it (replacing it); the file's path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -3,12 +3,12 @@
 //! HTTP/2 (h2c with prior knowledge, or over TLS by ALPN), record what they
 //! saw (SNI, ALPN, HTTP version, connections, streams in flight), and can
 //! send GOAWAY to or drop their open connections on demand; a test CA
-//! made with rcgen, and temporary files for its PEM.
+//! made with rcgen, its certificates, and their PEM written to files.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +38,38 @@ pub struct Leaf {
     pub key_pem: String,
 }
 
+/// Where a certificate and its key were written, for a configuration.
+pub struct PemFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Leaf {
+    /// The certificates of `cert_pem`, for rustls.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+
+    /// The certificate's DER, to compare with what a peer presented.
+    pub fn der(&self) -> Vec<u8> {
+        self.chain()[0].to_vec()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` in `dir`.
+    pub fn write(&self, dir: &crate::common::TempDir, name: &str) -> PemFiles {
+        PemFiles {
+            cert: dir.write(&format!("{name}.pem"), &self.cert_pem),
+            key: dir.write(&format!("{name}.key"), &self.key_pem),
+        }
+    }
+}
+
 impl TestCa {
     pub fn new(name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -59,11 +91,29 @@ impl TestCa {
     /// A certificate for `names`; `expired`: valid only in 2020; `client`:
     /// for client authentication.
     pub fn leaf(&self, names: &[&str], expired: bool, client: bool) -> Leaf {
+        let subject = [(DnType::CommonName, if client { "proxy" } else { "origin" })];
+        self.issue(names, &subject, expired, client)
+    }
+
+    /// A client certificate with no names and the subject `CN=cn, O=org`
+    /// (what a server logs of its client).
+    pub fn client(&self, cn: &str, org: &str) -> Leaf {
+        let subject = [(DnType::CommonName, cn), (DnType::OrganizationName, org)];
+        self.issue(&[], &subject, false, true)
+    }
+
+    fn issue(
+        &self,
+        names: &[&str],
+        subject: &[(DnType, &str)],
+        expired: bool,
+        client: bool,
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, if client { "proxy" } else { "origin" });
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.extended_key_usages = vec![if client {
             ExtendedKeyUsagePurpose::ClientAuth
         } else {
@@ -82,26 +132,6 @@ impl TestCa {
     }
 }
 
-/// A directory of its own for one test's PEM files (under the system's
-/// temporary directory, named by process and a counter).
-pub fn dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "strait-test-pem-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Writes `text` to `dir/name`; the file's path, for a configuration.
-pub fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
 /// A rustls server configuration for `leaf` offering `alpn`; with
 /// `client_ca`, client certificates signed by it are required.
 pub fn server_tls(
@@ -110,11 +140,6 @@ pub fn server_tls(
     client_ca: Option<&TestCa>,
 ) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -134,7 +159,7 @@ pub fn server_tls(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certs, key).unwrap();
+    let mut config = builder.with_single_cert(leaf.chain(), leaf.key()).unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Arc::new(config)
 }
