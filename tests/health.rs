@@ -47,10 +47,7 @@ struct Backend {
     name: &'static str,
     addr: SocketAddr,
     seen: Seen,
-    life: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    )>,
+    life: Option<Server>,
 }
 
 impl Backend {
@@ -88,9 +85,8 @@ impl Backend {
 
     /// Closes the listener and every connection, and waits until they are.
     fn stop(&mut self) {
-        if let Some((stop, thread)) = self.life.take() {
-            let _ = stop.send(());
-            thread.join().unwrap();
+        if let Some(mut server) = self.life.take() {
+            server.stop();
         }
     }
 
@@ -115,37 +111,19 @@ impl Backend {
     }
 
     fn run(&mut self, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (seen, name) = (self.seen.clone(), self.name);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let stream = tokio::select! {
-                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
+        self.life = Some(Server::on(listener, 0, move |stream, _| {
+            let seen = seen.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
                     let seen = seen.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let seen = seen.clone();
-                            async move { Ok::<_, Infallible>(answer(name, &seen, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-            // Dropping the runtime drops the listener and every connection.
-            drop(rt);
-        });
-        self.life = Some((stop, thread));
+                    async move { Ok::<_, Infallible>(answer(name, &seen, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        }));
     }
 }
 

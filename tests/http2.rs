@@ -189,14 +189,7 @@ async fn streams_of_one_connection_are_proxied_concurrently() {
 
 #[tokio::test]
 async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
-    // An origin that answers after 400 ms.
-    let origin = Origin::start(std::sync::Arc::new(|req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            http::Response::new(full("slow"))
-        })
-    }));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = gateway(&simple_config(&[origin.addr], ""));
     let stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
     let (mut sender, conn) =

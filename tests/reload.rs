@@ -371,14 +371,8 @@ async fn the_file_watch_reloads_a_changed_file_and_keeps_serving_a_broken_one() 
 
 #[tokio::test]
 async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
-    // An origin that answers after 500 ms, so a reload lands mid-request.
-    let origin = Origin::start(Arc::new(|req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            http::Response::new(full("slow"))
-        })
-    }));
+    // Slow enough for a reload to land mid-request.
+    let origin = Origin::slow(Duration::from_millis(500), "slow");
     let marked = |set: &str| {
         format!(
             "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[upstreams.a]\nendpoints = [\"{}\"]\n\n\

@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -86,20 +85,9 @@ impl Drop for Proxy {
     }
 }
 
-/// An origin that answers after `delay`.
-fn slow_origin(delay: Duration) -> Origin {
-    Origin::start(Arc::new(move |req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(delay).await;
-            http::Response::new(full("finished after the signal"))
-        })
-    }))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_slow_response_in_flight_then_exits_0() {
-    let origin = slow_origin(Duration::from_millis(800));
+    let origin = Origin::slow(Duration::from_millis(800), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "10s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/slow", &[]).await });
@@ -137,7 +125,7 @@ async fn idle_keep_alive_connections_do_not_hold_the_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let origin = slow_origin(Duration::from_secs(20));
+    let origin = Origin::slow(Duration::from_secs(20), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "30s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move {
@@ -169,7 +157,7 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_wait() {
-    let origin = slow_origin(Duration::from_secs(20));
+    let origin = Origin::slow(Duration::from_secs(20), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "500ms");
     let addr = proxy.addr;
     let _stuck = tokio::spawn(async move { get(addr, "/stuck", &[]).await });

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -161,19 +160,9 @@ async fn connect_failures_eject_a_dead_endpoint() {
     assert_eq!(failed, 2, "two connect failures in a row, then ejected");
 }
 
-fn slow_origin(delay: Duration) -> Origin {
-    Origin::start(Arc::new(move |req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(delay).await;
-            http::Response::new(full("slow"))
-        })
-    }))
-}
-
 #[tokio::test]
 async fn max_requests_answers_503_naming_the_limit_and_recovers() {
-    let origin = slow_origin(Duration::from_millis(400));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = start(&upstream_config(&[origin.addr], "max_requests = 2\n"), 1);
     let addr = gw.addr();
     let replies: Vec<Reply> = futures_join(
@@ -214,7 +203,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Reply>>) -> Vec<Reply> 
 
 #[tokio::test]
 async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
-    let origin = slow_origin(Duration::from_secs(2));
+    let origin = Origin::slow(Duration::from_secs(2), "slow");
     let toml = upstream_config(&[origin.addr], "").replace(
         "upstream = \"app\"\n",
         "upstream = \"app\"\ntimeout = \"300ms\"\n",
@@ -243,7 +232,7 @@ async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
 #[tokio::test]
 async fn max_connections_queues_up_to_max_pending_then_answers_503() {
     // Every request holds its connection for 400 ms.
-    let origin = slow_origin(Duration::from_millis(400));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = start(
         &upstream_config(
             &[origin.addr],
@@ -291,7 +280,7 @@ async fn max_connections_queues_up_to_max_pending_then_answers_503() {
 
 #[tokio::test]
 async fn max_connections_answers_503_when_no_connection_frees_up_in_time() {
-    let origin = slow_origin(Duration::from_millis(1500));
+    let origin = Origin::slow(Duration::from_millis(1500), "slow");
     let gw = start(
         &upstream_config(
             &[origin.addr],

@@ -9,8 +9,6 @@ mod common;
 mod origins;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -266,57 +264,35 @@ async fn h2_offers_only_h2() {
 
 /// An h2c origin (the `h2` crate's server) that resets every stream of its
 /// first connection with REFUSED_STREAM and answers 200 on the others.
-/// Returns its address and its count of accepted connections.
-fn refusing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(stream).await else {
-                        return;
-                    };
-                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                        if first {
-                            respond.send_reset(h2::Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        let mut send = respond
-                            .send_response(http::Response::new(()), false)
-                            .unwrap();
-                        let _ = send.send_data(Bytes::from_static(b"ok"), true);
-                    }
-                });
+fn refusing_origin() -> Server {
+    Server::start(|stream, n| async move {
+        let Ok(mut conn) = h2::server::handshake(stream).await else {
+            return;
+        };
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            if n == 0 {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                continue;
             }
-        });
-    });
-    (addr, accepted)
+            let mut send = respond
+                .send_response(http::Response::new(()), false)
+                .unwrap();
+            let _ = send.send_data(Bytes::from_static(b"ok"), true);
+        }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_stream_goes_again_on_another_connection() {
-    let (addr, accepted) = refusing_origin();
-    let gw = gateway_with(&config(addr, r#"protocol = "h2c""#), 1);
+    let origin = refusing_origin();
+    let gw = gateway_with(&config(origin.addr, r#"protocol = "h2c""#), 1);
     tokio::time::timeout(LIMIT, async {
         let mut client = H1::connect(gw.addr()).await;
         // Any method: the origin did not process it.
         let reply = client.send(request("DELETE", "/x", &[])).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(reply.text(), "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(origin.connections(), 2);
         // A body streamed from the client cannot be sent again: 502, as
         // for any upstream failure (a route retry policy buffers bodies).
         let post = Request::builder()

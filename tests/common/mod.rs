@@ -27,16 +27,106 @@ pub type Handler = Arc<
         + Sync,
 >;
 
+/// A TCP server on 127.0.0.1 on a thread of its own, with a runtime of its
+/// own: a test's runtime (often a single thread) neither holds it up nor is
+/// held up by it. `serve(stream, n)` is called in the accept loop for the
+/// `n`th connection (from 0) and the future it returns runs on a task.
+/// Dropping the server closes its listener, and soon its connections.
+pub struct Server {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// On an ephemeral port, with a current-thread runtime.
+    pub fn start<F, Fut>(serve: F) -> Server
+    where
+        F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::on(listener, 0, serve)
+    }
+
+    /// On `listener`, with `workers` runtime threads (0: a current-thread
+    /// runtime).
+    pub fn on<F, Fut>(listener: std::net::TcpListener, workers: usize, serve: F) -> Server
+    where
+        F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let accepted = connections.clone();
+        let thread = std::thread::spawn(move || {
+            let mut builder = if workers == 0 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            };
+            if workers > 0 {
+                builder.worker_threads(workers);
+            }
+            let rt = builder.enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let stream = tokio::select! {
+                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        _ = &mut stopped => return,
+                    };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(serve(stream, n));
+                }
+            });
+            // Dropping the runtime drops the listener and every connection.
+            drop(rt);
+        });
+        Server {
+            addr,
+            connections,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every connection, and waits until they are.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Not joined: a handler that never returns must not hang the test.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// A real HTTP/1.1 origin on 127.0.0.1 with its own runtime thread.
 pub struct Origin {
     pub addr: SocketAddr,
-    /// TCP connections accepted so far.
-    pub connections: Arc<AtomicUsize>,
     /// Requests received so far.
     pub requests: Arc<AtomicUsize>,
     /// TCP connections open now.
     pub open: Arc<AtomicUsize>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Server,
 }
 
 impl Origin {
@@ -59,59 +149,52 @@ impl Origin {
         }))
     }
 
+    /// An origin answering 200 with `body`, `delay` after the request's
+    /// body ended.
+    pub fn slow(delay: Duration, body: &'static str) -> Origin {
+        Origin::start(Arc::new(move |req| {
+            Box::pin(async move {
+                drain(req).await;
+                tokio::time::sleep(delay).await;
+                Response::new(full(body))
+            })
+        }))
+    }
+
     /// An origin with a custom handler.
     pub fn start(handler: Handler) -> Origin {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicUsize::new(0));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (conns, reqs, open_now) = (connections.clone(), requests.clone(), open.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
-                    conns.fetch_add(1, Ordering::SeqCst);
-                    open_now.fetch_add(1, Ordering::SeqCst);
-                    let handler = handler.clone();
-                    let reqs = reqs.clone();
-                    let open_now = open_now.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            reqs.fetch_add(1, Ordering::SeqCst);
-                            let fut = handler(req);
-                            async move { Ok::<_, Infallible>(fut.await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                        open_now.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            });
+        let (reqs, open_now) = (requests.clone(), open.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::on(listener, 1, move |stream, _| {
+            open_now.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let reqs = reqs.clone();
+            let open_now = open_now.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    reqs.fetch_add(1, Ordering::SeqCst);
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                open_now.fetch_sub(1, Ordering::SeqCst);
+            }
         });
         Origin {
-            addr,
-            connections,
+            addr: server.addr,
             requests,
             open,
-            stop: Some(stop),
+            server,
         }
     }
 
+    /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     pub fn requests(&self) -> usize {
@@ -120,14 +203,6 @@ impl Origin {
 
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

@@ -26,6 +26,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::common::Server;
+
 /// A certificate authority made for one test.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
@@ -182,7 +184,6 @@ pub struct Seen {
 /// trailer `x-checksum: 42`.
 pub struct ProtoOrigin {
     pub addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     /// The most streams one connection had in flight at once.
     max_in_flight: Arc<AtomicUsize>,
@@ -192,7 +193,7 @@ pub struct ProtoOrigin {
     goaway: watch::Sender<u64>,
     /// Bumped to drop every open connection at once.
     kill: watch::Sender<u64>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Server,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -210,62 +211,37 @@ impl ProtoOrigin {
     }
 
     fn start(tls: Option<Arc<rustls::ServerConfig>>) -> ProtoOrigin {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (goaway, goaway_rx) = watch::channel(0u64);
         let (kill, kill_rx) = watch::channel(0u64);
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (conns, reqs, max, seen_by) = (
-            connections.clone(),
-            requests.clone(),
-            max_in_flight.clone(),
-            seen.clone(),
-        );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
-                    conns.fetch_add(1, Ordering::SeqCst);
-                    let conn = Connection {
-                        tls: tls.clone(),
-                        requests: reqs.clone(),
-                        max_in_flight: max.clone(),
-                        seen: seen_by.clone(),
-                        goaway: goaway_rx.clone(),
-                        kill: kill_rx.clone(),
-                    };
-                    tokio::spawn(conn.serve(stream));
-                }
-            });
+        let (reqs, max, seen_by) = (requests.clone(), max_in_flight.clone(), seen.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::on(listener, 2, move |stream, _| {
+            let conn = Connection {
+                tls: tls.clone(),
+                requests: reqs.clone(),
+                max_in_flight: max.clone(),
+                seen: seen_by.clone(),
+                goaway: goaway_rx.clone(),
+                kill: kill_rx.clone(),
+            };
+            conn.serve(stream)
         });
         ProtoOrigin {
-            addr,
-            connections,
+            addr: server.addr,
             requests,
             max_in_flight,
             seen,
             goaway,
             kill,
-            stop: Some(stop),
+            server,
         }
     }
 
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     pub fn requests(&self) -> usize {
@@ -289,14 +265,6 @@ impl ProtoOrigin {
     /// Every open connection is dropped (TCP close, nothing more sent).
     pub fn kill_all(&self) {
         self.kill.send_modify(|n| *n += 1);
-    }
-}
-
-impl Drop for ProtoOrigin {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
