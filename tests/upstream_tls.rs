@@ -9,10 +9,9 @@ mod common;
 #[path = "common/origins.rs"]
 mod origins;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -179,50 +178,22 @@ async fn an_expired_or_misnamed_certificate_fails_verification() {
     );
 }
 
-/// The gateway's log lines (a global subscriber writing into memory).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init();
-        buf
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logged(text: &str) -> Vec<String> {
-    String::from_utf8_lossy(&logs().lock().unwrap())
-        .lines()
-        .filter(|l| l.contains(text))
-        .map(str::to_string)
+/// The captured warnings containing `text`.
+fn warnings(text: &str) -> Vec<String> {
+    logged(text)
+        .into_iter()
+        .filter(|l| l.contains(" WARN "))
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_names_rustls_reason_for_a_refused_certificate() {
-    logs();
+    capture_logs();
     let ca = TestCa::new("origin's CA");
     let other = TestCa::new("some other CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["logged.internal"]), &[], None));
     assert_verification_failed(&through(&origin, &other, "logged.internal").await);
-    let lines = logged("upstream TLS certificate verification failed");
+    let lines = warnings("upstream TLS certificate verification failed");
     let line = lines
         .iter()
         .find(|l| l.contains("logged.internal"))
@@ -232,7 +203,7 @@ async fn the_log_names_rustls_reason_for_a_refused_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_accepts_any_certificate_and_warns_at_load() {
-    logs();
+    capture_logs();
     let ca = TestCa::new("unknown CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["wrong.name"]), &[], None));
     let toml = config(&origin.addr.to_string(), "", "insecure_skip_verify = true")
@@ -240,17 +211,16 @@ async fn insecure_skip_verify_accepts_any_certificate_and_warns_at_load() {
         .replace("[upstreams.backend.tls]", "[upstreams.insecure_one.tls]")
         .replace("upstream = \"backend\"", "upstream = \"insecure_one\"");
     let gw = gateway(&toml);
-    let warned = logged("insecure_skip_verify = true");
+    let warned = warnings("insecure_skip_verify = true");
     assert!(
-        warned.iter().any(|l| l.contains("WARN")
-            && l.contains("upstreams.insecure_one.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)")),
+        warned.iter().any(|l| l.contains("upstreams.insecure_one.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)")),
         "{warned:?}"
     );
     let reply = one_get(&gw).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     // A reload warns again.
     gw.reload_toml("test.toml", &toml).expect("reload");
-    assert!(logged("upstreams.insecure_one.tls.insecure_skip_verify").len() >= 2);
+    assert!(warnings("upstreams.insecure_one.tls.insecure_skip_verify").len() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
