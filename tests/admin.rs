@@ -16,10 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use common::*;
-use http::Request;
-use http_body_util::Full;
 use prometheus_parse::{LineInfo, Scrape, Value as Sample};
 use serde_json::{json, Value};
 use strait::{ConfigError, CustomRegistry, Gateway};
@@ -1117,16 +1114,6 @@ upgrades = []
     assert_eq!(transport(&by_name("h2c")), h2c);
 }
 
-/// A POST with a body of `n` bytes.
-fn post(path: &str, n: usize) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "test.local")
-        .body(Full::new(Bytes::from(vec![b'x'; n])))
-        .unwrap()
-}
-
 /// Depends on the data plane counting into its shards (route, upstream,
 /// endpoint and client-connection counters); the exposition itself is
 /// unit-tested in `src/control/admin/metrics.rs`.
@@ -1194,7 +1181,7 @@ upstream = "dead"
     let mut sent_a = 0;
     for i in 0..7 {
         let r = if i % 2 == 1 {
-            client_a.send(post("/a/x", 100)).await
+            client_a.send(post("/a/x", vec![b'x'; 100])).await
         } else {
             client_a.get("/a/x").await
         };

@@ -230,13 +230,3 @@ async fn upstream_answering_before_reading_the_body_is_not_reused_half_written()
     .await
     .expect("requests did not finish in time");
 }
-
-/// A POST of `body` to `path` with a Host header.
-fn post(path: &str, body: bytes::Bytes) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "test.local")
-        .body(http_body_util::Full::new(body))
-        .unwrap()
-}

@@ -19,24 +19,6 @@ fn start(toml: &str, workers: usize) -> strait::Gateway {
         .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}"))
 }
 
-/// One sample (summed over label sets matching all `labels`) of `name` from
-/// the admin API's `/metrics`.
-async fn metric(gw: &strait::Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = get(gw.admin_addr().unwrap(), "/metrics", &[]).await.text();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let (head, _) = l.rsplit_once(' ').unwrap_or((l, ""));
-            let metric = head.split('{').next().unwrap_or("");
-            metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| head.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn upstream_config(endpoints: &[SocketAddr], extra: &str) -> String {
     let eps: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
@@ -62,7 +44,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     // one worker has seen 3 failures in a row there, every worker skips it.
     let mut before_ejection = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&gw, "strait_endpoint_ejected", &[]).await < 1.0 {
+    while metric_sum(&gw, "strait_endpoint_ejected", &[]).await < 1.0 {
         assert!(Instant::now() < deadline, "never ejected");
         let r = get(addr, "/", &[]).await;
         before_ejection += usize::from(r.status == 500);
@@ -82,7 +64,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     }
     assert_eq!(bad.requests(), seen_by_bad);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_endpoint_ejections_total",
             &[("endpoint", &bad.addr.to_string())]
@@ -95,7 +77,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     // ejection lasts twice as long.
     tokio::time::sleep(Duration::from_millis(1400)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&gw, "strait_endpoint_ejections_total", &[]).await < 2.0 {
+    while metric_sum(&gw, "strait_endpoint_ejections_total", &[]).await < 2.0 {
         assert!(
             Instant::now() < deadline,
             "not let back, or not ejected again"
@@ -132,7 +114,7 @@ async fn the_ejection_share_is_never_exceeded() {
     for _ in 0..40 {
         assert_eq!(get(gw.addr(), "/", &[]).await.status, 503);
     }
-    assert_eq!(metric(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
+    assert_eq!(metric_sum(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
     // The one left in keeps getting the traffic.
     let (a, b) = (bad_a.requests(), bad_b.requests());
     for _ in 0..10 {
@@ -179,7 +161,7 @@ async fn max_requests_answers_503_naming_the_limit_and_recovers() {
         "503 Service Unavailable: upstream max_requests limit reached\n"
     );
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("upstream", "app"), ("limit", "max_requests")]
@@ -189,7 +171,7 @@ async fn max_requests_answers_503_naming_the_limit_and_recovers() {
     );
     // Recovered once the requests in flight ended.
     assert_eq!(get(addr, "/", &[]).await.status, 200);
-    assert_eq!(metric(&gw, "strait_upstream_in_flight", &[]).await, 0.0);
+    assert_eq!(metric_sum(&gw, "strait_upstream_in_flight", &[]).await, 0.0);
 }
 
 /// Awaits every task, in order.
@@ -219,7 +201,7 @@ async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
         "answered after {took:?}"
     );
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_timeouts_total",
             &[("upstream", "app")]
@@ -261,7 +243,7 @@ async fn max_connections_queues_up_to_max_pending_then_answers_503() {
     // The waiting request reused a connection: the origin saw only two.
     assert_eq!(origin.connections(), 2);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("limit", "max_pending")]
@@ -270,10 +252,10 @@ async fn max_connections_queues_up_to_max_pending_then_answers_503() {
         1.0
     );
     assert_eq!(
-        metric(&gw, "strait_upstream_open_connections", &[]).await,
+        metric_sum(&gw, "strait_upstream_open_connections", &[]).await,
         2.0
     );
-    assert_eq!(metric(&gw, "strait_upstream_pending", &[]).await, 0.0);
+    assert_eq!(metric_sum(&gw, "strait_upstream_pending", &[]).await, 0.0);
     // Recovered.
     assert_eq!(get(addr, "/", &[]).await.status, 200);
 }
@@ -305,7 +287,7 @@ async fn max_connections_answers_503_when_no_connection_frees_up_in_time() {
     );
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("limit", "max_connections")]

@@ -295,13 +295,7 @@ async fn a_refused_stream_goes_again_on_another_connection() {
         assert_eq!(origin.connections(), 2);
         // A body streamed from the client cannot be sent again: 502, as
         // for any upstream failure (a route retry policy buffers bodies).
-        let post = Request::builder()
-            .method("POST")
-            .uri("/upload")
-            .header("host", "test.local")
-            .body(Full::new(Bytes::from_static(b"payload")))
-            .unwrap();
-        let reply = client.send(post).await;
+        let reply = client.send(post("/upload", "payload")).await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     })
     .await

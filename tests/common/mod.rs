@@ -392,6 +392,16 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Fu
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
+/// A POST with a Host header and `body`.
+pub fn post(path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "test.local")
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
 /// One request on a new connection.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     H1::connect(addr)
@@ -430,6 +440,29 @@ pub async fn metric(admin: SocketAddr, sample: &str) -> f64 {
             (name == sample).then(|| value.parse::<f64>().unwrap())
         })
         .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{text}"))
+}
+
+/// The sum of the samples of `name` (as `metric`, but without labels)
+/// whose labels include every one of `labels`, from the admin API of `gw`:
+/// a counter over every upstream, endpoint or route. 0 when none match.
+pub async fn metric_sum(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let admin = gw.admin_addr().expect("the admin API is on");
+    let reply = get(admin, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    reply
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (head, value) = l.rsplit_once(' ')?;
+            let (metric, _) = head.split_once('{').unwrap_or((head, ""));
+            let wanted = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| head.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse::<f64>().unwrap())
+        })
+        .sum()
 }
 
 /// Polls `metric` until it equals `want` or `limit` passes; returns the last value.
