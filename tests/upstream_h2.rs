@@ -22,21 +22,7 @@ use origins::*;
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn config(endpoint: SocketAddr, upstream: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{endpoint}"]
-connect_timeout = "2s"
-response_header_timeout = "5s"
-{upstream}
-
-[[routes]]
-upstream = "backend"
-"#
-    )
+    backend_config(&endpoint.to_string(), upstream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,9 +203,9 @@ async fn over_tls(alpn: &[&str], protocol: &str) -> (ProtoOrigin, Reply) {
     // Read when the gateway starts, below.
     let pem = TempDir::new("upstream-h2");
     let ca_file = pem.write("ca.pem", &ca.cert_pem);
-    let toml = format!(
-        "{}\n[upstreams.backend.tls]\nca_file = {ca_file:?}\nserver_name = \"api.internal\"\n",
-        config(origin.addr, &format!("protocol = {protocol:?}")),
+    let toml = config(
+        origin.addr,
+        &format!("protocol = {protocol:?}\n\n[upstreams.backend.tls]\nca_file = {ca_file:?}\nserver_name = \"api.internal\""),
     );
     let gw = gateway(&toml);
     let reply = tokio::time::timeout(LIMIT, get(gw.addr(), "/tls", &[]))

@@ -24,23 +24,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// One upstream `backend` at `endpoint` with `tls` as its TLS table.
 fn config(endpoint: &str, upstream: &str, tls: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{endpoint}"]
-connect_timeout = "2s"
-response_header_timeout = "5s"
-{upstream}
-
-[upstreams.backend.tls]
-{tls}
-
-[[routes]]
-upstream = "backend"
-"#
+    backend_config(
+        endpoint,
+        &format!("{upstream}\n\n[upstreams.backend.tls]\n{tls}"),
     )
 }
 

@@ -367,6 +367,26 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
+/// A gateway whose one route goes to the upstream `backend` at `endpoint`,
+/// with `upstream` (TOML lines) added to its table.
+pub fn backend_config(endpoint: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.backend]
+endpoints = ["{endpoint}"]
+connect_timeout = "2s"
+response_header_timeout = "5s"
+{upstream}
+
+[[routes]]
+upstream = "backend"
+"#
+    )
+}
+
 /// The version an origin answer names (`HTTP/1.1`, `HTTP/2.0`).
 pub fn origin_version(headers: &HeaderMap) -> Version {
     match headers.get("x-version").and_then(|v| v.to_str().ok()) {
