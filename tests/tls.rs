@@ -32,8 +32,8 @@ use origins::{Leaf, PemFiles, TestCa};
 
 // ---------------------------------------------------------------- certificates
 
-/// An RSA 2048 certificate with a PKCS#1 key (a fixture: rcgen makes
-/// neither), and its DER.
+/// An RSA 2048 certificate with a PKCS#1 key, and its DER: a fixture, since
+/// the test CA makes ECDSA keys written as PKCS#8 only.
 fn rsa_fixture() -> (PemFiles, Vec<u8>) {
     let files = PemFiles {
         cert: "tests/configs/broken/tls/rsa.pem".into(),
