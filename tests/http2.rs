@@ -15,18 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// Hang guard of each test (not a speed check).
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn h2_connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("HTTP/2 handshake with the gateway");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
 /// A request in absolute form: HTTP/2 carries scheme and authority as
 /// pseudo-headers, no Host header.
 fn h2_request(method: &str, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {

@@ -617,20 +617,6 @@ async fn slow_origin_applies_backpressure_to_the_client() {
 
 // ---------------------------------------------------------------- HTTP/2 clients
 
-async fn h2_connect(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<ClientBody> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
 fn h2_req(path: &str) -> Request<ClientBody> {
     Request::builder()
         .uri(format!("http://stream.test{path}"))

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use common::*;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use origins::*;
 
 /// Hang guard of each test (not a speed check).
@@ -171,12 +170,7 @@ async fn response_trailers_pass_through_http2() {
     let addr = gw.addr();
     tokio::time::timeout(LIMIT, async {
         // An HTTP/2 client, so trailers can reach it.
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_connect(addr).await;
         let req = Request::builder()
             .uri("http://h2.test/trailers")
             .version(Version::HTTP_2)

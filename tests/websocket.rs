@@ -23,7 +23,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use origins::{server_tls, TestCa};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -446,12 +446,7 @@ upgrades = []
 "#;
     let gw = gateway(&config(origin, "300s", plain));
     let addr = gw.addr();
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_connect(addr).await;
     let connect = |path: &str| {
         let mut req = Request::builder()
             .method(Method::CONNECT)

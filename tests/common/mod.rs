@@ -410,6 +410,25 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
         .await
 }
 
+/// An HTTP/2 client connection to `addr` (prior knowledge); the connection
+/// itself runs on a task of the test's runtime.
+pub async fn h2_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// Writes raw bytes and reads until the server closes or 2 s pass.
 pub async fn raw(addr: SocketAddr, data: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
