@@ -14,41 +14,36 @@ mod origins;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use common::*;
-use http::Request;
-use http_body_util::Full;
 use prometheus_parse::{LineInfo, Scrape, Value as Sample};
 use serde_json::{json, Value};
 use strait::{ConfigError, CustomRegistry, Gateway};
 
 const TOKEN: &str = "s3cret-admin-token-0123";
 
-/// A configuration file in the temp directory, removed on drop.
-struct ConfigFile(PathBuf);
+/// A configuration file `NAME.toml`, in a directory that goes with it.
+struct ConfigFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
 
 impl ConfigFile {
     fn new(name: &str, text: &str) -> ConfigFile {
-        let path =
-            std::env::temp_dir().join(format!("strait-admin-{}-{name}.toml", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        ConfigFile(path)
+        let dir = TempDir::new("admin");
+        ConfigFile {
+            path: dir.write(&format!("{name}.toml"), text),
+            _dir: dir,
+        }
     }
 
     fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
+        std::fs::write(&self.path, text).unwrap();
     }
 
     fn name(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.path.display().to_string()
     }
 }
 
@@ -58,7 +53,7 @@ fn start(file: &ConfigFile) -> Gateway {
     Gateway::builder()
         .workers(2)
         .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_file(&file.0)
+        .start_file(&file.path)
         .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
 
@@ -216,11 +211,58 @@ async fn scrape_until(addr: SocketAddr, done: impl Fn(&Metrics) -> bool) -> Metr
     }
 }
 
+/// Milliseconds since the Unix epoch of an admin timestamp
+/// (`2024-05-06T07:08:09.010Z`), panicking on any other form: a test then
+/// holds the value between two clock readings, which a local time, a wrong
+/// epoch or seconds for milliseconds would all miss.
+fn unix_ms(t: &str) -> u64 {
+    let b = t.as_bytes();
+    let shape_ok = b.len() == 24
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            23 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(
+        shape_ok,
+        "not an RFC 3339 UTC time with milliseconds: {t:?}"
+    );
+    let n = |from: usize, to: usize| t[from..to].parse::<i64>().unwrap();
+    let (year, month, day) = (n(0, 4), n(5, 7), n(8, 10));
+    // Days from 1970-01-01 in the proleptic Gregorian calendar, counting
+    // years from March so that the leap day ends a year.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let ms = ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60_000 + n(17, 19) * 1000 + n(20, 23);
+    u64::try_from(ms).unwrap()
+}
+
+/// `t` in milliseconds since the Unix epoch, as the admin API rounds it.
+fn ms_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn unix_ms_reads_admin_timestamps() {
+    assert_eq!(unix_ms("1970-01-01T00:00:00.000Z"), 0);
+    assert_eq!(unix_ms("2000-03-01T00:00:00.001Z"), 951_868_800_001);
+    assert_eq!(unix_ms("2024-02-29T23:59:59.999Z"), 1_709_251_199_999);
+}
+
 #[tokio::test]
 async fn every_endpoint_answers_with_its_documented_shape() {
     let origin = Origin::fixed("app", 200, "hello");
     let file = ConfigFile::new("shape", &simple(origin.addr, ""));
+    let (before_start, clock_before_start) = (SystemTime::now(), Instant::now());
     let gw = start(&file);
+    let after_start = SystemTime::now();
     let addr = admin(&gw);
     assert_eq!(get(gw.addr(), "/x", &[]).await.status, 200);
 
@@ -252,12 +294,19 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(content_type(&r), "application/json");
     let s = r.json();
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
-    assert!(s["uptime_seconds"].is_u64(), "{s}");
+    let uptime = s["uptime_seconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        uptime <= clock_before_start.elapsed().as_secs(),
+        "uptime {uptime} s, longer than the test has run: {s}"
+    );
     for t in ["started_at", "loaded_at"] {
         let v = s[t].as_str().unwrap_or_else(|| panic!("{t}: {s}"));
+        let at = unix_ms(v);
         assert!(
-            v.len() == 24 && v.ends_with('Z') && v.as_bytes()[10] == b'T',
-            "{t} = {v}"
+            (ms_of(before_start)..=ms_of(after_start)).contains(&at),
+            "{t} = {v}, not while the gateway started"
         );
     }
     assert_eq!(s["generation"], 1);
@@ -340,7 +389,22 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(c["middlewares"], json!({}));
     assert_eq!(c["connect"], Value::Null);
 
-    // GET /upstreams.
+    // GET /upstreams, once the request to /x is counted (when its response
+    // body has ended, a moment after the client read it) and its connection
+    // is back in the pool: then every counter has a known value.
+    let endpoint = origin.addr.to_string();
+    scrape_until(addr, |m| {
+        m.try_get(
+            "strait_endpoint_requests_total",
+            &[("upstream", "app"), ("endpoint", &endpoint)],
+        ) == Some(1.0)
+            && m.try_get(
+                "strait_endpoint_in_flight",
+                &[("upstream", "app"), ("endpoint", &endpoint)],
+            ) == Some(0.0)
+            && m.try_get("strait_pool_idle_connections", &[("endpoint", &endpoint)]) == Some(1.0)
+    })
+    .await;
     let r = call(addr, "GET", "/upstreams", None).await;
     assert_eq!(r.status, 200);
     let u = r.json();
@@ -359,23 +423,25 @@ async fn every_endpoint_answers_with_its_documented_shape() {
     assert_eq!(ep["weight"], 1);
     assert_eq!(ep["healthy"], true);
     assert_eq!(ep["health_checked"], false);
-    for k in ["in_flight", "requests", "failures"] {
-        assert!(ep[k].is_u64(), "{k}: {ep}");
-    }
+    assert_eq!(ep["in_flight"], 0, "{ep}");
+    assert_eq!(ep["requests"], 1, "{ep}");
+    assert_eq!(ep["failures"], 0, "{ep}");
     assert!(ep["last_failure"].is_null(), "{ep}");
-    assert!(
-        ep["pool"]["idle"].is_u64() && ep["pool"]["active"].is_u64(),
-        "{ep}"
-    );
+    assert_eq!(ep["pool"], json!({ "idle": 1, "active": 0 }), "{ep}");
     assert_eq!(app["totals"]["endpoints"], 1);
     assert_eq!(app["totals"]["healthy"], 1);
-    for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
-        assert!(app["responses"][class].is_u64(), "{app}");
-    }
-    for k in ["connect_failures", "timeouts"] {
-        assert!(app[k].is_u64(), "{k}: {app}");
-    }
-    assert!(app["connections"]["reused"].is_u64() && app["connections"]["new"].is_u64());
+    assert_eq!(
+        app["responses"],
+        json!({ "1xx": 0, "2xx": 1, "3xx": 0, "4xx": 0, "5xx": 0 }),
+        "{app}"
+    );
+    assert_eq!(app["connect_failures"], 0, "{app}");
+    assert_eq!(app["timeouts"], 0, "{app}");
+    assert_eq!(
+        app["connections"],
+        json!({ "reused": 0, "new": 1 }),
+        "{app}"
+    );
 
     // GET /metrics: classic text by default, OpenMetrics when asked for.
     let m = scrape(addr, None).await;
@@ -670,7 +736,7 @@ async fn post_reload_publishes_a_valid_file_and_refuses_an_invalid_one() {
     );
 
     // An unreadable file: 500, kind "read".
-    std::fs::remove_file(&file.0).unwrap();
+    std::fs::remove_file(&file.path).unwrap();
     let r = call(addr, "POST", "/reload", None).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["kind"], "read");
@@ -821,36 +887,21 @@ upstream = "a"
     );
 }
 
-/// Removes a test's certificate directory on drop.
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn config_and_upstreams_show_tls_http2_and_tunnels() {
     let ca = origins::TestCa::new("admin test CA");
-    let pem = RemoveDir(origins::dir());
-    let write = |name: &str, text: &str| origins::write(&pem.0, name, text);
-    let ca_file = write("ca.pem", &ca.cert_pem);
+    let pem = TempDir::new("admin-tls");
+    let ca_file = pem.write("ca.pem", &ca.cert_pem).display().to_string();
+    let files = |leaf: &origins::Leaf, name| {
+        let f = leaf.write(&pem, name);
+        (f.cert.display().to_string(), f.key.display().to_string())
+    };
     let api = ca.server(&["api.example.com", "*.api.example.com"]);
-    let (api_cert, api_key) = (
-        write("api.pem", &api.cert_pem),
-        write("api.key", &api.key_pem),
-    );
+    let (api_cert, api_key) = files(&api, "api");
     let www = ca.server(&["www.example.com", "example.com"]);
-    let (www_cert, www_key) = (
-        write("www.pem", &www.cert_pem),
-        write("www.key", &www.key_pem),
-    );
+    let (www_cert, www_key) = files(&www, "www");
     let client = ca.leaf(&["proxy.internal"], false, true);
-    let (client_cert, client_key) = (
-        write("client.pem", &client.cert_pem),
-        write("client.key", &client.key_pem),
-    );
+    let (client_cert, client_key) = files(&client, "client");
     let text = format!(
         r#"[server]
 watch_config = false
@@ -1063,16 +1114,6 @@ upgrades = []
     assert_eq!(transport(&by_name("h2c")), h2c);
 }
 
-/// A POST with a body of `n` bytes.
-fn post(path: &str, n: usize) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "test.local")
-        .body(Full::new(Bytes::from(vec![b'x'; n])))
-        .unwrap()
-}
-
 /// Depends on the data plane counting into its shards (route, upstream,
 /// endpoint and client-connection counters); the exposition itself is
 /// unit-tested in `src/control/admin/metrics.rs`.
@@ -1107,7 +1148,9 @@ upstream = "dead"
         a = origin.addr
     );
     let file = ConfigFile::new("metrics", &text);
+    let before_start = Instant::now();
     let gw = start(&file);
+    let after_start = Instant::now();
     let addr = admin(&gw);
     let (a, d) = (origin.addr.to_string(), dead.to_string());
 
@@ -1138,7 +1181,7 @@ upstream = "dead"
     let mut sent_a = 0;
     for i in 0..7 {
         let r = if i % 2 == 1 {
-            client_a.send(post("/a/x", 100)).await
+            client_a.send(post("/a/x", vec![b'x'; 100])).await
         } else {
             client_a.get("/a/x").await
         };
@@ -1147,6 +1190,7 @@ upstream = "dead"
     }
     let mut client_d = H1::connect(gw.addr()).await;
     let mut sent_d = 0;
+    let before_failures = SystemTime::now();
     for _ in 0..3 {
         let r = client_d.get("/dead/x").await;
         assert_eq!(r.status, 502);
@@ -1170,6 +1214,8 @@ upstream = "dead"
             ) == Some(0.0)
     })
     .await;
+    // Once the failures are counted, their time is set too.
+    let after_failures = SystemTime::now();
     let responses = |r: &str, class: &str| {
         m.get(
             "strait_route_responses_total",
@@ -1283,7 +1329,23 @@ upstream = "dead"
     assert_eq!(m.get("strait_reloads_total", &[("result", "failed")]), 0.0);
     assert_eq!(m.get("strait_config_generation", &[]), 1.0);
     assert_eq!(m.get("strait_workers", &[]), 2.0);
-    assert!(m.get("strait_uptime_seconds", &[]) >= 0.0);
+    // Uptime counts from the start in seconds, in /status too (whole ones,
+    // on the same clock), and moves between two scrapes (fractional).
+    let earliest = after_start.elapsed().as_secs_f64();
+    let first = scrape(addr, None).await.get("strait_uptime_seconds", &[]);
+    let status = call(addr, "GET", "/status", None).await.json()["uptime_seconds"]
+        .as_u64()
+        .expect("uptime_seconds");
+    let second = scrape(addr, None).await.get("strait_uptime_seconds", &[]);
+    let latest = before_start.elapsed().as_secs_f64();
+    assert!(
+        earliest <= first && first < second && second <= latest,
+        "uptime {first} s then {second} s; the gateway has run between {earliest} s and {latest} s"
+    );
+    assert!(
+        first.floor() as u64 <= status && status <= second.floor() as u64,
+        "/status says {status} s between scrapes saying {first} s and {second} s"
+    );
 
     // /upstreams tells the same.
     let u = call(addr, "GET", "/upstreams", None).await.json();
@@ -1296,7 +1358,13 @@ upstream = "dead"
     assert_eq!(ua["responses"]["2xx"], 7);
     assert_eq!(ua["connections"], json!({ "reused": 6, "new": 1 }));
     assert_eq!(ud["endpoints"][0]["failures"], 3);
-    assert!(ud["endpoints"][0]["last_failure"].is_string(), "{ud}");
+    let last_failure = ud["endpoints"][0]["last_failure"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ud}"));
+    assert!(
+        (ms_of(before_failures)..=ms_of(after_failures)).contains(&unix_ms(last_failure)),
+        "last_failure {last_failure}, not while the failing requests ran"
+    );
     assert_eq!(ud["connect_failures"], 3);
     assert_eq!(ud["totals"]["failures"], 3);
 

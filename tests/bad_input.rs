@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Hang guard of each test (not a speed check).
@@ -196,13 +196,9 @@ async fn client_disconnecting_mid_request_body_breaks_nothing() {
             let mut client = H1::connect(gw.addr()).await;
             for i in 0..3 {
                 let body = vec![b'b'; 1000 + i];
-                let req = Request::builder()
-                    .method("POST")
-                    .uri(format!("/after/{round}/{i}"))
-                    .header("host", "test.local")
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap();
-                let r = client.send(req).await;
+                let r = client
+                    .send(post(&format!("/after/{round}/{i}"), body))
+                    .await;
                 assert_eq!(r.status, 200, "{}", r.text());
                 assert_eq!(r.json()["path"], format!("/after/{round}/{i}"));
                 assert_eq!(r.json()["body_bytes"], 1000 + i as u64);

@@ -10,11 +10,9 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::Response;
 
 /// No test waits longer than this for its requests.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -351,13 +349,7 @@ async fn load_with_a_slow_origin(balance: &str, fast: &Origin, slow: &Origin) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn least_request_and_peak_ewma_avoid_a_slow_origin() {
     let fast = Origin::fixed("fast", 200, "ok");
-    let slow = Origin::start(Arc::new(|req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Response::new(full("slow"))
-        })
-    }));
+    let slow = Origin::slow(Duration::from_millis(50), "slow");
     let (_, rr) = load_with_a_slow_origin("round_robin", &fast, &slow).await;
     let (_, lr) = load_with_a_slow_origin("least_request", &fast, &slow).await;
     let (_, pe) = load_with_a_slow_origin("peak_ewma", &fast, &slow).await;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -150,12 +150,7 @@ async fn a_dead_destination_answers_502() {
 async fn an_http2_connect_tunnels_too() {
     let echo = tcp_echo().await;
     let gw = gateway(&config(&format!("[connect]\nallow = [\"{echo}\"]\n")));
-    let stream = TcpStream::connect(gw.addr()).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_connect(gw.addr()).await;
     let req = Request::builder()
         .method(Method::CONNECT)
         .uri(echo.to_string())

@@ -573,12 +573,7 @@ impl Service<HttpRequest<Body>> for H2 {
 }
 
 async fn h2_client(gateway: SocketAddr) -> Grpc<H2> {
-    let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let sender = h2_connect(gateway).await;
     Grpc::with_origin(H2(sender), "http://grpc.test".parse().unwrap())
 }
 
@@ -694,12 +689,7 @@ match = {{ path_prefix = "/other" }}
 async fn raw_trailers_only_answer_for_a_dead_upstream() {
     let gw = grpc_gateway(dead_addr(), "");
     tokio::time::timeout(LIMIT, async {
-        let stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_connect(gw.addr()).await;
         let request = |content_type: &str| {
             HttpRequest::builder()
                 .method("POST")

@@ -9,10 +9,9 @@
 mod common;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -47,10 +46,7 @@ struct Backend {
     name: &'static str,
     addr: SocketAddr,
     seen: Seen,
-    life: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    )>,
+    life: Option<Server>,
 }
 
 impl Backend {
@@ -88,9 +84,8 @@ impl Backend {
 
     /// Closes the listener and every connection, and waits until they are.
     fn stop(&mut self) {
-        if let Some((stop, thread)) = self.life.take() {
-            let _ = stop.send(());
-            thread.join().unwrap();
+        if let Some(mut server) = self.life.take() {
+            server.stop();
         }
     }
 
@@ -115,37 +110,19 @@ impl Backend {
     }
 
     fn run(&mut self, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (seen, name) = (self.seen.clone(), self.name);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let stream = tokio::select! {
-                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
+        self.life = Some(Server::on(listener, 0, move |stream, _| {
+            let seen = seen.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
                     let seen = seen.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let seen = seen.clone();
-                            async move { Ok::<_, Infallible>(answer(name, &seen, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-            // Dropping the runtime drops the listener and every connection.
-            drop(rt);
-        });
-        self.life = Some((stop, thread));
+                    async move { Ok::<_, Infallible>(answer(name, &seen, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        }));
     }
 }
 
@@ -248,42 +225,12 @@ fn config(endpoints: &[SocketAddr], check: &str) -> String {
     toml
 }
 
-/// The gateway's log lines (a global subscriber writing into memory), to
-/// count state changes.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init();
-        buf
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Log lines about endpoint `addr` containing `text`.
-fn logged(addr: SocketAddr, text: &str) -> Vec<String> {
+fn logged_about(addr: SocketAddr, text: &str) -> Vec<String> {
     let field = format!("endpoint={addr}");
-    String::from_utf8_lossy(&logs().lock().unwrap())
-        .lines()
-        .filter(|l| l.contains(text) && l.split_whitespace().any(|w| w == field))
-        .map(str::to_string)
+    logged(text)
+        .into_iter()
+        .filter(|l| l.split_whitespace().any(|w| w == field))
         .collect()
 }
 
@@ -292,7 +239,7 @@ fn logged(addr: SocketAddr, text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_stopped_origin_is_marked_down_within_its_thresholds_and_up_when_it_returns() {
-    logs();
+    capture_logs();
     let a = Backend::start("a");
     let mut b = Backend::start("b");
     let (interval, timeout, threshold) =
@@ -352,7 +299,7 @@ async fn a_stopped_origin_is_marked_down_within_its_thresholds_and_up_when_it_re
     assert_eq!(b.requests(), before + 20);
 
     // Each change of state logged once, not once per probe; a stayed quiet.
-    let down_lines = logged(b.addr, "endpoint marked down");
+    let down_lines = logged_about(b.addr, "endpoint marked down");
     assert_eq!(down_lines.len(), 1, "{down_lines:#?}");
     assert!(down_lines[0].contains("WARN"), "{}", down_lines[0]);
     assert!(
@@ -361,16 +308,16 @@ async fn a_stopped_origin_is_marked_down_within_its_thresholds_and_up_when_it_re
         "{}",
         down_lines[0]
     );
-    let up_lines = logged(b.addr, "endpoint marked up");
+    let up_lines = logged_about(b.addr, "endpoint marked up");
     assert_eq!(up_lines.len(), 1, "{up_lines:#?}");
     assert!(up_lines[0].contains("INFO"), "{}", up_lines[0]);
-    assert!(logged(a.addr, "endpoint marked").is_empty());
+    assert!(logged_about(a.addr, "endpoint marked").is_empty());
     gw.shutdown();
 }
 
 #[tokio::test]
 async fn http_check_expects_statuses_and_sends_the_configured_host() {
-    logs();
+    capture_logs();
     let a = Backend::start("a");
     let b = Backend::start("b");
     a.set_health(204);
@@ -409,20 +356,20 @@ async fn http_check_expects_statuses_and_sends_the_configured_host() {
     let by = spread(&gw, "/y", 30).await;
     assert_eq!((by["a"], by["b"]), (15, 15), "{by:?}");
     assert_eq!(
-        logged(b.addr, "endpoint marked down")
+        logged_about(b.addr, "endpoint marked down")
             .iter()
             .filter(|l| l.contains("cause=status 503"))
             .count(),
         1
     );
     // a was never marked down.
-    assert!(logged(a.addr, "endpoint marked").is_empty());
+    assert!(logged_about(a.addr, "endpoint marked").is_empty());
     gw.shutdown();
 }
 
 #[tokio::test]
 async fn tcp_check_marks_a_closed_port_down_and_up_again() {
-    logs();
+    capture_logs();
     let a = Backend::start("a");
     let mut b = Backend::start("b");
     let gw = gateway_with(&config(&[a.addr, b.addr], &health_check("tcp", "")), 2);
@@ -459,7 +406,7 @@ async fn tcp_check_marks_a_closed_port_down_and_up_again() {
 
 #[tokio::test]
 async fn all_endpoints_down_answers_503_unless_the_check_fails_open() {
-    logs();
+    capture_logs();
     let a = Backend::start("a");
     let b = Backend::start("b");
     a.set_health(500);
@@ -513,7 +460,7 @@ async fn all_endpoints_down_answers_503_unless_the_check_fails_open() {
 
 #[tokio::test]
 async fn health_state_survives_reloads_and_the_checker_follows_them() {
-    logs();
+    capture_logs();
     let a = Backend::start("a");
     let b = Backend::start("b");
     let c = Backend::start("c");
@@ -541,7 +488,7 @@ async fn health_state_survives_reloads_and_the_checker_follows_them() {
     // b comes back through probes, exactly once.
     b.set_health(200);
     wait_for("b marked up", || healthy(&gw, "backend", b.addr)).await;
-    assert_eq!(logged(b.addr, "endpoint marked up").len(), 1);
+    assert_eq!(logged_about(b.addr, "endpoint marked up").len(), 1);
 
     // c goes down; a reload that changes only the check's settings keeps
     // the state (the probe task restarts with the new settings).

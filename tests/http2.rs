@@ -15,18 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// Hang guard of each test (not a speed check).
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn h2_connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("HTTP/2 handshake with the gateway");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
 /// A request in absolute form: HTTP/2 carries scheme and authority as
 /// pseudo-headers, no Host header.
 fn h2_request(method: &str, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
@@ -189,14 +177,7 @@ async fn streams_of_one_connection_are_proxied_concurrently() {
 
 #[tokio::test]
 async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
-    // An origin that answers after 400 ms.
-    let origin = Origin::start(std::sync::Arc::new(|req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            http::Response::new(full("slow"))
-        })
-    }));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = gateway(&simple_config(&[origin.addr], ""));
     let stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
     let (mut sender, conn) =

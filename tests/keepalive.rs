@@ -4,9 +4,6 @@
 mod common;
 use common::*;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,39 +57,8 @@ async fn new_client_connection_per_request_still_reuses_upstream_connections() {
     );
 }
 
-/// A server on 127.0.0.1 with its own runtime thread that runs `serve` on a
-/// task for each accepted connection. Returns its address and the number of
-/// connections accepted so far.
-fn counting_server<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let conns = connections.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((stream, _)) = listener.accept().await {
-                conns.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream));
-            }
-        });
-    });
-    (addr, connections)
-}
-
-/// An origin whose hyper server has keep-alive off: it answers every request
-/// with `Connection: close` and closes the connection.
-fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    counting_server(|stream| async move {
+fn closing_origin() -> Server {
+    Server::start(|stream, _| async move {
         let service = hyper::service::service_fn(|req| async move {
             drain(req).await;
             Ok::<_, std::convert::Infallible>(http::Response::new(full("closing")))
@@ -106,8 +72,8 @@ fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn upstream_with_keep_alive_off_never_fails_a_request() {
-    let (origin, connections) = closing_origin();
-    let gw = gateway_with(&simple_config(&[origin], ""), WORKERS);
+    let origin = closing_origin();
+    let gw = gateway_with(&simple_config(&[origin.addr], ""), WORKERS);
     const N: usize = 200;
     tokio::time::timeout(LOOP_LIMIT, async {
         let mut client = H1::connect(gw.addr()).await;
@@ -122,13 +88,13 @@ async fn upstream_with_keep_alive_off_never_fails_a_request() {
     .await
     .expect("requests to a closing upstream did not finish in time");
     // Each request needed its own upstream connection: nothing closed was reused.
-    assert_eq!(connections.load(Ordering::SeqCst), N);
+    assert_eq!(origin.connections(), N);
 }
 
 /// A hand-written keep-alive origin that closes a connection after it has been
 /// idle for `idle`, like a real server's keep-alive timeout.
-fn idle_closing_origin(idle: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    counting_server(move |mut stream| async move {
+fn idle_closing_origin(idle: Duration) -> Server {
+    Server::start(move |mut stream, _| async move {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -156,8 +122,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[tokio::test]
 async fn pooled_connections_closed_by_an_idle_upstream_are_discarded() {
     let idle = Duration::from_millis(50);
-    let (origin, connections) = idle_closing_origin(idle);
-    let gw = gateway_with(&simple_config(&[origin], ""), 1);
+    let origin = idle_closing_origin(idle);
+    let gw = gateway_with(&simple_config(&[origin.addr], ""), 1);
     const ROUNDS: usize = 10;
     tokio::time::timeout(LOOP_LIMIT, async {
         let mut client = H1::connect(gw.addr()).await;
@@ -176,7 +142,7 @@ async fn pooled_connections_closed_by_an_idle_upstream_are_discarded() {
     .expect("requests to an idle-closing upstream did not finish in time");
     // One upstream connection per burst: reused within it, replaced after the
     // upstream closed it.
-    assert_eq!(connections.load(Ordering::SeqCst), ROUNDS);
+    assert_eq!(origin.connections(), ROUNDS);
 }
 
 #[tokio::test]
@@ -263,14 +229,4 @@ async fn upstream_answering_before_reading_the_body_is_not_reused_half_written()
     })
     .await
     .expect("requests did not finish in time");
-}
-
-/// A POST of `body` to `path` with a Host header.
-fn post(path: &str, body: bytes::Bytes) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "test.local")
-        .body(http_body_util::Full::new(body))
-        .unwrap()
 }

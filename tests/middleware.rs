@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -491,51 +491,20 @@ async fn custom_middleware_settings_errors_and_unregistered_names_refuse_the_con
 
 // ---------------------------------------------------------------- access log
 
-/// A fresh file path in the temp dir, removed when dropped.
-struct TempLog(PathBuf);
-
-impl TempLog {
-    fn new(tag: &str) -> TempLog {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempLog(std::env::temp_dir().join(format!(
-            "strait-test-{tag}-{}-{nanos}-{}.log",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        )))
-    }
-
-    fn toml_path(&self) -> String {
-        // A TOML basic string: escape backslashes and quotes.
-        self.0
-            .display()
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.0)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.0.display()))
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for TempLog {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// The lines of a log the gateway wrote (its shutdown flushed them).
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]
 async fn json_access_log_records_every_request_including_404() {
     let origin = Origin::echo();
-    let log = TempLog::new("json");
+    let dir = TempDir::new("access-log");
+    let log = dir.path("json.log");
     let toml = format!(
         r#"
 [server]
@@ -550,7 +519,7 @@ endpoints = ["{origin}"]
 [middlewares.log]
 type = "access_log"
 format = "json"
-output = "{path}"
+output = {path:?}
 
 [[routes]]
 name = "api"
@@ -559,7 +528,7 @@ middlewares = ["log", "request_id"]
 upstream = "backend"
 "#,
         origin = origin.addr,
-        path = log.toml_path()
+        path = log
     );
     let gw = gateway(&toml);
     let mut client = H1::connect(gw.addr()).await;
@@ -576,7 +545,7 @@ upstream = "backend"
     );
     gw.shutdown();
 
-    let lines = log.lines();
+    let lines = lines_of(&log);
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let records: Vec<serde_json::Value> = lines
         .iter()
@@ -629,11 +598,9 @@ upstream = "backend"
 #[tokio::test]
 async fn combined_access_log_line_shape() {
     let origin = Origin::fixed("o", 201, "created!");
-    let log = TempLog::new("combined");
-    let defs = format!(
-        "[middlewares.log]\ntype = \"access_log\"\noutput = \"{}\"\n",
-        log.toml_path()
-    );
+    let dir = TempDir::new("access-log");
+    let log = dir.path("combined.log");
+    let defs = format!("[middlewares.log]\ntype = \"access_log\"\noutput = {log:?}\n");
     let gw = gateway(&chain_config(origin.addr, &defs, r#""log""#));
     let r = get(
         gw.addr(),
@@ -649,7 +616,7 @@ async fn combined_access_log_line_shape() {
     assert_eq!(bare.status, 201);
     gw.shutdown();
 
-    let lines = log.lines();
+    let lines = lines_of(&log);
     assert_eq!(lines.len(), 2, "{lines:#?}");
     let line = lines
         .iter()

@@ -7,8 +7,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,33 +21,12 @@ fn config(origin: SocketAddr, path: &str) -> String {
     )
 }
 
-/// A temporary configuration file, removed on drop.
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(tag: &str, content: &str) -> TempConfig {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "strait-reload-{tag}-{}-{}.toml",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::write(&path, content).unwrap();
-        TempConfig(path)
-    }
-
-    /// Replaces the content the way editors do: write a sibling, rename it over.
-    fn replace(&self, content: &str) {
-        let tmp = self.0.with_extension("toml.tmp");
-        std::fs::write(&tmp, content).unwrap();
-        std::fs::rename(&tmp, &self.0).unwrap();
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// Replaces the content of `path` the way editors do: write a sibling,
+/// rename it over.
+fn replace(path: &Path, content: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn start_file(path: &std::path::Path, workers: usize) -> strait::Gateway {
@@ -129,8 +108,9 @@ async fn reload_under_load_loses_nothing_and_never_misroutes() {
 
     let a = Origin::fixed("a", 200, "A");
     let b = Origin::fixed("b", 200, "B");
-    let file = TempConfig::new("load", &route_set(0, a.addr, b.addr));
-    let gw = Arc::new(start_file(&file.0, 2));
+    let dir = TempDir::new("reload");
+    let file = dir.write("load.toml", &route_set(0, a.addr, b.addr));
+    let gw = Arc::new(start_file(&file, 2));
     let addr = gw.addr();
 
     // Reload counters: a request that starts after `done` reloads completed
@@ -180,7 +160,7 @@ async fn reload_under_load_loses_nothing_and_never_misroutes() {
     let reloader = {
         let (gw, started, done) = (gw.clone(), started.clone(), done.clone());
         let (a, b) = (a.addr, b.addr);
-        let path = file.0.clone();
+        let path = file.clone();
         tokio::task::spawn_blocking(move || {
             let pause = LOAD_FOR / (RELOADS as u32 + 1);
             let mut refused = 0;
@@ -344,8 +324,9 @@ async fn listeners_are_opened_and_closed_and_the_others_never_rebound() {
 #[tokio::test]
 async fn the_file_watch_reloads_a_changed_file_and_keeps_serving_a_broken_one() {
     let origin = Origin::fixed("o", 200, "o");
-    let file = TempConfig::new("watch", &config(origin.addr, "/first"));
-    let gw = start_file(&file.0, 1);
+    let dir = TempDir::new("reload");
+    let file = dir.write("watch.toml", &config(origin.addr, "/first"));
+    let gw = start_file(&file, 1);
     assert_eq!(get(gw.addr(), "/first", &[]).await.status, 200);
 
     let wait_for_generation = |want: u64| {
@@ -357,7 +338,7 @@ async fn the_file_watch_reloads_a_changed_file_and_keeps_serving_a_broken_one() 
     };
 
     // An editor's save: write a sibling and rename it over the file.
-    file.replace(&config(origin.addr, "/second"));
+    replace(&file, &config(origin.addr, "/second"));
     assert_eq!(wait_for_generation(2), 2, "the change was not picked up");
     assert_eq!(get(gw.addr(), "/second", &[]).await.status, 200);
     assert_eq!(get(gw.addr(), "/first", &[]).await.status, 404);
@@ -365,39 +346,33 @@ async fn the_file_watch_reloads_a_changed_file_and_keeps_serving_a_broken_one() 
     // A write burst (truncate, then partial writes) settles into one reload.
     let final_text = config(origin.addr, "/third");
     let (head, tail) = final_text.split_at(final_text.len() / 2);
-    std::fs::write(&file.0, "").unwrap();
-    std::fs::write(&file.0, head).unwrap();
+    std::fs::write(&file, "").unwrap();
+    std::fs::write(&file, head).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    std::fs::write(&file.0, format!("{head}{tail}")).unwrap();
+    std::fs::write(&file, format!("{head}{tail}")).unwrap();
     assert_eq!(wait_for_generation(3), 3);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(gw.generation(), 3, "one burst, one reload");
     assert_eq!(get(gw.addr(), "/third", &[]).await.status, 200);
 
     // A broken save: refused, the running configuration stays.
-    file.replace("[[routes]]\nupstream = \"nowhere\"\n");
+    replace(&file, "[[routes]]\nupstream = \"nowhere\"\n");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(gw.generation(), 3);
     assert_eq!(get(gw.addr(), "/third", &[]).await.status, 200);
 
     // A touch without a change reloads nothing.
-    file.replace(&config(origin.addr, "/fourth"));
+    replace(&file, &config(origin.addr, "/fourth"));
     assert_eq!(wait_for_generation(4), 4);
-    file.replace(&config(origin.addr, "/fourth"));
+    replace(&file, &config(origin.addr, "/fourth"));
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(gw.generation(), 4);
 }
 
 #[tokio::test]
 async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
-    // An origin that answers after 500 ms, so a reload lands mid-request.
-    let origin = Origin::start(Arc::new(|req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            http::Response::new(full("slow"))
-        })
-    }));
+    // Slow enough for a reload to land mid-request.
+    let origin = Origin::slow(Duration::from_millis(500), "slow");
     let marked = |set: &str| {
         format!(
             "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[upstreams.a]\nendpoints = [\"{}\"]\n\n\

@@ -11,23 +11,18 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
+/// The binary, killed on drop; then its configuration and log go with
+/// their directory.
 struct Strait {
     child: Child,
     log: std::path::PathBuf,
-    config: std::path::PathBuf,
+    _dir: TempDir,
 }
 
 impl Drop for Strait {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-        let _ = std::fs::remove_file(&self.config);
     }
 }
 
@@ -69,21 +64,13 @@ fn config(listen: SocketAddr, admin: SocketAddr, origin: SocketAddr, path: &str)
     )
 }
 
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
     let origin = Origin::fixed("app", 200, "app");
     let (listen, admin) = (free_addr(), free_addr());
-    let tag = format!("{}-{}", std::process::id(), listen.port());
-    let config_path = std::env::temp_dir().join(format!("strait-hup-{tag}.toml"));
-    let log_path = std::env::temp_dir().join(format!("strait-hup-{tag}.log"));
-    std::fs::write(&config_path, config(listen, admin, origin.addr, "/v1")).unwrap();
+    let dir = TempDir::new("sighup");
+    let config_path = dir.write("strait.toml", &config(listen, admin, origin.addr, "/v1"));
+    let log_path = dir.path("strait.log");
     let child = Command::new(env!("CARGO_BIN_EXE_strait"))
         .args(["--config", config_path.to_str().unwrap()])
         .env("RUST_LOG", "info")
@@ -95,7 +82,7 @@ async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
     let strait = Strait {
         child,
         log: log_path,
-        config: config_path.clone(),
+        _dir: dir,
     };
     strait.wait_log("admin API listening");
     strait.wait_log("workers started");
@@ -128,11 +115,9 @@ async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
         "{status}"
     );
     assert_eq!(status["generation"], 1);
-    let metrics = get(admin, "/metrics", &[]).await.text();
     assert_eq!(
-        metric(&metrics, "strait_reloads_total{result=\"failed\"}"),
-        Some(1.0),
-        "{metrics}"
+        metric(admin, "strait_reloads_total{result=\"failed\"}").await,
+        1.0
     );
     assert_eq!(get(listen, "/v1/x", &[]).await.status, 200);
     assert_eq!(get(listen, "/v2/x", &[]).await.status, 404);
@@ -152,10 +137,8 @@ async fn sighup_reloads_and_an_invalid_file_is_reported_three_ways() {
     }
     assert_eq!(get(listen, "/v2/x", &[]).await.status, 200);
     assert_eq!(get(listen, "/v1/x", &[]).await.status, 404);
-    let metrics = get(admin, "/metrics", &[]).await.text();
     assert_eq!(
-        metric(&metrics, "strait_reloads_total{result=\"ok\"}"),
-        Some(1.0),
-        "{metrics}"
+        metric(admin, "strait_reloads_total{result=\"ok\"}").await,
+        1.0
     );
 }

@@ -8,9 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
 use common::*;
 
 fn start(toml: &str) -> strait::Gateway {
@@ -30,23 +27,6 @@ fn config(endpoints: &[SocketAddr], retry: &str, upstream_extra: &str) -> String
     )
 }
 
-async fn metric(gw: &strait::Gateway, name: &str) -> f64 {
-    let text = get(gw.admin_addr().unwrap(), "/metrics", &[]).await.text();
-    text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn post(path: &str, body: usize) -> http::Request<Full<Bytes>> {
-    http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "test.local")
-        .body(Full::new(Bytes::from(vec![b'x'; body])))
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_retry_hides_a_dead_endpoint_and_goes_elsewhere() {
     let good = Origin::fixed("good", 200, "good");
@@ -62,7 +42,7 @@ async fn a_retry_hides_a_dead_endpoint_and_goes_elsewhere() {
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
     assert_eq!(good.requests(), 30);
-    let retries = metric(&gw, "strait_upstream_retries_total").await;
+    let retries = metric_sum(&gw, "strait_upstream_retries_total", &[]).await;
     // One worker, round robin over three: the picks of one request take
     // consecutive turns, so each request meets the dead endpoints that come
     // before the live one in the rotation.
@@ -84,7 +64,10 @@ async fn a_503_is_retried_on_another_endpoint() {
     // One worker, round robin over two: each request's first pick is `busy`
     // (its retry takes the other turn), so every request is retried once.
     assert_eq!((busy.requests(), good.requests()), (20, 20));
-    assert_eq!(metric(&gw, "strait_upstream_retries_total").await, 20.0);
+    assert_eq!(
+        metric_sum(&gw, "strait_upstream_retries_total", &[]).await,
+        20.0
+    );
 }
 
 #[tokio::test]
@@ -102,7 +85,7 @@ async fn bodies_over_the_replay_limit_and_non_idempotent_methods_are_not_retried
         statuses.push(
             H1::connect(gw.addr())
                 .await
-                .send(post("/", 10))
+                .send(post("/", vec![b'x'; 10]))
                 .await
                 .status
                 .as_u16(),
@@ -113,7 +96,7 @@ async fn bodies_over_the_replay_limit_and_non_idempotent_methods_are_not_retried
 
     // PUT is, but a body over the replay limit is never kept for a retry.
     let put = |n: usize| {
-        let mut r = post("/", n);
+        let mut r = post("/", vec![b'x'; n]);
         *r.method_mut() = http::Method::PUT;
         r
     };
@@ -131,7 +114,10 @@ async fn bodies_over_the_replay_limit_and_non_idempotent_methods_are_not_retried
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 502]);
 
-    assert_eq!(metric(&gw, "strait_upstream_retries_total").await, 0.0);
+    assert_eq!(
+        metric_sum(&gw, "strait_upstream_retries_total", &[]).await,
+        0.0
+    );
 
     // Within the limit it is replayed whole on the second endpoint (each
     // request starts on the dead one: the retry takes the other turn).
@@ -140,7 +126,10 @@ async fn bodies_over_the_replay_limit_and_non_idempotent_methods_are_not_retried
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["body_bytes"], 50);
     }
-    assert_eq!(metric(&gw, "strait_upstream_retries_total").await, 2.0);
+    assert_eq!(
+        metric_sum(&gw, "strait_upstream_retries_total", &[]).await,
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -160,7 +149,7 @@ async fn the_retry_budget_bounds_the_load_on_a_failing_upstream() {
         assert_eq!(client.get("/").await.status, 503);
     }
     let amplification = failing.requests() as f64 / REQUESTS as f64;
-    let exhausted = metric(&gw, "strait_upstream_retry_budget_exhausted_total").await;
+    let exhausted = metric_sum(&gw, "strait_upstream_retry_budget_exhausted_total", &[]).await;
     println!(
         "retry budget 20 %: {REQUESTS} requests reached the failing origin {} times \
          (amplification {amplification:.3}; {exhausted} retries refused by the budget)",
@@ -179,8 +168,8 @@ async fn the_retry_budget_bounds_the_load_on_a_failing_upstream() {
 #[tokio::test]
 async fn the_access_log_shows_the_attempts() {
     let good = Origin::fixed("good", 200, "good");
-    let log = std::env::temp_dir().join(format!("strait-retries-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let dir = TempDir::new("retries");
+    let log = dir.path("access.log");
     // The first request's first pick is the live endpoint; the second's is
     // the dead one, and its retry goes to the live one.
     let toml = config(
@@ -192,8 +181,7 @@ async fn the_access_log_shows_the_attempts() {
         "upstream = \"app\"\nretry",
         "middlewares = [\"log\"]\nupstream = \"app\"\nretry",
     ) + &format!(
-        "\n[middlewares.log]\ntype = \"access_log\"\nformat = \"json\"\noutput = \"{}\"\n",
-        log.display()
+        "\n[middlewares.log]\ntype = \"access_log\"\nformat = \"json\"\noutput = {log:?}\n"
     );
     let gw = start(&toml);
     for _ in 0..2 {
@@ -201,7 +189,6 @@ async fn the_access_log_shows_the_attempts() {
     }
     gw.shutdown();
     let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
     let mut attempts: Vec<u64> = text
         .lines()
         .map(|l| {
@@ -228,7 +215,7 @@ async fn a_post_over_the_replay_limit_is_not_retried_even_when_posts_may_be() {
         statuses.push(
             H1::connect(gw.addr())
                 .await
-                .send(post("/", 100))
+                .send(post("/", vec![b'x'; 100]))
                 .await
                 .status
                 .as_u16(),
@@ -236,12 +223,18 @@ async fn a_post_over_the_replay_limit_is_not_retried_even_when_posts_may_be() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 502]);
-    assert_eq!(metric(&gw, "strait_upstream_retries_total").await, 0.0);
+    assert_eq!(
+        metric_sum(&gw, "strait_upstream_retries_total", &[]).await,
+        0.0
+    );
     // Within it, a POST is retried (non_idempotent = true) with its body whole.
     for _ in 0..2 {
-        let r = H1::connect(gw.addr()).await.send(post("/", 60)).await;
+        let r = H1::connect(gw.addr())
+            .await
+            .send(post("/", vec![b'x'; 60]))
+            .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["body_bytes"], 60);
     }
-    assert!(metric(&gw, "strait_upstream_retries_total").await >= 1.0);
+    assert!(metric_sum(&gw, "strait_upstream_retries_total", &[]).await >= 1.0);
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,24 +13,19 @@ use common::*;
 struct Proxy {
     child: Child,
     addr: std::net::SocketAddr,
+    /// Its configuration file's, gone once it is.
+    _dir: TempDir,
 }
 
 impl Proxy {
     fn start(origin: std::net::SocketAddr, drain_timeout: &str) -> Proxy {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = free_addr();
         let config = format!(
             "[server]\nworkers = 1\ndrain_timeout = \"{drain_timeout}\"\n\n[admin]\nenabled = false\n\n[[listeners]]\naddress = \"{addr}\"\n\n\
              [upstreams.slow]\nendpoints = [\"{origin}\"]\n\n[[routes]]\nupstream = \"slow\"\n"
         );
-        let path = std::env::temp_dir().join(format!(
-            "strait-shutdown-{}-{port}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&path, config).unwrap();
+        let dir = TempDir::new("shutdown");
+        let path = dir.write("strait.toml", &config);
         let child = Command::new(env!("CARGO_BIN_EXE_strait"))
             .args(["--config", path.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -46,7 +40,11 @@ impl Proxy {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Proxy { child, addr }
+        Proxy {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn signal(&self, name: &str) {
@@ -87,20 +85,9 @@ impl Drop for Proxy {
     }
 }
 
-/// An origin that answers after `delay`.
-fn slow_origin(delay: Duration) -> Origin {
-    Origin::start(Arc::new(move |req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(delay).await;
-            http::Response::new(full("finished after the signal"))
-        })
-    }))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_slow_response_in_flight_then_exits_0() {
-    let origin = slow_origin(Duration::from_millis(800));
+    let origin = Origin::slow(Duration::from_millis(800), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "10s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/slow", &[]).await });
@@ -138,7 +125,7 @@ async fn idle_keep_alive_connections_do_not_hold_the_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let origin = slow_origin(Duration::from_secs(20));
+    let origin = Origin::slow(Duration::from_secs(20), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "30s");
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move {
@@ -170,7 +157,7 @@ async fn a_second_signal_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_bounds_the_wait() {
-    let origin = slow_origin(Duration::from_secs(20));
+    let origin = Origin::slow(Duration::from_secs(20), "finished after the signal");
     let proxy = Proxy::start(origin.addr, "500ms");
     let addr = proxy.addr;
     let _stuck = tokio::spawn(async move { get(addr, "/stuck", &[]).await });

@@ -104,12 +104,6 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// A loopback address that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// A `kB` field of /proc/PID/status, in bytes.
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -622,20 +616,6 @@ async fn slow_origin_applies_backpressure_to_the_client() {
 }
 
 // ---------------------------------------------------------------- HTTP/2 clients
-
-async fn h2_connect(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<ClientBody> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
 
 fn h2_req(path: &str) -> Request<ClientBody> {
     Request::builder()

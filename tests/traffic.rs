@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,24 +17,6 @@ fn start(toml: &str, workers: usize) -> strait::Gateway {
         .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
         .start_toml("traffic.toml", toml)
         .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}"))
-}
-
-/// One sample (summed over label sets matching all `labels`) of `name` from
-/// the admin API's `/metrics`.
-async fn metric(gw: &strait::Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = get(gw.admin_addr().unwrap(), "/metrics", &[]).await.text();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let (head, _) = l.rsplit_once(' ').unwrap_or((l, ""));
-            let metric = head.split('{').next().unwrap_or("");
-            metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| head.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn upstream_config(endpoints: &[SocketAddr], extra: &str) -> String {
@@ -63,7 +44,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     // one worker has seen 3 failures in a row there, every worker skips it.
     let mut before_ejection = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&gw, "strait_endpoint_ejected", &[]).await < 1.0 {
+    while metric_sum(&gw, "strait_endpoint_ejected", &[]).await < 1.0 {
         assert!(Instant::now() < deadline, "never ejected");
         let r = get(addr, "/", &[]).await;
         before_ejection += usize::from(r.status == 500);
@@ -83,7 +64,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     }
     assert_eq!(bad.requests(), seen_by_bad);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_endpoint_ejections_total",
             &[("endpoint", &bad.addr.to_string())]
@@ -96,7 +77,7 @@ async fn outlier_detection_ejects_a_failing_endpoint_and_lets_it_back() {
     // ejection lasts twice as long.
     tokio::time::sleep(Duration::from_millis(1400)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&gw, "strait_endpoint_ejections_total", &[]).await < 2.0 {
+    while metric_sum(&gw, "strait_endpoint_ejections_total", &[]).await < 2.0 {
         assert!(
             Instant::now() < deadline,
             "not let back, or not ejected again"
@@ -133,7 +114,7 @@ async fn the_ejection_share_is_never_exceeded() {
     for _ in 0..40 {
         assert_eq!(get(gw.addr(), "/", &[]).await.status, 503);
     }
-    assert_eq!(metric(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
+    assert_eq!(metric_sum(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
     // The one left in keeps getting the traffic.
     let (a, b) = (bad_a.requests(), bad_b.requests());
     for _ in 0..10 {
@@ -161,19 +142,9 @@ async fn connect_failures_eject_a_dead_endpoint() {
     assert_eq!(failed, 2, "two connect failures in a row, then ejected");
 }
 
-fn slow_origin(delay: Duration) -> Origin {
-    Origin::start(Arc::new(move |req| {
-        Box::pin(async move {
-            drain(req).await;
-            tokio::time::sleep(delay).await;
-            http::Response::new(full("slow"))
-        })
-    }))
-}
-
 #[tokio::test]
 async fn max_requests_answers_503_naming_the_limit_and_recovers() {
-    let origin = slow_origin(Duration::from_millis(400));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = start(&upstream_config(&[origin.addr], "max_requests = 2\n"), 1);
     let addr = gw.addr();
     let replies: Vec<Reply> = futures_join(
@@ -190,7 +161,7 @@ async fn max_requests_answers_503_naming_the_limit_and_recovers() {
         "503 Service Unavailable: upstream max_requests limit reached\n"
     );
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("upstream", "app"), ("limit", "max_requests")]
@@ -200,7 +171,7 @@ async fn max_requests_answers_503_naming_the_limit_and_recovers() {
     );
     // Recovered once the requests in flight ended.
     assert_eq!(get(addr, "/", &[]).await.status, 200);
-    assert_eq!(metric(&gw, "strait_upstream_in_flight", &[]).await, 0.0);
+    assert_eq!(metric_sum(&gw, "strait_upstream_in_flight", &[]).await, 0.0);
 }
 
 /// Awaits every task, in order.
@@ -214,7 +185,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Reply>>) -> Vec<Reply> 
 
 #[tokio::test]
 async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
-    let origin = slow_origin(Duration::from_secs(2));
+    let origin = Origin::slow(Duration::from_secs(2), "slow");
     let toml = upstream_config(&[origin.addr], "").replace(
         "upstream = \"app\"\n",
         "upstream = \"app\"\ntimeout = \"300ms\"\n",
@@ -230,7 +201,7 @@ async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
         "answered after {took:?}"
     );
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_timeouts_total",
             &[("upstream", "app")]
@@ -243,7 +214,7 @@ async fn a_route_timeout_bounds_the_wait_for_the_response_head() {
 #[tokio::test]
 async fn max_connections_queues_up_to_max_pending_then_answers_503() {
     // Every request holds its connection for 400 ms.
-    let origin = slow_origin(Duration::from_millis(400));
+    let origin = Origin::slow(Duration::from_millis(400), "slow");
     let gw = start(
         &upstream_config(
             &[origin.addr],
@@ -272,7 +243,7 @@ async fn max_connections_queues_up_to_max_pending_then_answers_503() {
     // The waiting request reused a connection: the origin saw only two.
     assert_eq!(origin.connections(), 2);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("limit", "max_pending")]
@@ -281,17 +252,17 @@ async fn max_connections_queues_up_to_max_pending_then_answers_503() {
         1.0
     );
     assert_eq!(
-        metric(&gw, "strait_upstream_open_connections", &[]).await,
+        metric_sum(&gw, "strait_upstream_open_connections", &[]).await,
         2.0
     );
-    assert_eq!(metric(&gw, "strait_upstream_pending", &[]).await, 0.0);
+    assert_eq!(metric_sum(&gw, "strait_upstream_pending", &[]).await, 0.0);
     // Recovered.
     assert_eq!(get(addr, "/", &[]).await.status, 200);
 }
 
 #[tokio::test]
 async fn max_connections_answers_503_when_no_connection_frees_up_in_time() {
-    let origin = slow_origin(Duration::from_millis(1500));
+    let origin = Origin::slow(Duration::from_millis(1500), "slow");
     let gw = start(
         &upstream_config(
             &[origin.addr],
@@ -316,7 +287,7 @@ async fn max_connections_answers_503_when_no_connection_frees_up_in_time() {
     );
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(
-        metric(
+        metric_sum(
             &gw,
             "strait_upstream_limit_rejections_total",
             &[("limit", "max_connections")]

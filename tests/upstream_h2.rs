@@ -9,36 +9,19 @@ mod common;
 mod origins;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use origins::*;
 
 /// Hang guard of each test (not a speed check).
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn config(endpoint: SocketAddr, upstream: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{endpoint}"]
-connect_timeout = "2s"
-response_header_timeout = "5s"
-{upstream}
-
-[[routes]]
-upstream = "backend"
-"#
-    )
+    backend_config(&endpoint.to_string(), upstream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,12 +170,7 @@ async fn response_trailers_pass_through_http2() {
     let addr = gw.addr();
     tokio::time::timeout(LIMIT, async {
         // An HTTP/2 client, so trailers can reach it.
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_connect(addr).await;
         let req = Request::builder()
             .uri("http://h2.test/trailers")
             .version(Version::HTTP_2)
@@ -216,16 +194,12 @@ async fn response_trailers_pass_through_http2() {
 async fn over_tls(alpn: &[&str], protocol: &str) -> (ProtoOrigin, Reply) {
     let ca = TestCa::new("test CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["api.internal"]), alpn, None));
-    let ca_file = std::env::temp_dir().join(format!(
-        "strait-upstream-h2-ca-{}-{}.pem",
-        std::process::id(),
-        origin.addr.port()
-    ));
-    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    let toml = format!(
-        "{}\n[upstreams.backend.tls]\nca_file = {:?}\nserver_name = \"api.internal\"\n",
-        config(origin.addr, &format!("protocol = {protocol:?}")),
-        ca_file.display().to_string()
+    // Read when the gateway starts, below.
+    let pem = TempDir::new("upstream-h2");
+    let ca_file = pem.write("ca.pem", &ca.cert_pem);
+    let toml = config(
+        origin.addr,
+        &format!("protocol = {protocol:?}\n\n[upstreams.backend.tls]\nca_file = {ca_file:?}\nserver_name = \"api.internal\""),
     );
     let gw = gateway(&toml);
     let reply = tokio::time::timeout(LIMIT, get(gw.addr(), "/tls", &[]))
@@ -270,66 +244,38 @@ async fn h2_offers_only_h2() {
 
 /// An h2c origin (the `h2` crate's server) that resets every stream of its
 /// first connection with REFUSED_STREAM and answers 200 on the others.
-/// Returns its address and its count of accepted connections.
-fn refusing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
-                tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(stream).await else {
-                        return;
-                    };
-                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                        if first {
-                            respond.send_reset(h2::Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        let mut send = respond
-                            .send_response(http::Response::new(()), false)
-                            .unwrap();
-                        let _ = send.send_data(Bytes::from_static(b"ok"), true);
-                    }
-                });
+fn refusing_origin() -> Server {
+    Server::start(|stream, n| async move {
+        let Ok(mut conn) = h2::server::handshake(stream).await else {
+            return;
+        };
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            if n == 0 {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                continue;
             }
-        });
-    });
-    (addr, accepted)
+            let mut send = respond
+                .send_response(http::Response::new(()), false)
+                .unwrap();
+            let _ = send.send_data(Bytes::from_static(b"ok"), true);
+        }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_stream_goes_again_on_another_connection() {
-    let (addr, accepted) = refusing_origin();
-    let gw = gateway_with(&config(addr, r#"protocol = "h2c""#), 1);
+    let origin = refusing_origin();
+    let gw = gateway_with(&config(origin.addr, r#"protocol = "h2c""#), 1);
     tokio::time::timeout(LIMIT, async {
         let mut client = H1::connect(gw.addr()).await;
         // Any method: the origin did not process it.
         let reply = client.send(request("DELETE", "/x", &[])).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         assert_eq!(reply.text(), "ok");
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(origin.connections(), 2);
         // A body streamed from the client cannot be sent again: 502, as
         // for any upstream failure (a route retry policy buffers bodies).
-        let post = Request::builder()
-            .method("POST")
-            .uri("/upload")
-            .header("host", "test.local")
-            .body(Full::new(Bytes::from_static(b"payload")))
-            .unwrap();
-        let reply = client.send(post).await;
+        let reply = client.send(post("/upload", "payload")).await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     })
     .await

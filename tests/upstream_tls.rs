@@ -9,9 +9,9 @@ mod common;
 #[path = "common/origins.rs"]
 mod origins;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -24,23 +24,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// One upstream `backend` at `endpoint` with `tls` as its TLS table.
 fn config(endpoint: &str, upstream: &str, tls: &str) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{endpoint}"]
-connect_timeout = "2s"
-response_header_timeout = "5s"
-{upstream}
-
-[upstreams.backend.tls]
-{tls}
-
-[[routes]]
-upstream = "backend"
-"#
+    backend_config(
+        endpoint,
+        &format!("{upstream}\n\n[upstreams.backend.tls]\n{tls}"),
     )
 }
 
@@ -54,8 +40,8 @@ async fn one_get(gw: &Gateway) -> Reply {
 async fn http1_over_tls_with_a_test_ca() {
     let ca = TestCa::new("test CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["127.0.0.1"]), &["http/1.1"], None));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -82,8 +68,8 @@ async fn sni_is_the_configured_server_name() {
         &["http/1.1"],
         None,
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -102,8 +88,8 @@ async fn sni_is_the_endpoint_host_name() {
         &["http/1.1"],
         None,
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let at = origin.addr;
     // `origin.test` resolves to the origin (127.0.0.1 and its port).
     let resolver = move |host: &str, _port: u16| -> io::Result<Vec<SocketAddr>> {
@@ -132,8 +118,8 @@ async fn sni_is_the_endpoint_host_name() {
 
 /// A gateway to `origin` trusting `ca`, naming `server_name`: the reply.
 async fn through(origin: &ProtoOrigin, ca: &TestCa, server_name: &str) -> Reply {
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -178,50 +164,22 @@ async fn an_expired_or_misnamed_certificate_fails_verification() {
     );
 }
 
-/// The gateway's log lines (a global subscriber writing into memory).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || Capture(sink.clone()))
-            .try_init();
-        buf
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logged(text: &str) -> Vec<String> {
-    String::from_utf8_lossy(&logs().lock().unwrap())
-        .lines()
-        .filter(|l| l.contains(text))
-        .map(str::to_string)
+/// The captured warnings containing `text`.
+fn warnings(text: &str) -> Vec<String> {
+    logged(text)
+        .into_iter()
+        .filter(|l| l.contains(" WARN "))
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_names_rustls_reason_for_a_refused_certificate() {
-    logs();
+    capture_logs();
     let ca = TestCa::new("origin's CA");
     let other = TestCa::new("some other CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["logged.internal"]), &[], None));
     assert_verification_failed(&through(&origin, &other, "logged.internal").await);
-    let lines = logged("upstream TLS certificate verification failed");
+    let lines = warnings("upstream TLS certificate verification failed");
     let line = lines
         .iter()
         .find(|l| l.contains("logged.internal"))
@@ -231,7 +189,7 @@ async fn the_log_names_rustls_reason_for_a_refused_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_accepts_any_certificate_and_warns_at_load() {
-    logs();
+    capture_logs();
     let ca = TestCa::new("unknown CA");
     let origin = ProtoOrigin::tls(server_tls(&ca.server(&["wrong.name"]), &[], None));
     let toml = config(&origin.addr.to_string(), "", "insecure_skip_verify = true")
@@ -239,17 +197,16 @@ async fn insecure_skip_verify_accepts_any_certificate_and_warns_at_load() {
         .replace("[upstreams.backend.tls]", "[upstreams.insecure_one.tls]")
         .replace("upstream = \"backend\"", "upstream = \"insecure_one\"");
     let gw = gateway(&toml);
-    let warned = logged("insecure_skip_verify = true");
+    let warned = warnings("insecure_skip_verify = true");
     assert!(
-        warned.iter().any(|l| l.contains("WARN")
-            && l.contains("upstreams.insecure_one.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)")),
+        warned.iter().any(|l| l.contains("upstreams.insecure_one.tls.insecure_skip_verify = true: the endpoints' certificates are NOT verified (for test setups only)")),
         "{warned:?}"
     );
     let reply = one_get(&gw).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     // A reload warns again.
     gw.reload_toml("test.toml", &toml).expect("reload");
-    assert!(logged("upstreams.insecure_one.tls.insecure_skip_verify").len() >= 2);
+    assert!(warnings("upstreams.insecure_one.tls.insecure_skip_verify").len() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,11 +218,10 @@ async fn a_client_certificate_is_presented_to_an_origin_that_requires_one() {
         &["http/1.1"],
         Some(&clients),
     ));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
     let client = clients.leaf(&["proxy.internal"], false, true);
-    let cert = write(&d, "proxy.pem", &client.cert_pem);
-    let key = write(&d, "proxy.key", &client.key_pem);
+    let PemFiles { cert, key } = client.write(&d, "proxy");
     let gw = gateway(&config(
         &origin.addr.to_string(),
         "",
@@ -297,13 +253,13 @@ fn refused(toml: &str) -> String {
 #[test]
 fn key_files_that_do_not_fit_are_refused_with_precise_messages() {
     let ca = TestCa::new("test CA");
-    let d = dir();
+    let d = TempDir::new("upstream-tls");
     let a = ca.leaf(&["proxy"], false, true);
     let b = ca.leaf(&["proxy"], false, true);
-    let cert = write(&d, "a.pem", &a.cert_pem);
-    let other_key = write(&d, "b.key", &b.key_pem);
-    let not_a_key = write(&d, "cert-as-key.pem", &a.cert_pem);
-    let toml = |key: &str| {
+    let cert = d.write("a.pem", &a.cert_pem);
+    let other_key = d.write("b.key", &b.key_pem);
+    let not_a_key = d.write("cert-as-key.pem", &a.cert_pem);
+    let toml = |key: &Path| {
         config(
             "127.0.0.1:9443",
             "",
@@ -336,9 +292,9 @@ async fn http_health_checks_use_the_upstream_tls_and_protocol() {
     let ca = TestCa::new("test CA");
     let other = TestCa::new("some other CA");
     let h2_origin = ProtoOrigin::tls(server_tls(&ca.server(&["api.internal"]), &["h2"], None));
-    let d = dir();
-    let ca_file = write(&d, "ca.pem", &ca.cert_pem);
-    let wrong_ca = write(&d, "other.pem", &other.cert_pem);
+    let d = TempDir::new("upstream-tls");
+    let ca_file = d.write("ca.pem", &ca.cert_pem);
+    let wrong_ca = d.write("other.pem", &other.cert_pem);
     let check = "\n[upstreams.backend.health_check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n";
     let good = config(
         &h2_origin.addr.to_string(),
@@ -360,7 +316,7 @@ async fn http_health_checks_use_the_upstream_tls_and_protocol() {
         .all(|s| s.alpn.as_deref() == Some("h2")));
 
     // Trusting another CA: probes fail naming the verification error.
-    let bad = good.replace(&ca_file, &wrong_ca);
+    let bad = good.replace(&format!("{ca_file:?}"), &format!("{wrong_ca:?}"));
     gw.reload_toml("test.toml", &bad).expect("reload");
     let deadline = std::time::Instant::now() + LIMIT;
     loop {

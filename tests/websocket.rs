@@ -23,8 +23,8 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use origins::{dir, server_tls, write, TestCa};
+use hyper_util::rt::TokioIo;
+use origins::{server_tls, TestCa};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -446,12 +446,7 @@ upgrades = []
 "#;
     let gw = gateway(&config(origin, "300s", plain));
     let addr = gw.addr();
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2_connect(addr).await;
     let connect = |path: &str| {
         let mut req = Request::builder()
             .method(Method::CONNECT)
@@ -499,7 +494,9 @@ async fn through_tls(
         None,
     );
     let (origin, handshakes, alpns) = echo_origin_over(Some(tls)).await;
-    let ca_file = write(&dir(), "ca.pem", &trusted.cert_pem);
+    // Read when the gateway starts, below.
+    let pem = TempDir::new("websocket-tls");
+    let ca_file = pem.write("ca.pem", &trusted.cert_pem);
     let upstream = format!(
         "protocol = \"auto\"\n\n[upstreams.chat.tls]\nca_file = {ca_file:?}\nserver_name = \"ws.internal\"\n"
     );

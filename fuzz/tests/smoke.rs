@@ -63,20 +63,39 @@ fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The files in `dir` (only `*.ext` ones when `ext` is given), sorted.
+/// A folder that is missing, unreadable or holds none is an error: it would
+/// feed nothing, and the test would pass having tested nothing.
 fn files_in(dir: &Path, ext: Option<&str>) -> Vec<Vec<u8>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+    let what = match ext {
+        Some(ext) => format!("*.{ext} file"),
+        None => "seed".to_string(),
     };
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}): no {what} to feed", dir.display()));
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+                .path()
+        })
         .filter(|p| p.is_file())
         .filter(|p| ext.map_or(true, |ext| p.extension().is_some_and(|e| e == ext)))
         .collect();
+    assert!(
+        !paths.is_empty(),
+        "{} holds no {what} to feed",
+        dir.display()
+    );
     paths.sort();
     paths
         .iter()
         .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display())))
         .collect()
+}
+
+/// The seeds of `target`, from `corpus/<target>/`.
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    files_in(&fuzz_dir().join("corpus").join(target), None)
 }
 
 /// One random edit (or a few) of a seed: flip, insert, delete, duplicate, splice.
@@ -202,26 +221,23 @@ fn check(name: &str, target: fn(&[u8]), seeds: Vec<Vec<u8>>) {
 
 #[test]
 fn config_never_panics() {
-    let dir = fuzz_dir();
-    let mut seeds = files_in(&dir.join("corpus/config"), None);
+    let mut seeds = corpus("config");
     // The live files too, so seeds added to the main crate are covered before
     // anyone copies them into corpus/.
     for live in ["../examples", "../tests/configs", "../tests/configs/broken"] {
-        seeds.extend(files_in(&dir.join(live), Some("toml")));
+        seeds.extend(files_in(&fuzz_dir().join(live), Some("toml")));
     }
     check("config", strait_fuzz::config, seeds);
 }
 
 #[test]
 fn router_never_panics() {
-    let seeds = files_in(&fuzz_dir().join("corpus/router"), None);
-    check("router", strait_fuzz::router, seeds);
+    check("router", strait_fuzz::router, corpus("router"));
 }
 
 #[test]
 fn route_spec_never_panics() {
-    let seeds = files_in(&fuzz_dir().join("corpus/route_spec"), None);
-    check("route_spec", strait_fuzz::route_spec, seeds);
+    check("route_spec", strait_fuzz::route_spec, corpus("route_spec"));
 }
 
 #[test]
@@ -232,4 +248,46 @@ fn harness_catches_and_dedupes_panics() {
     assert_eq!(panics.len(), 1, "one distinct message: {panics:?}");
     assert!(panics[0].0.contains("brace"));
     assert!(panics[0].1.contains(&b'{'));
+}
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    quiet_panics_in_targets();
+    QUIET.with(|q| q.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    let payload = result.expect_err("no panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| "<non-string panic>".into())
+}
+
+#[test]
+fn a_missing_or_empty_seed_folder_is_an_error() {
+    let root = std::env::temp_dir().join(format!("strait-fuzz-smoke-{}", std::process::id()));
+    let (missing, empty, other) = (root.join("missing"), root.join("empty"), root.join("other"));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("seed.txt"), "x").unwrap();
+    let messages = [
+        panic_message(|| drop(files_in(&missing, None))),
+        panic_message(|| drop(files_in(&empty, None))),
+        panic_message(|| drop(files_in(&other, Some("toml")))),
+    ];
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(
+        messages[0].starts_with(&format!("cannot read {} (", missing.display()))
+            && messages[0].ends_with("): no seed to feed"),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(
+        messages[1],
+        format!("{} holds no seed to feed", empty.display())
+    );
+    assert_eq!(
+        messages[2],
+        format!("{} holds no *.toml file to feed", other.display())
+    );
 }

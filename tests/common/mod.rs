@@ -5,9 +5,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,16 +27,106 @@ pub type Handler = Arc<
         + Sync,
 >;
 
+/// A TCP server on 127.0.0.1 on a thread of its own, with a runtime of its
+/// own: a test's runtime (often a single thread) neither holds it up nor is
+/// held up by it. `serve(stream, n)` is called in the accept loop for the
+/// `n`th connection (from 0) and the future it returns runs on a task.
+/// Dropping the server closes its listener, and soon its connections.
+pub struct Server {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// On an ephemeral port, with a current-thread runtime.
+    pub fn start<F, Fut>(serve: F) -> Server
+    where
+        F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::on(listener, 0, serve)
+    }
+
+    /// On `listener`, with `workers` runtime threads (0: a current-thread
+    /// runtime).
+    pub fn on<F, Fut>(listener: std::net::TcpListener, workers: usize, serve: F) -> Server
+    where
+        F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let accepted = connections.clone();
+        let thread = std::thread::spawn(move || {
+            let mut builder = if workers == 0 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            };
+            if workers > 0 {
+                builder.worker_threads(workers);
+            }
+            let rt = builder.enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let stream = tokio::select! {
+                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        _ = &mut stopped => return,
+                    };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(serve(stream, n));
+                }
+            });
+            // Dropping the runtime drops the listener and every connection.
+            drop(rt);
+        });
+        Server {
+            addr,
+            connections,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every connection, and waits until they are.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Not joined: a handler that never returns must not hang the test.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// A real HTTP/1.1 origin on 127.0.0.1 with its own runtime thread.
 pub struct Origin {
     pub addr: SocketAddr,
-    /// TCP connections accepted so far.
-    pub connections: Arc<AtomicUsize>,
     /// Requests received so far.
     pub requests: Arc<AtomicUsize>,
     /// TCP connections open now.
     pub open: Arc<AtomicUsize>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Server,
 }
 
 impl Origin {
@@ -58,59 +149,52 @@ impl Origin {
         }))
     }
 
+    /// An origin answering 200 with `body`, `delay` after the request's
+    /// body ended.
+    pub fn slow(delay: Duration, body: &'static str) -> Origin {
+        Origin::start(Arc::new(move |req| {
+            Box::pin(async move {
+                drain(req).await;
+                tokio::time::sleep(delay).await;
+                Response::new(full(body))
+            })
+        }))
+    }
+
     /// An origin with a custom handler.
     pub fn start(handler: Handler) -> Origin {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicUsize::new(0));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (conns, reqs, open_now) = (connections.clone(), requests.clone(), open.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
-                    conns.fetch_add(1, Ordering::SeqCst);
-                    open_now.fetch_add(1, Ordering::SeqCst);
-                    let handler = handler.clone();
-                    let reqs = reqs.clone();
-                    let open_now = open_now.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            reqs.fetch_add(1, Ordering::SeqCst);
-                            let fut = handler(req);
-                            async move { Ok::<_, Infallible>(fut.await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                        open_now.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-            });
+        let (reqs, open_now) = (requests.clone(), open.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::on(listener, 1, move |stream, _| {
+            open_now.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let reqs = reqs.clone();
+            let open_now = open_now.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    reqs.fetch_add(1, Ordering::SeqCst);
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                open_now.fetch_sub(1, Ordering::SeqCst);
+            }
         });
         Origin {
-            addr,
-            connections,
+            addr: server.addr,
             requests,
             open,
-            stop: Some(stop),
+            server,
         }
     }
 
+    /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     pub fn requests(&self) -> usize {
@@ -122,18 +206,16 @@ impl Origin {
     }
 }
 
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// A loopback address that was free a moment ago (for a process to listen
+/// on).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
 /// An address where nothing listens (connection refused).
 pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    free_addr()
 }
 
 /// A TCP server that accepts and reads but never answers (for timeouts).
@@ -310,12 +392,41 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Fu
     b.body(Full::new(Bytes::new())).unwrap()
 }
 
+/// A POST with a Host header and `body`.
+pub fn post(path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "test.local")
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
 /// One request on a new connection.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     H1::connect(addr)
         .await
         .send(request("GET", path, headers))
         .await
+}
+
+/// An HTTP/2 client connection to `addr` (prior knowledge); the connection
+/// itself runs on a task of the test's runtime.
+pub async fn h2_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
 }
 
 /// Writes raw bytes and reads until the server closes or 2 s pass.
@@ -350,6 +461,29 @@ pub async fn metric(admin: SocketAddr, sample: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{text}"))
 }
 
+/// The sum of the samples of `name` (as `metric`, but without labels)
+/// whose labels include every one of `labels`, from the admin API of `gw`:
+/// a counter over every upstream, endpoint or route. 0 when none match.
+pub async fn metric_sum(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let admin = gw.admin_addr().expect("the admin API is on");
+    let reply = get(admin, "/metrics", &[]).await;
+    assert_eq!(reply.status, 200);
+    reply
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (head, value) = l.rsplit_once(' ')?;
+            let (metric, _) = head.split_once('{').unwrap_or((head, ""));
+            let wanted = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| head.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse::<f64>().unwrap())
+        })
+        .sum()
+}
+
 /// Polls `metric` until it equals `want` or `limit` passes; returns the last value.
 pub async fn metric_becomes(admin: SocketAddr, sample: &str, want: f64, limit: Duration) -> f64 {
     let deadline = tokio::time::Instant::now() + limit;
@@ -377,4 +511,81 @@ pub async fn tcp_echo() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A directory of its own for one test's files (configurations, PEM, logs),
+/// removed on drop. Named by tag, process and a counter: the tests of one
+/// binary run in parallel, and several binaries at once.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "strait-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// The path of `name` in it (nothing is created). Written into TOML as
+    /// `{:?}`, which quotes and escapes it as a basic string.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` in it (replacing it); the file's path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Captures the log of every gateway in this test binary, INFO and up, in
+/// memory: one global subscriber, installed by the first call (before the
+/// gateway whose lines a test wants to read starts).
+pub fn capture_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Capture(sink.clone()))
+            .try_init();
+        buf
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured log lines containing `text`.
+pub fn logged(text: &str) -> Vec<String> {
+    String::from_utf8_lossy(&capture_logs().lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(text))
+        .map(str::to_string)
+        .collect()
 }

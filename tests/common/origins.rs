@@ -3,12 +3,12 @@
 //! HTTP/2 (h2c with prior knowledge, or over TLS by ALPN), record what they
 //! saw (SNI, ALPN, HTTP version, connections, streams in flight), and can
 //! send GOAWAY to or drop their open connections on demand; a test CA
-//! made with rcgen, and temporary files for its PEM.
+//! made with rcgen, its certificates, and their PEM written to files.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::common::Server;
+
 /// A certificate authority made for one test.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
@@ -36,6 +38,38 @@ pub struct TestCa {
 pub struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+/// Where a certificate and its key were written, for a configuration.
+pub struct PemFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Leaf {
+    /// The certificates of `cert_pem`, for rustls.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+
+    /// The certificate's DER, to compare with what a peer presented.
+    pub fn der(&self) -> Vec<u8> {
+        self.chain()[0].to_vec()
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` in `dir`.
+    pub fn write(&self, dir: &crate::common::TempDir, name: &str) -> PemFiles {
+        PemFiles {
+            cert: dir.write(&format!("{name}.pem"), &self.cert_pem),
+            key: dir.write(&format!("{name}.key"), &self.key_pem),
+        }
+    }
 }
 
 impl TestCa {
@@ -59,11 +93,29 @@ impl TestCa {
     /// A certificate for `names`; `expired`: valid only in 2020; `client`:
     /// for client authentication.
     pub fn leaf(&self, names: &[&str], expired: bool, client: bool) -> Leaf {
+        let subject = [(DnType::CommonName, if client { "proxy" } else { "origin" })];
+        self.issue(names, &subject, expired, client)
+    }
+
+    /// A client certificate with no names and the subject `CN=cn, O=org`
+    /// (what a server logs of its client).
+    pub fn client(&self, cn: &str, org: &str) -> Leaf {
+        let subject = [(DnType::CommonName, cn), (DnType::OrganizationName, org)];
+        self.issue(&[], &subject, false, true)
+    }
+
+    fn issue(
+        &self,
+        names: &[&str],
+        subject: &[(DnType, &str)],
+        expired: bool,
+        client: bool,
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, if client { "proxy" } else { "origin" });
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.extended_key_usages = vec![if client {
             ExtendedKeyUsagePurpose::ClientAuth
         } else {
@@ -82,26 +134,6 @@ impl TestCa {
     }
 }
 
-/// A directory of its own for one test's PEM files (under the system's
-/// temporary directory, named by process and a counter).
-pub fn dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "strait-test-pem-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Writes `text` to `dir/name`; the file's path, for a configuration.
-pub fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
 /// A rustls server configuration for `leaf` offering `alpn`; with
 /// `client_ca`, client certificates signed by it are required.
 pub fn server_tls(
@@ -110,11 +142,6 @@ pub fn server_tls(
     client_ca: Option<&TestCa>,
 ) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -134,7 +161,7 @@ pub fn server_tls(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certs, key).unwrap();
+    let mut config = builder.with_single_cert(leaf.chain(), leaf.key()).unwrap();
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Arc::new(config)
 }
@@ -157,7 +184,6 @@ pub struct Seen {
 /// trailer `x-checksum: 42`.
 pub struct ProtoOrigin {
     pub addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     /// The most streams one connection had in flight at once.
     max_in_flight: Arc<AtomicUsize>,
@@ -167,7 +193,7 @@ pub struct ProtoOrigin {
     goaway: watch::Sender<u64>,
     /// Bumped to drop every open connection at once.
     kill: watch::Sender<u64>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Server,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -185,62 +211,37 @@ impl ProtoOrigin {
     }
 
     fn start(tls: Option<Arc<rustls::ServerConfig>>) -> ProtoOrigin {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (goaway, goaway_rx) = watch::channel(0u64);
         let (kill, kill_rx) = watch::channel(0u64);
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (conns, reqs, max, seen_by) = (
-            connections.clone(),
-            requests.clone(),
-            max_in_flight.clone(),
-            seen.clone(),
-        );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = tokio::select! {
-                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                        _ = &mut stopped => return,
-                    };
-                    conns.fetch_add(1, Ordering::SeqCst);
-                    let conn = Connection {
-                        tls: tls.clone(),
-                        requests: reqs.clone(),
-                        max_in_flight: max.clone(),
-                        seen: seen_by.clone(),
-                        goaway: goaway_rx.clone(),
-                        kill: kill_rx.clone(),
-                    };
-                    tokio::spawn(conn.serve(stream));
-                }
-            });
+        let (reqs, max, seen_by) = (requests.clone(), max_in_flight.clone(), seen.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::on(listener, 2, move |stream, _| {
+            let conn = Connection {
+                tls: tls.clone(),
+                requests: reqs.clone(),
+                max_in_flight: max.clone(),
+                seen: seen_by.clone(),
+                goaway: goaway_rx.clone(),
+                kill: kill_rx.clone(),
+            };
+            conn.serve(stream)
         });
         ProtoOrigin {
-            addr,
-            connections,
+            addr: server.addr,
             requests,
             max_in_flight,
             seen,
             goaway,
             kill,
-            stop: Some(stop),
+            server,
         }
     }
 
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     pub fn requests(&self) -> usize {
@@ -264,14 +265,6 @@ impl ProtoOrigin {
     /// Every open connection is dropped (TCP close, nothing more sent).
     pub fn kill_all(&self) {
         self.kill.send_modify(|n| *n += 1);
-    }
-}
-
-impl Drop for ProtoOrigin {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -372,6 +365,26 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
     resp.headers_mut()
         .insert("x-authority", authority.parse().unwrap());
     resp
+}
+
+/// A gateway whose one route goes to the upstream `backend` at `endpoint`,
+/// with `upstream` (TOML lines) added to its table.
+pub fn backend_config(endpoint: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.backend]
+endpoints = ["{endpoint}"]
+connect_timeout = "2s"
+response_header_timeout = "5s"
+{upstream}
+
+[[routes]]
+upstream = "backend"
+"#
+    )
 }
 
 /// The version an origin answer names (`HTTP/1.1`, `HTTP/2.0`).
