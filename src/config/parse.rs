@@ -237,4 +237,52 @@ mod tests {
         assert!(parse_cidr("::1").is_ok());
         assert!(parse_cidr("10.0.0.0/99").is_err());
     }
+
+    #[test]
+    fn status_ranges() {
+        let status = |v: toml::Value| parse_status_range(&v);
+        assert_eq!(status(200.into()), Ok((200, 200)));
+        assert_eq!(status("2xx".into()), Ok((200, 299)));
+        assert_eq!(status(" 300 - 304 ".into()), Ok((300, 304)));
+        assert_eq!(status("5xx".into()), Ok((500, 599)));
+        for bad in ["0xx", "6xx", "99", "300-200", "2xx-3xx", "abc"] {
+            assert!(status(bad.into()).is_err(), "{bad:?} should be refused");
+        }
+        assert!(status(600.into()).is_err());
+        assert!(status(true.into()).is_err());
+    }
+
+    #[test]
+    fn connect_targets_and_tokens() {
+        assert_eq!(
+            parse_connect_target("Db.Example.:5432"),
+            Ok(ConnectTarget::Name("db.example".into(), 5432))
+        );
+        assert_eq!(
+            parse_connect_target("10.9.8.7/8:443"),
+            Ok(ConnectTarget::Net("10.0.0.0/8".parse().unwrap(), 443))
+        );
+        assert_eq!(
+            parse_connect_target("[2001:db8::1]:22"),
+            Ok(ConnectTarget::Net("2001:db8::1/128".parse().unwrap(), 22))
+        );
+        for bad in ["db:0", "db", ":80", "-db-:80", "a..b:80", "db:65536"] {
+            assert!(
+                parse_connect_target(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        assert!(is_token("websocket") && is_token("h2c") && is_token("x-a.b~c"));
+        assert!(!is_token("") && !is_token("web socket") && !is_token("a/b"));
+    }
+
+    #[test]
+    fn serde_messages_in_an_operators_words() {
+        assert_eq!(
+            humanize("invalid type: string \"x\", expected i64\n"),
+            "invalid type: string \"x\", expected an integer"
+        );
+        assert_eq!(humanize("expected u64"), "expected a non-negative integer");
+        assert_eq!(humanize("expected a boolean"), "expected true or false");
+    }
 }

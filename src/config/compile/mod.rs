@@ -12,6 +12,9 @@ mod server;
 mod tls;
 mod upstreams;
 
+#[cfg(test)]
+mod tests;
+
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
