@@ -1,5 +1,5 @@
 //! Raw configuration: the serde image of the TOML file, with source spans.
-//! Unknown keys are rejected here; every semantic check is left to `validate`.
+//! Unknown keys are rejected here; every semantic check is left to `compile`.
 
 use std::collections::BTreeMap;
 

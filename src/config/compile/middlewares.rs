@@ -1,0 +1,206 @@
+//! Compiles `[middlewares.NAME]` definitions, access logs (their outputs opened
+//! through the `SinkOpener`) and the `server.access_log` fallback, and looks
+//! middlewares up by name. Putting them into route chains is left to `routes`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use toml::Spanned;
+
+use super::{span, Compiler, Defined};
+use crate::config::intern;
+use crate::config::parse::{header_names, header_pairs};
+use crate::config::raw::{RawMiddleware, RawServer};
+use crate::middleware::{
+    AccessLog, HeaderOps, HttpsRedirect, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
+};
+
+impl Compiler<'_, '_> {
+    pub(super) fn middlewares(
+        &mut self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
+    ) -> HashMap<String, Defined> {
+        let mut out = HashMap::new();
+        for (name, def) in raw {
+            let built = match self.middleware(name.get_ref(), def.get_ref()) {
+                Ok(m) => Defined::Ready(m),
+                Err(msg) => {
+                    self.d
+                        .at(span(def), format!("middleware {:?}: {msg}", name.get_ref()));
+                    Defined::Broken
+                }
+            };
+            out.insert(name.get_ref().clone(), built);
+        }
+        out
+    }
+
+    fn middleware(&mut self, _name: &str, raw: &RawMiddleware) -> Result<Middleware, String> {
+        Ok(match raw {
+            RawMiddleware::RequestId {
+                header,
+                response,
+                trust_incoming,
+            } => {
+                let header_text = header.as_deref().unwrap_or("x-request-id");
+                let header = intern::header_name(header_text)
+                    .ok_or_else(|| format!("invalid header name {header_text:?}: expected a token such as \"x-request-id\""))?;
+                Middleware::RequestId(RequestId {
+                    header,
+                    response: response.unwrap_or(true),
+                    trust_incoming: trust_incoming.unwrap_or(true),
+                })
+            }
+            RawMiddleware::Headers {
+                request_set,
+                request_append,
+                request_remove,
+                response_set,
+                response_append,
+                response_remove,
+            } => {
+                let mut ops = HeaderOps {
+                    request: Default::default(),
+                    response: Default::default(),
+                };
+                ops.request.set = header_pairs(request_set)?;
+                ops.request.append = header_pairs(request_append)?;
+                ops.request.remove = header_names(request_remove)?;
+                ops.response.set = header_pairs(response_set)?;
+                ops.response.append = header_pairs(response_append)?;
+                ops.response.remove = header_names(response_remove)?;
+                Middleware::Headers(ops)
+            }
+            RawMiddleware::StripPrefix { prefix } => {
+                if !prefix.starts_with('/')
+                    || (prefix.len() > 1 && prefix.ends_with('/'))
+                    || prefix == "/"
+                {
+                    return Err(format!(
+                        "strip_prefix prefix {prefix:?} is invalid: expected a path starting with '/' and not ending with '/', e.g. \"/api\""
+                    ));
+                }
+                Middleware::StripPrefix(StripPrefix {
+                    prefix: prefix.as_str().into(),
+                })
+            }
+            RawMiddleware::Rewrite { path } => {
+                if !path.starts_with('/') {
+                    return Err(format!("rewrite path {path:?} must start with '/'"));
+                }
+                Middleware::Rewrite(Rewrite::parse(path)?)
+            }
+            RawMiddleware::AccessLog { format, output } => {
+                self.access_log(format.as_deref(), output.as_deref())?
+            }
+            RawMiddleware::HttpsRedirect { port, status } => {
+                let port = port.unwrap_or(443);
+                let port = u16::try_from(port)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| {
+                        format!("https_redirect port = {port} is out of range: expected 1 to 65535")
+                    })?;
+                let status = status.unwrap_or(301);
+                if ![301, 302, 307, 308].contains(&status) {
+                    return Err(format!(
+                        "https_redirect status = {status} is not a redirect status: expected 301, 302, 307 or 308"
+                    ));
+                }
+                Middleware::HttpsRedirect(HttpsRedirect::new(port, status as u16))
+            }
+            RawMiddleware::Custom { name, settings } => {
+                let factory = self.registry.get(name).ok_or_else(|| {
+                    let known = self.registry.names();
+                    if known.is_empty() {
+                        format!("custom middleware {name:?} is not registered (no custom middlewares are registered in this build)")
+                    } else {
+                        format!("custom middleware {name:?} is not registered: expected one of {known:?}")
+                    }
+                })?;
+                Middleware::Custom(factory.build(settings)?)
+            }
+        })
+    }
+
+    fn access_log(
+        &mut self,
+        format: Option<&str>,
+        output: Option<&str>,
+    ) -> Result<Middleware, String> {
+        let format = match format.unwrap_or("combined") {
+            "combined" => LogFormat::Combined,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "unknown access log format {other:?}: expected \"combined\" or \"json\""
+                ))
+            }
+        };
+        let output = output.unwrap_or("stdout");
+        if output.is_empty() {
+            return Err(
+                "access log output is empty: expected \"stdout\", \"stderr\" or a file path".into(),
+            );
+        }
+        let sink = self.sinks.open(output)?;
+        Ok(Middleware::AccessLog(AccessLog { format, sink }))
+    }
+
+    /// A middleware by name: a definition, or a built-in used with its defaults.
+    pub(super) fn lookup(
+        &mut self,
+        name: &str,
+        defined: &HashMap<String, Defined>,
+    ) -> Result<Option<Middleware>, String> {
+        match defined.get(name) {
+            Some(Defined::Ready(m)) => Ok(Some(m.clone())),
+            Some(Defined::Broken) => Ok(None),
+            None => match name {
+                "request_id" => self
+                    .middleware(
+                        name,
+                        &RawMiddleware::RequestId {
+                            header: None,
+                            response: None,
+                            trust_incoming: None,
+                        },
+                    )
+                    .map(Some),
+                "access_log" => self.access_log(None, None).map(Some),
+                _ => {
+                    let mut known: Vec<&str> = defined.keys().map(String::as_str).collect();
+                    known.extend(["request_id", "access_log"]);
+                    known.sort_unstable();
+                    known.dedup();
+                    Err(format!("unknown middleware {name:?}: expected one of {known:?} (define it under [middlewares.{name}])"))
+                }
+            },
+        }
+    }
+
+    pub(super) fn fallback_log(
+        &mut self,
+        raw: &RawServer,
+        defined: &HashMap<String, Defined>,
+    ) -> Option<AccessLog> {
+        let name = raw.access_log.as_ref()?;
+        match self.lookup(name.get_ref(), defined) {
+            Ok(Some(Middleware::AccessLog(log))) => Some(log),
+            Ok(Some(_)) => {
+                self.d.at(
+                    span(name),
+                    format!(
+                        "server.access_log = {:?} is not an access_log middleware",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(msg) => {
+                self.d.at(span(name), format!("server.access_log: {msg}"));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Middlewares: definitions and built-ins in a chain, the fallback log, and errors.
+
+use super::{assert_errors, compiled, route};
+use crate::middleware::{LogFormat, Middleware};
+
+#[test]
+fn middlewares_in_a_chain() {
+    let snap = compiled(&[
+        "[middlewares.rid]",
+        r#"type = "request_id""#,
+        r#"header = "X-Trace""#,
+        "response = false",
+        "[middlewares.strip]",
+        r#"type = "strip_prefix""#,
+        r#"prefix = "/api""#,
+        "[middlewares.tag]",
+        r#"type = "headers""#,
+        r#"request_set = { x-env = "test" }"#,
+        r#"response_remove = ["server"]"#,
+        "[middlewares.log]",
+        r#"type = "access_log""#,
+        r#"format = "json""#,
+        r#"output = "stderr""#,
+        "[middlewares.redirect]",
+        r#"type = "https_redirect""#,
+        "[server]",
+        r#"access_log = "log""#,
+        "[[routes]]",
+        r#"name = "api""#,
+        r#"match = { path_prefix = "/api" }"#,
+        r#"middlewares = ["request_id", "rid", "strip", "tag", "log", "redirect", "access_log"]"#,
+        r#"upstream = "base""#,
+    ]);
+    let api = route(&snap, "api");
+    let names: Vec<&str> = api.middleware_names.iter().map(|n| &**n).collect();
+    assert_eq!(
+        names,
+        [
+            "request_id",
+            "rid",
+            "strip",
+            "tag",
+            "log",
+            "redirect",
+            "access_log"
+        ]
+    );
+    let [builtin_id, rid, strip, tag, log, redirect, builtin_log] = &*api.chain else {
+        panic!("expected 7 middlewares, got {}", api.chain.len());
+    };
+    // Used by name without a definition: the built-ins with their defaults.
+    let Middleware::RequestId(id) = builtin_id else {
+        panic!("request_id")
+    };
+    assert_eq!(
+        (id.header.as_str(), id.response, id.trust_incoming),
+        ("x-request-id", true, true)
+    );
+    let Middleware::AccessLog(l) = builtin_log else {
+        panic!("access_log")
+    };
+    assert_eq!((l.format, &*l.sink.output), (LogFormat::Combined, "stdout"));
+
+    let Middleware::RequestId(id) = rid else {
+        panic!("rid")
+    };
+    assert_eq!(
+        (id.header.as_str(), id.response, id.trust_incoming),
+        ("x-trace", false, true)
+    );
+    let Middleware::StripPrefix(s) = strip else {
+        panic!("strip")
+    };
+    assert_eq!(&*s.prefix, "/api");
+    let Middleware::Headers(ops) = tag else {
+        panic!("tag")
+    };
+    let set: Vec<(&str, &[u8])> = ops
+        .request
+        .set
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    assert_eq!(set, [("x-env", &b"test"[..])]);
+    assert!(ops.request.append.is_empty() && ops.request.remove.is_empty());
+    assert_eq!(ops.response.remove, [http::header::SERVER]);
+    let Middleware::AccessLog(l) = log else {
+        panic!("log")
+    };
+    assert_eq!((l.format, &*l.sink.output), (LogFormat::Json, "stderr"));
+    let Middleware::HttpsRedirect(r) = redirect else {
+        panic!("redirect")
+    };
+    assert_eq!((r.port, r.status.as_u16()), (443, 301));
+
+    let fallback = snap.fallback_log.as_ref().unwrap();
+    assert_eq!(
+        (fallback.format, &*fallback.sink.output),
+        (LogFormat::Json, "stderr")
+    );
+}
+
+#[test]
+fn middleware_errors() {
+    assert_errors(&[
+        (
+            &[
+                "[middlewares]",
+                r#"a = { type = "strip_prefix", prefix = "/api/" }"#,
+                r#"b = { type = "rewrite", path = "users" }"#,
+                r#"c = { type = "access_log", format = "xml" }"#,
+                r#"d = { type = "access_log", output = "" }"#,
+                r#"e = { type = "request_id", header = "bad header" }"#,
+                r#"f = { type = "headers", request_set = { "x-ok" = "line\nbreak" } }"#,
+                r#"g = { type = "headers", response_remove = ["bad header"] }"#,
+                r#"h = { type = "https_redirect", port = 0 }"#,
+                r#"i = { type = "custom", name = "auth" }"#,
+            ],
+            &[
+                r#"2:5: middleware "a": strip_prefix prefix "/api/" is invalid: expected a path starting with '/' and not ending with '/', e.g. "/api""#,
+                r#"3:5: middleware "b": rewrite path "users" must start with '/'"#,
+                r#"4:5: middleware "c": unknown access log format "xml": expected "combined" or "json""#,
+                r#"5:5: middleware "d": access log output is empty: expected "stdout", "stderr" or a file path"#,
+                r#"6:5: middleware "e": invalid header name "bad header": expected a token such as "x-request-id""#,
+                r#"7:5: middleware "f": invalid value for header "x-ok": "line\nbreak" has characters not allowed in a header value"#,
+                r#"8:5: middleware "g": invalid header name "bad header": expected a token such as "x-debug""#,
+                r#"9:5: middleware "h": https_redirect port = 0 is out of range: expected 1 to 65535"#,
+                r#"10:5: middleware "i": custom middleware "auth" is not registered (no custom middlewares are registered in this build)"#,
+            ],
+        ),
+        (
+            &[
+                "[server]",
+                r#"access_log = "strip""#,
+                "[middlewares.strip]",
+                r#"type = "strip_prefix""#,
+                r#"prefix = "/api""#,
+            ],
+            &[r#"2:14: server.access_log = "strip" is not an access_log middleware"#],
+        ),
+        (
+            &["[server]", r#"access_log = "missing""#],
+            &[
+                r#"2:14: server.access_log: unknown middleware "missing": expected one of ["access_log", "request_id"] (define it under [middlewares.missing])"#,
+            ],
+        ),
+        // A broken definition is reported once, not again by each route using it.
+        (
+            &[
+                "[middlewares]",
+                r#"bad = { type = "rewrite", path = "x" }"#,
+                "[[routes]]",
+                r#"middlewares = ["bad"]"#,
+                r#"upstream = "base""#,
+            ],
+            &[r#"2:7: middleware "bad": rewrite path "x" must start with '/'"#],
+        ),
+    ]);
+}
