@@ -48,12 +48,6 @@ mod upstream;
 mod util;
 mod worker;
 
-/// Old paths the config compiler still names (kept until it moves to the
-/// new ones).
-mod data {
-    pub(crate) use crate::proxy::retry;
-}
-
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
 pub use context::{BodyError, Flow, LogInfo, ProxyBody, RequestContext, TlsInfo, UpstreamRequest};
 pub use control::{

@@ -1116,7 +1116,7 @@ upgrades = []
 
 /// Depends on the data plane counting into its shards (route, upstream,
 /// endpoint and client-connection counters); the exposition itself is
-/// unit-tested in `src/control/admin/metrics.rs`.
+/// unit-tested in `src/control/admin/metrics/tests.rs`.
 #[tokio::test]
 async fn metrics_parse_and_count_the_requests_made() {
     let origin = Origin::fixed("a", 200, "hello");

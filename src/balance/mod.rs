@@ -96,6 +96,42 @@ impl BalanceKind {
     }
 }
 
+/// How an upstream's endpoints are picked, as compiled: the algorithm and,
+/// for `ring` and `maglev`, the hashing. Part of the snapshot, one per
+/// upstream (indexed like the upstreams).
+#[derive(Debug)]
+pub(crate) struct BalancePolicy {
+    pub(crate) kind: BalanceKind,
+    /// Consistent hashing (`ring`, `maglev`): the key and the table.
+    pub(crate) hash: Option<HashPolicy>,
+}
+
+/// How a `ring` or `maglev` upstream hashes: built once by the control
+/// plane, read by every worker.
+#[derive(Debug)]
+pub(crate) struct HashPolicy {
+    pub(crate) key: HashKey,
+    /// What picks for requests without a key.
+    pub(crate) fallback: HashFallback,
+    /// Virtual nodes per weight unit (ring) or table size (maglev).
+    pub(crate) size: u32,
+    pub(crate) table: HashTable,
+}
+
+impl BalancePolicy {
+    /// The algorithm of the worker's own state: a hashed upstream's is its
+    /// fallback's (requests without a key).
+    fn state_kind(&self) -> BalanceKind {
+        self.hash.as_ref().map_or(self.kind, |h| h.fallback.kind())
+    }
+
+    /// Whether the balancer learns from latencies (`peak_ewma`), so the
+    /// exchange should report them.
+    pub(crate) fn observes(&self) -> bool {
+        self.kind == BalanceKind::PeakEwma
+    }
+}
+
 /// One upstream's balancer state on one worker. For `ring` and `maglev` it
 /// is the state of the fallback used for requests without a key (the table
 /// itself is in the snapshot).

@@ -8,10 +8,12 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{BalanceKind, Balancer, RoundRobin};
+use super::{BalancePolicy, Balancer, RoundRobin};
 use crate::metrics::SnapshotStats;
+use crate::upstream::health_state::EndpointState;
 use crate::upstream::{EndpointSpec, UpstreamSpec};
 
 /// Why no endpoint was picked.
@@ -31,6 +33,11 @@ pub(crate) enum PickError {
 pub(crate) struct PickView<'a> {
     pub(crate) generation: u64,
     pub(crate) upstreams: &'a [UpstreamSpec],
+    /// How each upstream picks, indexed like `upstreams`.
+    pub(crate) policies: &'a [BalancePolicy],
+    /// Each endpoint's health and ejection, indexed like the upstreams'
+    /// endpoints.
+    pub(crate) states: &'a [Vec<Arc<EndpointState>>],
     pub(crate) stats: &'a SnapshotStats,
     pub(crate) worker: usize,
     pub(crate) now_ms: u64,
@@ -55,10 +62,17 @@ struct States {
 }
 
 impl BalancerSet {
-    /// Fresh state for the upstreams of generation `generation`.
-    pub(crate) fn new(upstreams: &[UpstreamSpec], generation: u64, seed: usize) -> Self {
+    /// Fresh state for the upstreams of generation `generation`, which pick
+    /// by `policies` (indexed like `upstreams`).
+    pub(crate) fn new(
+        upstreams: &[UpstreamSpec],
+        policies: &[BalancePolicy],
+        generation: u64,
+        seed: usize,
+    ) -> Self {
+        let states = States::build(upstreams, policies, generation, seed, None);
         BalancerSet {
-            inner: RefCell::new(States::build(upstreams, generation, seed, None)),
+            inner: RefCell::new(states),
             seed,
         }
     }
@@ -87,21 +101,13 @@ impl BalancerSet {
                 .choose(view, upstream, spec, key, |_| true)
                 .ok_or(PickError::NoEndpoint);
         }
-        let health = view
-            .stats
-            .endpoints
-            .get(upstream)
-            .map_or(&[][..], |h| &h[..]);
+        let health = view.states.get(upstream).map_or(&[][..], |h| &h[..]);
         // Statistics are attached to every published snapshot; an endpoint
         // without them (none) counts as healthy. An endpoint ejected by
         // outlier detection is out until its time is up (by this worker's
         // coarse clock, at most one housekeeping tick late).
         let now_ms = view.now_ms;
-        let healthy = |i: usize| {
-            health
-                .get(i)
-                .map_or(true, |e| e.health.0.is_healthy() && !e.is_ejected(now_ms))
-        };
+        let healthy = |i: usize| health.get(i).map_or(true, |e| e.is_available(now_ms));
         match self.choose(view, upstream, spec, key, healthy) {
             Some(i) => Ok(i),
             None if spec.health_check.as_ref().is_some_and(|c| c.fail_open) => self
@@ -123,12 +129,14 @@ impl BalancerSet {
         key: Option<u64>,
         healthy: impl Fn(usize) -> bool,
     ) -> Option<usize> {
-        if let (Some(hash), Some(key)) = (&spec.hash, key) {
+        let hash = view.policies.get(upstream).and_then(|p| p.hash.as_ref());
+        if let (Some(hash), Some(key)) = (hash, key) {
             return hash.table.pick(key, healthy);
         }
         let mut b = self.inner.borrow_mut();
         if b.generation < view.generation {
-            let fresh = States::build(view.upstreams, view.generation, self.seed, Some(&b));
+            let (upstreams, policies) = (view.upstreams, view.policies);
+            let fresh = States::build(upstreams, policies, view.generation, self.seed, Some(&b));
             *b = fresh;
         }
         // This worker's own shard: a relaxed load of a line only it writes.
@@ -167,28 +175,22 @@ impl BalancerSet {
     }
 }
 
-/// Whether an upstream's balancer learns from latencies (`peak_ewma`), so
-/// the exchange should report them.
-pub(crate) fn observes(spec: &UpstreamSpec) -> bool {
-    spec.balance == BalanceKind::PeakEwma
-}
-
 impl States {
     /// The states for `upstreams`. With `previous` (this worker's states for
     /// an older snapshot), an upstream of the same name and algorithm keeps
     /// what it learnt: see [`Balancer::carry_over`].
     fn build(
         upstreams: &[UpstreamSpec],
+        policies: &[BalancePolicy],
         generation: u64,
         seed: usize,
         previous: Option<&States>,
     ) -> Self {
         let states = upstreams
             .iter()
-            .map(|u| {
-                // A hashed upstream's state is its fallback's.
-                let kind = u.hash.as_ref().map_or(u.balance, |h| h.fallback.kind());
-                let mut state = Balancer::new(kind, &u.endpoints, seed);
+            .zip(policies)
+            .map(|(u, policy)| {
+                let mut state = Balancer::new(policy.state_kind(), &u.endpoints, seed);
                 let old = previous.and_then(|p| {
                     let j = p.shapes.iter().position(|(name, _)| **name == *u.name)?;
                     Some((p.states.get(j)?, &p.shapes[j].1))

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::balance::BalancePolicy;
 use crate::metrics::{HoldsStats, SnapshotStats};
 use crate::middleware::{AccessLog, Middleware};
 use crate::router::{RouteSpec, Router};
+use crate::upstream::health_state::EndpointState;
 use crate::upstream::UpstreamSpec;
 
 /// One published configuration.
@@ -27,12 +29,18 @@ pub struct Snapshot {
     pub(crate) routes: Vec<Route>,
     /// Indexed by `Route::upstream`.
     pub(crate) upstreams: Vec<UpstreamSpec>,
+    /// How each upstream's endpoints are picked, indexed like `upstreams`
+    /// (the balancers' part of an upstream; `upstream/` knows nothing of it).
+    pub(crate) balancing: Vec<BalancePolicy>,
     /// Logs requests that matched no route.
     pub(crate) fallback_log: Option<AccessLog>,
     /// The admin API listener.
     pub(crate) admin: AdminSettings,
     /// What the routes and upstreams count into (filled by the control plane).
     pub(crate) stats: SnapshotStats,
+    /// Each endpoint's health and ejection state, indexed like the
+    /// upstreams and their endpoints (filled by the control plane).
+    pub(crate) endpoint_states: Vec<Vec<Arc<EndpointState>>>,
     /// `[connect]`: plain CONNECT tunnelling; `None`: off (405).
     pub(crate) connect: Option<ConnectSettings>,
 }
@@ -139,7 +147,7 @@ pub(crate) struct Route {
     /// head (`timeout = ...`), on top of the upstream's own timeouts.
     pub(crate) timeout: Option<std::time::Duration>,
     /// When and how to try another endpoint.
-    pub(crate) retry: Option<Box<crate::data::retry::RetryPolicy>>,
+    pub(crate) retry: Option<Box<RetryPolicy>>,
     /// The match conditions as configured (for the admin API; the router has
     /// its own compiled form).
     pub(crate) matcher: RouteSpec,
@@ -171,3 +179,31 @@ pub(crate) enum ConnectTarget {
     /// in the network.
     Net(IpNet, u16),
 }
+
+/// A route's `retry = { ... }` as compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RetryPolicy {
+    /// Attempts in all, the first one included (2 to 10).
+    pub(crate) attempts: u32,
+    /// Time allowed for each attempt's response head.
+    pub(crate) per_try_timeout: Option<Duration>,
+    pub(crate) on_connect_failure: bool,
+    pub(crate) on_reset: bool,
+    pub(crate) on_timeout: bool,
+    /// Response statuses retried (e.g. 502, 503, 504).
+    pub(crate) on_statuses: Vec<u16>,
+    /// Retry methods that are not idempotent (POST, PATCH) too.
+    pub(crate) non_idempotent: bool,
+    /// Largest request body (bytes) kept for replay.
+    pub(crate) replay_limit: u64,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+pub(crate) const DEFAULT_ATTEMPTS: u32 = 2;
+pub(crate) const DEFAULT_REPLAY_LIMIT: u64 = 64 * 1024;
+pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
+pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// The retry conditions `on = [...]` accepts besides status codes.
+pub(crate) const CONDITIONS: [&str; 3] = ["connect_failure", "reset", "timeout"];

@@ -18,7 +18,7 @@
 //!
 //! The checker follows reloads: a task whose (upstream name, address, check
 //! settings) did not change keeps running, and the endpoint's state with it
-//! (`Metrics::attach` hands the same `Health` to the new snapshot); changed
+//! (`control/publish.rs` hands the same `Health` to the new snapshot); changed
 //! and removed ones are stopped, new ones started. An upstream that loses its
 //! `health_check` has its endpoints marked up again.
 
@@ -41,8 +41,8 @@ use tokio::task::JoinHandle;
 
 use super::{Control, Gateway};
 use crate::config::Snapshot;
-use crate::metrics::{EndpointStats, Health};
 use crate::upstream::connect::{self, OpenError, Transport};
+use crate::upstream::health_state::{EndpointState, Health};
 use crate::upstream::{outlier, HealthCheckSpec, Probe, Protocol, UpstreamSpec};
 
 /// `Health::last_probe` values.
@@ -60,7 +60,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// One running probe task; dropping it stops the task.
 struct Check {
     spec: HealthCheckSpec,
-    stats: Arc<EndpointStats>,
+    state: Arc<EndpointState>,
     /// How the endpoint is reached (the pool key's transport part): a
     /// change of protocol or TLS settings restarts the probe.
     transport: u64,
@@ -129,10 +129,10 @@ pub(crate) async fn run(control: Arc<Control>) {
 fn reconcile(snap: &Snapshot, checks: &mut HashMap<Key, Check>, random: &RandomState) {
     let mut next: HashMap<Key, Check> = HashMap::new();
     for (u, up) in snap.upstreams.iter().enumerate() {
-        let Some(stats) = snap.stats.endpoints.get(u) else {
+        let Some(states) = snap.endpoint_states.get(u) else {
             continue;
         };
-        for (i, (ep, st)) in up.endpoints.iter().zip(stats).enumerate() {
+        for (i, (ep, st)) in up.endpoints.iter().zip(states).enumerate() {
             let key: Key = (up.name.clone(), ep.addr);
             if next.contains_key(&key) {
                 // Listed twice: one probe, one shared state.
@@ -153,7 +153,7 @@ fn reconcile(snap: &Snapshot, checks: &mut HashMap<Key, Check>, random: &RandomS
             let transport = up.pool_key(i, ep.addr).1;
             let check = match checks.remove(&key) {
                 Some(c)
-                    if c.spec == *spec && Arc::ptr_eq(&c.stats, st) && c.transport == transport =>
+                    if c.spec == *spec && Arc::ptr_eq(&c.state, st) && c.transport == transport =>
                 {
                     c
                 }
@@ -166,7 +166,7 @@ fn reconcile(snap: &Snapshot, checks: &mut HashMap<Key, Check>, random: &RandomS
                     let how = ProbeTransport::of(up, i);
                     Check {
                         spec: spec.clone(),
-                        stats: st.clone(),
+                        state: st.clone(),
                         transport,
                         task: tokio::spawn(watch(
                             up.name.clone(),
@@ -208,12 +208,12 @@ async fn watch(
     upstream: Box<str>,
     spec: HealthCheckSpec,
     how: ProbeTransport,
-    stats: Arc<EndpointStats>,
+    state: Arc<EndpointState>,
     first: Duration,
 ) {
     tokio::time::sleep(first).await;
-    let addr = stats.addr;
-    let health = &stats.health.0;
+    let addr = state.addr;
+    let health = &state.health.0;
     // The timeout is at most the interval (the compiler refuses longer), so
     // a probe always ends before the next is due.
     let mut tick = tokio::time::interval(spec.interval);
@@ -433,7 +433,7 @@ pub(crate) async fn watch_returns(control: Arc<Control>) {
     loop {
         tick.tick().await;
         let snap = control.snapshot();
-        outlier::clear_returned(&snap.upstreams, &snap.stats.endpoints, outlier::unix_ms());
+        outlier::clear_returned(&snap.upstreams, &snap.endpoint_states, outlier::unix_ms());
     }
 }
 
@@ -459,7 +459,7 @@ impl Gateway {
             .endpoints
             .iter()
             .position(|ep| ep.addr == endpoint)?;
-        let h = &snap.stats.endpoints.get(u)?.get(i)?.health.0;
+        let h = &snap.endpoint_states.get(u)?.get(i)?.health.0;
         Some(EndpointHealth {
             healthy: h.is_healthy(),
             checked: h.is_checked(),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 
 use crate::config::SinkOpener;
-pub(crate) use crate::log::Sink;
+use crate::log::Sink;
 
 /// Batches waiting for a writer before new ones are dropped.
 const QUEUE: usize = 256;
@@ -73,15 +73,5 @@ fn write_loop(name: &str, writer: &mut dyn Write, rx: Receiver<Vec<u8>>) {
         if let Err(e) = writer.write_all(&batch).and_then(|()| writer.flush()) {
             tracing::error!(output = name, error = %e, "access log write failed");
         }
-    }
-}
-
-/// Sinks that go nowhere, for `strait check` (no file is created).
-pub(crate) struct DetachedSinks;
-
-impl SinkOpener for DetachedSinks {
-    fn open(&self, output: &str) -> Result<Arc<Sink>, String> {
-        let (tx, _rx) = sync_channel(1);
-        Ok(Arc::new(Sink::new(output, tx)))
     }
 }

@@ -23,13 +23,14 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::config::DetachedSinks;
 use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
 use crate::worker::{self, WorkerCommand};
 pub use dns::{Resolve, SystemResolver};
 pub use health::EndpointHealth;
-use log_writer::{DetachedSinks, LogWriters};
+use log_writer::LogWriters;
 use publish::Publisher;
 pub use reload::ReloadError;
 

@@ -1,6 +1,7 @@
 //! Publishing a snapshot: the one place the two planes meet. The control
-//! plane gives a compiled snapshot its statistics (carried over by name from
-//! the previous one, so counters, health and in-flight gauges keep counting)
+//! plane gives a compiled snapshot its statistics and endpoint states
+//! (carried over by name from the previous one, so counters, health,
+//! ejections and in-flight gauges keep counting)
 //! and its generation, and stores it with one atomic swap into the
 //! [`Published`] cell the workers read. One publisher at a time, so
 //! generations only grow; requests in flight keep the snapshot they started
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Snapshot;
 use crate::metrics::{EndpointStats, PoolStats, RouteStats, Shards, SnapshotStats, UpstreamStats};
+use crate::upstream::health_state::EndpointState;
 use crate::util::published::Published;
 
 /// Publishes snapshots into the cell the workers read.
@@ -29,9 +31,12 @@ pub(crate) struct Publisher {
 struct Live {
     routes: HashMap<Box<str>, Arc<RouteStats>>,
     upstreams: HashMap<Box<str>, Arc<UpstreamStats>>,
-    endpoints: HashMap<(Box<str>, SocketAddr), Arc<EndpointStats>>,
+    endpoints: HashMap<(Box<str>, SocketAddr), Endpoint>,
     pools: HashMap<SocketAddr, Arc<PoolStats>>,
 }
+
+/// One endpoint's statistics and health state.
+type Endpoint = (Arc<EndpointStats>, Arc<EndpointState>);
 
 impl Publisher {
     /// A publisher whose first snapshot is `first` (its statistics fresh).
@@ -83,6 +88,7 @@ impl Live {
     fn attach(&mut self, snap: &mut Snapshot, workers: usize) {
         let mut next = Live::default();
         let mut stats = SnapshotStats::default();
+        let mut states = Vec::with_capacity(snap.upstreams.len());
         for route in &snap.routes {
             let s = self.routes.remove(&route.name).unwrap_or_else(|| {
                 Arc::new(RouteStats {
@@ -103,16 +109,21 @@ impl Live {
             next.upstreams.insert(up.name.clone(), s.clone());
             stats.upstreams.push(s);
             let mut eps = Vec::with_capacity(up.endpoints.len());
+            let mut up_states = Vec::with_capacity(up.endpoints.len());
             for ep in up.endpoints.iter() {
                 let key = (up.name.clone(), ep.addr);
-                let e = self
+                let (e, state) = self
                     .endpoints
                     .remove(&key)
                     .or_else(|| next.endpoints.get(&key).cloned())
-                    .unwrap_or_else(|| Arc::new(EndpointStats::new(ep.addr, workers)));
-                e.health.0.set_checked(up.health_check.is_some());
-                next.endpoints.insert(key, e.clone());
+                    .unwrap_or_else(|| {
+                        let stats = Arc::new(EndpointStats::new(ep.addr, workers));
+                        (stats, Arc::new(EndpointState::new(ep.addr)))
+                    });
+                state.health.0.set_checked(up.health_check.is_some());
+                next.endpoints.insert(key, (e.clone(), state.clone()));
                 eps.push(e);
+                up_states.push(state);
                 let p = self
                     .pools
                     .remove(&ep.addr)
@@ -127,8 +138,10 @@ impl Live {
                 stats.pools.insert(ep.addr, p);
             }
             stats.endpoints.push(eps);
+            states.push(up_states);
         }
         *self = next;
         snap.stats = stats;
+        snap.endpoint_states = states;
     }
 }

@@ -18,8 +18,8 @@ mod shard;
 mod stats;
 
 pub(crate) use counters::{PoolCounters, UpstreamCounters, WorkerCounters};
-pub(crate) use shard::{status_class, sum_classes, HistogramSum, Shards, STATUS_CLASSES};
+pub(crate) use shard::{status_class, sum_classes, HistogramSum, Padded, Shards, STATUS_CLASSES};
 pub(crate) use stats::{
-    EndpointStats, Health, HoldsStats, Metrics, PoolStats, RequestOutcome, RouteStats,
-    SnapshotStats, StatIds, StatsRef, UpstreamStats,
+    EndpointStats, HoldsStats, Metrics, PoolStats, RequestOutcome, RouteStats, SnapshotStats,
+    StatIds, StatsRef, UpstreamStats,
 };

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::{headers, retry, ProxyState};
-use crate::balance::set::{observes, PickView};
+use crate::balance::set::PickView;
 use crate::config::{Route, Snapshot, SnapshotRef};
 use crate::context::body::{BytesIn, RequestBody};
 use crate::context::{ProxyBody, RequestContext};
@@ -165,7 +165,8 @@ pub(super) async fn attempt<'a>(
     let (response, conn) = match exchanged {
         Ok(done) => done,
         Err(e) => {
-            if e == crate::upstream::Error::ResponseTimeout && observes(spec) {
+            let observes = snap.balancing[target.id].observes();
+            if e == crate::upstream::Error::ResponseTimeout && observes {
                 // For peak_ewma a timeout counts as a (long) latency.
                 let balancers = &state.balancers;
                 balancers.observe(snap.generation, target.id, index, timeout, sent + timeout);
@@ -175,7 +176,7 @@ pub(super) async fn attempt<'a>(
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
-    if observes(spec) {
+    if snap.balancing[target.id].observes() {
         let balancers = &state.balancers;
         balancers.observe(snap.generation, target.id, index, waited, sent + waited);
     }
@@ -206,13 +207,15 @@ pub(super) fn upstream_peer(
 ) -> Result<usize, ProxyError> {
     let spec = target.spec;
     // The key of a hashed upstream, read in place from the request.
-    let key = spec
+    let key = snap.balancing[target.id]
         .hash
         .as_ref()
         .and_then(|h| h.key.hash(ctx.path, ctx.client_addr.ip(), headers));
     let view = PickView {
         generation: snap.generation,
         upstreams: &snap.upstreams,
+        policies: &snap.balancing,
+        states: &snap.endpoint_states,
         stats: &snap.stats,
         worker: state.tools.id,
         now_ms: state.tools.clock.now_ms(),

@@ -130,7 +130,14 @@ async fn proxy_upstream<'a>(
     };
     if let Some(id) = ctx.ids.endpoint() {
         let observed = attempt::observed(&result);
-        outlier::observe(&snap.stats, spec, state.tools.id, id, observed);
+        outlier::observe(
+            &snap.stats,
+            &snap.endpoint_states,
+            spec,
+            state.tools.id,
+            id,
+            observed,
+        );
     }
     let response = match result {
         Ok(response) => response,

@@ -21,41 +21,15 @@ use hyper::body::Incoming;
 use super::attempt::{self, attempt, Payload};
 use super::error::ProxyError;
 use super::ProxyState;
-use crate::config::SnapshotRef;
+use crate::config::{RetryPolicy, SnapshotRef};
 use crate::context::{ProxyBody, RequestContext};
 use crate::metrics::UpstreamCounters;
 use crate::upstream::exchange::Target;
 use crate::upstream::outlier;
 use crate::upstream::RetryBudget;
 
-/// A route's `retry = { ... }` as compiled.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RetryPolicy {
-    /// Attempts in all, the first one included (2 to 10).
-    pub(crate) attempts: u32,
-    /// Time allowed for each attempt's response head.
-    pub(crate) per_try_timeout: Option<Duration>,
-    pub(crate) on_connect_failure: bool,
-    pub(crate) on_reset: bool,
-    pub(crate) on_timeout: bool,
-    /// Response statuses retried (e.g. 502, 503, 504).
-    pub(crate) on_statuses: Vec<u16>,
-    /// Retry methods that are not idempotent (POST, PATCH) too.
-    pub(crate) non_idempotent: bool,
-    /// Largest request body (bytes) kept for replay.
-    pub(crate) replay_limit: u64,
-    pub(crate) backoff_base: Duration,
-    pub(crate) backoff_max: Duration,
-}
-
-pub(crate) const DEFAULT_ATTEMPTS: u32 = 2;
-pub(crate) const DEFAULT_REPLAY_LIMIT: u64 = 64 * 1024;
-pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(25);
-pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
-
-/// The retry conditions `on = [...]` accepts besides status codes.
-pub(crate) const CONDITIONS: [&str; 3] = ["connect_failure", "reset", "timeout"];
-
+// The policy is compiled into the snapshot (`config::RetryPolicy`); what it
+// means for a request is decided here.
 impl RetryPolicy {
     /// Whether `method` may be sent again.
     pub(crate) fn allows_method(&self, method: &Method) -> bool {
@@ -188,7 +162,14 @@ pub(super) async fn forward_with_retries<'a>(
         if let Err(e) = &result {
             attempt::count_failure(snap, worker, target.id, ctx, *e);
         }
-        outlier::observe(&snap.stats, spec, worker, id, attempt::observed(&result));
+        outlier::observe(
+            &snap.stats,
+            &snap.endpoint_states,
+            spec,
+            worker,
+            id,
+            attempt::observed(&result),
+        );
         drop(result);
         n += 1;
         let random = RandomState::new().hash_one((worker, n, Instant::now()));

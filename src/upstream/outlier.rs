@@ -10,8 +10,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::health_state::EndpointState;
 use super::{OutlierSpec, UpstreamSpec};
-use crate::metrics::{EndpointStats, SnapshotStats};
+use crate::metrics::SnapshotStats;
 pub(crate) use crate::util::time::unix_ms;
 
 /// What an exchange with an endpoint showed.
@@ -30,6 +31,7 @@ pub(crate) enum Observed {
 /// `upstream`, and ejects the endpoint when a threshold is reached.
 pub(crate) fn observe(
     stats: &SnapshotStats,
+    states: &[Vec<Arc<EndpointState>>],
     spec: &UpstreamSpec,
     worker: usize,
     (upstream, index): (usize, usize),
@@ -58,7 +60,7 @@ pub(crate) fn observe(
         return;
     }
     row.set(0);
-    let Some(endpoints) = stats.endpoints.get(upstream) else {
+    let Some(endpoints) = states.get(upstream) else {
         return;
     };
     eject(endpoints, index, outlier, &spec.name, what);
@@ -67,7 +69,7 @@ pub(crate) fn observe(
 /// Ejects `endpoints[index]` unless that would hold out more than the allowed
 /// share of the upstream. The n-th ejection lasts n × the base time, capped.
 fn eject(
-    endpoints: &[Arc<EndpointStats>],
+    endpoints: &[Arc<EndpointState>],
     index: usize,
     outlier: &OutlierSpec,
     upstream: &str,
@@ -112,11 +114,11 @@ fn eject(
     );
 }
 
-/// Clears the ejections of `upstreams` (their endpoints' statistics in
+/// Clears the ejections of `upstreams` (their endpoints' states in
 /// `endpoints`) that have ended by `now_ms`, and logs each return once.
 pub(crate) fn clear_returned(
     upstreams: &[UpstreamSpec],
-    endpoints: &[Vec<Arc<EndpointStats>>],
+    endpoints: &[Vec<Arc<EndpointState>>],
     now_ms: u64,
 ) {
     for (u, endpoints) in endpoints.iter().enumerate() {
@@ -174,8 +176,8 @@ mod tests {
 
     #[test]
     fn the_ejection_share_holds() {
-        let eps: Vec<Arc<EndpointStats>> = (0..4)
-            .map(|i| Arc::new(EndpointStats::new(([127, 0, 0, 1], 1000 + i).into(), 1)))
+        let eps: Vec<Arc<EndpointState>> = (0..4)
+            .map(|i| Arc::new(EndpointState::new(([127, 0, 0, 1], 1000 + i).into())))
             .collect();
         let o = spec(50);
         for i in 0..4 {
@@ -185,8 +187,8 @@ mod tests {
         let ejected: Vec<bool> = eps.iter().map(|e| e.is_ejected(now)).collect();
         assert_eq!(ejected, [true, true, false, false]);
         // 0 %: never.
-        let eps2: Vec<Arc<EndpointStats>> = (0..2)
-            .map(|i| Arc::new(EndpointStats::new(([127, 0, 0, 1], 2000 + i).into(), 1)))
+        let eps2: Vec<Arc<EndpointState>> = (0..2)
+            .map(|i| Arc::new(EndpointState::new(([127, 0, 0, 1], 2000 + i).into())))
             .collect();
         eject(&eps2, 0, &spec(0), "u", Observed::ServerError);
         assert!(!eps2[0].is_ejected(unix_ms()));
@@ -194,8 +196,8 @@ mod tests {
 
     #[test]
     fn ended_ejections_are_cleared_once() {
-        let eps: Vec<Arc<EndpointStats>> = (0..2)
-            .map(|i| Arc::new(EndpointStats::new(([127, 0, 0, 1], 3000 + i).into(), 1)))
+        let eps: Vec<Arc<EndpointState>> = (0..2)
+            .map(|i| Arc::new(EndpointState::new(([127, 0, 0, 1], 3000 + i).into())))
             .collect();
         eps[0].ejected_until_ms.0.store(100, Ordering::Relaxed);
         eps[1].ejected_until_ms.0.store(300, Ordering::Relaxed);

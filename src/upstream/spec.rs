@@ -1,15 +1,14 @@
 //! An upstream as compiled (part of the snapshot): its endpoints, how
 //! connections to them are made and pooled, its limits, timeouts, health
-//! check, passive health and names, with the defaults of each. Built by the
-//! config compiler, read by the workers; nothing here does any I/O.
+//! check, passive health and names, with the defaults of each. How its
+//! endpoints are picked is the balancer's (`balance::BalancePolicy`). Built
+//! by the config compiler, read by the workers; nothing here does any I/O.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-
-use crate::balance::{BalanceKind, HashFallback, HashKey, HashTable};
 
 /// One endpoint of an upstream.
 #[derive(Debug, Clone)]
@@ -41,9 +40,6 @@ impl EndpointSpec {
 pub(crate) struct UpstreamSpec {
     pub(crate) name: Box<str>,
     pub(crate) endpoints: Box<[EndpointSpec]>,
-    pub(crate) balance: BalanceKind,
-    /// Consistent hashing (`ring`, `maglev`): the key and the table.
-    pub(crate) hash: Option<HashPolicy>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_header_timeout: Duration,
     pub(crate) body_idle_timeout: Duration,
@@ -309,18 +305,6 @@ impl Family {
     }
 }
 
-/// How a `ring` or `maglev` upstream hashes: built once by the control
-/// plane, read by every worker.
-#[derive(Debug)]
-pub(crate) struct HashPolicy {
-    pub(crate) key: HashKey,
-    /// What picks for requests without a key.
-    pub(crate) fallback: HashFallback,
-    /// Virtual nodes per weight unit (ring) or table size (maglev).
-    pub(crate) size: u32,
-    pub(crate) table: HashTable,
-}
-
 /// `[upstreams.NAME.health_check]` as compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HealthCheckSpec {
@@ -381,3 +365,31 @@ pub(crate) const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 /// one follows a moved service too late.
 pub(crate) const MIN_DNS_REFRESH: Duration = Duration::from_secs(1);
 pub(crate) const MAX_DNS_REFRESH: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn families_select_sorted_and_deduplicated() {
+        let answer = vec![
+            addr("[::1]:80"),
+            addr("10.0.0.2:80"),
+            addr("10.0.0.1:80"),
+            addr("10.0.0.2:80"),
+        ];
+        assert_eq!(
+            Family::Any.select(answer.clone()),
+            vec![addr("10.0.0.1:80"), addr("10.0.0.2:80"), addr("[::1]:80")]
+        );
+        assert_eq!(
+            Family::Ipv4.select(answer.clone()),
+            vec![addr("10.0.0.1:80"), addr("10.0.0.2:80")]
+        );
+        assert_eq!(Family::Ipv6.select(answer), vec![addr("[::1]:80")]);
+    }
+}

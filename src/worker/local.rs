@@ -52,7 +52,7 @@ impl WorkerLocal {
         let proxy = ProxyState {
             arenas: ArenaPool::default(),
             tools: WorkerTools::new(id),
-            balancers: BalancerSet::new(&snapshot.upstreams, generation, id),
+            balancers: BalancerSet::new(&snapshot.upstreams, &snapshot.balancing, generation, id),
             pool: UpstreamPool::new(id, &snapshot.upstreams, &snapshot.stats.pools),
             metrics,
             shutdown,

@@ -3,9 +3,9 @@
 //! endpoints is left to `upstreams`.
 
 use super::{span, Compiler};
-use crate::balance::{self, BalanceKind, HashFallback, HashKey, HashTable};
+use crate::balance::{self, BalanceKind, HashFallback, HashKey, HashPolicy, HashTable};
 use crate::config::raw::RawUpstream;
-use crate::upstream::{EndpointSpec, HashPolicy};
+use crate::upstream::EndpointSpec;
 
 impl Compiler<'_, '_> {
     /// The hashing of a `ring` or `maglev` upstream (its key, fallback and

@@ -22,17 +22,27 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::diagnostics::{ConfigErrors, Diagnostics};
+use crate::config::names::Names;
 use crate::config::parse::{humanize, parse_duration};
 use crate::config::raw::RawConfig;
 use crate::config::snapshot::Snapshot;
-use crate::control::dns::Names;
-use crate::control::log_writer::Sink;
+use crate::log::Sink;
 use crate::middleware::{CustomRegistry, Middleware};
 
 /// Opens access-log outputs (the control plane's writer threads; a detached
 /// stand-in for `strait check`).
 pub(crate) trait SinkOpener {
     fn open(&self, output: &str) -> Result<Arc<Sink>, String>;
+}
+
+/// Sinks that go nowhere, for `strait check` (no file is created).
+pub(crate) struct DetachedSinks;
+
+impl SinkOpener for DetachedSinks {
+    fn open(&self, output: &str) -> Result<Arc<Sink>, String> {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        Ok(Arc::new(Sink::new(output, tx)))
+    }
 }
 
 /// An idle tunnel's limit, upgraded (`[[routes]]`) and `CONNECT` (`[connect]`) alike.
@@ -67,7 +77,7 @@ pub(crate) fn compile(
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw, &server);
     let admin = c.admin(&raw.admin);
-    let (upstreams, upstream_ids) = c.upstreams(&raw.upstreams);
+    let (upstreams, balancing, upstream_ids) = c.upstreams(&raw.upstreams);
     let middlewares = c.middlewares(&raw.middlewares);
     let fallback_log = c.fallback_log(&raw.server, &middlewares);
     let (router, routes) = c.routes(&raw.routes, &upstream_ids, &middlewares);
@@ -87,9 +97,11 @@ pub(crate) fn compile(
         router,
         routes,
         upstreams,
+        balancing,
         fallback_log,
         admin,
         stats: Default::default(),
+        endpoint_states: Vec::new(),
         connect,
     })
 }

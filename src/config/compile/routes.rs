@@ -13,7 +13,7 @@ use crate::config::intern;
 use crate::config::parse::is_token;
 use crate::config::raw::{RawMatch, RawRetry, RawRoute};
 use crate::config::snapshot::Route;
-use crate::data::retry::{self, RetryPolicy};
+use crate::config::snapshot::{self as retry, RetryPolicy};
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 
 impl Compiler<'_, '_> {

@@ -14,11 +14,10 @@ mod upstreams;
 use std::time::Duration;
 
 use super::compile;
+use crate::balance::BalancePolicy;
+use crate::config::names::{Names, SystemResolver};
 use crate::config::snapshot::Route;
-use crate::config::{ConfigErrors, Snapshot};
-use crate::control::dns::Names;
-use crate::control::log_writer::DetachedSinks;
-use crate::control::SystemResolver;
+use crate::config::{ConfigErrors, DetachedSinks, Snapshot};
 use crate::middleware::CustomRegistry;
 use crate::upstream::UpstreamSpec;
 
@@ -84,6 +83,13 @@ fn assert_errors(cases: &[(&[&str], &[&str])]) {
 fn upstream<'a>(snap: &'a Snapshot, name: &str) -> &'a UpstreamSpec {
     let found = snap.upstreams.iter().find(|u| &*u.name == name);
     found.unwrap_or_else(|| panic!("no upstream {name:?}"))
+}
+
+/// How upstream `name` picks its endpoints.
+fn balancing<'a>(snap: &'a Snapshot, name: &str) -> &'a BalancePolicy {
+    let found = snap.upstreams.iter().position(|u| &*u.name == name);
+    let i = found.unwrap_or_else(|| panic!("no upstream {name:?}"));
+    &snap.balancing[i]
 }
 
 fn route<'a>(snap: &'a Snapshot, name: &str) -> &'a Route {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use toml::Spanned;
 
 use super::{span, Compiler};
-use crate::balance::BalanceKind;
+use crate::balance::{BalanceKind, BalancePolicy};
 use crate::config::intern;
 use crate::config::parse::{parse_endpoint, EndpointAddr};
 use crate::config::raw::{RawEndpoint, RawUpstream};
@@ -22,22 +22,33 @@ impl Compiler<'_, '_> {
     pub(super) fn upstreams(
         &mut self,
         raw: &BTreeMap<Spanned<String>, Spanned<RawUpstream>>,
-    ) -> (Vec<UpstreamSpec>, HashMap<String, usize>) {
+    ) -> (
+        Vec<UpstreamSpec>,
+        Vec<BalancePolicy>,
+        HashMap<String, usize>,
+    ) {
         let mut specs = Vec::new();
+        let mut policies = Vec::new();
         let mut ids = HashMap::new();
         for (name, up) in raw {
-            if let Some(spec) = self.upstream(name.get_ref(), up) {
+            if let Some((spec, policy)) = self.upstream(name.get_ref(), up) {
                 ids.insert(name.get_ref().clone(), specs.len());
                 specs.push(spec);
+                policies.push(policy);
             } else {
                 // Known but broken: routes pointing to it get no second error.
                 ids.insert(name.get_ref().clone(), usize::MAX);
             }
         }
-        (specs, ids)
+        (specs, policies, ids)
     }
 
-    fn upstream(&mut self, name: &str, raw: &Spanned<RawUpstream>) -> Option<UpstreamSpec> {
+    /// One upstream: its spec, and how its endpoints are picked.
+    fn upstream(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawUpstream>,
+    ) -> Option<(UpstreamSpec, BalancePolicy)> {
         let before = self.error_count();
         let up = raw.get_ref();
         if up.endpoints.is_empty() {
@@ -127,8 +138,6 @@ impl Compiler<'_, '_> {
         let spec = UpstreamSpec {
             name: name.into(),
             endpoints: endpoints.into(),
-            balance,
-            hash,
             connect_timeout: self.duration(
                 &up.connect_timeout,
                 upstream::DEFAULT_CONNECT_TIMEOUT,
@@ -214,7 +223,11 @@ impl Compiler<'_, '_> {
             tls,
             transport,
         };
-        (self.error_count() == before).then_some(spec)
+        let policy = BalancePolicy {
+            kind: balance,
+            hash,
+        };
+        (self.error_count() == before).then_some((spec, policy))
     }
 
     /// `protocol` and the `http2_*` limits of an upstream.

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
-use crate::balance::BalanceKind;
+use crate::balance::{BalanceKind, BalancePolicy};
 use crate::config::{ConnectSettings, ConnectTarget, ServerSettings, Snapshot};
 use crate::middleware::{AccessLog, LogFormat, Middleware};
 use crate::router::{HeaderCond, PathSpec, RouteSpec};
@@ -23,7 +23,8 @@ pub(super) fn describe(snap: &Snapshot) -> Value {
     let upstreams: Map<String, Value> = snap
         .upstreams
         .iter()
-        .map(|u| (u.name.to_string(), upstream(u)))
+        .zip(&snap.balancing)
+        .map(|(u, b)| (u.name.to_string(), upstream(u, b)))
         .collect();
     let mut middlewares = Map::new();
     let routes: Vec<Value> = snap
@@ -186,15 +187,15 @@ pub(super) fn balance_name(kind: BalanceKind) -> &'static str {
     kind.name()
 }
 
-fn upstream(u: &UpstreamSpec) -> Value {
+fn upstream(u: &UpstreamSpec, b: &BalancePolicy) -> Value {
     let mut v = json!({
         "endpoints": u
             .endpoints
             .iter()
             .map(|e| json!({ "address": e.addr.to_string(), "weight": e.weight }))
             .collect::<Vec<_>>(),
-        "balance": balance_name(u.balance),
-        "hash": u.hash.as_ref().map(|h| json!({
+        "balance": balance_name(b.kind),
+        "hash": b.hash.as_ref().map(|h| json!({
             "key": h.key.describe(),
             "fallback": h.fallback.name(),
             "size": h.size,

@@ -267,7 +267,8 @@ impl Admin {
                     .enumerate()
                     .map(|(j, ep)| {
                         let s = stats.endpoints.get(i).and_then(|e| e.get(j));
-                        let healthy = s.map_or(true, |s| s.health.0.is_healthy());
+                        let st = snapshot.endpoint_states.get(i).and_then(|e| e.get(j));
+                        let healthy = st.map_or(true, |s| s.health.0.is_healthy());
                         let in_flight = s.map_or(0, |s| s.in_flight());
                         let requests = s.map_or(0, |s| s.shards.sum(|c| c.requests.get()));
                         let failures = s.map_or(0, |s| s.shards.sum(|c| c.failures.get()));
@@ -282,7 +283,7 @@ impl Admin {
                         totals[1] += in_flight.unsigned_abs();
                         totals[2] += requests;
                         totals[3] += failures;
-                        let ejected_until = s
+                        let ejected_until = st
                             .map(|s| s.ejected_until_ms.0.load(Ordering::Relaxed))
                             .filter(|&ms| ms > now_ms)
                             .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
@@ -290,9 +291,9 @@ impl Admin {
                             "address": ep.addr.to_string(),
                             "weight": ep.weight,
                             "healthy": healthy,
-                            "health_checked": s.is_some_and(|s| s.health.0.is_checked()),
+                            "health_checked": st.is_some_and(|s| s.health.0.is_checked()),
                             "ejected_until": ejected_until,
-                            "ejections": s.map_or(0, |s| s.ejections.load(Ordering::Relaxed)),
+                            "ejections": st.map_or(0, |s| s.ejections.load(Ordering::Relaxed)),
                             "in_flight": in_flight,
                             "requests": requests,
                             "failures": failures,
@@ -335,7 +336,7 @@ impl Admin {
                 let mut v = json!({
                     "name": up.name,
                     "dns": dns,
-                    "balance": config::balance_name(up.balance),
+                    "balance": config::balance_name(snapshot.balancing[i].kind),
                     "health_check": up.health_check.is_some(),
                     "endpoints": endpoints,
                     "totals": {

@@ -1,6 +1,6 @@
 //! Consistent hashing: the policies of `ring` and `maglev` upstreams, and errors.
 
-use super::{assert_errors, compiled, upstream};
+use super::{assert_errors, balancing, compiled};
 use crate::balance::{BalanceKind, HashFallback, HashKey};
 
 #[test]
@@ -27,7 +27,7 @@ fn hash_policies() {
         "maglev_table_size = 251",
     ]);
     let policy = |name: &str| {
-        let hash = upstream(&snap, name).hash.as_ref();
+        let hash = balancing(&snap, name).hash.as_ref();
         let hash = hash.unwrap_or_else(|| panic!("{name} has no hash policy"));
         (hash.key.clone(), hash.fallback, hash.size)
     };
@@ -49,8 +49,8 @@ fn hash_policies() {
         policy("small_maglev"),
         (HashKey::Path, HashFallback::RoundRobin, 251)
     );
-    assert_eq!(upstream(&snap, "ring").balance, BalanceKind::Ring);
-    assert_eq!(upstream(&snap, "maglev").balance, BalanceKind::Maglev);
+    assert_eq!(balancing(&snap, "ring").kind, BalanceKind::Ring);
+    assert_eq!(balancing(&snap, "maglev").kind, BalanceKind::Maglev);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::{assert_errors, compiled, route, secs};
-use crate::data::retry::RetryPolicy;
+use crate::config::RetryPolicy;
 use crate::middleware::Middleware;
 use crate::router::{HeaderCond, PathSpec, RouteSpec};
 

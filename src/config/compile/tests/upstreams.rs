@@ -1,6 +1,6 @@
 //! `[upstreams.NAME]`: every default, values as written, the pool key, and errors.
 
-use super::{assert_errors, compiled, secs, upstream};
+use super::{assert_errors, balancing, compiled, secs, upstream};
 use crate::balance::BalanceKind;
 use crate::upstream::{DnsSpec, Family, Http2Settings, Protocol, RetryBudget};
 
@@ -23,8 +23,9 @@ fn upstream_defaults() {
             ("[::1]:9001".to_string(), 1, &b"[::1]:9001"[..]),
         ]
     );
-    assert_eq!(up.balance, BalanceKind::RoundRobin);
-    assert!(up.hash.is_none());
+    let b = balancing(&snap, "a");
+    assert_eq!(b.kind, BalanceKind::RoundRobin);
+    assert!(b.hash.is_none());
     assert_eq!(up.connect_timeout, secs(5));
     assert_eq!(up.response_header_timeout, secs(60));
     assert_eq!(up.body_idle_timeout, secs(60));
@@ -88,7 +89,7 @@ fn upstream_settings_as_written() {
     let weights: Vec<u32> = w.endpoints.iter().map(|e| e.weight).collect();
     assert_eq!(weights, [3, 1]);
     // Unequal weights imply weighted balancing.
-    assert_eq!(w.balance, BalanceKind::Weighted);
+    assert_eq!(balancing(&snap, "w").kind, BalanceKind::Weighted);
     assert_eq!(w.connect_timeout, secs(1));
     assert_eq!(w.response_header_timeout, secs(2));
     assert_eq!(w.body_idle_timeout, secs(3));
@@ -116,7 +117,7 @@ fn upstream_settings_as_written() {
     assert_eq!(w.transport & 1, 1, "h2c is not plain HTTP/1.1's pool key 0");
 
     let x = upstream(&snap, "x");
-    assert_eq!(x.balance, BalanceKind::LeastRequest);
+    assert_eq!(balancing(&snap, "x").kind, BalanceKind::LeastRequest);
     // The same way of connecting: the same pool key, so connections are shared.
     assert_eq!(x.transport, w.transport);
 }

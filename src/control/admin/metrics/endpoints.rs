@@ -10,6 +10,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use super::{counters, gauges};
 use crate::config::Snapshot;
 use crate::metrics::EndpointStats;
+use crate::upstream::health_state::EndpointState;
 
 /// One endpoint of one upstream; an address listed by two upstreams is two
 /// rows, each counting its own upstream's traffic.
@@ -18,6 +19,7 @@ struct Row<'a> {
     /// Formatted once per scrape, not once per family.
     addr: String,
     stats: &'a EndpointStats,
+    state: &'a EndpointState,
 }
 
 impl Row<'_> {
@@ -35,12 +37,14 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::R
         .stats
         .endpoints
         .iter()
+        .zip(&snapshot.endpoint_states)
         .enumerate()
-        .flat_map(|(i, eps)| {
-            eps.iter().map(move |e| Row {
+        .flat_map(|(i, (eps, states))| {
+            eps.iter().zip(states).map(move |(e, state)| Row {
                 upstream: upstream_name(i),
                 addr: e.addr.to_string(),
                 stats: e,
+                state,
             })
         })
         .collect();
@@ -79,7 +83,7 @@ fn state(enc: &mut DescriptorEncoder, rows: &[Row<'_>]) -> fmt::Result {
         "strait_endpoint_healthy",
         "1 if the balancers send traffic to the endpoint, 0 if health checks took it out.",
         rows.iter()
-            .map(|e| (e.labels(), i64::from(e.stats.health.0.is_healthy()))),
+            .map(|e| (e.labels(), i64::from(e.state.health.0.is_healthy()))),
     )?;
     let now_ms = crate::upstream::outlier::unix_ms();
     gauges(
@@ -87,13 +91,13 @@ fn state(enc: &mut DescriptorEncoder, rows: &[Row<'_>]) -> fmt::Result {
         "strait_endpoint_ejected",
         "1 while outlier detection holds the endpoint out, else 0.",
         rows.iter()
-            .map(|e| (e.labels(), i64::from(e.stats.is_ejected(now_ms)))),
+            .map(|e| (e.labels(), i64::from(e.state.is_ejected(now_ms)))),
     )?;
     counters(
         enc,
         "strait_endpoint_ejections",
         "Times outlier detection ejected the endpoint.",
         rows.iter()
-            .map(|e| (e.labels(), e.stats.ejections.load(Ordering::Relaxed))),
+            .map(|e| (e.labels(), e.state.ejections.load(Ordering::Relaxed))),
     )
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value};
 
 use super::*;
-use crate::control::log_writer::DetachedSinks;
+use crate::config::DetachedSinks;
 use crate::middleware::CustomRegistry;
 
 const CONFIG: &str = r#"
@@ -66,7 +66,7 @@ fn fixture() -> (Arc<Snapshot>, Arc<Metrics>) {
         7,
         &CustomRegistry::default(),
         &DetachedSinks,
-        &crate::control::dns::Names::fresh(&crate::control::SystemResolver),
+        &crate::config::names::Names::fresh(&crate::config::names::SystemResolver),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(2));
@@ -94,7 +94,7 @@ fn fixture() -> (Arc<Snapshot>, Arc<Metrics>) {
     e.requests.add(5);
     e.failed();
     e.in_flight.inc();
-    s.endpoints[1][0].health.0.set_healthy(false);
+    snap.endpoint_states[1][0].health.0.set_healthy(false);
     let p = s.pools[&"127.0.0.1:9002".parse().unwrap()]
         .shards
         .get(1)
