@@ -239,6 +239,39 @@ impl Drop for Lease {
     }
 }
 
+/// What is told when a response body is dropped, after everything else the
+/// body counts: the worker's count of requests in flight (the drain waits
+/// for it). An `Rc` the worker already holds, so setting it allocates
+/// nothing.
+pub(crate) trait Tracker {
+    fn ended(&self);
+}
+
+/// A request its worker counts (in flight, for the drain), from its head
+/// until its response body is dropped: the guard rides in the request's
+/// future and is handed to the response body with the answer. Dropped
+/// without an answer (the client went away), it ends the count itself.
+pub(crate) struct Tracked(Option<Rc<dyn Tracker>>);
+
+impl Tracked {
+    pub(crate) fn new(tracker: Rc<dyn Tracker>) -> Self {
+        Tracked(Some(tracker))
+    }
+
+    /// Hands the count over to `body`, which ends it when it is dropped.
+    pub(crate) fn attach(mut self, body: &mut ProxyBody) {
+        body.done.tracker = self.0.take();
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(tracker) = self.0.take() {
+            tracker.ended();
+        }
+    }
+}
+
 /// What happens when the body ends: the leased connection goes back, the
 /// log line is completed, the request is counted. Kept outside the pinned
 /// part so `Drop` can run it.
@@ -248,6 +281,8 @@ struct Completion {
     bytes: u64,
     /// Counted into the route's figures when hyper drops the body.
     outcome: Option<RequestOutcome>,
+    /// Told last, when hyper drops the body.
+    tracker: Option<Rc<dyn Tracker>>,
 }
 
 impl Completion {
@@ -256,6 +291,7 @@ impl Completion {
         log: None,
         bytes: 0,
         outcome: None,
+        tracker: None,
     };
 
     fn finish(&mut self, completed: bool) {
@@ -277,6 +313,9 @@ impl Drop for Completion {
         self.finish(false);
         if let Some(outcome) = self.outcome.take() {
             outcome.count(self.bytes);
+        }
+        if let Some(tracker) = self.tracker.take() {
+            tracker.ended();
         }
     }
 }
@@ -327,6 +366,7 @@ impl ProxyBody {
                 log: None,
                 bytes: 0,
                 outcome: None,
+                tracker: None,
             },
         };
         if ended {

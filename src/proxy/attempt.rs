@@ -148,6 +148,7 @@ pub(super) async fn attempt<'a>(
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = std::mem::take(headers);
+    let observes = snap.balancing[target.id].observes();
     let sent = Instant::now();
     let exchanged = exchange::send(
         &state.pool,
@@ -165,7 +166,6 @@ pub(super) async fn attempt<'a>(
     let (response, conn) = match exchanged {
         Ok(done) => done,
         Err(e) => {
-            let observes = snap.balancing[target.id].observes();
             if e == crate::upstream::Error::ResponseTimeout && observes {
                 // For peak_ewma a timeout counts as a (long) latency.
                 let balancers = &state.balancers;
@@ -176,7 +176,7 @@ pub(super) async fn attempt<'a>(
     };
     let waited = sent.elapsed();
     ctx.log.upstream_header = Some(waited);
-    if snap.balancing[target.id].observes() {
+    if observes {
         let balancers = &state.balancers;
         balancers.observe(snap.generation, target.id, index, waited, sent + waited);
     }
@@ -197,6 +197,7 @@ pub(super) async fn attempt<'a>(
 /// notes it in the log and the metric ids, and counts the attempt there and
 /// in the upstream until the answer's body ends (the request's outcome
 /// counts them down). Returns the endpoint's index.
+#[inline]
 pub(super) fn upstream_peer(
     state: &ProxyState,
     snap: &Snapshot,

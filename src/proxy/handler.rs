@@ -1,16 +1,20 @@
 //! The phases of one request, in the order it meets them, named as pingora
 //! names them: route, request filter (hop-by-hop removal, the middlewares'
 //! request phases), then upstream: peer, connect, send (`attempt.rs`, with
-//! retries in `retry.rs`), the failure path, and the response filter (the
-//! middlewares' response phases, innermost first). Logging ends with the
+//! retries in `retry.rs`) and the answer or the failure path, and the
+//! response filter (the middlewares' response phases, innermost first). Logging ends with the
 //! response body (the access log's tail, the request's outcome).
 
+use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
+use http::request::Parts;
 use http::Response;
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
+use super::request::Path;
 use super::{attempt, grpc, headers, ProxyState};
 use crate::config::{Route, Snapshot, SnapshotRef};
 use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
@@ -19,45 +23,68 @@ use crate::middleware;
 use crate::router::RouteInput;
 use crate::upstream::outlier;
 
-/// Route → request filter → upstream → response filter.
+/// The ordinary request's phases.
+pub(super) struct Plain;
+
+impl Path for Plain {
+    type Taken = ();
+
+    #[inline]
+    fn take(_: &mut Parts) {}
+
+    fn phases<'a>(
+        state: &Rc<ProxyState>,
+        snap: &'a SnapshotRef,
+        ctx: &mut RequestContext<'a>,
+        _: &'a Parts,
+        upstream: &mut UpstreamRequest,
+        body: &mut Option<Incoming>,
+        (): (),
+    ) -> impl Future<Output = (Response<ProxyBody>, Chain<'a>)> {
+        process(state, snap, ctx, upstream, body)
+    }
+}
+
+/// What the phases up to the answer leave for the response filter: the
+/// route and how many of its middlewares ran (`None`: no route, no filter).
+pub(super) type Chain<'a> = Option<(&'a Route, usize)>;
+
+/// Route → request filter → upstream. Returns the response and what the
+/// response filter runs over; `request.rs` runs it (then the epilogue), so
+/// the response waits there rather than beside the exchange's state (this
+/// future is idle memory per connection).
 pub(super) async fn process<'a>(
     state: &Rc<ProxyState>,
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
-    upstream: UpstreamRequest,
-    body: Option<Incoming>,
-) -> Response<ProxyBody> {
-    let (mut response, chain) = to_upstream(state, snap, ctx, upstream, body).await;
-    // (A separate step, so the response waits here rather than beside the
-    // exchange's state: this future is idle memory per connection.)
-    if let Some((route, ran)) = chain {
-        response_filter(route, ran, ctx, &mut response).await;
-    }
-    response
-}
-
-/// Route → request filter → upstream; returns the response and, for a
-/// routed request, its route and how many of its middlewares ran.
-async fn to_upstream<'a>(
-    state: &Rc<ProxyState>,
-    snap: &'a SnapshotRef,
-    ctx: &mut RequestContext<'a>,
-    mut upstream: UpstreamRequest,
-    mut body: Option<Incoming>,
-) -> (Response<ProxyBody>, Option<(&'a Route, usize)>) {
+    upstream: &mut UpstreamRequest,
+    body: &mut Option<Incoming>,
+) -> (Response<ProxyBody>, Chain<'a>) {
     // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its
     // own deadline and hears the proxy's failures in gRPC form.
     let grpc = grpc::is_call(ctx.version, &upstream.headers);
-    let Some(route_id) = route(snap, ctx, &upstream) else {
-        return (unrouted(snap, ctx, &upstream, grpc), None);
+    let Some(route_id) = route(snap, ctx, upstream) else {
+        return (unrouted(snap, ctx, upstream, grpc), None);
     };
     let route = &snap.routes[route_id];
-    let (flow, ran) = request_filter(route, ctx, &mut upstream, grpc).await;
+    let (flow, ran) = request_filter(route, ctx, upstream, grpc).await;
     let response = match flow {
         Flow::Respond(response) => *response,
         Flow::Continue => {
-            let (headers, body) = (&mut upstream, &mut body);
-            proxy_upstream(state, snap, route, ctx, headers, body, grpc).await
+            // To the upstream and back, within the route's timeout if it has
+            // one (for a gRPC call, or its `grpc-timeout` if shorter).
+            let limit = upstream_limit(route, upstream, grpc);
+            let headers = &mut upstream.headers;
+            let exchange = attempt::forward(state, snap, route, ctx, headers, body);
+            let result = match limit {
+                None => exchange.await,
+                // Boxed: only routes with a timeout pay for the timer, and
+                // the others keep their future (idle memory) as small.
+                Some((limit, expired)) => Box::pin(tokio::time::timeout(limit, exchange))
+                    .await
+                    .unwrap_or(Err(expired)),
+            };
+            upstream_answer(state, snap, route, ctx, result, grpc)
         }
     };
     (response, Some((route, ran)))
@@ -65,6 +92,7 @@ async fn to_upstream<'a>(
 
 /// The route: the first match in the snapshot's table, noted in the
 /// context, the log record and the metric ids.
+#[inline]
 pub(super) fn route<'a>(
     snap: &'a Snapshot,
     ctx: &mut RequestContext<'a>,
@@ -102,32 +130,34 @@ async fn request_filter(
     middleware::run_request(&route.chain, ctx, upstream).await
 }
 
-/// To the upstream and back, within the route's timeout if it has one (for
-/// a gRPC call, or its `grpc-timeout` if shorter): the attempts, what their
-/// outcome tells outlier detection, the failure path, the status counted.
-async fn proxy_upstream<'a>(
-    state: &Rc<ProxyState>,
-    snap: &'a SnapshotRef,
-    route: &'a Route,
-    ctx: &mut RequestContext<'a>,
-    upstream: &mut UpstreamRequest,
-    body: &mut Option<Incoming>,
+/// The limit on the upstream's response head: the route's `timeout`, or for
+/// a gRPC call the shorter of it and the call's `grpc-timeout`, with the
+/// error it ends with.
+#[inline]
+fn upstream_limit(
+    route: &Route,
+    upstream: &UpstreamRequest,
+    grpc: bool,
+) -> Option<(Duration, ProxyError)> {
+    match grpc {
+        false => route.timeout.map(|t| (t, ProxyError::RouteTimeout)),
+        true => grpc::limit(route.timeout, &upstream.headers),
+    }
+}
+
+/// What the upstream's answer (or failure) becomes: its outcome told to
+/// outlier detection, a failure turned into its response (the failure
+/// path), the status counted for the upstream.
+#[inline]
+fn upstream_answer(
+    state: &ProxyState,
+    snap: &Snapshot,
+    route: &Route,
+    ctx: &mut RequestContext<'_>,
+    result: Result<Response<ProxyBody>, ProxyError>,
     grpc: bool,
 ) -> Response<ProxyBody> {
     let spec = &snap.upstreams[route.upstream];
-    let limit = match grpc {
-        false => route.timeout.map(|t| (t, ProxyError::RouteTimeout)),
-        true => grpc::limit(route.timeout, &upstream.headers),
-    };
-    let exchange = attempt::forward(state, snap, route, ctx, &mut upstream.headers, body);
-    let result = match limit {
-        None => exchange.await,
-        // Boxed: only routes with a timeout pay for the timer, and the
-        // others keep their future (idle memory) as small.
-        Some((limit, expired)) => Box::pin(tokio::time::timeout(limit, exchange))
-            .await
-            .unwrap_or(Err(expired)),
-    };
     if let Some(id) = ctx.ids.endpoint() {
         let observed = attempt::observed(&result);
         outlier::observe(
@@ -158,13 +188,14 @@ async fn proxy_upstream<'a>(
 /// The response filter: the response phases of the middlewares that ran,
 /// innermost first, so the chain is an onion. Errors pass through it too.
 pub(super) async fn response_filter(
-    route: &Route,
-    ran: usize,
+    chain: Chain<'_>,
     ctx: &mut RequestContext<'_>,
     response: &mut Response<ProxyBody>,
 ) {
-    ctx.log.status = response.status().as_u16();
-    middleware::run_response(&route.chain, ran, ctx, response).await;
+    if let Some((route, ran)) = chain {
+        ctx.log.status = response.status().as_u16();
+        middleware::run_response(&route.chain, ran, ctx, response).await;
+    }
 }
 
 /// No route: 404 (a gRPC call: UNIMPLEMENTED), logged by the server's

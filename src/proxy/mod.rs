@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use crate::balance::set::BalancerSet;
 use crate::config::SnapshotRef;
 use crate::context::arena::ArenaPool;
+use crate::context::body::Tracked;
 use crate::context::tools::WorkerTools;
 use crate::context::{ConnTls, ProxyBody};
 use crate::metrics::{Metrics, WorkerCounters};
@@ -69,26 +70,33 @@ impl ProxyState {
 }
 
 /// hyper's entry point for each request on a client connection, with the
-/// snapshot the worker read for it: upgrades and CONNECT (two cheap checks)
-/// take the boxed path of `tunnel/`, the rest the ordinary path of
-/// `request.rs`. Not an async fn: awaiting the tunnel path in here would
+/// snapshot the worker read for it and its count in flight: upgrades and
+/// CONNECT (two cheap checks) take the boxed path of `tunnel/`, the rest the
+/// ordinary path of `request.rs`. Not an async fn: awaiting the tunnel path in here would
 /// add its state to every request's future. `tls` is `()` on plain
 /// connections (no size in the future) and the connection's shared
 /// `Rc<TlsInfo>` on TLS ones.
 pub(crate) fn handle<T: ConnTls>(
     state: Rc<ProxyState>,
     snapshot: SnapshotRef,
+    tracked: Tracked,
     client: SocketAddr,
     tls: T,
     req: Request<Incoming>,
-) -> Dispatch<impl Future<Output = Result<Response<ProxyBody>, Infallible>>> {
+) -> Dispatch<impl Future<Output = Response<ProxyBody>>> {
+    let r = request::Received {
+        state,
+        snapshot,
+        tracked,
+        client,
+    };
     if tunnel::wanted(&req) {
         return Dispatch::Tunnel {
-            inner: tunnel::start(state, snapshot, client, tls, req),
+            inner: tunnel::start(r, tls, req),
         };
     }
     Dispatch::Plain {
-        inner: request::proxy(state, snapshot, client, tls, req),
+        inner: request::serve::<handler::Plain, T>(r, tls, req),
     }
 }
 
@@ -105,13 +113,13 @@ pin_project! {
 
 impl<F> Future for Dispatch<F>
 where
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
+    F: Future<Output = Response<ProxyBody>>,
 {
     type Output = Result<Response<ProxyBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            DispatchProj::Plain { inner } => inner.poll(cx),
+            DispatchProj::Plain { inner } => inner.poll(cx).map(Ok),
             DispatchProj::Tunnel { inner } => inner.as_mut().poll(cx).map(Ok),
         }
     }

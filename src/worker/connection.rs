@@ -23,7 +23,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::in_flight::Counted;
 use super::local::WorkerLocal;
 use crate::config::Snapshot;
 use crate::context::ConnTls;
@@ -258,13 +257,13 @@ fn spawn_protocol<S, T>(
     // Only HTTP/2 connections watch for shutdown (subscribing touches the
     // shared signal's refcount).
     let h2_shutdown = (protocol == Protocol::Http2).then(|| local.shutdown_signal());
-    // Per request: the snapshot it keeps to the end (one atomic load), its
-    // count in flight, and the proxy.
+    // Per request: its count in flight, the snapshot it keeps to the end
+    // (one atomic load), and the proxy.
     let service = hyper::service::service_fn(move |req| {
-        let in_flight = local.request_started();
+        let tracked = local.request_started();
         let snapshot = local.snapshot();
-        let proxy = crate::proxy::handle(local.proxy.clone(), snapshot, peer, tls.clone(), req);
-        Counted::new(in_flight, proxy)
+        let proxy = local.proxy.clone();
+        crate::proxy::handle(proxy, snapshot, tracked, peer, tls.clone(), req)
     });
     let io = TokioIo::new(stream);
     let done = move |result: Result<(), hyper::Error>| {
@@ -458,22 +457,21 @@ mod future_size {
     use http::Request;
     use hyper::body::Incoming;
 
-    use super::Counted;
     use crate::config::SnapshotRef;
+    use crate::context::body::Tracked;
     use crate::proxy::ProxyState;
 
-    /// The size of `Counted<R>` for the future `R` that `f` returns, without
-    /// calling it.
-    fn counted<F, R>(_: &F) -> usize
+    /// The size of the future `R` that `f` returns, without calling it.
+    fn future<F, R>(_: &F) -> usize
     where
-        F: Fn(Rc<ProxyState>, SnapshotRef, SocketAddr, (), Request<Incoming>) -> R,
+        F: Fn(Rc<ProxyState>, SnapshotRef, Tracked, SocketAddr, (), Request<Incoming>) -> R,
     {
-        size_of::<Counted<R>>()
+        size_of::<R>()
     }
 
     #[test]
     fn the_request_future_does_not_grow() {
-        let size = counted(&crate::proxy::handle::<()>);
+        let size = future(&crate::proxy::handle::<()>);
         eprintln!("request future (plain connection): {size} B");
         // Debug build: 3,360 B before the request path moved into proxy/,
         // 3,120 B since (the release build is in docs/architecture.md).

@@ -1,24 +1,17 @@
 //! Requests in flight on one worker, for the drain on shutdown. A request
 //! counts from its head until hyper drops its response body, so a streamed
-//! response counts until its last byte: the worker wraps the proxy's future
-//! ([`Counted`]) and then its response body ([`CountedBody`]) around one
-//! guard. Kept per request, not per connection: idle connections then carry
-//! nothing for the drain (their memory is the idle-connection cost).
+//! response counts until its last byte: the worker starts the count and
+//! gives the proxy a `context::body::Tracked` guard, which rides in the
+//! request's future and then in its response body. Kept per request, not per
+//! connection: idle connections then carry nothing for the drain (their
+//! memory is the idle-connection cost).
 
 use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
-use http::Response;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
-use crate::context::{BodyError, ProxyBody};
+use crate::context::body::{Tracked, Tracker};
 
 /// How many requests a worker has in flight, and what wakes the drain when
 /// the last one ends.
@@ -34,10 +27,11 @@ impl InFlightCount {
         self.count.get()
     }
 
-    /// Counts a request that has just arrived, until the guard drops.
-    pub(crate) fn start(self: &Rc<Self>) -> InFlight {
+    /// Counts a request that has just arrived, until its guard (or the
+    /// response body it is handed to) is dropped.
+    pub(crate) fn start(self: &Rc<Self>) -> Tracked {
         self.count.set(self.count.get() + 1);
-        InFlight(self.clone())
+        Tracked::new(self.clone())
     }
 
     /// Resolves once no request is in flight.
@@ -52,106 +46,44 @@ impl InFlightCount {
     }
 }
 
-/// One request counted in flight. One pointer: it sits in the request's
-/// future across every await, and hyper keeps that future allocated per
-/// connection.
-pub(crate) struct InFlight(Rc<InFlightCount>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let left = self.0.count.get() - 1;
-        self.0.count.set(left);
+impl Tracker for InFlightCount {
+    fn ended(&self) {
+        let left = self.count.get() - 1;
+        self.count.set(left);
         if left == 0 {
-            self.0.all_done.notify_waiters();
+            self.all_done.notify_waiters();
         }
-    }
-}
-
-pin_project! {
-    /// A request's future, counted in flight; its response body carries the
-    /// count on.
-    pub(crate) struct Counted<F> {
-        #[pin]
-        inner: F,
-        guard: Option<InFlight>,
-    }
-}
-
-impl<F> Counted<F> {
-    pub(crate) fn new(guard: InFlight, inner: F) -> Self {
-        Counted {
-            inner,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl<F> Future for Counted<F>
-where
-    F: Future<Output = Result<Response<ProxyBody>, Infallible>>,
-{
-    type Output = Result<Response<CountedBody>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx));
-        let guard = this.guard.take();
-        Poll::Ready(response.map(|r| r.map(|body| CountedBody { inner: body, guard })))
-    }
-}
-
-pin_project! {
-    /// A response body counted in flight until hyper drops it. The body
-    /// drops first (it counts the request's outcome), then the guard.
-    pub(crate) struct CountedBody {
-        #[pin]
-        inner: ProxyBody,
-        guard: Option<InFlight>,
-    }
-}
-
-impl Body for CountedBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    #[inline]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    #[inline]
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    #[inline]
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::ProxyBody;
 
     #[test]
     fn a_request_counts_until_its_body_is_dropped() {
         let count = Rc::new(InFlightCount::default());
-        let future = Counted::new(count.start(), async {
-            Ok::<_, Infallible>(Response::new(ProxyBody::empty()))
-        });
+        let tracked = count.start();
         assert_eq!(count.get(), 1);
+        let mut body = ProxyBody::empty();
+        tracked.attach(&mut body);
+        assert_eq!(count.get(), 1, "the body still counts");
+        drop(body);
+        assert_eq!(count.get(), 0);
+        // Nothing in flight: the drain does not wait.
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let response = rt.block_on(future).unwrap();
-        assert_eq!(count.get(), 1, "the body still counts");
-        drop(response);
-        assert_eq!(count.get(), 0);
-        // Nothing in flight: the drain does not wait.
         rt.block_on(count.none_left());
+    }
+
+    #[test]
+    fn a_request_dropped_before_its_answer_ends_its_count() {
+        let count = Rc::new(InFlightCount::default());
+        let tracked = count.start();
+        assert_eq!(count.get(), 1);
+        drop(tracked);
+        assert_eq!(count.get(), 0);
     }
 }

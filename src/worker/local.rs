@@ -10,10 +10,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::connection::Protocols;
-use super::in_flight::{InFlight, InFlightCount};
+use super::in_flight::InFlightCount;
 use crate::balance::set::BalancerSet;
 use crate::config::{Snapshot, SnapshotRef};
 use crate::context::arena::ArenaPool;
+use crate::context::body::Tracked;
 use crate::context::tools::WorkerTools;
 use crate::metrics::{Metrics, WorkerCounters};
 use crate::proxy::ProxyState;
@@ -93,7 +94,7 @@ impl WorkerLocal {
     }
 
     /// Counts a request that has just arrived as in flight.
-    pub(crate) fn request_started(&self) -> InFlight {
+    pub(crate) fn request_started(&self) -> Tracked {
         self.in_flight.start()
     }
 

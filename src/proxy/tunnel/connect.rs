@@ -4,28 +4,29 @@
 //! connection becomes a tunnel. No route, no middleware.
 
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
 use super::{answer, run, Kind};
-use crate::config::{ConnectSettings, ConnectTarget, SnapshotRef};
+use crate::config::{ConnectSettings, ConnectTarget};
 use crate::context::ProxyBody;
 use crate::proxy::error::ProxyError;
-use crate::proxy::ProxyState;
+use crate::proxy::request::Received;
 use crate::upstream::{self, connect};
 
 /// A plain `CONNECT host:port`: checked against `[connect] allow`, then TCP
 /// to the destination and a tunnel. Does not go through routes, so it counts
 /// into no route's figures.
-pub(super) async fn connect(
-    state: Rc<ProxyState>,
-    snapshot: SnapshotRef,
-    mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    match &snapshot.connect {
+pub(super) async fn connect(r: Received, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let Received {
+        state,
+        snapshot,
+        tracked,
+        ..
+    } = r;
+    let mut response = match &snapshot.connect {
         None => answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed: CONNECT is not enabled\n",
@@ -44,7 +45,10 @@ pub(super) async fn connect(
             }
             Err(refused) => refused,
         },
-    }
+    };
+    // Counted in flight until the answer is sent, like any request.
+    tracked.attach(response.body_mut());
+    response
 }
 
 /// The destination of a CONNECT, if allowed, connected; else the answer.

@@ -15,7 +15,6 @@ mod upgrade;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -26,8 +25,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::request::{serve, Received};
 use super::ProxyState;
-use crate::config::SnapshotRef;
 use crate::context::{ConnTls, ProxyBody};
 use copy::{Copy, End};
 
@@ -48,18 +47,16 @@ pub(crate) fn wanted(req: &Request<Incoming>) -> bool {
 /// The tunnel path of a request [`wanted`] picked, boxed: a plain CONNECT,
 /// or an upgrade (HTTP/1.1 `Upgrade`, HTTP/2 extended CONNECT).
 pub(super) fn start<T: ConnTls>(
-    state: Rc<ProxyState>,
-    snapshot: SnapshotRef,
-    client: SocketAddr,
+    r: Received,
     tls: T,
     req: Request<Incoming>,
 ) -> Pin<Box<dyn Future<Output = Response<ProxyBody>>>> {
     let plain_connect =
         req.method() == Method::CONNECT && req.extensions().get::<hyper::ext::Protocol>().is_none();
     if plain_connect {
-        Box::pin(connect::connect(state, snapshot, req))
+        Box::pin(connect::connect(r, req))
     } else {
-        Box::pin(upgrade::upgrade(state, snapshot, client, tls, req))
+        Box::pin(serve::<upgrade::Upgrade, T>(r, tls, req))
     }
 }
 

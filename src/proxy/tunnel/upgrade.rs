@@ -9,7 +9,6 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -23,12 +22,13 @@ use hyper_util::rt::TokioIo;
 use super::{answer, run, Kind};
 use crate::config::{Route, SnapshotRef};
 use crate::context::body::RequestBody;
-use crate::context::{ConnTls, Flow, ProxyBody, RequestContext, UpstreamRequest};
+use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
 use crate::metrics::status_class;
 use crate::middleware;
 use crate::proxy::attempt::upstream_peer;
 use crate::proxy::error::ProxyError;
-use crate::proxy::request::{epilogue, Owned};
+use crate::proxy::handler::Chain;
+use crate::proxy::request::Path;
 use crate::proxy::{handler, headers, ProxyState};
 use crate::upstream::exchange::Target;
 use crate::upstream::pool::Conn;
@@ -96,25 +96,30 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     })
 }
 
-/// The upgrade path: the shared prologue and epilogue, with the exchange
-/// done over a dedicated connection that becomes the tunnel.
-pub(super) async fn upgrade<T: ConnTls>(
-    state: Rc<ProxyState>,
-    snapshot: SnapshotRef,
-    client: SocketAddr,
-    tls: T,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let (mut owned, upstream, body) = Owned::accept(&state, req);
-    let on_upgrade = owned.parts.extensions.remove::<OnUpgrade>();
-    let mut ctx = owned.context(&state, client, tls.info());
-    let parts = &owned.parts;
-    let mut response = switch(
-        &state, &snapshot, &mut ctx, parts, upstream, body, on_upgrade,
-    )
-    .await;
-    epilogue(&state, &snapshot, &ctx, &mut response);
-    response
+/// The upgrade path's phases, between the shared prologue and epilogue: the
+/// exchange goes over a dedicated connection that becomes the tunnel.
+pub(super) struct Upgrade;
+
+impl Path for Upgrade {
+    /// The client's side of the switch.
+    type Taken = Option<OnUpgrade>;
+
+    #[inline]
+    fn take(parts: &mut http::request::Parts) -> Option<OnUpgrade> {
+        parts.extensions.remove::<OnUpgrade>()
+    }
+
+    fn phases<'a>(
+        state: &Rc<ProxyState>,
+        snap: &'a SnapshotRef,
+        ctx: &mut RequestContext<'a>,
+        parts: &'a http::request::Parts,
+        upstream: &mut UpstreamRequest,
+        body: &mut Option<Incoming>,
+        on_upgrade: Option<OnUpgrade>,
+    ) -> impl std::future::Future<Output = (Response<ProxyBody>, Chain<'a>)> {
+        switch(state, snap, ctx, parts, upstream, body, on_upgrade)
+    }
 }
 
 /// Route → offer → request phases → the exchange → response phases.
@@ -123,23 +128,22 @@ async fn switch<'a>(
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     parts: &http::request::Parts,
-    mut upstream: UpstreamRequest,
-    body: Incoming,
+    upstream: &mut UpstreamRequest,
+    body: &mut Option<Incoming>,
     on_upgrade: Option<OnUpgrade>,
-) -> Response<ProxyBody> {
-    let route_id = handler::route(snap, ctx, &upstream);
+) -> (Response<ProxyBody>, Chain<'a>) {
+    let route_id = handler::route(snap, ctx, upstream);
     let offer = route_id.and_then(|id| Offer::of(parts, &upstream.headers, &snap.routes[id]));
     let (Some(route_id), Some(offer)) = (route_id, offer) else {
         if parts.method == Method::CONNECT && route_id.is_some() {
             // An extended CONNECT cannot be proxied as a plain request.
-            return answer(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "405 Method Not Allowed: this protocol is not allowed on this route\n",
-            );
+            let status = StatusCode::METHOD_NOT_ALLOWED;
+            let body = "405 Method Not Allowed: this protocol is not allowed on this route\n";
+            return (answer(status, body), None);
         }
         // Not an upgrade this route takes: the ordinary path, which strips
         // `Upgrade` with the other hop-by-hop fields.
-        return handler::process(state, snap, ctx, upstream, Some(body)).await;
+        return handler::process(state, snap, ctx, upstream, body).await;
     };
     let route = &snap.routes[route_id];
     let (protocols, bridge) = match offer {
@@ -147,8 +151,8 @@ async fn switch<'a>(
         Offer::Websocket => (HeaderValue::from_static("websocket"), true),
     };
     headers::remove_hop_by_hop_for_upgrade(&mut upstream.headers, ctx.arena(), protocols);
-    let (flow, ran) = middleware::run_request(&route.chain, ctx, &mut upstream).await;
-    let mut response = match flow {
+    let (flow, ran) = middleware::run_request(&route.chain, ctx, upstream).await;
+    let response = match flow {
         Flow::Respond(response) => *response,
         Flow::Continue => {
             let headers = &mut upstream.headers;
@@ -166,8 +170,7 @@ async fn switch<'a>(
             response
         }
     };
-    handler::response_filter(route, ran, ctx, &mut response).await;
-    response
+    (response, Some((route, ran)))
 }
 
 /// Picks an endpoint, opens a dedicated connection to it, sends the upgrade
@@ -180,7 +183,7 @@ async fn exchange<'a>(
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
     headers: &mut HeaderMap,
-    body: Incoming,
+    body: &mut Option<Incoming>,
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -222,6 +225,7 @@ async fn exchange<'a>(
             tracing::debug!(upstream = %addr, error = %e, "upgrade connection ended with an error");
         }
     });
+    let body = body.take().ok_or(ProxyError::ClientBody)?;
     let mut request = Request::new(RequestBody::new(body, spec.body_idle_timeout, None));
     *request.method_mut() = if bridge {
         Method::GET
