@@ -1,5 +1,7 @@
-//! Sending a request upstream: the upstream's limits, then one attempt (or
-//! the retries of `retry.rs`), each attempt in four steps: upstream peer
+//! Sending a request upstream: the upstream's limits, then one attempt (or,
+//! for a route with a retry policy, the boxed attempts of
+//! [`forward_with_retries`], by the rules of `retry.rs`), each attempt in four
+//! steps: upstream peer
 //! (the balancer's pick, counted), connect (a pooled or new connection),
 //! send (the request handed to it, the response head awaited) and observe
 //! (latency to the balancer and the histogram, the connection lent to the
@@ -9,26 +11,28 @@
 //! arguments for its whole life, and this future lives inside every
 //! request's, which hyper keeps allocated per connection (idle memory).
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::{headers, retry, ProxyState};
 use crate::balance::set::PickView;
-use crate::config::{Route, Snapshot, SnapshotRef};
+use crate::config::{RetryPolicy, Route, Snapshot, SnapshotRef};
 use crate::context::body::{BytesIn, RequestBody};
 use crate::context::{ProxyBody, RequestContext};
 use crate::upstream::exchange::{self, Target};
-use crate::upstream::outlier::Observed;
+use crate::upstream::outlier::{self, Observed};
 
 /// Sends the request upstream: checks the upstream's `max_requests`, then
 /// makes one attempt, or, for a route with a retry policy and a replayable
-/// request, the boxed attempts of [`retry::forward_with_retries`].
+/// request, the boxed attempts of [`forward_with_retries`].
 pub(super) async fn forward<'a>(
     state: &Rc<ProxyState>,
     snap: &'a SnapshotRef,
@@ -58,7 +62,7 @@ pub(super) async fn forward<'a>(
     if let Some(policy) = route.retry.as_deref() {
         let replayable = body.as_ref().is_some_and(|b| policy.replayable(headers, b));
         if policy.allows_method(ctx.method) && replayable {
-            return Box::pin(retry::forward_with_retries(
+            return Box::pin(forward_with_retries(
                 state,
                 snap,
                 &target,
@@ -82,6 +86,105 @@ pub(super) async fn forward<'a>(
         timeout,
     )
     .await
+}
+
+/// The attempts of a request its route may retry: the body is read into a
+/// buffer first (it was announced within `replay_limit`), then each attempt
+/// goes to an endpoint not tried yet where one exists, after a jittered
+/// exponential backoff, while the policy's conditions, the attempts and the
+/// upstream's retry budget allow. The last attempt's outcome is the answer
+/// (counted by the caller like any single attempt).
+async fn forward_with_retries<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    target: &Target<'a>,
+    policy: &RetryPolicy,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut HeaderMap,
+    body: Option<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let worker = state.tools.id;
+    let spec = target.spec;
+    let body = body.ok_or(ProxyError::ClientBody)?;
+    // Bounded like any body: a client that stalls for `body_idle_timeout`
+    // while its (small) body is read gets 400, as it would while streaming.
+    let data = tokio::time::timeout(
+        spec.body_idle_timeout,
+        retry::collect(body, policy.replay_limit),
+    )
+    .await
+    .map_err(|_| ProxyError::ClientBody)?
+    .map_err(|()| ProxyError::ClientBody)?;
+    if let Some(r) = ctx.ids.route().and_then(|r| snap.stats.route(r, worker)) {
+        r.bytes_in.add(data.len() as u64);
+    }
+    let timeout = policy
+        .per_try_timeout
+        .map_or(spec.response_header_timeout, |t| {
+            t.min(spec.response_header_timeout)
+        });
+    let mut tried: u64 = 0;
+    let mut n = 1;
+    loop {
+        ctx.log.attempts = n as u8;
+        let mut attempt_headers = headers.clone();
+        let payload = Payload::Replay(&data);
+        let result = attempt(
+            state,
+            snap,
+            target,
+            ctx,
+            &mut attempt_headers,
+            payload,
+            tried,
+            timeout,
+        )
+        .await;
+        // The endpoint this attempt went to.
+        let Some(id) = ctx.ids.endpoint() else {
+            return result;
+        };
+        tried |= 1u64 << (id.1 % 64);
+        let retryable = match &result {
+            Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
+            Err(e) if e.is_connect_failure() => policy.on_connect_failure,
+            Err(ProxyError::UpstreamReset) => policy.on_reset,
+            Err(ProxyError::ResponseTimeout) => policy.on_timeout,
+            Err(_) => false,
+        };
+        if !retryable || n >= policy.attempts {
+            return result;
+        }
+        let Some(u) = snap.stats.upstream(target.id, worker) else {
+            return result;
+        };
+        let now_ms = state.tools.clock.monotonic_ms();
+        if !retry::withdraw(u, spec.retry_budget, snap.server.workers, now_ms) {
+            u.retry_budget_exhausted.inc();
+            return result;
+        }
+        u.retries.inc();
+        // This attempt is over: its counts end here, not with the response.
+        if let Some(e) = snap.stats.endpoint(id, worker) {
+            e.in_flight.dec();
+        }
+        u.in_flight.dec();
+        if let Err(e) = &result {
+            count_failure(snap, worker, target.id, ctx, *e);
+        }
+        outlier::observe(
+            &snap.stats,
+            &snap.endpoint_states,
+            spec,
+            worker,
+            id,
+            observed(&result),
+        );
+        drop(result);
+        n += 1;
+        let random = RandomState::new().hash_one((worker, n, Instant::now()));
+        tokio::time::sleep(policy.backoff(n, random)).await;
+    }
 }
 
 /// What an attempt sends: the client's body as it streams in (taken from

@@ -1,5 +1,5 @@
 //! Typed proxy errors: each maps to one status code, one short plain-text body
-//! naming the cause, and one log cause. The layers below answer with errors
+//! naming the cause, and one log cause (its gRPC form is `grpc.rs`'s). The layers below answer with errors
 //! of their own (the upstream side, the balancer); they are mapped here.
 
 use bytes::Bytes;
@@ -166,13 +166,6 @@ impl ProxyError {
     /// The response for this error (no allocation: the body is static).
     pub fn response(self) -> Response<ProxyBody> {
         plain_text(self.status(), self.body())
-    }
-
-    /// The response for this error to a gRPC call: HTTP 200 in gRPC's
-    /// trailers-only form, with the `grpc-status` the error maps to (see
-    /// `proxy/grpc.rs`) and the cause as `grpc-message`. No allocation.
-    pub fn grpc_response(self) -> Response<ProxyBody> {
-        super::grpc::error_response(self)
     }
 }
 

@@ -185,21 +185,25 @@ fn percent_encode(text: &str) -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A failure of the proxy's own in gRPC form: HTTP 200, `content-type:
-/// application/grpc`, `grpc-status` and `grpc-message` in the headers and an
-/// empty body, i.e. a trailers-only response (sent as one HEADERS frame that
-/// ends the stream). gRPC clients read its status, where a bare 502 would
-/// reach them as an UNKNOWN or UNAVAILABLE with no cause.
-pub(crate) fn error_response(e: ProxyError) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::empty());
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(GRPC_STATUS, code(e).header_value());
-    h.insert(GRPC_MESSAGE, message(e));
-    resp
+impl ProxyError {
+    /// A failure of the proxy's own in gRPC form: HTTP 200, `content-type:
+    /// application/grpc`, `grpc-status` and `grpc-message` in the headers and an
+    /// empty body, i.e. a trailers-only response (sent as one HEADERS frame that
+    /// ends the stream). gRPC clients read its status, where a bare 502 would
+    /// reach them as an UNKNOWN or UNAVAILABLE with no cause. The message is
+    /// the static cause from the error's body: no allocation.
+    pub fn grpc_response(self) -> Response<ProxyBody> {
+        let e = self;
+        let mut resp = Response::new(ProxyBody::empty());
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(GRPC_STATUS, code(e).header_value());
+        h.insert(GRPC_MESSAGE, message(e));
+        resp
+    }
 }
 
 #[cfg(test)]
@@ -334,14 +338,14 @@ mod tests {
     #[test]
     fn error_responses_are_trailers_only() {
         use http_body::Body as _;
-        let resp = error_response(ProxyError::ConnectRefused);
+        let resp = ProxyError::ConnectRefused.grpc_response();
         assert_eq!(resp.status(), http::StatusCode::OK);
         let h = resp.headers();
         assert_eq!(h["content-type"], "application/grpc");
         assert_eq!(h["grpc-status"], "14");
         assert_eq!(h["grpc-message"], "upstream refused the connection");
         assert!(resp.body().is_end_stream());
-        let resp = error_response(ProxyError::GrpcDeadline);
+        let resp = ProxyError::GrpcDeadline.grpc_response();
         assert_eq!(resp.headers()["grpc-status"], "4");
     }
 

@@ -14,7 +14,6 @@ use http::Response;
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
-use super::request::Path;
 use super::{attempt, grpc, headers, ProxyState};
 use crate::config::{Route, Snapshot, SnapshotRef};
 use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
@@ -22,6 +21,28 @@ use crate::metrics::status_class;
 use crate::middleware;
 use crate::router::RouteInput;
 use crate::upstream::outlier;
+
+/// What a kind of request does between the prologue and the epilogue.
+pub(super) trait Path {
+    /// What it takes out of the request head before the context borrows it.
+    type Taken;
+
+    fn take(parts: &mut Parts) -> Self::Taken;
+
+    /// The phases, from the route to the answer: the response and what the
+    /// response filter runs over. The request's headers and body are lent,
+    /// not moved: the future that owns them keeps them in place (every move
+    /// of a future's state is a copy).
+    async fn phases<'a>(
+        state: &Rc<ProxyState>,
+        snap: &'a SnapshotRef,
+        ctx: &mut RequestContext<'a>,
+        parts: &'a Parts,
+        upstream: &mut UpstreamRequest,
+        body: &mut Option<Incoming>,
+        taken: Self::Taken,
+    ) -> (Response<ProxyBody>, Chain<'a>);
+}
 
 /// The ordinary request's phases.
 pub(super) struct Plain;

@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
-use super::handler::{response_filter, Chain};
+use super::handler::{response_filter, Path};
 use super::ProxyState;
 use crate::config::SnapshotRef;
 use crate::context::body::Tracked;
@@ -29,28 +29,6 @@ pub(super) struct Received {
     pub(super) snapshot: SnapshotRef,
     pub(super) tracked: Tracked,
     pub(super) client: SocketAddr,
-}
-
-/// What a kind of request does between the prologue and the epilogue.
-pub(super) trait Path {
-    /// What it takes out of the request head before the context borrows it.
-    type Taken;
-
-    fn take(parts: &mut Parts) -> Self::Taken;
-
-    /// The phases, from the route to the answer: the response and what the
-    /// response filter runs over. The request's headers and body are lent,
-    /// not moved: the future that owns them keeps them in place (every move
-    /// of a future's state is a copy).
-    async fn phases<'a>(
-        state: &Rc<ProxyState>,
-        snap: &'a SnapshotRef,
-        ctx: &mut RequestContext<'a>,
-        parts: &'a Parts,
-        upstream: &mut UpstreamRequest,
-        body: &mut Option<Incoming>,
-        taken: Self::Taken,
-    ) -> (Response<ProxyBody>, Chain<'a>);
 }
 
 /// A request, top to bottom: prologue, the phases of `P`, epilogue.

@@ -5,27 +5,18 @@
 //! A request is replayable only when its body is known in full before the
 //! first attempt: no body, or a `Content-Length` within the route's
 //! `replay_limit`, read into one buffer first. Larger or chunked bodies stream
-//! as usual and are never retried. Routes without `retry` pay nothing: the
-//! attempts here are boxed.
+//! as usual and are never retried. Routes without `retry` pay nothing: their
+//! attempts (`attempt.rs` `forward_with_retries`) are boxed.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response};
+use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::attempt::{self, attempt, Payload};
-use super::error::ProxyError;
-use super::ProxyState;
-use crate::config::{RetryPolicy, SnapshotRef};
-use crate::context::{ProxyBody, RequestContext};
+use crate::config::RetryPolicy;
 use crate::metrics::UpstreamCounters;
-use crate::upstream::exchange::Target;
-use crate::upstream::outlier;
 use crate::upstream::RetryBudget;
 
 // The policy is compiled into the snapshot (`config::RetryPolicy`); what it
@@ -78,102 +69,6 @@ pub(crate) async fn collect(body: Incoming, limit: u64) -> Result<Bytes, ()> {
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(()),
-    }
-}
-
-/// The attempts of a request its route may retry: the body is read into a
-/// buffer first (it was announced within `replay_limit`), then each attempt
-/// goes to an endpoint not tried yet where one exists, after a jittered
-/// exponential backoff, while the policy's conditions, the attempts and the
-/// upstream's retry budget allow. The last attempt's outcome is the answer
-/// (counted by the caller like any single attempt).
-pub(super) async fn forward_with_retries<'a>(
-    state: &Rc<ProxyState>,
-    snap: &'a SnapshotRef,
-    target: &Target<'a>,
-    policy: &RetryPolicy,
-    ctx: &mut RequestContext<'a>,
-    headers: &mut HeaderMap,
-    body: Option<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let worker = state.tools.id;
-    let spec = target.spec;
-    let body = body.ok_or(ProxyError::ClientBody)?;
-    // Bounded like any body: a client that stalls for `body_idle_timeout`
-    // while its (small) body is read gets 400, as it would while streaming.
-    let data = tokio::time::timeout(spec.body_idle_timeout, collect(body, policy.replay_limit))
-        .await
-        .map_err(|_| ProxyError::ClientBody)?
-        .map_err(|()| ProxyError::ClientBody)?;
-    if let Some(r) = ctx.ids.route().and_then(|r| snap.stats.route(r, worker)) {
-        r.bytes_in.add(data.len() as u64);
-    }
-    let timeout = policy
-        .per_try_timeout
-        .map_or(spec.response_header_timeout, |t| {
-            t.min(spec.response_header_timeout)
-        });
-    let mut tried: u64 = 0;
-    let mut n = 1;
-    loop {
-        ctx.log.attempts = n as u8;
-        let mut attempt_headers = headers.clone();
-        let payload = Payload::Replay(&data);
-        let result = attempt(
-            state,
-            snap,
-            target,
-            ctx,
-            &mut attempt_headers,
-            payload,
-            tried,
-            timeout,
-        )
-        .await;
-        // The endpoint this attempt went to.
-        let Some(id) = ctx.ids.endpoint() else {
-            return result;
-        };
-        tried |= 1u64 << (id.1 % 64);
-        let retryable = match &result {
-            Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
-            Err(e) if e.is_connect_failure() => policy.on_connect_failure,
-            Err(ProxyError::UpstreamReset) => policy.on_reset,
-            Err(ProxyError::ResponseTimeout) => policy.on_timeout,
-            Err(_) => false,
-        };
-        if !retryable || n >= policy.attempts {
-            return result;
-        }
-        let Some(u) = snap.stats.upstream(target.id, worker) else {
-            return result;
-        };
-        let now_ms = state.tools.clock.monotonic_ms();
-        if !withdraw(u, spec.retry_budget, snap.server.workers, now_ms) {
-            u.retry_budget_exhausted.inc();
-            return result;
-        }
-        u.retries.inc();
-        // This attempt is over: its counts end here, not with the response.
-        if let Some(e) = snap.stats.endpoint(id, worker) {
-            e.in_flight.dec();
-        }
-        u.in_flight.dec();
-        if let Err(e) = &result {
-            attempt::count_failure(snap, worker, target.id, ctx, *e);
-        }
-        outlier::observe(
-            &snap.stats,
-            &snap.endpoint_states,
-            spec,
-            worker,
-            id,
-            attempt::observed(&result),
-        );
-        drop(result);
-        n += 1;
-        let random = RandomState::new().hash_one((worker, n, Instant::now()));
-        tokio::time::sleep(policy.backoff(n, random)).await;
     }
 }
 

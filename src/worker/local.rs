@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::connection::Protocols;
 use super::in_flight::InFlightCount;
+use super::protocols::Protocols;
 use crate::balance::set::BalancerSet;
 use crate::config::{Snapshot, SnapshotRef};
 use crate::context::arena::ArenaPool;

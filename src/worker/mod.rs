@@ -4,12 +4,14 @@
 //! one atomic load per request and otherwise touches nothing shared. This
 //! file starts a worker, runs it until the shutdown, and drains it;
 //! `accept.rs` is the accept loop, `connection.rs` one client connection,
-//! `local.rs` what the worker owns, `in_flight.rs` the drain's count.
+//! `protocols.rs` its settings per generation, `local.rs` what the worker
+//! owns, `in_flight.rs` the drain's count.
 
 mod accept;
 mod connection;
 mod in_flight;
 mod local;
+mod protocols;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
