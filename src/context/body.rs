@@ -254,13 +254,16 @@ pub(crate) trait Tracker {
 pub(crate) struct Tracked(Option<Rc<dyn Tracker>>);
 
 impl Tracked {
+    /// A body's guard before the request's is handed to it: counts nothing.
+    const NONE: Tracked = Tracked(None);
+
     pub(crate) fn new(tracker: Rc<dyn Tracker>) -> Self {
         Tracked(Some(tracker))
     }
 
     /// Hands the count over to `body`, which ends it when it is dropped.
-    pub(crate) fn attach(mut self, body: &mut ProxyBody) {
-        body.done.tracker = self.0.take();
+    pub(crate) fn attach(self, body: &mut ProxyBody) {
+        body.done.tracked = self;
     }
 }
 
@@ -281,8 +284,9 @@ struct Completion {
     bytes: u64,
     /// Counted into the route's figures when hyper drops the body.
     outcome: Option<RequestOutcome>,
-    /// Told last, when hyper drops the body.
-    tracker: Option<Rc<dyn Tracker>>,
+    /// The request's count in flight: ended last, as the fields drop after
+    /// `Drop::drop` has run.
+    tracked: Tracked,
 }
 
 impl Completion {
@@ -291,7 +295,7 @@ impl Completion {
         log: None,
         bytes: 0,
         outcome: None,
-        tracker: None,
+        tracked: Tracked::NONE,
     };
 
     fn finish(&mut self, completed: bool) {
@@ -313,9 +317,6 @@ impl Drop for Completion {
         self.finish(false);
         if let Some(outcome) = self.outcome.take() {
             outcome.count(self.bytes);
-        }
-        if let Some(tracker) = self.tracker.take() {
-            tracker.ended();
         }
     }
 }
@@ -366,7 +367,7 @@ impl ProxyBody {
                 log: None,
                 bytes: 0,
                 outcome: None,
-                tracker: None,
+                tracked: Tracked::NONE,
             },
         };
         if ended {

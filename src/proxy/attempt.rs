@@ -41,12 +41,7 @@ pub(super) async fn forward<'a>(
     headers: &mut http::HeaderMap,
     body: &mut Option<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let target = Target {
-        spec: &snap.upstreams[route.upstream],
-        id: route.upstream,
-        stats: snap.stats.upstreams.get(route.upstream),
-        workers: snap.server.workers,
-    };
+    let target = target(snap, route.upstream);
     let spec = target.spec;
     if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
         if let Some(max) = spec.max_requests {
@@ -86,6 +81,18 @@ pub(super) async fn forward<'a>(
         timeout,
     )
     .await
+}
+
+/// Upstream `id` of the snapshot as the exchange sees it: its spec, its
+/// statistics, the worker count its limits are shared out over.
+#[inline]
+pub(super) fn target(snap: &Snapshot, id: usize) -> Target<'_> {
+    Target {
+        spec: &snap.upstreams[id],
+        id,
+        stats: snap.stats.upstreams.get(id),
+        workers: snap.server.workers,
+    }
 }
 
 /// The attempts of a request its route may retry: the body is read into a
@@ -145,14 +152,7 @@ async fn forward_with_retries<'a>(
             return result;
         };
         tried |= 1u64 << (id.1 % 64);
-        let retryable = match &result {
-            Ok(r) => policy.on_statuses.contains(&r.status().as_u16()),
-            Err(e) if e.is_connect_failure() => policy.on_connect_failure,
-            Err(ProxyError::UpstreamReset) => policy.on_reset,
-            Err(ProxyError::ResponseTimeout) => policy.on_timeout,
-            Err(_) => false,
-        };
-        if !retryable || n >= policy.attempts {
+        if !policy.retries(&result) || n >= policy.attempts {
             return result;
         }
         let Some(u) = snap.stats.upstream(target.id, worker) else {

@@ -1,4 +1,4 @@
-//! Retries: which failures a route retries, which requests may be replayed,
+//! Retries: which outcomes a route retries, which requests may be replayed,
 //! how long to wait between attempts, and the per-upstream budget that keeps
 //! retries from multiplying the load on a failing upstream.
 //!
@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::error::ProxyError;
 use crate::config::RetryPolicy;
 use crate::metrics::UpstreamCounters;
 use crate::upstream::RetryBudget;
@@ -48,6 +49,21 @@ impl RetryPolicy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n <= self.replay_limit)
+    }
+
+    /// Whether an attempt that ended with `result` is one the route retries:
+    /// a status it lists, or a failure of a kind it names (a connection
+    /// failure, a reset, a response-head timeout). Other failures (the
+    /// client's body, the upstream's limits, no endpoint) are not the
+    /// endpoint's doing and are never retried.
+    pub(super) fn retries<B>(&self, result: &Result<Response<B>, ProxyError>) -> bool {
+        match result {
+            Ok(r) => self.on_statuses.contains(&r.status().as_u16()),
+            Err(e) if e.is_connect_failure() => self.on_connect_failure,
+            Err(ProxyError::UpstreamReset) => self.on_reset,
+            Err(ProxyError::ResponseTimeout) => self.on_timeout,
+            Err(_) => false,
+        }
     }
 
     /// The wait before attempt `n` (2 for the first retry): exponential,
@@ -146,6 +162,40 @@ mod tests {
             ..policy()
         };
         assert!(p.allows_method(&Method::POST));
+    }
+
+    #[test]
+    fn only_the_outcomes_the_policy_names_are_retried() {
+        let p = policy();
+        let status = |s: u16| Ok::<_, ProxyError>(Response::builder().status(s).body(()).unwrap());
+        assert!(p.retries(&status(503)));
+        assert!(!p.retries(&status(502)), "502 is not in on_statuses");
+        assert!(!p.retries(&status(200)));
+        for e in [
+            ProxyError::ConnectRefused,
+            ProxyError::ConnectTimeout,
+            ProxyError::ConnectFailed,
+            ProxyError::UpstreamReset,
+        ] {
+            assert!(p.retries(&Err::<Response<()>, _>(e)), "{e:?}");
+        }
+        // on_timeout is off in this policy; the client's body and the
+        // upstream's limits are never retried.
+        for e in [
+            ProxyError::ResponseTimeout,
+            ProxyError::ClientBody,
+            ProxyError::MaxRequests,
+            ProxyError::NoHealthyEndpoint,
+        ] {
+            assert!(!p.retries(&Err::<Response<()>, _>(e)), "{e:?}");
+        }
+        let p = RetryPolicy {
+            on_timeout: true,
+            on_connect_failure: false,
+            ..policy()
+        };
+        assert!(p.retries(&Err::<Response<()>, _>(ProxyError::ResponseTimeout)));
+        assert!(!p.retries(&Err::<Response<()>, _>(ProxyError::ConnectRefused)));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) struct Health {
     pub(crate) last_probe: AtomicU8,
     /// Why the last failed probe failed ("connection refused", "status 503");
     /// control plane only.
-    pub(crate) last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Default for Health {

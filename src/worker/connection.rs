@@ -194,7 +194,7 @@ fn spawn_protocol<S, T>(
     // Per request: its count in flight, the snapshot it keeps to the end
     // (one atomic load), and the proxy.
     let service = hyper::service::service_fn(move |req| {
-        let tracked = local.request_started();
+        let tracked = local.in_flight.start();
         let snapshot = local.snapshot();
         let proxy = local.proxy.clone();
         crate::proxy::handle(proxy, snapshot, tracked, peer, tls.clone(), req)

@@ -14,7 +14,6 @@ use super::protocols::Protocols;
 use crate::balance::set::BalancerSet;
 use crate::config::{Snapshot, SnapshotRef};
 use crate::context::arena::ArenaPool;
-use crate::context::body::Tracked;
 use crate::context::tools::WorkerTools;
 use crate::metrics::{Metrics, WorkerCounters};
 use crate::proxy::ProxyState;
@@ -91,11 +90,6 @@ impl WorkerLocal {
     pub(crate) fn protocols(&self) -> Rc<Protocols> {
         let _ = self.snapshot();
         self.protocols.borrow().clone()
-    }
-
-    /// Counts a request that has just arrived as in flight.
-    pub(crate) fn request_started(&self) -> Tracked {
-        self.in_flight.start()
     }
 
     /// This worker's process-wide counters.

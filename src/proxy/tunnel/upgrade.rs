@@ -25,11 +25,10 @@ use crate::context::body::RequestBody;
 use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
 use crate::metrics::status_class;
 use crate::middleware;
-use crate::proxy::attempt::upstream_peer;
+use crate::proxy::attempt::{self, upstream_peer};
 use crate::proxy::error::ProxyError;
 use crate::proxy::handler::{Chain, Path};
 use crate::proxy::{handler, headers, ProxyState};
-use crate::upstream::exchange::Target;
 use crate::upstream::pool::Conn;
 use crate::upstream::{connect, PoolSettings};
 
@@ -186,13 +185,8 @@ async fn exchange<'a>(
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let spec = &snap.upstreams[route.upstream];
-    let target = Target {
-        spec,
-        id: route.upstream,
-        stats: snap.stats.upstreams.get(route.upstream),
-        workers: snap.server.workers,
-    };
+    let target = attempt::target(snap, route.upstream);
+    let spec = target.spec;
     // Counted like any exchange, until the answer's body ends; the tunnel
     // itself is not a request.
     let index = upstream_peer(state, snap, &target, ctx, headers, 0)?;
