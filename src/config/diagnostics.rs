@@ -102,7 +102,7 @@ impl<'s> Diagnostics<'s> {
 }
 
 /// 1-based line and column of a byte offset.
-pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;

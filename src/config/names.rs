@@ -45,6 +45,13 @@ pub(crate) struct NameKey {
     pub(crate) port: u16,
 }
 
+impl NameKey {
+    /// `host:port` as written in the configuration.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
 /// How the compiler gets the addresses of the names it meets.
 pub(crate) struct Names<'a> {
     resolver: &'a dyn Resolve,

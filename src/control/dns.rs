@@ -8,7 +8,8 @@
 //! is compiled again from its stored text, with the last good answer of every
 //! name instead of new look-ups, and published if an upstream's endpoints
 //! differ (under the reload lock, so it never races a reload). Statistics and
-//! health of the addresses that stay carry over (`Metrics::attach`), and so do
+//! health of the addresses that stay carry over (`control/publish.rs`, as for
+//! any publish), and so do
 //! the workers' warm connections to them (the pools are keyed by address).
 //! A failed look-up, or an answer with no usable address, keeps the last good
 //! addresses: it is counted, shown by the admin API and logged once per
@@ -25,8 +26,7 @@ use std::time::SystemTime;
 use tokio::task::JoinHandle;
 
 use super::Control;
-pub(crate) use crate::config::names::{resolve, NameKey, Names};
-pub use crate::config::names::{Resolve, SystemResolver};
+use crate::config::names::{resolve, NameKey};
 use crate::config::Snapshot;
 use crate::upstream::DnsSpec;
 
@@ -108,7 +108,7 @@ impl Control {
         let (Some(published), Some(state)) = (published, table.get_mut(key)) else {
             return false;
         };
-        let host = format!("{}:{}", key.host, key.port);
+        let host = key.endpoint();
         state.refreshes += 1;
         match result {
             Ok(addrs) => {

@@ -23,12 +23,13 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::config::names::Names;
+pub use crate::config::names::{Resolve, SystemResolver};
 use crate::config::DetachedSinks;
 use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
 use crate::worker::{self, WorkerCommand};
-pub use dns::{Resolve, SystemResolver};
 pub use health::EndpointHealth;
 use log_writer::LogWriters;
 use publish::Publisher;
@@ -96,7 +97,7 @@ pub fn check(
         0,
         registry,
         &DetachedSinks,
-        &dns::Names::fresh(&SystemResolver),
+        &Names::fresh(&SystemResolver),
     )
 }
 
@@ -178,7 +179,7 @@ impl GatewayBuilder {
         let resolver = self
             .resolver
             .unwrap_or_else(|| Arc::new(SystemResolver) as Arc<dyn Resolve>);
-        let names = dns::Names::fresh(&*resolver);
+        let names = Names::fresh(&*resolver);
         let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers, &names)
             .map_err(StartError::Config)?;
         if let Some(n) = self.workers {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::bind::bind_reuseport;
-use super::dns::Names;
 use super::{BoundListener, Control, ReloadReport};
+use crate::config::names::Names;
 use crate::config::{self, ConfigErrors};
 use crate::worker::WorkerCommand;
 

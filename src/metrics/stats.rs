@@ -58,7 +58,8 @@ pub(crate) struct EndpointStats {
 
 /// The statistics a snapshot's routes and upstreams count into, indexed like
 /// `Snapshot::routes` and `Snapshot::upstreams` (and their endpoints). Empty
-/// until [`Metrics::attach`] fills it; the data plane then counts nothing.
+/// until the control plane's publish fills it (`control/publish.rs`); the
+/// data plane then counts nothing.
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotStats {
     pub(crate) routes: Vec<Arc<RouteStats>>,

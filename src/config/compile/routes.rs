@@ -13,7 +13,10 @@ use crate::config::intern;
 use crate::config::parse::is_token;
 use crate::config::raw::{RawMatch, RawRetry, RawRoute};
 use crate::config::snapshot::Route;
-use crate::config::snapshot::{self as retry, RetryPolicy};
+use crate::config::snapshot::{
+    RetryPolicy, CONDITIONS, DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX,
+    DEFAULT_REPLAY_LIMIT,
+};
 use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
 
 impl Compiler<'_, '_> {
@@ -206,7 +209,7 @@ impl Compiler<'_, '_> {
         let mut policy = RetryPolicy {
             attempts: self.int_in(
                 &r.attempts,
-                i64::from(retry::DEFAULT_ATTEMPTS),
+                i64::from(DEFAULT_ATTEMPTS),
                 2..11,
                 &what("attempts"),
             ) as u32,
@@ -221,20 +224,16 @@ impl Compiler<'_, '_> {
             non_idempotent: r.non_idempotent.unwrap_or(false),
             replay_limit: self.int_in(
                 &r.replay_limit,
-                retry::DEFAULT_REPLAY_LIMIT as i64,
+                DEFAULT_REPLAY_LIMIT as i64,
                 0..(16 << 20) + 1,
                 &what("replay_limit"),
             ) as u64,
             backoff_base: self.duration(
                 &r.backoff_base,
-                retry::DEFAULT_BACKOFF_BASE,
+                DEFAULT_BACKOFF_BASE,
                 &what("backoff_base"),
             ),
-            backoff_max: self.duration(
-                &r.backoff_max,
-                retry::DEFAULT_BACKOFF_MAX,
-                &what("backoff_max"),
-            ),
+            backoff_max: self.duration(&r.backoff_max, DEFAULT_BACKOFF_MAX, &what("backoff_max")),
         };
         if r.on.is_empty() {
             policy.on_connect_failure = true;
@@ -253,7 +252,7 @@ impl Compiler<'_, '_> {
                         format!(
                             "{}: unknown condition {other:?}: expected one of {:?} or a 5xx status like \"503\"",
                             what("on"),
-                            retry::CONDITIONS
+                            CONDITIONS
                         ),
                     ),
                 },

@@ -113,7 +113,7 @@ fn listener_tls(t: &ServerTls) -> Value {
 /// Unix seconds as `2026-01-31T12:00:00.000Z` (times before 1970 as 1970).
 fn unix_time(secs: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    super::rfc3339(t)
+    crate::util::time::iso_string(t)
 }
 
 /// How an upstream's connections are made: `protocol`, the HTTP/2 limits

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -32,9 +32,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 
-use super::dns::NameKey;
 use super::{Control, ReloadError, ReloadReport};
+use crate::config::names::NameKey;
 use crate::metrics::{sum_classes, STATUS_CLASSES};
+use crate::util::time::iso_string;
 
 /// Time allowed for a complete request head; also closes idle keep-alive
 /// connections after this long.
@@ -232,10 +233,10 @@ impl Admin {
         let (ok, failed) = c.metrics.reloads();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "started_at": rfc3339(c.started_at),
+            "started_at": iso_string(c.started_at),
             "uptime_seconds": c.started.elapsed().as_secs(),
             "generation": snapshot.generation,
-            "loaded_at": rfc3339(loaded_at),
+            "loaded_at": iso_string(loaded_at),
             "source": snapshot.source,
             "config_file": c.config_path.as_ref().map(|p| p.display().to_string()),
             "workers": c.workers,
@@ -274,7 +275,7 @@ impl Admin {
                         let failures = s.map_or(0, |s| s.shards.sum(|c| c.failures.get()));
                         let last_failure = s
                             .and_then(|s| s.last_failure_ms())
-                            .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
+                            .map(|ms| iso_string(UNIX_EPOCH + Duration::from_millis(ms)));
                         let (idle, active) = stats
                             .pools
                             .get(&ep.addr)
@@ -286,7 +287,7 @@ impl Admin {
                         let ejected_until = st
                             .map(|s| s.ejected_until_ms.0.load(Ordering::Relaxed))
                             .filter(|&ms| ms > now_ms)
-                            .map(|ms| rfc3339(UNIX_EPOCH + Duration::from_millis(ms)));
+                            .map(|ms| iso_string(UNIX_EPOCH + Duration::from_millis(ms)));
                         json!({
                             "address": ep.addr.to_string(),
                             "weight": ep.weight,
@@ -327,7 +328,7 @@ impl Admin {
                             "addresses": n.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
                             "weight": n.weight,
                             "last_error": st.and_then(|s| s.last_error.clone()),
-                            "last_refresh": st.and_then(|s| s.last_refresh).map(rfc3339),
+                            "last_refresh": st.and_then(|s| s.last_refresh).map(iso_string),
                             "refreshes": st.map_or(0, |s| s.refreshes),
                             "failures": st.map_or(0, |s| s.failures),
                         })
@@ -436,17 +437,12 @@ fn reload_error(e: &ReloadError) -> Response<Body> {
 }
 
 fn reload_report(r: &ReloadReport) -> Value {
-    let mut v = json!({ "at": rfc3339(r.at), "trigger": r.trigger, "ok": r.result.is_ok() });
+    let mut v = json!({ "at": iso_string(r.at), "trigger": r.trigger, "ok": r.result.is_ok() });
     match &r.result {
         Ok(generation) => v["generation"] = (*generation).into(),
         Err(error) => v["error"] = error.as_str().into(),
     }
     v
-}
-
-/// `2026-01-31T12:00:00.000Z`.
-fn rfc3339(t: SystemTime) -> String {
-    crate::util::time::iso_string(t)
 }
 
 /// The credentials of an `Authorization: Bearer TOKEN` value (the scheme is

@@ -33,6 +33,22 @@ impl Row<'_> {
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
     let upstream_name = |i: usize| snapshot.upstreams.get(i).map_or("", |u| &*u.name);
+    // Published snapshots hold both per endpoint (`control/publish.rs`
+    // builds them together); a zip would hide rows of one without the other.
+    debug_assert_eq!(
+        snapshot
+            .stats
+            .endpoints
+            .iter()
+            .map(Vec::len)
+            .collect::<Vec<_>>(),
+        snapshot
+            .endpoint_states
+            .iter()
+            .map(Vec::len)
+            .collect::<Vec<_>>(),
+        "endpoint statistics and states differ"
+    );
     let rows: Vec<Row<'_>> = snapshot
         .stats
         .endpoints

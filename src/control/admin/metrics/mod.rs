@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 
 use super::Control;
 use crate::config::Snapshot;
-use crate::metrics::{HistogramSum, Metrics};
+use crate::metrics::{HistogramSum, Metrics, STATUS_CLASSES};
 use names::NameRow;
 
 /// The `Content-Type` of the OpenMetrics text format.
@@ -111,6 +111,19 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
     pools::encode(&mut enc, &stats.pools)?;
     names::encode(&mut enc, f.names)?;
     gateway::encode(&mut enc, f)
+}
+
+/// One row per status class of one entity (`key` = its `name`): the rows
+/// of a `responses` family.
+fn by_class<'a>(
+    key: &'static str,
+    name: &'a str,
+    classes: [u64; 5],
+) -> impl Iterator<Item = ([(&'static str, &'a str); 2], u64)> + 'a {
+    STATUS_CLASSES
+        .iter()
+        .zip(classes)
+        .map(move |(&class, n)| ([(key, name), ("class", class)], n))
 }
 
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {

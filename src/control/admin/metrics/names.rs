@@ -32,8 +32,8 @@ pub(super) fn rows(table: NameTable) -> Vec<NameRow> {
     let mut names: Vec<NameRow> = table
         .into_iter()
         .map(|(k, s)| NameRow {
+            host: k.endpoint(),
             upstream: k.upstream.into(),
-            host: format!("{}:{}", k.host, k.port),
             refreshes: s.refreshes,
             failures: s.failures,
         })

@@ -7,21 +7,17 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{counters, histograms};
-use crate::metrics::{sum_classes, HistogramSum, RouteStats, STATUS_CLASSES};
+use super::{by_class, counters, histograms};
+use crate::metrics::{sum_classes, HistogramSum, RouteStats};
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, routes: &[Arc<RouteStats>]) -> fmt::Result {
     counters(
         enc,
         "strait_route_responses",
         "Responses sent to clients, by route and status class.",
-        routes.iter().flat_map(|r| {
-            let classes = sum_classes(&r.shards, |c| &c.responses);
-            STATUS_CLASSES
-                .iter()
-                .zip(classes)
-                .map(move |(&class, n)| ([("route", &*r.name), ("class", class)], n))
-        }),
+        routes
+            .iter()
+            .flat_map(|r| by_class("route", &r.name, sum_classes(&r.shards, |c| &c.responses))),
     )?;
     histograms(
         enc,

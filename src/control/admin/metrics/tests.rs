@@ -302,3 +302,65 @@ fn openmetrics_text_ends_with_eof() {
         "{text}"
     );
 }
+
+/// Every family the exposition has, in its order: an encoder that drops or
+/// renames one fails here (a scrape helper that sums to 0 for a missing
+/// family would not notice), and each is documented in docs/admin-api.md.
+#[test]
+fn every_family_is_exposed_in_its_order_and_documented() {
+    let text = render(false);
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect();
+    let expected = [
+        "strait_route_responses_total counter",
+        "strait_route_request_duration_seconds histogram",
+        "strait_route_received_bytes_total counter",
+        "strait_route_sent_bytes_total counter",
+        "strait_upstream_responses_total counter",
+        "strait_upstream_response_duration_seconds histogram",
+        "strait_upstream_connect_failures_total counter",
+        "strait_upstream_timeouts_total counter",
+        "strait_upstream_in_flight gauge",
+        "strait_upstream_limit_rejections_total counter",
+        "strait_upstream_open_connections gauge",
+        "strait_upstream_pending gauge",
+        "strait_upstream_retries_total counter",
+        "strait_upstream_retry_budget_exhausted_total counter",
+        "strait_upstream_connections_total counter",
+        "strait_endpoint_requests_total counter",
+        "strait_endpoint_failures_total counter",
+        "strait_endpoint_in_flight gauge",
+        "strait_endpoint_healthy gauge",
+        "strait_endpoint_ejected gauge",
+        "strait_endpoint_ejections_total counter",
+        "strait_pool_idle_connections gauge",
+        "strait_pool_active_connections gauge",
+        "strait_dns_refreshes_total counter",
+        "strait_dns_resolution_failures_total counter",
+        "strait_client_connections_active gauge",
+        "strait_client_connections_total counter",
+        "strait_tls_handshakes_total counter",
+        "strait_tls_handshake_failures_total counter",
+        "strait_tunnels_active gauge",
+        "strait_tunnels_total counter",
+        "strait_tunnel_bytes_total counter",
+        "strait_tunnels_idle_timeout_total counter",
+        "strait_reloads_total counter",
+        "strait_config_generation gauge",
+        "strait_workers gauge",
+        "strait_uptime_seconds gauge",
+        "strait_build_info gauge",
+    ];
+    assert_eq!(families, expected);
+    let docs = include_str!("../../../../docs/admin-api.md");
+    for family in expected {
+        let name = family.split(' ').next().unwrap_or(family);
+        let name = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            docs.contains(name),
+            "docs/admin-api.md does not name {name}"
+        );
+    }
+}

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{counters, gauges, histograms};
-use crate::metrics::{sum_classes, HistogramSum, UpstreamStats, STATUS_CLASSES};
+use super::{by_class, counters, gauges, histograms};
+use crate::metrics::{sum_classes, HistogramSum, UpstreamStats};
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, upstreams: &[Arc<UpstreamStats>]) -> fmt::Result {
     responses(enc, upstreams)?;
@@ -23,13 +23,9 @@ fn responses(enc: &mut DescriptorEncoder, upstreams: &[Arc<UpstreamStats>]) -> f
         enc,
         "strait_upstream_responses",
         "Responses from upstreams (or the proxy's own 5xx when the upstream failed), by upstream and status class.",
-        upstreams.iter().flat_map(|u| {
-            let classes = sum_classes(&u.shards, |c| &c.responses);
-            STATUS_CLASSES
-                .iter()
-                .zip(classes)
-                .map(move |(&class, n)| ([("upstream", &*u.name), ("class", class)], n))
-        }),
+        upstreams
+            .iter()
+            .flat_map(|u| by_class("upstream", &u.name, sum_classes(&u.shards, |c| &c.responses))),
     )?;
     histograms(
         enc,
