@@ -49,12 +49,15 @@ impl ConfigFile {
 
 /// Starts a gateway from `file` with 2 workers and the admin API on an
 /// ephemeral loopback port.
-fn start(file: &ConfigFile) -> Gateway {
-    Gateway::builder()
-        .workers(2)
-        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_file(&file.path)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+#[track_caller]
+fn start(file: &ConfigFile) -> common::TestGateway {
+    common::watched(
+        Gateway::builder()
+            .workers(2)
+            .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+            .start_file(&file.path)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}")),
+    )
 }
 
 fn admin(gw: &Gateway) -> SocketAddr {

@@ -75,7 +75,7 @@ upstream = "live"
 
 /// A gateway with one worker in front of an echo origin; the other routes go
 /// nowhere useful.
-fn echo_gateway() -> (Origin, strait::Gateway) {
+fn echo_gateway() -> (Origin, common::TestGateway) {
     let origin = Origin::echo();
     let gw = gateway_with(&config(origin.addr, dead_addr(), dead_addr()), 1);
     (origin, gw)

@@ -89,14 +89,17 @@ upstream = "backend"
     )
 }
 
-fn start(dns: &FakeDns, toml: &str, admin: bool) -> Gateway {
+#[track_caller]
+fn start(dns: &FakeDns, toml: &str, admin: bool) -> common::TestGateway {
     let admin = admin.then(|| "127.0.0.1:0".parse().unwrap());
-    Gateway::builder()
-        .workers(2)
-        .admin_listen(admin)
-        .resolver(dns.clone())
-        .start_toml("test.toml", toml)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    common::watched(
+        Gateway::builder()
+            .workers(2)
+            .admin_listen(admin)
+            .resolver(dns.clone())
+            .start_toml("test.toml", toml)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}")),
+    )
 }
 
 /// The `x-origin` of `n` requests over one keep-alive connection.

@@ -365,7 +365,7 @@ fn stalling_origin() -> SocketAddr {
 
 /// One gateway with a route per failure mode, plus `/good` to a working echo origin.
 struct Failures {
-    gw: strait::Gateway,
+    gw: common::TestGateway,
     good: Origin,
 }
 

@@ -349,7 +349,8 @@ async fn plain_h2_server(signals: Arc<Signals>) -> SocketAddr {
 
 /// A gateway with one catch-all route to an h2c upstream at `upstream`,
 /// plus `more` TOML.
-fn grpc_gateway(upstream: SocketAddr, more: &str) -> strait::Gateway {
+#[track_caller]
+fn grpc_gateway(upstream: SocketAddr, more: &str) -> common::TestGateway {
     gateway(&format!(
         r#"
 [[listeners]]

@@ -29,12 +29,15 @@ fn replace(path: &Path, content: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn start_file(path: &std::path::Path, workers: usize) -> strait::Gateway {
-    strait::Gateway::builder()
-        .workers(workers)
-        .admin_listen(None)
-        .start_file(path)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+#[track_caller]
+fn start_file(path: &std::path::Path, workers: usize) -> common::TestGateway {
+    common::watched(
+        strait::Gateway::builder()
+            .workers(workers)
+            .admin_listen(None)
+            .start_file(path)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}")),
+    )
 }
 
 #[tokio::test]

@@ -10,12 +10,15 @@ use std::net::SocketAddr;
 
 use common::*;
 
-fn start(toml: &str) -> strait::Gateway {
-    strait::Gateway::builder()
-        .workers(1)
-        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_toml("retries.toml", toml)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}"))
+#[track_caller]
+fn start(toml: &str) -> common::TestGateway {
+    common::watched(
+        strait::Gateway::builder()
+            .workers(1)
+            .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+            .start_toml("retries.toml", toml)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}")),
+    )
 }
 
 fn config(endpoints: &[SocketAddr], retry: &str, upstream_extra: &str) -> String {

@@ -48,7 +48,7 @@ fn get_case(name: &'static str, path: &'static str, expect: Expect) -> Case {
 /// `origin` names the fixed origin (and upstream) the route goes to, `match` is
 /// the TOML inline table of its match conditions (`""` for none).
 struct Table {
-    gw: strait::Gateway,
+    gw: common::TestGateway,
     origins: BTreeMap<&'static str, Origin>,
 }
 

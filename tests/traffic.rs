@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn start(toml: &str, workers: usize) -> strait::Gateway {
-    strait::Gateway::builder()
-        .workers(workers)
-        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_toml("traffic.toml", toml)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}"))
+#[track_caller]
+fn start(toml: &str, workers: usize) -> common::TestGateway {
+    common::watched(
+        strait::Gateway::builder()
+            .workers(workers)
+            .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+            .start_toml("traffic.toml", toml)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{toml}")),
+    )
 }
 
 fn upstream_config(endpoints: &[SocketAddr], extra: &str) -> String {

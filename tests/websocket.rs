@@ -487,7 +487,7 @@ upgrades = []
 async fn through_tls(
     origin_ca: &TestCa,
     trusted: &TestCa,
-) -> (strait::Gateway, Arc<AtomicUsize>, Alpns) {
+) -> (common::TestGateway, Arc<AtomicUsize>, Alpns) {
     let tls = server_tls(
         &origin_ca.server(&["ws.internal"]),
         &["h2", "http/1.1"],

@@ -286,16 +286,101 @@ async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
 
 /// Starts a gateway from TOML with `workers` workers (listen on 127.0.0.1:0;
 /// the admin API off unless the test turns it on).
-pub fn gateway_with(toml: &str, workers: usize) -> Gateway {
-    Gateway::builder()
-        .workers(workers)
-        .admin_listen(None)
-        .start_toml("test.toml", toml)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}"))
+#[track_caller]
+pub fn gateway_with(toml: &str, workers: usize) -> TestGateway {
+    watched(
+        Gateway::builder()
+            .workers(workers)
+            .admin_listen(None)
+            .start_toml("test.toml", toml)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}")),
+    )
+}
+
+/// How long a gateway started by a test may run before the watchdog ends
+/// the test binary with a message (no test here needs a minute).
+pub const GATEWAY_WATCHDOG: Duration = Duration::from_secs(240);
+
+/// How long `shutdown` may take before the test fails.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A gateway under a watchdog: if it is still running [`GATEWAY_WATCHDOG`]
+/// after it started, the test binary is aborted with a message naming where
+/// it was started (a hung test would otherwise hold `cargo test`, and CI,
+/// until its time limit); its shutdown fails the test if it takes longer
+/// than [`SHUTDOWN_LIMIT`]. Derefs to the [`Gateway`].
+pub struct TestGateway {
+    gateway: Option<Gateway>,
+    started_at: &'static std::panic::Location<'static>,
+    disarm: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Puts `gateway` under a watchdog (see [`TestGateway`]).
+#[track_caller]
+pub fn watched(gateway: Gateway) -> TestGateway {
+    let started_at = std::panic::Location::caller();
+    let (disarm, armed) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            armed.recv_timeout(GATEWAY_WATCHDOG)
+        {
+            eprintln!(
+                "watchdog: the gateway started at {started_at} is still running after {GATEWAY_WATCHDOG:?}: a test hangs; aborting the test binary"
+            );
+            std::process::abort();
+        }
+    });
+    TestGateway {
+        gateway: Some(gateway),
+        started_at,
+        disarm: Some(disarm),
+    }
+}
+
+impl TestGateway {
+    /// [`Gateway::shutdown`], failing the test if it does not return within
+    /// [`SHUTDOWN_LIMIT`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(gateway) = self.gateway.take() else {
+            return;
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            gateway.shutdown();
+            let _ = done.send(());
+        });
+        let result = finished.recv_timeout(SHUTDOWN_LIMIT);
+        drop(self.disarm.take());
+        if result.is_err() && !std::thread::panicking() {
+            panic!(
+                "the gateway started at {} did not shut down within {SHUTDOWN_LIMIT:?}",
+                self.started_at
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        self.gateway.as_ref().expect("running until shutdown")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Starts a gateway with 2 workers.
-pub fn gateway(toml: &str) -> Gateway {
+#[track_caller]
+pub fn gateway(toml: &str) -> TestGateway {
     gateway_with(toml, 2)
 }
 
@@ -439,12 +524,15 @@ pub async fn raw(addr: SocketAddr, data: &[u8]) -> String {
 }
 
 /// Starts a gateway from TOML with the admin API on 127.0.0.1:0.
-pub fn gateway_with_admin(toml: &str, workers: usize) -> Gateway {
-    Gateway::builder()
-        .workers(workers)
-        .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .start_toml("test.toml", toml)
-        .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}"))
+#[track_caller]
+pub fn gateway_with_admin(toml: &str, workers: usize) -> TestGateway {
+    watched(
+        Gateway::builder()
+            .workers(workers)
+            .admin_listen(Some("127.0.0.1:0".parse().unwrap()))
+            .start_toml("test.toml", toml)
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}\n--- config ---\n{toml}")),
+    )
 }
 
 /// One sample from the admin API's `/metrics`, written as exposed
