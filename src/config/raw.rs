@@ -53,6 +53,13 @@ pub(crate) struct RawServer {
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
+    pub(crate) keepalive_timeout: Option<Spanned<String>>,
+    pub(crate) http2_idle_timeout: Option<Spanned<String>>,
+    pub(crate) http2_keepalive_interval: Option<Spanned<String>>,
+    pub(crate) http2_keepalive_timeout: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) max_connections_per_ip: Option<Spanned<i64>>,
+    pub(crate) max_requests_per_connection: Option<Spanned<i64>>,
     pub(crate) max_header_bytes: Option<Spanned<i64>>,
     pub(crate) max_headers: Option<Spanned<i64>>,
     pub(crate) http2_max_concurrent_streams: Option<Spanned<i64>>,

@@ -96,7 +96,25 @@ impl Snapshot {
 pub(crate) struct ServerSettings {
     pub(crate) workers: usize,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    /// How long a connection may take to send a whole request head (from
+    /// its first byte, or from the accept for the first request).
     pub(crate) header_read_timeout: Duration,
+    /// How long an HTTP/1.1 connection may sit idle between requests.
+    pub(crate) keepalive_timeout: Duration,
+    /// How long an HTTP/2 connection may have no stream open before a GOAWAY.
+    pub(crate) http2_idle_timeout: Duration,
+    /// How often an HTTP/2 connection is sent a PING while it is quiet.
+    pub(crate) http2_keepalive_interval: Duration,
+    /// How long the answer to that PING may take before the connection closes.
+    pub(crate) http2_keepalive_timeout: Duration,
+    /// Client connections the process keeps open at most; `None`: derived
+    /// from the descriptor limit at start.
+    pub(crate) max_connections: Option<usize>,
+    /// Client connections one IP address may have open; `None`: no limit.
+    pub(crate) max_connections_per_ip: Option<usize>,
+    /// Requests served on one connection before it is closed gracefully;
+    /// `None`: no limit.
+    pub(crate) max_requests_per_connection: Option<u32>,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_headers: usize,
     pub(crate) http2_max_concurrent_streams: u32,

@@ -10,6 +10,7 @@ pub(crate) mod admin;
 mod bind;
 pub(crate) mod dns;
 pub(crate) mod health;
+mod limits;
 pub(crate) mod log_writer;
 pub(crate) mod publish;
 pub(crate) mod reload;
@@ -29,6 +30,7 @@ use crate::config::DetachedSinks;
 use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
+use crate::worker::budget::ConnectionBudget;
 use crate::worker::{self, WorkerCommand};
 pub use health::EndpointHealth;
 use log_writer::LogWriters;
@@ -237,7 +239,17 @@ impl GatewayBuilder {
             }
         }
         let metrics = Arc::new(Metrics::new(workers));
+        let descriptors = limits::raise_descriptor_limit();
+        let budget = ConnectionBudget::new(workers, descriptors.now);
+        let max_connections = budget.limit(snapshot.server.max_connections);
         tracing::info!("{}", snapshot.summary());
+        tracing::info!(
+            before = descriptors.before,
+            hard = descriptors.hard,
+            max_connections,
+            "descriptor limit: {}",
+            descriptors.now
+        );
         for l in &bound {
             tracing::info!(listener = %l.name, addr = %l.addr, "listening");
         }
@@ -255,6 +267,7 @@ impl GatewayBuilder {
             let shared = worker::Shared {
                 snapshots: publisher.store().clone(),
                 metrics: metrics.clone(),
+                budget: budget.clone(),
                 shutdown: shutdown.subscribe(),
             };
             handles
@@ -265,6 +278,7 @@ impl GatewayBuilder {
             publisher,
             shutdown,
             metrics,
+            budget,
             registry: self.registry,
             writers: writers.clone(),
             workers,
@@ -342,6 +356,8 @@ pub(crate) struct Control {
     /// Turns the workers' shutdown signal on.
     shutdown: watch::Sender<bool>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The process-wide client connection count and limit.
+    pub(crate) budget: Arc<ConnectionBudget>,
     registry: CustomRegistry,
     writers: Arc<LogWriters>,
     pub(crate) workers: usize,

@@ -99,6 +99,17 @@ pub(crate) struct WorkerCounters {
     pub(crate) connections_active: Gauge,
     /// Client connections accepted.
     pub(crate) connections_total: Counter,
+    /// Client connections refused at accept, by reason (indexed like
+    /// `worker::budget::Refused::ALL`).
+    pub(crate) connections_refused: [Counter; 2],
+    /// Client connections the worker closed, by reason (indexed like
+    /// `worker::connections::Close::ALL`).
+    pub(crate) connections_closed: [Counter; 6],
+    /// Client connections that ended with an error, by kind (indexed like
+    /// `worker::connection::ClientError::ALL`).
+    pub(crate) connection_errors: [Counter; 5],
+    /// `accept` calls that failed (descriptors exhausted and the like).
+    pub(crate) accept_errors: Counter,
     /// TLS handshakes completed on client connections.
     pub(crate) tls_handshakes: Counter,
     /// TLS handshakes that failed, by reason (indexed like

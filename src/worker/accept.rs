@@ -1,16 +1,19 @@
-//! The accept loop of one listener on one worker: takes a connection, sets
-//! `TCP_NODELAY`, and starts serving it on a task of its own, plain or TLS as
-//! the current snapshot says for that listener's configured address.
+//! The accept loop of one listener on one worker: takes a connection,
+//! admits it against the process's connection limits, sets `TCP_NODELAY`,
+//! and starts serving it on a task of its own, plain or TLS as the current
+//! snapshot says for that listener's configured address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use nix::libc::{EMFILE, ENFILE};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-use super::connection;
+use super::connection::{self, OpenConnection};
 use super::local::WorkerLocal;
 
 /// Starts accepting on `socket`, the listener configured at `spec`.
@@ -44,7 +47,8 @@ pub(super) fn listen(
 /// Accepts on the listener configured at `spec`. Whether a connection is TLS
 /// (and with which certificates) is looked up in the current snapshot for
 /// each connection, so a reload that keeps the address bound still changes
-/// them for new connections.
+/// them for new connections. Each connection is admitted against the
+/// process's limits first (`budget.rs`).
 async fn accept_loop(
     local: Rc<WorkerLocal>,
     spec: SocketAddr,
@@ -52,6 +56,7 @@ async fn accept_loop(
     stop: Rc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut errors = AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -62,17 +67,30 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(worker = local.id, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                errors.failed(&local, &e);
+                // Out of descriptors: the oldest idle connection gives one
+                // back. Then back off instead of spinning.
+                if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
+                    local.connections.close_oldest();
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        let Some(open) = admit(&local, peer) else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let protocols = local.protocols();
         match protocols.tls_index(spec) {
             None => {
-                tokio::task::spawn_local(connection::serve(local.clone(), protocols, stream, peer));
+                tokio::task::spawn_local(connection::serve(
+                    local.clone(),
+                    protocols,
+                    stream,
+                    peer,
+                    open,
+                ));
             }
             Some(index) => {
                 tokio::task::spawn_local(connection::serve_tls(
@@ -81,8 +99,74 @@ async fn accept_loop(
                     index,
                     stream,
                     peer,
+                    open,
                 ));
             }
         }
+    }
+}
+
+/// Admits a connection from `peer` against `max_connections` and
+/// `max_connections_per_ip`; `None`: refused (counted; the caller drops the
+/// socket, which closes it). Over the process limit, the worker's oldest
+/// idle connection is closed to make room; without one, the other workers
+/// are asked and the connection waits for room on its own task.
+fn admit(local: &Rc<WorkerLocal>, peer: SocketAddr) -> Option<OpenConnection> {
+    let snapshot = local.snapshot();
+    let settings = &snapshot.server;
+    let max = local.budget.limit(settings.max_connections);
+    let ticket = match local
+        .budget
+        .admit(peer.ip(), settings.max_connections_per_ip)
+    {
+        Ok(ticket) => ticket,
+        Err(reason) => {
+            if let Some(c) = local.counters() {
+                c.connections_refused[reason.index()].inc();
+            }
+            tracing::debug!(client = %peer, reason = reason.label(), "connection refused");
+            return None;
+        }
+    };
+    let mut wait_for_room = None;
+    if ticket.over(max) && !local.connections.close_oldest() {
+        local.budget.ask_for_room(local.id);
+        wait_for_room = Some(max);
+    }
+    Some(OpenConnection::new(local, ticket, wait_for_room))
+}
+
+/// How long the accept loop pauses after a failed `accept`.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Failed `accept` calls, logged at most once a second with the count of
+/// those not logged; every one is counted in the metrics.
+#[derive(Default)]
+struct AcceptErrors {
+    last_line: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, local: &WorkerLocal, e: &std::io::Error) {
+        if let Some(c) = local.counters() {
+            c.accept_errors.inc();
+        }
+        let now = Instant::now();
+        if self
+            .last_line
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            worker = local.id,
+            error = %e,
+            "accept failed ({} more since the last line; counted in strait_accept_errors_total)",
+            self.unlogged
+        );
+        self.last_line = Some(now);
+        self.unlogged = 0;
     }
 }

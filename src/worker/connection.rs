@@ -12,16 +12,21 @@
 //! task starts, and plain connections are served by code generic over the
 //! stream, so they carry nothing of TLS.
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use nix::sys::socket::{recv, MsgFlags};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::budget::{Refused, Ticket, ROOM_WAIT};
+use super::connections::{Conn, Registered, Watched};
 use super::local::WorkerLocal;
 use super::protocols::{Protocols, TlsListener};
 use crate::context::ConnTls;
@@ -37,6 +42,10 @@ const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
     Connection: close\r\n\r\n\
     plain HTTP request sent to a TLS listener\n";
 
+/// How long an HTTP/2 connection with no stream open may take to close after
+/// its GOAWAY (hyper waits for the answer to a PING first).
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
 /// How much of a plain HTTP request sent to a TLS listener is read (and
 /// thrown away) after the answer, waiting for the client to close.
 const PLAIN_HTTP_DISCARD: usize = 64 * 1024;
@@ -48,18 +57,26 @@ enum Protocol {
 }
 
 /// Detects the protocol, then hands the connection to a task serving it.
+/// The header timer (`server.header_read_timeout`, from the accept) runs in
+/// the worker's registry: detection ends when the worker closes the
+/// connection.
 pub(crate) async fn serve(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,
     stream: TcpStream,
     peer: SocketAddr,
+    open: OpenConnection,
 ) {
-    let open = OpenConnection::new(&local);
-    let protocol = match tokio::time::timeout(protocols.first_bytes_timeout, detect(&stream)).await
-    {
-        Ok(Ok(p)) => p,
-        // Closed, failed, or silent for too long: nothing to answer.
-        Ok(Err(_)) | Err(_) => return,
+    let Some(open) = open.admitted().await else {
+        return;
+    };
+    let protocol = tokio::select! {
+        detected = detect(&stream) => match detected {
+            Ok(p) => p,
+            // Closed or failed before it said anything: nothing to answer.
+            Err(_) => return,
+        },
+        _ = open.conn().closing() => return,
     };
     spawn_protocol(local, protocols, stream, peer, (), protocol, open);
 }
@@ -75,8 +92,11 @@ pub(crate) async fn serve_tls(
     index: usize,
     stream: TcpStream,
     peer: SocketAddr,
+    open: OpenConnection,
 ) {
-    let open = OpenConnection::new(&local);
+    let Some(open) = open.admitted().await else {
+        return;
+    };
     let Some(listener) = protocols.tls.get(index) else {
         return;
     };
@@ -85,7 +105,11 @@ pub(crate) async fn serve_tls(
         // Boxed: a rare path, kept out of every handshake's future.
         return Box::pin(refuse_plain_http(&local, listener, peer, stream, deadline)).await;
     }
-    let handshake = tokio::time::timeout_at(deadline, listener.acceptor.accept(stream)).await;
+    let handshake = tokio::select! {
+        done = tokio::time::timeout_at(deadline, listener.acceptor.accept(stream)) => done,
+        // Closed for room, or the gateway stops.
+        _ = open.conn().closing() => return,
+    };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -176,6 +200,10 @@ fn handshake_failed(
 }
 
 /// Spawns the task serving `stream` with `protocol`; the task owns `open`.
+/// The task ends when hyper's connection does, or when the worker closes
+/// it (`connections.rs`): at once when it is idle or too slow with its head,
+/// gracefully (a GOAWAY; `Connection: close` after the current response)
+/// when the gateway stops or it has served its requests.
 fn spawn_protocol<S, T>(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,
@@ -188,50 +216,65 @@ fn spawn_protocol<S, T>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: ConnTls,
 {
-    // Only HTTP/2 connections watch for shutdown (subscribing touches the
-    // shared signal's refcount).
-    let h2_shutdown = (protocol == Protocol::Http2).then(|| local.shutdown_signal());
-    // Per request: its count in flight, the snapshot it keeps to the end
-    // (one atomic load), and the proxy.
+    let conn = open.conn().clone();
+    conn.serving(protocol == Protocol::Http2, protocols.max_requests);
+    // Per request: its count in flight (on the connection, for the
+    // worker's timers and drain), the snapshot it keeps to the end (one
+    // atomic load), and the proxy.
+    let requests = conn.clone();
     let service = hyper::service::service_fn(move |req| {
-        let tracked = local.in_flight.start();
+        let tracked = requests.request();
         let snapshot = local.snapshot();
         let proxy = local.proxy.clone();
         crate::proxy::handle(proxy, snapshot, tracked, peer, tls.clone(), req)
     });
-    let io = TokioIo::new(stream);
     let done = move |result: Result<(), hyper::Error>| {
-        drop(open);
         if let Err(e) = result {
-            tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+            open.failed(ClientError::of(&e), &e);
         }
+        drop(open);
     };
     match protocol {
         Protocol::Http1 => {
+            // Watched: the first bytes after an idle spell start the header
+            // timer.
+            let io = TokioIo::new(Watched::new(stream, &conn));
             tokio::task::spawn_local(async move {
-                done(
-                    protocols
-                        .h1
-                        .serve_connection(io, service)
-                        .with_upgrades()
-                        .await,
-                )
+                let served = protocols.h1.serve_connection(io, service).with_upgrades();
+                tokio::pin!(served);
+                let result = tokio::select! {
+                    // hyper first, then `closing`, which sees what it read.
+                    biased;
+                    result = served.as_mut() => result,
+                    reason = conn.closing() => {
+                        if reason.graceful() {
+                            served.as_mut().graceful_shutdown();
+                            served.await
+                        } else {
+                            Ok(())
+                        }
+                    }
+                };
+                done(result)
             });
         }
         Protocol::Http2 => {
-            // HTTP/2 clients multiplex, so a shutdown tells them with a
-            // GOAWAY: no new streams, the open ones finish. (HTTP/1.1
-            // connections carry no such watch: its size would be idle memory
-            // on every keep-alive connection; the drain closes them.)
-            let mut shutdown = h2_shutdown;
+            let io = TokioIo::new(stream);
+            let drain = protocols.drain_timeout;
             tokio::task::spawn_local(async move {
-                let conn = protocols.h2.serve_connection(io, service);
-                tokio::pin!(conn);
+                let served = protocols.h2.serve_connection(io, service);
+                tokio::pin!(served);
                 let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stopping(shutdown.as_mut()) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
+                    result = served.as_mut() => result,
+                    _ = conn.closing() => {
+                        // Always a GOAWAY: the client learns not to open new
+                        // streams here, the open ones finish (within the
+                        // drain timeout). With none open, the GOAWAY and the
+                        // PING hyper sends with it to see that the client
+                        // read it get a moment only.
+                        served.as_mut().graceful_shutdown();
+                        let limit = if conn.is_idle() { GOAWAY_GRACE } else { drain };
+                        tokio::time::timeout(limit, served).await.unwrap_or(Ok(()))
                     }
                 };
                 done(result)
@@ -240,55 +283,231 @@ fn spawn_protocol<S, T>(
     }
 }
 
-/// Resolves when the gateway starts shutting down (never, if the signal is
-/// gone: then the worker is going away anyway).
-async fn stopping(shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>) {
-    if let Some(signal) = shutdown {
-        if signal.wait_for(|stop| *stop).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await;
+/// Why a client connection ended with an error, for the counters. Clients
+/// decide how often these happen, so each is logged at debug only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientError {
+    /// A request hyper could not parse (it answered 400 or 431 itself).
+    BadRequest,
+    /// HTTP/2 protocol errors: a GOAWAY sent or received, resets, floods.
+    Http2,
+    /// No answer to a keep-alive PING in time.
+    Timeout,
+    /// The connection broke (reset, closed mid-message).
+    Io,
+    /// Anything else.
+    Other,
 }
 
-/// Counts a client connection as open in the worker's metrics while it lives.
-struct OpenConnection(Rc<WorkerLocal>);
+impl ClientError {
+    /// Every kind, in the order of their counters.
+    pub(crate) const ALL: [ClientError; 5] = [
+        ClientError::BadRequest,
+        ClientError::Http2,
+        ClientError::Timeout,
+        ClientError::Io,
+        ClientError::Other,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ClientError::BadRequest => "bad_request",
+            ClientError::Http2 => "http2",
+            ClientError::Timeout => "timeout",
+            ClientError::Io => "io",
+            ClientError::Other => "other",
+        }
+    }
+
+    /// The index of its counter.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    fn of(e: &hyper::Error) -> Self {
+        if e.is_parse() || e.is_parse_too_large() {
+            return ClientError::BadRequest;
+        }
+        if e.is_timeout() {
+            return ClientError::Timeout;
+        }
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.is::<h2::Error>() {
+                return ClientError::Http2;
+            }
+            if s.is::<io::Error>() {
+                return ClientError::Io;
+            }
+            source = s.source();
+        }
+        if e.is_incomplete_message() || e.is_body_write_aborted() {
+            return ClientError::Io;
+        }
+        ClientError::Other
+    }
+}
+
+/// The client-caused errors of one worker since its last summary line: at
+/// most one line per [`ClientErrorLog::INTERVAL`], at warn, with the count
+/// by kind; each error itself is logged at debug only.
+pub(crate) struct ClientErrorLog {
+    pending: [Cell<u64>; 5],
+    last: Cell<Option<Instant>>,
+}
+
+impl Default for ClientErrorLog {
+    fn default() -> Self {
+        ClientErrorLog {
+            pending: Default::default(),
+            last: Cell::new(None),
+        }
+    }
+}
+
+impl ClientErrorLog {
+    /// The shortest time between two summary lines.
+    pub(crate) const INTERVAL: Duration = Duration::from_secs(60);
+
+    fn record(&self, kind: ClientError) {
+        let n = &self.pending[kind.index()];
+        n.set(n.get() + 1);
+    }
+
+    /// Writes the summary line if there is something to say and the last
+    /// one is at least an interval old (the first at once).
+    pub(crate) fn summarize(&self, worker: usize, now: Instant) {
+        let total: u64 = self.pending.iter().map(Cell::get).sum();
+        if total == 0 || self.last.get().is_some_and(|t| now < t + Self::INTERVAL) {
+            return;
+        }
+        let mut kinds = String::new();
+        for kind in ClientError::ALL {
+            let n = self.pending[kind.index()].replace(0);
+            if n > 0 {
+                if !kinds.is_empty() {
+                    kinds.push_str(", ");
+                }
+                kinds.push_str(&format!("{} {n}", kind.label()));
+            }
+        }
+        let since = match self.last.get() {
+            Some(t) => format!("in the last {} s", now.duration_since(t).as_secs()),
+            None => "since start".to_string(),
+        };
+        self.last.set(Some(now));
+        tracing::warn!(
+            worker,
+            "{total} client connection(s) ended with an error {since} ({kinds}); counted in strait_client_connection_errors_total, each logged at debug"
+        );
+    }
+}
+
+/// A client connection as the worker counts it: admitted into the process's
+/// budget, registered under the worker's timers, counted open in the
+/// metrics while it lives, and its reason for closing counted when it ends.
+pub(crate) struct OpenConnection {
+    local: Rc<WorkerLocal>,
+    registered: Registered,
+    /// Its place in the process-wide budget, given back on drop.
+    _ticket: Ticket,
+    /// The process was over this many connections when it arrived: it
+    /// waits for room first.
+    wait_for_room: Option<usize>,
+}
 
 impl OpenConnection {
-    fn new(local: &Rc<WorkerLocal>) -> Self {
+    pub(crate) fn new(
+        local: &Rc<WorkerLocal>,
+        ticket: Ticket,
+        wait_for_room: Option<usize>,
+    ) -> Self {
         if let Some(c) = local.counters() {
             c.connections_total.inc();
             c.connections_active.inc();
         }
-        OpenConnection(local.clone())
+        OpenConnection {
+            local: local.clone(),
+            registered: local.connections.open(),
+            _ticket: ticket,
+            wait_for_room,
+        }
+    }
+
+    fn conn(&self) -> &Rc<Conn> {
+        self.registered.conn()
+    }
+
+    /// `None` (and the connection is closed) when it arrived while the
+    /// process was full and no room was made in time.
+    async fn admitted(self) -> Option<Self> {
+        let Some(max) = self.wait_for_room else {
+            return Some(self);
+        };
+        let budget = self.local.budget.clone();
+        if budget.wait_for_room(max, ROOM_WAIT).await {
+            return Some(self);
+        }
+        if let Some(c) = self.local.counters() {
+            c.connections_refused[Refused::MaxConnections.index()].inc();
+        }
+        tracing::debug!(
+            max_connections = max,
+            "connection refused: the process is full"
+        );
+        None
+    }
+
+    /// Counts and logs (at debug) a connection that ended with an error.
+    fn failed(&self, kind: ClientError, error: &hyper::Error) {
+        if let Some(c) = self.local.counters() {
+            c.connection_errors[kind.index()].inc();
+        }
+        self.local.client_errors.record(kind);
+        tracing::debug!(error = %error, kind = kind.label(), "client connection ended with an error");
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        if let Some(c) = self.0.counters() {
+        if let Some(c) = self.local.counters() {
             c.connections_active.dec();
+            if let Some(reason) = self.conn().closed_for() {
+                c.connections_closed[reason.index()].inc();
+            }
         }
     }
 }
 
-/// Peeks (without consuming) until the first bytes show the protocol.
+/// Peeks (without consuming) until the first bytes show the protocol. It
+/// waits for the socket to become readable and never polls: while the bytes
+/// seen are a strict prefix of the HTTP/2 preface, the readiness they left
+/// is cleared (`try_io` with `WouldBlock`) and only new bytes wake it again.
 async fn detect(stream: &TcpStream) -> io::Result<Protocol> {
     let mut buf = [0u8; PREFACE.len()];
     loop {
-        let n = stream.peek(&mut buf).await?;
+        stream.readable().await?;
+        let peeked = stream.try_io(Interest::READABLE, || {
+            let n = recv(stream.as_raw_fd(), &mut buf, MsgFlags::MSG_PEEK)?;
+            if n > 0 && n < PREFACE.len() && buf[..n] == PREFACE[..n] {
+                // Not enough to tell: wait for more bytes.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let n = match peeked {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if buf[..n] != PREFACE[..n] {
-            return Ok(Protocol::Http1);
-        }
-        if n == PREFACE.len() {
-            return Ok(Protocol::Http2);
-        }
-        // A preface split over packets (rare): the bytes already there keep
-        // the socket readable, so wait a moment rather than spin on them.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        return Ok(if buf[..n] == PREFACE[..n] {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        });
     }
 }
 

@@ -1,17 +1,13 @@
 //! Requests in flight on one worker, for the drain on shutdown. A request
 //! counts from its head until hyper drops its response body, so a streamed
-//! response counts until its last byte: the worker starts the count and
-//! gives the proxy a `context::body::Tracked` guard, which rides in the
-//! request's future and then in its response body. Kept per request, not per
-//! connection: idle connections then carry nothing for the drain (their
-//! memory is the idle-connection cost).
+//! response counts until its last byte: the request's connection
+//! (`connections.rs` `Conn::request`) starts the count and gives the proxy a
+//! `context::body::Tracked` guard, which rides in the request's future and
+//! then in its response body, and ends the count when dropped.
 
 use std::cell::Cell;
-use std::rc::Rc;
 
 use tokio::sync::Notify;
-
-use crate::context::body::{Tracked, Tracker};
 
 /// How many requests a worker has in flight, and what wakes the drain when
 /// the last one ends.
@@ -27,11 +23,19 @@ impl InFlightCount {
         self.count.get()
     }
 
-    /// Counts a request that has just arrived, until its guard (or the
-    /// response body it is handed to) is dropped.
-    pub(crate) fn start(self: &Rc<Self>) -> Tracked {
+    /// Counts a request that has just arrived; [`InFlightCount::end`] when
+    /// it is over (its connection's guard calls both).
+    pub(crate) fn begin(&self) {
         self.count.set(self.count.get() + 1);
-        Tracked::new(self.clone())
+    }
+
+    /// A request is over.
+    pub(crate) fn end(&self) {
+        let left = self.count.get() - 1;
+        self.count.set(left);
+        if left == 0 {
+            self.all_done.notify_waiters();
+        }
     }
 
     /// Resolves once no request is in flight.
@@ -46,25 +50,20 @@ impl InFlightCount {
     }
 }
 
-impl Tracker for InFlightCount {
-    fn ended(&self) {
-        let left = self.count.get() - 1;
-        self.count.set(left);
-        if left == 0 {
-            self.all_done.notify_waiters();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::*;
     use crate::context::ProxyBody;
+    use crate::worker::connections::Registry;
 
     #[test]
     fn a_request_counts_until_its_body_is_dropped() {
         let count = Rc::new(InFlightCount::default());
-        let tracked = count.start();
+        let registry = Registry::new(count.clone());
+        let conn = registry.open();
+        let tracked = conn.conn().request();
         assert_eq!(count.get(), 1);
         let mut body = ProxyBody::empty();
         tracked.attach(&mut body);
@@ -81,9 +80,16 @@ mod tests {
     #[test]
     fn a_request_dropped_before_its_answer_ends_its_count() {
         let count = Rc::new(InFlightCount::default());
-        let tracked = count.start();
+        let registry = Registry::new(count.clone());
+        let conn = registry.open();
+        let tracked = conn.conn().request();
         assert_eq!(count.get(), 1);
         drop(tracked);
         assert_eq!(count.get(), 0);
+        // The connection outlives its request, and its registration ends
+        // with its task.
+        assert_eq!(registry.len(), 1);
+        drop(conn);
+        assert_eq!(registry.len(), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! What one worker owns. Always inside an `Rc`; never leaves its thread. Each
 //! field is the state of the layer that owns it; the worker's own part is
 //! the snapshot it serves new requests with, the connection settings of
-//! that snapshot, and the count of requests in flight.
+//! that snapshot, its client connections and the count of requests in
+//! flight.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,6 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::budget::ConnectionBudget;
+use super::connection::ClientErrorLog;
+use super::connections::Registry;
 use super::in_flight::InFlightCount;
 use super::protocols::Protocols;
 use crate::balance::set::BalancerSet;
@@ -38,6 +42,12 @@ pub(crate) struct WorkerLocal {
     protocols: RefCell<Rc<Protocols>>,
     /// Requests in flight, for the drain.
     pub(crate) in_flight: Rc<InFlightCount>,
+    /// The client connections open on this worker, under their timers.
+    pub(crate) connections: Rc<Registry>,
+    /// The process-wide connection limits, shared with the other workers.
+    pub(crate) budget: Arc<ConnectionBudget>,
+    /// Client-caused connection errors since the last summary line.
+    pub(crate) client_errors: ClientErrorLog,
 }
 
 impl WorkerLocal {
@@ -45,6 +55,7 @@ impl WorkerLocal {
         id: usize,
         snapshots: Arc<Published<Snapshot>>,
         metrics: Arc<Metrics>,
+        budget: Arc<ConnectionBudget>,
         shutdown: watch::Receiver<bool>,
     ) -> Rc<Self> {
         let snapshot = snapshots.load();
@@ -57,13 +68,17 @@ impl WorkerLocal {
             metrics,
             shutdown,
         };
+        let in_flight = Rc::<InFlightCount>::default();
         Rc::new(WorkerLocal {
             id,
             snapshots,
             protocols: RefCell::new(Rc::new(Protocols::new(&snapshot))),
             current: RefCell::new((generation, Rc::new(snapshot))),
             proxy: Rc::new(proxy),
-            in_flight: Rc::default(),
+            connections: Registry::new(in_flight.clone()),
+            in_flight,
+            budget,
+            client_errors: ClientErrorLog::default(),
         })
     }
 
@@ -95,10 +110,5 @@ impl WorkerLocal {
     /// This worker's process-wide counters.
     pub(crate) fn counters(&self) -> Option<&WorkerCounters> {
         self.proxy.counters()
-    }
-
-    /// Changes to `true` when the gateway shuts down.
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.proxy.shutdown.clone()
     }
 }

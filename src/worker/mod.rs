@@ -3,12 +3,16 @@
 //! [`WorkerLocal`]. It reads configuration from the published snapshot with
 //! one atomic load per request and otherwise touches nothing shared. This
 //! file starts a worker, runs it until the shutdown, and drains it;
-//! `accept.rs` is the accept loop, `connection.rs` one client connection,
-//! `protocols.rs` its settings per generation, `local.rs` what the worker
-//! owns, `in_flight.rs` the drain's count.
+//! `accept.rs` is the accept loop, `budget.rs` the process-wide connection
+//! limits it admits connections against, `connection.rs` one client
+//! connection, `connections.rs` the worker's registry of them and their
+//! timers, `protocols.rs` their settings per generation, `local.rs` what the
+//! worker owns, `in_flight.rs` the drain's count.
 
 mod accept;
-mod connection;
+pub(crate) mod budget;
+pub(crate) mod connection;
+pub(crate) mod connections;
 mod in_flight;
 mod local;
 mod protocols;
@@ -20,10 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
 
 use crate::config::Snapshot;
 use crate::metrics::Metrics;
 use crate::util::published::Published;
+use budget::ConnectionBudget;
+use connections::{Close, Timeouts};
 use local::WorkerLocal;
 
 /// Code run on each worker thread before it starts serving.
@@ -45,6 +52,8 @@ pub(crate) enum WorkerCommand {
 pub(crate) struct Shared {
     pub(crate) snapshots: Arc<Published<Snapshot>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The process-wide connection limits.
+    pub(crate) budget: Arc<ConnectionBudget>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -85,13 +94,21 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
 ) {
     let mut shutdown = shared.shutdown.clone();
-    let local = WorkerLocal::new(id, shared.snapshots, shared.metrics, shared.shutdown);
+    let local = WorkerLocal::new(
+        id,
+        shared.snapshots,
+        shared.metrics,
+        shared.budget,
+        shared.shutdown,
+    );
     // The accept loops by configured address, each with its stop signal.
     let mut accepting: HashMap<SocketAddr, Rc<Notify>> = HashMap::new();
     for (spec, std_listener) in listeners {
         accept::listen(&local, &mut accepting, spec, std_listener, &shutdown);
     }
     tokio::task::spawn_local(housekeeping(local.clone()));
+    tokio::task::spawn_local(sweep(local.clone()));
+    tokio::task::spawn_local(make_room(local.clone()));
     // Until the control plane says stop.
     while !*shutdown.borrow_and_update() {
         tokio::select! {
@@ -112,21 +129,23 @@ async fn run(
             },
         }
     }
-    // Drain: the accept loops have stopped; the worker waits for the requests
-    // in flight to end (up to the drain timeout), then returns, which closes
-    // every connection, idle keep-alive ones included.
+    // Drain: the accept loops have stopped; every connection is told to
+    // close gracefully (idle ones close now, HTTP/1.1 ones with a request in
+    // flight after its response, with `Connection: close`, HTTP/2 ones get a
+    // GOAWAY); the worker waits for the requests in flight to end (up to the
+    // drain timeout), then returns, which closes whatever is left.
+    local.connections.close_all(Close::Shutdown);
     let drain_timeout = local.snapshot().server.drain_timeout;
-    let drained = tokio::time::timeout(drain_timeout, local.in_flight.none_left())
-        .await
-        .is_ok();
-    // Tunnels are not requests in flight: each closed itself in order (a FIN
-    // to both peers) when the shutdown started; wait, briefly, for that.
+    let drained = tokio::time::timeout(drain_timeout, async {
+        local.connections.none_open().await;
+        local.in_flight.none_left().await;
+    })
+    .await
+    .is_ok();
+    // Tunnels are not connections any more: each closed itself in order (a
+    // FIN to both peers) when the shutdown started; wait, briefly, for that.
     crate::proxy::tunnel::closed(&local.proxy).await;
-    if drained {
-        // The last body was handed to hyper; give its connection task a
-        // moment to write it out before the connections are dropped.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    } else {
+    if !drained {
         tracing::warn!(
             worker = id,
             in_flight = local.in_flight.get(),
@@ -136,8 +155,38 @@ async fn run(
     local.proxy.tools.logs.flush();
 }
 
-/// Periodic per-worker chores: close expired idle upstream connections and
-/// hand buffered log lines to the writer.
+/// Closes the client connections whose timer ran out (header, keep-alive,
+/// HTTP/2 idle), checking a few times per shortest timeout.
+async fn sweep(local: Rc<WorkerLocal>) {
+    loop {
+        let timeouts = {
+            let s = &local.snapshot().server;
+            Timeouts {
+                head: s.header_read_timeout,
+                idle: s.keepalive_timeout,
+                http2_idle: s.http2_idle_timeout,
+            }
+        };
+        tokio::time::sleep(timeouts.granularity()).await;
+        local.connections.sweep(Instant::now(), &timeouts);
+    }
+}
+
+/// Another worker found the process full with nothing idle of its own to
+/// close: close this worker's oldest idle connection, if the process is
+/// still over its limit.
+async fn make_room(local: Rc<WorkerLocal>) {
+    loop {
+        local.budget.room_wanted(local.id).await;
+        let max = local.budget.limit(local.snapshot().server.max_connections);
+        if local.budget.open() > max {
+            local.connections.close_oldest();
+        }
+    }
+}
+
+/// Periodic per-worker chores: close expired idle upstream connections,
+/// hand buffered log lines to the writer, summarize client errors.
 async fn housekeeping(local: Rc<WorkerLocal>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut n = 0u64;
@@ -149,6 +198,7 @@ async fn housekeeping(local: Rc<WorkerLocal>) {
         n += 1;
         if n % 5 == 0 {
             local.proxy.pool.sweep();
+            local.client_errors.summarize(local.id, Instant::now());
         }
     }
 }

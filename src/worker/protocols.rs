@@ -16,8 +16,10 @@ use crate::util::exec::LocalExec;
 pub(crate) struct Protocols {
     pub(super) h1: http1::Builder,
     pub(super) h2: http2::Builder<LocalExec>,
-    /// How long a new connection may take to send its first bytes.
-    pub(super) first_bytes_timeout: Duration,
+    /// `server.max_requests_per_connection`.
+    pub(super) max_requests: Option<u32>,
+    /// How long a connection closed gracefully may take to finish.
+    pub(super) drain_timeout: Duration,
     /// The TLS listeners of the snapshot, by configured address (empty when
     /// none: a plain accept then looks at nothing).
     pub(super) tls: Box<[TlsListener]>,
@@ -38,8 +40,12 @@ impl Protocols {
     pub(crate) fn new(snapshot: &Snapshot) -> Self {
         let settings = &snapshot.server;
         let mut h1 = http1::Builder::new();
+        // No header timer in hyper: it would start at every idle spell and
+        // so also end idle keep-alive connections, and costs a boxed timer
+        // per request. The worker's registry (`connections.rs`) runs both
+        // the header and the keep-alive timers instead.
         h1.timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout)
+            .header_read_timeout(None)
             // The exact head limit (431 past it); the buffer limit alone lets a
             // head that arrives whole in one read through.
             .max_header_size(settings.max_header_bytes)
@@ -49,6 +55,10 @@ impl Protocols {
         h2.timer(TokioTimer::new())
             .enable_connect_protocol()
             .max_concurrent_streams(settings.http2_max_concurrent_streams)
+            // PINGs while the connection is quiet: a peer that is gone is
+            // noticed and its connection closed.
+            .keep_alive_interval(settings.http2_keepalive_interval)
+            .keep_alive_timeout(settings.http2_keepalive_timeout)
             .max_header_list_size(settings.max_header_bytes as u32);
         let tls = snapshot
             .listeners
@@ -66,7 +76,8 @@ impl Protocols {
         Protocols {
             h1,
             h2,
-            first_bytes_timeout: settings.header_read_timeout,
+            max_requests: settings.max_requests_per_connection,
+            drain_timeout: settings.drain_timeout,
             tls,
         }
     }

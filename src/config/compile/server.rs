@@ -9,6 +9,13 @@ use crate::config::raw::{RawAdmin, RawConnect, RawServer};
 use crate::config::snapshot::{AdminSettings, ConnectSettings, ServerSettings};
 
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_H2_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The most `max_connections` may say (the kernel's own ceiling on
+/// descriptors, `fs.nr_open`, is 1,048,576 by default).
+const MAX_CONNECTIONS: i64 = 1 << 24;
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_HEADERS: usize = 100;
@@ -39,6 +46,46 @@ impl Compiler<'_, '_> {
                 DEFAULT_HEADER_READ_TIMEOUT,
                 "server.header_read_timeout",
             ),
+            keepalive_timeout: self.duration(
+                &raw.keepalive_timeout,
+                DEFAULT_KEEPALIVE_TIMEOUT,
+                "server.keepalive_timeout",
+            ),
+            http2_idle_timeout: self.duration(
+                &raw.http2_idle_timeout,
+                DEFAULT_H2_IDLE_TIMEOUT,
+                "server.http2_idle_timeout",
+            ),
+            http2_keepalive_interval: self.duration(
+                &raw.http2_keepalive_interval,
+                DEFAULT_H2_KEEPALIVE_INTERVAL,
+                "server.http2_keepalive_interval",
+            ),
+            http2_keepalive_timeout: self.duration(
+                &raw.http2_keepalive_timeout,
+                DEFAULT_H2_KEEPALIVE_TIMEOUT,
+                "server.http2_keepalive_timeout",
+            ),
+            max_connections: raw.max_connections.as_ref().map(|_| {
+                self.int_in(
+                    &raw.max_connections,
+                    0,
+                    1..MAX_CONNECTIONS + 1,
+                    "server.max_connections",
+                ) as usize
+            }),
+            max_connections_per_ip: self.optional_limit(
+                &raw.max_connections_per_ip,
+                MAX_CONNECTIONS,
+                "server.max_connections_per_ip",
+            ),
+            max_requests_per_connection: self
+                .optional_limit(
+                    &raw.max_requests_per_connection,
+                    i64::from(u32::MAX),
+                    "server.max_requests_per_connection",
+                )
+                .map(|n| n as u32),
             max_header_bytes: self.int_in(
                 &raw.max_header_bytes,
                 DEFAULT_MAX_HEADER_BYTES as i64,
@@ -65,6 +112,19 @@ impl Compiler<'_, '_> {
                 "server.drain_timeout",
             ),
             watch_config: raw.watch_config.unwrap_or(true),
+        }
+    }
+
+    /// A limit where 0 (the default) means none.
+    fn optional_limit(
+        &mut self,
+        value: &Option<toml::Spanned<i64>>,
+        max: i64,
+        what: &str,
+    ) -> Option<usize> {
+        match self.int_in(value, 0, 0..max + 1, what) {
+            0 => None,
+            n => Some(n as usize),
         }
     }
 

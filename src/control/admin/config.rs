@@ -172,6 +172,15 @@ fn server(s: &ServerSettings, fallback_log: Option<&AccessLog>) -> Value {
         "workers": s.workers,
         "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "header_read_timeout": duration(s.header_read_timeout),
+        "keepalive_timeout": duration(s.keepalive_timeout),
+        "http2_idle_timeout": duration(s.http2_idle_timeout),
+        "http2_keepalive_interval": duration(s.http2_keepalive_interval),
+        "http2_keepalive_timeout": duration(s.http2_keepalive_timeout),
+        // null: derived from the descriptor limit (the metric
+        // strait_client_connections_limit has the number).
+        "max_connections": s.max_connections,
+        "max_connections_per_ip": s.max_connections_per_ip,
+        "max_requests_per_connection": s.max_requests_per_connection,
         "max_header_bytes": s.max_header_bytes,
         "max_headers": s.max_headers,
         "http2_max_concurrent_streams": s.http2_max_concurrent_streams,

@@ -14,6 +14,13 @@ fn server_admin_and_connect_defaults() {
     assert_eq!(s.workers, cores);
     assert!(s.trusted_proxies.is_empty());
     assert_eq!(s.header_read_timeout, secs(30));
+    assert_eq!(s.keepalive_timeout, secs(75));
+    assert_eq!(s.http2_idle_timeout, secs(75));
+    assert_eq!(s.http2_keepalive_interval, secs(60));
+    assert_eq!(s.http2_keepalive_timeout, secs(20));
+    assert_eq!(s.max_connections, None);
+    assert_eq!(s.max_connections_per_ip, None);
+    assert_eq!(s.max_requests_per_connection, None);
     assert_eq!(s.max_header_bytes, 65_536);
     assert_eq!(s.max_headers, 100);
     assert_eq!(s.http2_max_concurrent_streams, 256);
@@ -55,6 +62,13 @@ fn server_admin_and_connect_as_written() {
         "workers = 3",
         r#"trusted_proxies = ["10.0.0.0/8", "::1"]"#,
         r#"header_read_timeout = "1m30s""#,
+        r#"keepalive_timeout = "5s""#,
+        r#"http2_idle_timeout = "10m""#,
+        r#"http2_keepalive_interval = "15s""#,
+        r#"http2_keepalive_timeout = "3s""#,
+        "max_connections = 50000",
+        "max_connections_per_ip = 100",
+        "max_requests_per_connection = 1000",
         "max_header_bytes = 8192",
         "max_headers = 1000",
         "http2_max_concurrent_streams = 65535",
@@ -75,6 +89,13 @@ fn server_admin_and_connect_as_written() {
     let proxies: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
     assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
     assert_eq!(s.header_read_timeout, secs(90));
+    assert_eq!(s.keepalive_timeout, secs(5));
+    assert_eq!(s.http2_idle_timeout, secs(600));
+    assert_eq!(s.http2_keepalive_interval, secs(15));
+    assert_eq!(s.http2_keepalive_timeout, secs(3));
+    assert_eq!(s.max_connections, Some(50_000));
+    assert_eq!(s.max_connections_per_ip, Some(100));
+    assert_eq!(s.max_requests_per_connection, Some(1000));
     assert_eq!(s.max_header_bytes, 8192);
     assert_eq!(s.max_headers, 1000);
     assert_eq!(s.http2_max_concurrent_streams, 65535);
@@ -114,6 +135,23 @@ fn server_admin_and_connect_errors() {
             &[
                 r#"2:20: server.max_header_bytes = 8191 is out of range: expected 8192 to 1048576"#,
                 r#"3:15: server.max_headers = 0 is out of range: expected 1 to 1000"#,
+            ],
+        ),
+        (
+            &[
+                "[server]",
+                "max_connections = 0",
+                "max_connections_per_ip = -1",
+                "max_requests_per_connection = 4294967296",
+                r#"keepalive_timeout = "0s""#,
+                r#"http2_idle_timeout = "forever""#,
+            ],
+            &[
+                r#"2:19: server.max_connections = 0 is out of range: expected 1 to 16777216"#,
+                r#"3:26: server.max_connections_per_ip = -1 is out of range: expected 0 to 16777216"#,
+                r#"4:31: server.max_requests_per_connection = 4294967296 is out of range: expected 0 to 4294967295"#,
+                r#"5:21: server.keepalive_timeout must be greater than zero"#,
+                r#"6:22: server.http2_idle_timeout: invalid duration "forever": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
             ],
         ),
         (

@@ -9,16 +9,23 @@ use prometheus_client::encoding::DescriptorEncoder;
 use super::{counter, counters, gauge, gauges, Figures};
 use crate::metrics::{Metrics, Shards, WorkerCounters};
 use crate::tls::server::HandshakeFailure;
+use crate::worker::budget::Refused;
+use crate::worker::connection::ClientError;
+use crate::worker::connections::Close;
 
 pub(super) fn encode(enc: &mut DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
     let worker = &f.metrics.worker;
-    client_connections(enc, worker)?;
+    client_connections(enc, worker, f.connections.1)?;
     tls_handshakes(enc, worker)?;
     tunnels(enc, worker)?;
     process(enc, f)
 }
 
-fn client_connections(enc: &mut DescriptorEncoder, worker: &Shards<WorkerCounters>) -> fmt::Result {
+fn client_connections(
+    enc: &mut DescriptorEncoder,
+    worker: &Shards<WorkerCounters>,
+    limit: usize,
+) -> fmt::Result {
     gauge(
         enc,
         "strait_client_connections_active",
@@ -30,6 +37,51 @@ fn client_connections(enc: &mut DescriptorEncoder, worker: &Shards<WorkerCounter
         "strait_client_connections",
         "Client connections accepted.",
         worker.sum(|c| c.connections_total.get()),
+    )?;
+    gauge(
+        enc,
+        "strait_client_connections_limit",
+        "Client connections the process keeps open at most (server.max_connections, or derived from the descriptor limit).",
+        limit as u64,
+    )?;
+    counters(
+        enc,
+        "strait_client_connections_refused",
+        "Client connections closed at accept, by reason: max_connections (the process was full and no idle connection could make room), max_connections_per_ip.",
+        Refused::ALL.iter().map(|r| {
+            (
+                [("reason", r.label())],
+                worker.sum(|c| c.connections_refused[r.index()].get()),
+            )
+        }),
+    )?;
+    counters(
+        enc,
+        "strait_client_connections_closed",
+        "Client connections the gateway closed, by reason: header_timeout, idle (HTTP/1.1 keep-alive), http2_idle (GOAWAY), room (the oldest idle one, for a new connection while full), max_requests, shutdown.",
+        Close::ALL.iter().map(|r| {
+            (
+                [("reason", r.label())],
+                worker.sum(|c| c.connections_closed[r.index()].get()),
+            )
+        }),
+    )?;
+    counters(
+        enc,
+        "strait_client_connection_errors",
+        "Client connections that ended with an error, by kind: bad_request (unparsable head, answered by the server), http2 (protocol errors and floods, answered with GOAWAY), timeout (no PING answer), io (reset, closed mid-message), other.",
+        ClientError::ALL.iter().map(|k| {
+            (
+                [("kind", k.label())],
+                worker.sum(|c| c.connection_errors[k.index()].get()),
+            )
+        }),
+    )?;
+    counter(
+        enc,
+        "strait_accept_errors",
+        "accept() calls on the listeners that failed (out of descriptors and the like); each is followed by a 50 ms pause.",
+        worker.sum(|c| c.accept_errors.get()),
     )
 }
 

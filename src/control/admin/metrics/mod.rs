@@ -84,6 +84,7 @@ impl Collector for Live {
             &Figures {
                 snapshot: &snapshot,
                 metrics: &c.metrics,
+                connections: (c.budget.open(), c.budget.current_limit()),
                 workers: c.workers,
                 uptime: c.started.elapsed().as_secs_f64(),
                 names: &names,
@@ -96,6 +97,8 @@ impl Collector for Live {
 struct Figures<'a> {
     snapshot: &'a Snapshot,
     metrics: &'a Metrics,
+    /// Client connections open in the process, and the limit in force.
+    connections: (usize, usize),
     workers: usize,
     uptime: f64,
     /// The endpoint names, by upstream and `host:port`.

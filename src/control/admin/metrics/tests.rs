@@ -46,6 +46,7 @@ impl Collector for Fixed {
             &Figures {
                 snapshot: &self.0,
                 metrics: &self.1,
+                connections: (4, 1000),
                 workers: 2,
                 uptime: 1.5,
                 names: &[NameRow {
@@ -341,6 +342,11 @@ fn every_family_is_exposed_in_its_order_and_documented() {
         "strait_dns_resolution_failures_total counter",
         "strait_client_connections_active gauge",
         "strait_client_connections_total counter",
+        "strait_client_connections_limit gauge",
+        "strait_client_connections_refused_total counter",
+        "strait_client_connections_closed_total counter",
+        "strait_client_connection_errors_total counter",
+        "strait_accept_errors_total counter",
         "strait_tls_handshakes_total counter",
         "strait_tls_handshake_failures_total counter",
         "strait_tunnels_active gauge",
