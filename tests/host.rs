@@ -1,11 +1,15 @@
-//! The request head's Host (RFC 9112 §3.2, RFC 9113 §8.3.1), table by
-//! table: what the client sends, what the
+//! The request head's Host (RFC 9112 §3.2, RFC 9113 §8.3.1) and the
+//! response's version, table by table: what the client sends, what the
 //! origin receives (or that it receives nothing), what the client gets.
 mod common;
 use common::*;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::Version;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Hang guard of each test (not a speed check).
@@ -428,4 +432,71 @@ upstream = "backend"
         "{text}"
     );
     assert_eq!(origin.requests(), 0);
+}
+
+/// An HTTP/1.0 origin: reads one request head, answers `HTTP/1.0 200 OK`
+/// with no keep-alive (the body ends with the connection) and closes.
+fn http10_origin() -> Server {
+    Server::start(|mut stream: tokio::net::TcpStream, _| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfrom 1.0")
+            .await;
+        let _ = stream.shutdown().await;
+    })
+}
+
+#[tokio::test]
+async fn http11_clients_get_http11_behind_an_http10_origin() {
+    let origin = http10_origin();
+    let gw = gateway_with(&simple_config(&[origin.addr], ""), 1);
+    let answer = tokio::time::timeout(
+        LIMIT,
+        raw(
+            gw.addr(),
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        ),
+    )
+    .await
+    .expect("no answer in time");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("from 1.0"), "{answer}");
+
+    // Keep-alive holds: two requests over one client connection.
+    tokio::time::timeout(LIMIT, async {
+        let stream = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..2 {
+            sender
+                .ready()
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: closed: {e}"));
+            let resp = sender
+                .send_request(request("GET", "/", &[]))
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.version(), Version::HTTP_11, "request {i}");
+            assert!(
+                !resp.headers().contains_key("connection"),
+                "{:?}",
+                resp.headers()
+            );
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "from 1.0", "request {i}");
+        }
+        assert!(!conn.is_finished(), "the client connection stays open");
+    })
+    .await
+    .expect("keep-alive requests did not finish in time");
 }

@@ -2,7 +2,8 @@
 //! client's Host checked (one, valid, agreeing with the target), hop-by-hop
 //! headers removed (RFC 9110 §7.6.1), X-Forwarded-* added, Host kept or set,
 //! and the request target in origin form (rewritten if a middleware asked for
-//! it).
+//! it); and between the upstream's response head and the client's: its
+//! hop-by-hop headers removed, the proxy's own HTTP version.
 
 use std::io::Write as _;
 
@@ -236,6 +237,18 @@ pub(crate) fn prepare_headers(
     if !server.preserve_host || unnamed {
         headers.insert(header::HOST, endpoint.host_value.clone());
     }
+}
+
+/// Readies the upstream's response head for the client: its hop-by-hop
+/// fields go, and it takes the proxy's HTTP version, whatever the
+/// upstream's was. hyper writes the status line and chooses the framing
+/// (keep-alive, chunked or Content-Length) from that version: an HTTP/1.0
+/// origin's head left as it came would make an HTTP/1.1 client's answer
+/// `HTTP/1.0` and close its connection. (hyper still answers an HTTP/1.0
+/// client in HTTP/1.0; an HTTP/2 client's version is its connection's.)
+pub(crate) fn response_head(head: &mut http::response::Parts, arena: &Bump) {
+    remove_hop_by_hop(&mut head.headers, arena);
+    head.version = Version::HTTP_11;
 }
 
 /// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
