@@ -262,9 +262,11 @@ async fn preserve_host_false_sends_the_endpoint_address() {
 
 #[tokio::test]
 async fn absolute_form_target_sets_the_host_the_origin_sees() {
-    // RFC 9112 §3.2.2: with an absolute-form target the Host header is ignored.
-    // The route is chosen by the target's host, so the origin must be told
-    // that host too, not the Host header's.
+    // RFC 9112 §3.2.2: with an absolute-form target the target's authority
+    // is the host, and a proxy sends it as Host. The route is chosen by the
+    // target's host, so the origin must be told that host too, not the Host
+    // header's spelling of it (one that names another host is refused:
+    // tests/host.rs).
     let origin = Origin::echo();
     let other = Origin::fixed("other", 200, "other");
     let gw = gateway(&format!(
@@ -292,7 +294,7 @@ upstream = "other"
         LIMIT,
         raw(
             gw.addr(),
-            b"GET http://api.example.com/admin?q=1 HTTP/1.1\r\nHost: other.org\r\nConnection: close\r\n\r\n",
+            b"GET http://api.example.com/admin?q=1 HTTP/1.1\r\nHost: API.Example.com:80\r\nConnection: close\r\n\r\n",
         ),
     )
     .await

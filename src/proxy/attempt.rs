@@ -287,7 +287,7 @@ pub(super) async fn attempt<'a>(
         u.latency.observe(waited);
     }
     let (mut head, incoming) = response.into_parts();
-    headers::remove_hop_by_hop(&mut head.headers, ctx.arena());
+    headers::response_head(&mut head, ctx.arena());
     let lease = state.pool.lend(conn, target.key(index), spec.pool);
     Ok(Response::from_parts(
         head,

@@ -57,6 +57,17 @@ pub enum ProxyError {
     /// A gRPC call's `grpc-timeout` passed before the upstream's response
     /// head (the client's deadline, shorter than the route's `timeout`).
     GrpcDeadline,
+    /// An HTTP/1.1 request without a Host header, or an HTTP/2 one with
+    /// neither `:authority` nor Host (RFC 9112 §3.2, RFC 9113 §8.3.1).
+    MissingHost,
+    /// A request with more than one Host field line (RFC 9112 §3.2).
+    RepeatedHost,
+    /// A Host (or a target's authority) that is not `host[:port]`: empty,
+    /// with userinfo, a path, a space... (RFC 9110 §7.2).
+    InvalidHost,
+    /// A Host that names another host or port than the target's authority
+    /// (an absolute-form target, HTTP/2 `:authority`).
+    HostMismatch,
 }
 
 impl ProxyError {
@@ -91,7 +102,11 @@ impl ProxyError {
             | ProxyError::UpstreamReset
             | ProxyError::BadResponse => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody
+            | ProxyError::MissingHost
+            | ProxyError::RepeatedHost
+            | ProxyError::InvalidHost
+            | ProxyError::HostMismatch => StatusCode::BAD_REQUEST,
             ProxyError::BadRewrite => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::GrpcDeadline => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -119,6 +134,10 @@ impl ProxyError {
             ProxyError::ClientBody => "client_body_error",
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::GrpcDeadline => "grpc_deadline_exceeded",
+            ProxyError::MissingHost => "missing_host",
+            ProxyError::RepeatedHost => "repeated_host",
+            ProxyError::InvalidHost => "invalid_host",
+            ProxyError::HostMismatch => "host_mismatch",
         }
     }
 
@@ -159,6 +178,16 @@ impl ProxyError {
             ProxyError::BadRewrite => "500 Internal Server Error: rewritten path is invalid\n",
             ProxyError::GrpcDeadline => {
                 "504 Gateway Timeout: grpc-timeout reached before the upstream responded\n"
+            }
+            ProxyError::MissingHost => "400 Bad Request: the request has no Host header\n",
+            ProxyError::RepeatedHost => {
+                "400 Bad Request: the request has more than one Host header\n"
+            }
+            ProxyError::InvalidHost => {
+                "400 Bad Request: the request's host is not a valid host[:port]\n"
+            }
+            ProxyError::HostMismatch => {
+                "400 Bad Request: the Host header disagrees with the request target\n"
             }
         }
     }
@@ -238,6 +267,10 @@ mod tests {
             ClientBody,
             BadRewrite,
             GrpcDeadline,
+            MissingHost,
+            RepeatedHost,
+            InvalidHost,
+            HostMismatch,
         ] {
             assert!(e.body().starts_with(e.status().as_str()), "{e:?}");
             assert!(e.body().ends_with('\n'));

@@ -3,7 +3,8 @@
 //! request phases), then upstream: peer, connect, send (`attempt.rs`, with
 //! retries in `retry.rs`) and the answer or the failure path, and the
 //! response filter (the middlewares' response phases, innermost first). Logging ends with the
-//! response body (the access log's tail, the request's outcome).
+//! response body (the access log's tail, the request's outcome). A head the
+//! prologue refused gets its 400 here too, without the phases.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -237,6 +238,37 @@ fn unrouted(
     if let Some(log) = &snap.fallback_log {
         let _ = log.on_request(ctx, req);
         log.log_unrouted(ctx, ctx.log.status, body_len as u64);
+    }
+    response
+}
+
+/// A head the prologue refused (its Host missing, repeated, invalid or
+/// disagreeing with the target, `headers.rs` `check_host`): 400 with the
+/// reason. None of the route's middlewares runs, but the route the head
+/// names is found, so the 400 counts in its figures like its other 4xx; the
+/// fallback access log (`server.access_log`), if set, logs it. At debug
+/// level only: clients choose how often they send one.
+pub(super) fn refused<'a>(
+    snap: &'a Snapshot,
+    ctx: &mut RequestContext<'a>,
+    req: &UpstreamRequest,
+    e: ProxyError,
+) -> Response<ProxyBody> {
+    route(snap, ctx, req);
+    let response = e.response();
+    ctx.log.cause = Some(e.cause());
+    ctx.log.status = response.status().as_u16();
+    tracing::debug!(
+        route = ctx.log.route,
+        cause = e.cause(),
+        "{} {} refused: {}",
+        ctx.method,
+        ctx.path,
+        e.body().trim_end()
+    );
+    if let Some(log) = &snap.fallback_log {
+        let _ = log.on_request(ctx, req);
+        log.log_unrouted(ctx, ctx.log.status, e.body().len() as u64);
     }
     response
 }

@@ -1,6 +1,9 @@
-//! What changes between the client's request and the upstream's: hop-by-hop
-//! headers removed (RFC 9110 §7.6.1), X-Forwarded-* added, Host kept or set, and
-//! the request target in origin form (rewritten if a middleware asked for it).
+//! What changes between the client's request and the upstream's: the
+//! client's Host checked (one, valid, agreeing with the target), hop-by-hop
+//! headers removed (RFC 9110 §7.6.1), X-Forwarded-* added, Host kept or set,
+//! and the request target in origin form (rewritten if a middleware asked for
+//! it); and between the upstream's response head and the client's: its
+//! hop-by-hop headers removed, the proxy's own HTTP version.
 
 use std::io::Write as _;
 
@@ -8,7 +11,8 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue, Uri, Version};
 
 use super::error::ProxyError;
 use crate::config::ServerSettings;
@@ -30,6 +34,129 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// The client's Host, checked before anything reads it: at most one field
+/// line, and one on HTTP/1.1 (RFC 9112 §3.2: HTTP/1.0 may omit it; HTTP/2
+/// needs `:authority` or Host, RFC 9113 §8.3.1); a valid `host[:port]`,
+/// and so is the target's authority; and where the target has a scheme and
+/// an authority (absolute form, HTTP/2), a Host naming the same host and
+/// port (scheme-based normalization, RFC 9113 §8.3.1: case, default port).
+/// A CONNECT's authority-form target has no scheme and is not compared
+/// (RFC 9110 §9.3.6). Returns the Host field, if any. One map lookup, as a
+/// plain `get` would be, and a pass over the host's bytes.
+pub(crate) fn check_host<'h>(
+    version: Version,
+    uri: &Uri,
+    headers: &'h HeaderMap,
+) -> Result<Option<&'h HeaderValue>, ProxyError> {
+    let mut lines = headers.get_all(header::HOST).into_iter();
+    let host = lines.next();
+    if lines.next().is_some() {
+        return Err(ProxyError::RepeatedHost);
+    }
+    let authority = uri.authority().filter(|_| uri.scheme().is_some());
+    if let Some(authority) = authority {
+        if split_host(authority.as_str().as_bytes()).is_none() {
+            return Err(ProxyError::InvalidHost);
+        }
+    }
+    let Some(value) = host else {
+        let required = match version {
+            Version::HTTP_09 | Version::HTTP_10 => false,
+            Version::HTTP_2 | Version::HTTP_3 => uri.authority().is_none(),
+            _ => true,
+        };
+        return match required {
+            true => Err(ProxyError::MissingHost),
+            false => Ok(None),
+        };
+    };
+    let Some(parts) = split_host(value.as_bytes()) else {
+        return Err(ProxyError::InvalidHost);
+    };
+    if let (Some(authority), Some(scheme)) = (authority, uri.scheme()) {
+        if !same_authority(scheme, authority, parts) {
+            return Err(ProxyError::HostMismatch);
+        }
+    }
+    Ok(Some(value))
+}
+
+/// `host[:port]` split into the host and the port (`None` if absent or
+/// empty), or `None` if it is not one: a reg-name or IPv4 address
+/// (unreserved, percent-encoded and sub-delims characters, RFC 3986 §3.2.2)
+/// or an IP literal in brackets, and a port of digits. So no userinfo, no
+/// path, no space, no control character.
+fn split_host(text: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let (host, rest) = match text.first() {
+        Some(b'[') => {
+            let end = text.iter().position(|&b| b == b']')?;
+            let inner = &text[1..end];
+            if inner.is_empty() || !inner.iter().all(|&b| b == b':' || reg_name(b)) {
+                return None;
+            }
+            text.split_at(end + 1)
+        }
+        _ => {
+            let end = text.iter().position(|&b| b == b':').unwrap_or(text.len());
+            let host = &text[..end];
+            if host.is_empty() || !host.iter().all(|&b| reg_name(b)) {
+                return None;
+            }
+            text.split_at(end)
+        }
+    };
+    let port = match rest {
+        [] | [b':'] => None,
+        [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
+        _ => return None,
+    };
+    Some((host, port))
+}
+
+/// A character of a reg-name: unreserved, `%` of a percent-encoding, or a
+/// sub-delim (RFC 3986 §3.2.2).
+#[inline]
+fn reg_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// Whether a Host (split) names the target's authority: the same host
+/// (case aside) and the same port, the scheme's default port counting as
+/// none.
+fn same_authority(scheme: &Scheme, authority: &Authority, host: (&[u8], Option<&[u8]>)) -> bool {
+    let Some(target) = split_host(authority.as_str().as_bytes()) else {
+        return false;
+    };
+    let default: &[u8] = match scheme.as_str() {
+        "http" => b"80",
+        "https" => b"443",
+        _ => b"",
+    };
+    fn explicit<'p>(port: Option<&'p [u8]>, default: &[u8]) -> &'p [u8] {
+        port.filter(|p| *p != default).unwrap_or_default()
+    }
+    target.0.eq_ignore_ascii_case(host.0)
+        && explicit(target.1, default) == explicit(host.1, default)
+}
 
 /// Removes hop-by-hop headers, including every field named by `Connection`.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
@@ -92,18 +219,36 @@ pub(crate) fn prepare_headers(
     //
     // Host becomes the host the route was chosen by: a target's authority wins
     // over a Host header (RFC 9112 §3.2.2), and HTTP/2 clients send only
-    // `:authority` while HTTP/1.1 needs Host.
+    // `:authority` while HTTP/1.1 needs Host. A client that named no host
+    // (HTTP/1.0 may not) leaves nothing to preserve: the upstream gets the
+    // endpoint's authority, as nginx sends `$proxy_host`.
+    let mut unnamed = false;
     if ctx.uri.authority().is_some() || !headers.contains_key(header::HOST) {
-        if let Some(host) = ctx.host {
-            headers.insert(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
+        match ctx.host {
+            Some(host) => {
+                headers.insert(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
+            }
+            None => unnamed = true,
         }
     }
     if server.add_forwarded_headers {
         add_forwarded(headers, ctx, server);
     }
-    if !server.preserve_host {
+    if !server.preserve_host || unnamed {
         headers.insert(header::HOST, endpoint.host_value.clone());
     }
+}
+
+/// Readies the upstream's response head for the client: its hop-by-hop
+/// fields go, and it takes the proxy's HTTP version, whatever the
+/// upstream's was. hyper writes the status line and chooses the framing
+/// (keep-alive, chunked or Content-Length) from that version: an HTTP/1.0
+/// origin's head left as it came would make an HTTP/1.1 client's answer
+/// `HTTP/1.0` and close its connection. (hyper still answers an HTTP/1.0
+/// client in HTTP/1.0; an HTTP/2 client's version is its connection's.)
+pub(crate) fn response_head(head: &mut http::response::Parts, arena: &Bump) {
+    remove_hop_by_hop(&mut head.headers, arena);
+    head.version = Version::HTTP_11;
 }
 
 /// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
@@ -227,6 +372,67 @@ mod tests {
             let n = format_ip(parsed, &mut out);
             assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), parsed.to_string());
         }
+    }
+
+    #[test]
+    fn hosts_are_split_or_refused() {
+        let split = |s: &str| {
+            split_host(s.as_bytes()).map(|(h, p)| {
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+                (text(h), p.map(text))
+            })
+        };
+        let some = |h: &str, p: Option<&str>| Some((h.to_string(), p.map(str::to_string)));
+        assert_eq!(split("a.test"), some("a.test", None));
+        assert_eq!(split("a.test:8080"), some("a.test", Some("8080")));
+        assert_eq!(split("a.test:"), some("a.test", None));
+        assert_eq!(split("10.0.0.1:80"), some("10.0.0.1", Some("80")));
+        assert_eq!(split("[::1]"), some("[::1]", None));
+        assert_eq!(
+            split("[2001:db8::1]:443"),
+            some("[2001:db8::1]", Some("443"))
+        );
+        for bad in [
+            "", ":80", "a b", "a/b", "user@a", "a:b", "a:80:90", "[::1", "[]", "[::1]x", "a\t",
+            "a?", "a#", "é.test",
+        ] {
+            assert_eq!(split(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_is_checked_against_the_version_and_the_target() {
+        let check = |version, uri: &str, hosts: &[&str]| {
+            let mut h = HeaderMap::new();
+            for host in hosts {
+                h.append(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            let uri: Uri = uri.parse().unwrap();
+            check_host(version, &uri, &h).map(|v| v.map(|v| v.to_str().unwrap().to_string()))
+        };
+        use ProxyError::*;
+        use Version as V;
+        let ok = |h: &str| Ok(Some(h.to_string()));
+        assert_eq!(check(V::HTTP_11, "/", &["a"]), ok("a"));
+        assert_eq!(check(V::HTTP_11, "/", &[]), Err(MissingHost));
+        assert_eq!(check(V::HTTP_10, "/", &[]), Ok(None));
+        assert_eq!(check(V::HTTP_10, "/", &["a", "a"]), Err(RepeatedHost));
+        assert_eq!(check(V::HTTP_11, "/", &["a b"]), Err(InvalidHost));
+        assert_eq!(check(V::HTTP_11, "http://a/", &[]), Err(MissingHost));
+        assert_eq!(check(V::HTTP_11, "http://a/", &["A:80"]), ok("A:80"));
+        assert_eq!(
+            check(V::HTTP_11, "http://a/", &["a:443"]),
+            Err(HostMismatch)
+        );
+        assert_eq!(check(V::HTTP_11, "https://a/", &["a:443"]), ok("a:443"));
+        assert_eq!(check(V::HTTP_11, "http://a:81/", &["a:81"]), ok("a:81"));
+        assert_eq!(check(V::HTTP_11, "http://u@a/", &["a"]), Err(InvalidHost));
+        assert_eq!(check(V::HTTP_2, "http://a/", &[]), Ok(None));
+        assert_eq!(check(V::HTTP_2, "/", &[]), Err(MissingHost));
+        assert_eq!(check(V::HTTP_2, "http://a/", &["b"]), Err(HostMismatch));
+        // A CONNECT's authority-form target is not a Host to agree with.
+        assert_eq!(check(V::HTTP_11, "a:443", &["a"]), ok("a"));
+        assert_eq!(check(V::HTTP_11, "a:443", &[]), Err(MissingHost));
     }
 
     #[test]

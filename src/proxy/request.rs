@@ -1,21 +1,26 @@
 //! The prologue and epilogue of a request, written once ([`serve`]) and run
 //! around the phases of each kind of request ([`Path`]: the ordinary one and
 //! the upgrade): take an arena, split the request into the parts the context
-//! borrows and the headers that move upstream, find the host, build the
+//! borrows and the headers that move upstream, check and find the host (a
+//! head refused for its Host is answered without the phases), build the
 //! context; and, once the answer is known, run the response filter and hand
 //! the response body what it counts into when it ends and the request's
 //! count in flight.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
 
-use super::handler::{response_filter, Path};
-use super::ProxyState;
+use super::error::ProxyError;
+use super::handler::{refused, response_filter, Path};
+use super::{headers, ProxyState};
 use crate::config::SnapshotRef;
 use crate::context::body::Tracked;
 use crate::context::{ConnTls, ProxyBody, RequestContext, UpstreamRequest};
@@ -34,26 +39,35 @@ pub(super) struct Received {
 /// A request, top to bottom: prologue, the phases of `P`, epilogue.
 ///
 /// The prologue: the client's headers moved (not copied) into the
-/// [`UpstreamRequest`], the host from the URI's authority (HTTP/2, an
+/// [`UpstreamRequest`], the client's Host checked (`headers.rs`
+/// `check_host`), the host from the URI's authority (HTTP/2, an
 /// absolute-form target) or the Host header, whose value is held by a
 /// counted handle (no copy) since the headers move on; then, in the
 /// request's future, an arena from the worker's pool and the context
 /// borrowing all of it. A plain function, so the request is split before
 /// the future exists: the future keeps the parts, not the request they came
-/// from (an async fn keeps its arguments for its whole life).
+/// from (an async fn keeps its arguments for its whole life). A head the
+/// check refuses is answered here and then, without the phases
+/// ([`refuse`]): its answer is a ready future, and the request's future
+/// keeps no verdict beside its state.
 pub(super) fn serve<P: Path, T: ConnTls>(
     r: Received,
     tls: T,
     req: Request<Incoming>,
-) -> impl Future<Output = Response<ProxyBody>> {
+) -> Served<impl Future<Output = Response<ProxyBody>>> {
     let (mut parts, body) = req.into_parts();
     let taken = P::take(&mut parts);
     let upstream = UpstreamRequest {
         headers: std::mem::take(&mut parts.headers),
     };
+    let (host, refused) = match headers::check_host(parts.version, &parts.uri, &upstream.headers) {
+        Ok(host) => (host, None),
+        // Refused, but still routed by the host it named, to count it.
+        Err(e) => (upstream.headers.get(header::HOST), Some(e)),
+    };
     let host_header = match parts.uri.authority() {
         Some(_) => None,
-        None => upstream.headers.get(header::HOST).cloned(),
+        None => host.cloned(),
     };
     let head = Head {
         parts,
@@ -61,7 +75,37 @@ pub(super) fn serve<P: Path, T: ConnTls>(
         upstream,
         body: Some(body),
     };
-    run::<P, T>(r, tls, head, taken)
+    match refused {
+        None => Served::Run {
+            inner: run::<P, T>(r, tls, head, taken),
+        },
+        Some(e) => Served::Refused {
+            inner: std::future::ready(refuse(r, &tls, head, e)),
+        },
+    }
+}
+
+pin_project! {
+    /// The future of a request the prologue took in: the phases and the
+    /// epilogue, or the answer to a refused head, already known (no larger
+    /// than the first, so this enum is the size of the first).
+    #[project = ServedProj]
+    pub(super) enum Served<F> {
+        Run { #[pin] inner: F },
+        Refused { inner: std::future::Ready<Response<ProxyBody>> },
+    }
+}
+
+impl<F: Future<Output = Response<ProxyBody>>> Future for Served<F> {
+    type Output = Response<ProxyBody>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServedProj::Run { inner } => inner.poll(cx),
+            ServedProj::Refused { inner } => Pin::new(inner).poll(cx),
+        }
+    }
 }
 
 /// The request head as the prologue split it.
@@ -72,6 +116,14 @@ struct Head {
     body: Option<Incoming>,
 }
 
+/// The host a request names: its target's authority, else its Host.
+fn host<'h>(parts: &'h Parts, host_header: &'h Option<HeaderValue>) -> Option<&'h str> {
+    match parts.uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => host_header.as_ref().and_then(|v| v.to_str().ok()),
+    }
+}
+
 async fn run<P: Path, T: ConnTls>(
     r: Received,
     tls: T,
@@ -79,10 +131,7 @@ async fn run<P: Path, T: ConnTls>(
     taken: P::Taken,
 ) -> Response<ProxyBody> {
     let arena = r.state.arenas.take();
-    let host = match head.parts.uri.authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => head.host_header.as_ref().and_then(|v| v.to_str().ok()),
-    };
+    let host = host(&head.parts, &head.host_header);
     let parts = &head.parts;
     let mut ctx = RequestContext::new(&arena, &r.state.tools, parts, host, r.client);
     ctx.tls = tls.info();
@@ -91,6 +140,19 @@ async fn run<P: Path, T: ConnTls>(
     let phases = P::phases(state, snapshot, &mut ctx, parts, upstream, body, taken);
     let (mut response, chain) = phases.await;
     response_filter(chain, &mut ctx, &mut response).await;
+    epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+    response
+}
+
+/// A refused head, from the prologue to the epilogue in one synchronous
+/// step: the context as for any request, then `handler.rs` `refused`
+/// answers 400 (no phase runs, so no response filter either).
+fn refuse<T: ConnTls>(r: Received, tls: &T, head: Head, e: ProxyError) -> Response<ProxyBody> {
+    let arena = r.state.arenas.take();
+    let host = host(&head.parts, &head.host_header);
+    let mut ctx = RequestContext::new(&arena, &r.state.tools, &head.parts, host, r.client);
+    ctx.tls = tls.info();
+    let mut response = refused(&r.snapshot, &mut ctx, &head.upstream, e);
     epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
     response
 }

@@ -13,6 +13,7 @@ use super::{answer, run, Kind};
 use crate::config::{ConnectSettings, ConnectTarget};
 use crate::context::ProxyBody;
 use crate::proxy::error::ProxyError;
+use crate::proxy::headers;
 use crate::proxy::request::Received;
 use crate::upstream::{self, connect};
 
@@ -26,12 +27,19 @@ pub(super) async fn connect(r: Received, mut req: Request<Incoming>) -> Response
         tracked,
         ..
     } = r;
-    let mut response = match &snapshot.connect {
-        None => answer(
+    // An HTTP/1.1 CONNECT needs its one Host like any request (RFC 9112
+    // §3.2); it need not repeat the target (RFC 9110 §9.3.6).
+    let host = headers::check_host(req.version(), req.uri(), req.headers());
+    let mut response = match (&snapshot.connect, host) {
+        (_, Err(e)) => {
+            tracing::debug!(target = %req.uri(), cause = e.cause(), "CONNECT refused");
+            e.response()
+        }
+        (None, _) => answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed: CONNECT is not enabled\n",
         ),
-        Some(settings) => match open_connect(settings, req.uri()).await {
+        (Some(settings), Ok(_)) => match open_connect(settings, req.uri()).await {
             Ok(stream) => {
                 let client_side = hyper::upgrade::on(&mut req);
                 tokio::task::spawn_local(run(

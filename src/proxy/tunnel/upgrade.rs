@@ -241,7 +241,7 @@ async fn exchange<'a>(
         // Refused: an ordinary answer, its body streamed under the body idle
         // timeout; the connection closes after it (no idle slot: never pooled).
         let (mut head, incoming) = response.into_parts();
-        headers::remove_hop_by_hop(&mut head.headers, ctx.arena());
+        headers::response_head(&mut head, ctx.arena());
         let never_pooled = PoolSettings {
             max_idle_per_endpoint: 0,
             ..spec.pool
