@@ -5,12 +5,16 @@
 
 mod demo_origin;
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use strait::{CustomRegistry, Gateway, StartError};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// A thread-per-core, zero-copy reverse proxy and API gateway.
 #[derive(Parser)]
@@ -22,6 +26,10 @@ struct Cli {
     /// Number of workers (default: from the configuration, or one per core).
     #[arg(long, global = true)]
     workers: Option<usize>,
+    /// Write Strait's own diagnostics to this file (appended to, reopened on
+    /// SIGUSR1) instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,18 +55,25 @@ enum Command {
     },
 }
 
+/// Strait's diagnostics filter unless `RUST_LOG` replaces it. h2 and rustls
+/// log a WARN for each misbehaving connection (h2: a Rapid Reset client that
+/// hits the pending-accept reset limit; rustls: a TLS 1.2 renegotiation
+/// attempt, a stray warning alert). Clients choose the rate of those lines,
+/// so by default only these crates' errors pass; Strait logs such a
+/// connection's end itself, at debug (`worker/connection.rs`). Their logging
+/// stays compiled in (rustls' `logging` feature), so
+/// `RUST_LOG=info,rustls=debug` still explains a failing handshake.
+const DEFAULT_FILTER: &str = "info,h2=error,rustls=error";
+
 fn main() -> ExitCode {
-    // Log lines go through a writer thread: a worker that logs (an upstream
-    // failure, say) never blocks on stderr. Lines beyond its queue are dropped.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let diagnostics = match Diagnostics::start(cli.log_file.as_deref()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("strait: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match cli.command {
         Some(Command::Check) => check(cli.config),
         Some(Command::Proxy {
@@ -68,12 +83,106 @@ fn main() -> ExitCode {
             admin,
         }) => {
             let source = proxy_config(listen, &to, access_log, admin);
-            run(cli.workers, Source::Text("<command line>", &source))
+            run(
+                cli.workers,
+                Source::Text("<command line>", &source),
+                &diagnostics,
+            )
         }
         None => match cli.config {
-            Some(path) => run(cli.workers, Source::File(&path)),
-            None => run_default(cli.workers),
+            Some(path) => run(cli.workers, Source::File(&path), &diagnostics),
+            None => run_default(cli.workers, &diagnostics),
         },
+    }
+}
+
+/// Where Strait's own diagnostics go: stderr, or the `--log-file`, which
+/// SIGUSR1 reopens. Lines go through tracing-appender's writer thread, so
+/// a worker that logs (an upstream failure, say) never blocks on the file or
+/// the terminal; lines beyond its queue are dropped.
+struct Diagnostics {
+    file: Option<Arc<LogFile>>,
+    /// Flushes the queued lines when `main` returns.
+    _flush_on_exit: tracing_appender::non_blocking::WorkerGuard,
+}
+
+impl Diagnostics {
+    fn start(log_file: Option<&Path>) -> Result<Diagnostics, String> {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+        let file = match log_file {
+            Some(path) => Some(Arc::new(LogFile::open(path).map_err(|e| {
+                format!("cannot open the log file {}: {e}", path.display())
+            })?)),
+            None => None,
+        };
+        let (writer, guard) = match &file {
+            Some(f) => tracing_appender::non_blocking(LogFileWriter(f.clone())),
+            None => tracing_appender::non_blocking(std::io::stderr()),
+        };
+        let fmt = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_env_filter(filter);
+        // No colour codes in a file; on stderr, colour unless NO_COLOR is set.
+        match file {
+            Some(_) => fmt.with_ansi(false).init(),
+            None => fmt.init(),
+        }
+        Ok(Diagnostics {
+            file,
+            _flush_on_exit: guard,
+        })
+    }
+
+    /// Opens the `--log-file` again at its path (a rotation moved it away);
+    /// the path, or `None` when diagnostics go to stderr.
+    fn reopen(&self) -> std::io::Result<Option<&Path>> {
+        match &self.file {
+            Some(f) => f.reopen().map(|()| Some(f.path.as_path())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The `--log-file`, appended to. Written by tracing-appender's thread,
+/// swapped by the signal thread on SIGUSR1; no worker ever takes the lock.
+struct LogFile {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> std::io::Result<LogFile> {
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file: Mutex::new(open_append(path)?),
+        })
+    }
+
+    /// Opens the path again; on failure the old file stays in use.
+    fn reopen(&self) -> std::io::Result<()> {
+        let fresh = open_append(&self.path)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// What tracing-appender's thread writes through.
+struct LogFileWriter(Arc<LogFile>);
+
+impl Write for LogFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut file = self.0.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut file = self.0.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.flush()
     }
 }
 
@@ -125,7 +234,7 @@ fn proxy_config(
     )
 }
 
-fn run_default(workers: Option<usize>) -> ExitCode {
+fn run_default(workers: Option<usize>, diagnostics: &Diagnostics) -> ExitCode {
     let origin = match demo_origin::start(([127, 0, 0, 1], 0).into()) {
         Ok(addr) => addr,
         Err(e) => {
@@ -135,7 +244,7 @@ fn run_default(workers: Option<usize>) -> ExitCode {
     };
     tracing::info!(%origin, "demo origin started (answers with the request it received, as JSON)");
     let source = strait::DEFAULT_CONFIG.replace("{DEMO_ORIGIN}", &origin.to_string());
-    run(workers, Source::Text("<built-in>", &source))
+    run(workers, Source::Text("<built-in>", &source), diagnostics)
 }
 
 /// Where the configuration comes from: a file (which SIGHUP and the file
@@ -145,7 +254,17 @@ enum Source<'a> {
     Text(&'a str, &'a str),
 }
 
-fn run(workers: Option<usize>, source: Source<'_>) -> ExitCode {
+fn run(workers: Option<usize>, source: Source<'_>, diagnostics: &Diagnostics) -> ExitCode {
+    // Before the gateway starts: from here on no signal Strait handles takes
+    // its default action (for SIGUSR1, SIGUSR2 and SIGQUIT, killing the
+    // process); one that comes during the start waits for the loop below.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("strait: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut builder = Gateway::builder();
     if let Some(n) = workers {
         builder = builder.workers(n);
@@ -156,39 +275,80 @@ fn run(workers: Option<usize>, source: Source<'_>) -> ExitCode {
     };
     let gateway = match started {
         Ok(g) => g,
-        Err(e) => return fail(&e),
+        Err(e) => {
+            if diagnostics.file.is_some() {
+                tracing::error!("{e}");
+            }
+            return fail(&e);
+        }
     };
-    serve_signals(gateway);
+    serve_signals(signals, gateway, diagnostics);
     ExitCode::SUCCESS
 }
 
-/// SIGHUP reloads the configuration file. SIGINT or SIGTERM: stop accepting,
-/// let requests in flight finish (up to `server.drain_timeout`), then return;
-/// a second signal exits at once.
-fn serve_signals(gateway: Gateway) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        // Without a runtime we cannot wait for signals; park forever instead.
-        loop {
-            std::thread::park();
-        }
-    };
-    rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            std::future::pending::<()>().await;
-            return;
+/// The signals Strait handles, waited for on a runtime of their own (the
+/// main thread's: it does nothing else). SIGPIPE is ignored by Rust's
+/// runtime; SIGCHLD and SIGWINCH are ignored by default; any other signal
+/// keeps its default action.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    int: Signal,
+    term: Signal,
+    quit: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (int, term, quit, hup, usr1, usr2) = {
+            // `signal` registers with the runtime it is called in.
+            let _in_runtime = rt.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::quit())?,
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::user_defined1())?,
+                signal(SignalKind::user_defined2())?,
+            )
         };
-        loop {
+        Ok(Signals {
+            rt,
+            int,
+            term,
+            quit,
+            hup,
+            usr1,
+            usr2,
+        })
+    }
+}
+
+/// SIGHUP reloads the configuration file; SIGUSR1 reopens the log files;
+/// SIGUSR2 is kept for the binary upgrade. SIGINT, SIGTERM or SIGQUIT: stop
+/// accepting, let requests in flight finish (up to `server.drain_timeout`),
+/// then return; a second one exits at once.
+fn serve_signals(signals: Signals, gateway: Gateway, diagnostics: &Diagnostics) {
+    let Signals {
+        rt,
+        mut int,
+        mut term,
+        mut quit,
+        mut hup,
+        mut usr1,
+        mut usr2,
+    } = signals;
+    rt.block_on(async {
+        let stop = loop {
             tokio::select! {
-                _ = int.recv() => break,
-                _ = term.recv() => break,
+                _ = int.recv() => break "SIGINT",
+                _ = term.recv() => break "SIGTERM",
+                _ = quit.recv() => break "SIGQUIT",
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     // The outcome is logged and counted by the control plane.
@@ -196,20 +356,53 @@ fn serve_signals(gateway: Gateway) {
                     // the file compiles holds up nothing else.
                     let _ = gateway.reload();
                 }
+                _ = usr1.recv() => reopen_logs(&gateway, diagnostics),
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: binary upgrade is not available in this build");
+                }
             }
-        }
-        tracing::info!("shutting down: draining connections (a second signal exits at once)");
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        };
+        tracing::info!(
+            "{stop}: shutting down: draining connections (a second SIGINT, SIGTERM or SIGQUIT exits at once)"
+        );
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             gateway.shutdown();
             let _ = done_tx.send(());
         });
-        tokio::select! {
-            _ = done_rx => tracing::info!("drained; exiting"),
-            _ = int.recv() => std::process::exit(1),
-            _ = term.recv() => std::process::exit(1),
+        loop {
+            tokio::select! {
+                _ = &mut done_rx => {
+                    tracing::info!("drained; exiting");
+                    break;
+                }
+                _ = int.recv() => std::process::exit(1),
+                _ = term.recv() => std::process::exit(1),
+                _ = quit.recv() => std::process::exit(1),
+                _ = hup.recv() => tracing::info!("SIGHUP: ignored while draining"),
+                _ = usr1.recv() => tracing::info!("SIGUSR1: ignored while draining"),
+                _ = usr2.recv() => tracing::info!("SIGUSR2: ignored while draining"),
+            }
         }
     });
+}
+
+/// SIGUSR1: the access-log files and the `--log-file` are opened again at
+/// their paths, as `logrotate`'s `postrotate` expects.
+fn reopen_logs(gateway: &Gateway, diagnostics: &Diagnostics) {
+    let access_logs = gateway.reopen_logs();
+    match diagnostics.reopen() {
+        Ok(log_file) => tracing::info!(
+            access_logs,
+            log_file = %log_file.map_or("none (stderr)".into(), |p| p.display().to_string()),
+            "SIGUSR1: log files reopened"
+        ),
+        Err(e) => tracing::error!(
+            access_logs,
+            error = %e,
+            "SIGUSR1: access logs reopened; cannot reopen the log file, still writing to the one open before"
+        ),
+    }
 }
 
 fn fail(e: &StartError) -> ExitCode {

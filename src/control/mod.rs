@@ -492,6 +492,15 @@ impl Gateway {
         self.control().reload_file("signal")
     }
 
+    /// Reopens every access-log file at its configured path (what SIGUSR1
+    /// does, after a log rotation moved the files away) and returns how many
+    /// files that is. Each writer thread reopens its file before its next
+    /// write; workers are not involved. A file that cannot be opened again
+    /// is logged and the old one kept.
+    pub fn reopen_logs(&self) -> usize {
+        self.writers.reopen()
+    }
+
     /// Stops accepting, drains the workers, flushes the access logs.
     pub fn shutdown(mut self) {
         self.stop();

@@ -32,6 +32,14 @@ impl Sink {
         }
     }
 
+    /// Wakes the writer thread with an empty batch, so that it looks at a
+    /// request to reopen its file now rather than at its next batch. Called
+    /// by the control plane only; a full queue needs no wake-up (the writer
+    /// has batches to write and looks before each), so it is not a drop.
+    pub(crate) fn wake(&self) {
+        let _ = self.tx.try_send(Vec::new());
+    }
+
     /// Batches dropped so far.
     #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
