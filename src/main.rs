@@ -22,6 +22,10 @@ struct Cli {
     /// Number of workers (default: from the configuration, or one per core).
     #[arg(long, global = true)]
     workers: Option<usize>,
+    /// Write the process id here once serving (an upgrade's new process
+    /// writes its own); `strait upgrade` reads it.
+    #[arg(long, global = true)]
+    pid_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,6 +49,14 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Zero-downtime upgrade: make the running gateway (--pid PID, or the one
+    /// --pid-file names) start the binary now on disk and hand it its
+    /// sockets (SIGUSR2); with --pid-file, wait for the outcome.
+    Upgrade {
+        /// The running gateway's process id.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,8 +71,20 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    let pid_file = cli.pid_file.as_deref();
     match cli.command {
         Some(Command::Check) => check(cli.config),
+        Some(Command::Upgrade { pid }) => match strait::request_upgrade(pid, pid_file) {
+            Ok(Some(new)) => {
+                println!("upgraded: process {new} serves");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strait upgrade: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Proxy {
             listen,
             to,
@@ -68,11 +92,15 @@ fn main() -> ExitCode {
             admin,
         }) => {
             let source = proxy_config(listen, &to, access_log, admin);
-            run(cli.workers, Source::Text("<command line>", &source))
+            run(
+                cli.workers,
+                pid_file,
+                Source::Text("<command line>", &source),
+            )
         }
-        None => match cli.config {
-            Some(path) => run(cli.workers, Source::File(&path)),
-            None => run_default(cli.workers),
+        None => match &cli.config {
+            Some(path) => run(cli.workers, pid_file, Source::File(path)),
+            None => run_default(cli.workers, pid_file),
         },
     }
 }
@@ -125,7 +153,7 @@ fn proxy_config(
     )
 }
 
-fn run_default(workers: Option<usize>) -> ExitCode {
+fn run_default(workers: Option<usize>, pid_file: Option<&Path>) -> ExitCode {
     let origin = match demo_origin::start(([127, 0, 0, 1], 0).into()) {
         Ok(addr) => addr,
         Err(e) => {
@@ -135,7 +163,7 @@ fn run_default(workers: Option<usize>) -> ExitCode {
     };
     tracing::info!(%origin, "demo origin started (answers with the request it received, as JSON)");
     let source = strait::DEFAULT_CONFIG.replace("{DEMO_ORIGIN}", &origin.to_string());
-    run(workers, Source::Text("<built-in>", &source))
+    run(workers, pid_file, Source::Text("<built-in>", &source))
 }
 
 /// Where the configuration comes from: a file (which SIGHUP and the file
@@ -145,10 +173,22 @@ enum Source<'a> {
     Text(&'a str, &'a str),
 }
 
-fn run(workers: Option<usize>, source: Source<'_>) -> ExitCode {
+fn run(workers: Option<usize>, pid_file: Option<&Path>, source: Source<'_>) -> ExitCode {
     let mut builder = Gateway::builder();
     if let Some(n) = workers {
         builder = builder.workers(n);
+    }
+    if let Some(path) = pid_file {
+        builder = builder.pid_file(path);
+    }
+    // Started by an upgrade (STRAIT_UPGRADE_FD): take the old process's sockets.
+    match strait::Inherited::from_env() {
+        Ok(Some(inherited)) => builder = builder.inherit(inherited),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("strait: upgrade refused: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let started = match source {
         Source::File(path) => builder.start_file(path),
@@ -162,9 +202,11 @@ fn run(workers: Option<usize>, source: Source<'_>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGHUP reloads the configuration file. SIGINT or SIGTERM: stop accepting,
-/// let requests in flight finish (up to `server.drain_timeout`), then return;
-/// a second signal exits at once.
+/// SIGHUP reloads the configuration file. SIGUSR2 upgrades: the binary now
+/// on disk takes the listening sockets over, then this process drains as on
+/// SIGTERM (or, if the new one fails, serves on). SIGINT or SIGTERM: stop
+/// accepting, let requests in flight finish (up to `server.drain_timeout`),
+/// then return; a second signal exits at once.
 fn serve_signals(gateway: Gateway) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -177,10 +219,11 @@ fn serve_signals(gateway: Gateway) {
     };
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut usr2)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined2()),
         ) else {
             std::future::pending::<()>().await;
             return;
@@ -195,6 +238,15 @@ fn serve_signals(gateway: Gateway) {
                     // This runtime only waits for signals: blocking it while
                     // the file compiles holds up nothing else.
                     let _ = gateway.reload();
+                }
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: upgrading to the binary on disk");
+                    // Blocks this signal loop until the new process serves or
+                    // fails (at most 30 s); other signals wait their turn.
+                    match gateway.upgrade() {
+                        Ok(_) => break,
+                        Err(e) => tracing::error!("upgrade failed, this process serves on: {e}"),
+                    }
                 }
             }
         }
