@@ -10,7 +10,8 @@
 //!
 //! - `control`: the control plane. `Gateway` and its builder; compiling,
 //!   publishing and reloading configuration, binding listeners, health
-//!   checks, DNS, access-log writers, the admin API.
+//!   checks, DNS, access-log writers, the admin API, the zero-downtime
+//!   upgrade (listening sockets handed to a new binary).
 //! - `worker`: one thread per core: accept, detect the protocol, run the TLS
 //!   handshake, hand each request (with the current snapshot) to the proxy,
 //!   count it in flight, drain on shutdown.
@@ -51,8 +52,8 @@ mod worker;
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
 pub use context::{BodyError, Flow, LogInfo, ProxyBody, RequestContext, TlsInfo, UpstreamRequest};
 pub use control::{
-    check, read_config, EndpointHealth, Gateway, GatewayBuilder, ReloadError, Resolve, StartError,
-    SystemResolver,
+    check, read_config, read_pid_file, request_upgrade, EndpointHealth, Gateway, GatewayBuilder,
+    Inherited, ReloadError, Resolve, StartError, SystemResolver, UpgradeError, UPGRADE_FD_VAR,
 };
 pub use middleware::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub use proxy::error::ProxyError;

@@ -30,6 +30,10 @@ struct Cli {
     /// SIGUSR1) instead of stderr.
     #[arg(long, global = true, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Write the process id here once serving (an upgrade's new process
+    /// writes its own); `strait upgrade` reads it.
+    #[arg(long, global = true)]
+    pid_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +57,14 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Zero-downtime upgrade: make the running gateway (--pid PID, or the one
+    /// --pid-file names) start the binary now on disk and hand it its
+    /// sockets (SIGUSR2); with --pid-file, wait for the outcome.
+    Upgrade {
+        /// The running gateway's process id.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 /// Strait's diagnostics filter unless `RUST_LOG` replaces it. h2 and rustls
@@ -67,6 +79,7 @@ const DEFAULT_FILTER: &str = "info,h2=error,rustls=error";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let pid_file = cli.pid_file.as_deref();
     let diagnostics = match Diagnostics::start(cli.log_file.as_deref()) {
         Ok(d) => d,
         Err(e) => {
@@ -76,6 +89,17 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => check(cli.config),
+        Some(Command::Upgrade { pid }) => match strait::request_upgrade(pid, pid_file) {
+            Ok(Some(new)) => {
+                println!("upgraded: process {new} serves");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strait upgrade: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Proxy {
             listen,
             to,
@@ -85,13 +109,14 @@ fn main() -> ExitCode {
             let source = proxy_config(listen, &to, access_log, admin);
             run(
                 cli.workers,
+                pid_file,
                 Source::Text("<command line>", &source),
                 &diagnostics,
             )
         }
-        None => match cli.config {
-            Some(path) => run(cli.workers, Source::File(&path), &diagnostics),
-            None => run_default(cli.workers, &diagnostics),
+        None => match &cli.config {
+            Some(path) => run(cli.workers, pid_file, Source::File(path), &diagnostics),
+            None => run_default(cli.workers, pid_file, &diagnostics),
         },
     }
 }
@@ -234,7 +259,11 @@ fn proxy_config(
     )
 }
 
-fn run_default(workers: Option<usize>, diagnostics: &Diagnostics) -> ExitCode {
+fn run_default(
+    workers: Option<usize>,
+    pid_file: Option<&Path>,
+    diagnostics: &Diagnostics,
+) -> ExitCode {
     let origin = match demo_origin::start(([127, 0, 0, 1], 0).into()) {
         Ok(addr) => addr,
         Err(e) => {
@@ -244,7 +273,12 @@ fn run_default(workers: Option<usize>, diagnostics: &Diagnostics) -> ExitCode {
     };
     tracing::info!(%origin, "demo origin started (answers with the request it received, as JSON)");
     let source = strait::DEFAULT_CONFIG.replace("{DEMO_ORIGIN}", &origin.to_string());
-    run(workers, Source::Text("<built-in>", &source), diagnostics)
+    run(
+        workers,
+        pid_file,
+        Source::Text("<built-in>", &source),
+        diagnostics,
+    )
 }
 
 /// Where the configuration comes from: a file (which SIGHUP and the file
@@ -254,7 +288,12 @@ enum Source<'a> {
     Text(&'a str, &'a str),
 }
 
-fn run(workers: Option<usize>, source: Source<'_>, diagnostics: &Diagnostics) -> ExitCode {
+fn run(
+    workers: Option<usize>,
+    pid_file: Option<&Path>,
+    source: Source<'_>,
+    diagnostics: &Diagnostics,
+) -> ExitCode {
     // Before the gateway starts: from here on no signal Strait handles takes
     // its default action (for SIGUSR1, SIGUSR2 and SIGQUIT, killing the
     // process); one that comes during the start waits for the loop below.
@@ -268,6 +307,18 @@ fn run(workers: Option<usize>, source: Source<'_>, diagnostics: &Diagnostics) ->
     let mut builder = Gateway::builder();
     if let Some(n) = workers {
         builder = builder.workers(n);
+    }
+    if let Some(path) = pid_file {
+        builder = builder.pid_file(path);
+    }
+    // Started by an upgrade (STRAIT_UPGRADE_FD): take the old process's sockets.
+    match strait::Inherited::from_env() {
+        Ok(Some(inherited)) => builder = builder.inherit(inherited),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("strait: upgrade refused: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let started = match source {
         Source::File(path) => builder.start_file(path),
@@ -330,7 +381,8 @@ impl Signals {
 }
 
 /// SIGHUP reloads the configuration file; SIGUSR1 reopens the log files;
-/// SIGUSR2 is kept for the binary upgrade. SIGINT, SIGTERM or SIGQUIT: stop
+/// SIGUSR2 upgrades (the binary on disk takes the sockets over, then this
+/// process drains; if the new one fails, this one serves on). SIGINT, SIGTERM or SIGQUIT: stop
 /// accepting, let requests in flight finish (up to `server.drain_timeout`),
 /// then return; a second one exits at once.
 fn serve_signals(signals: Signals, gateway: Gateway, diagnostics: &Diagnostics) {
@@ -358,7 +410,13 @@ fn serve_signals(signals: Signals, gateway: Gateway, diagnostics: &Diagnostics) 
                 }
                 _ = usr1.recv() => reopen_logs(&gateway, diagnostics),
                 _ = usr2.recv() => {
-                    tracing::info!("SIGUSR2: binary upgrade is not available in this build");
+                    tracing::info!("SIGUSR2: upgrading to the binary on disk");
+                    // Blocks this signal loop until the new process serves or
+                    // fails (at most 30 s); other signals wait their turn.
+                    match gateway.upgrade() {
+                        Ok(_) => break "SIGUSR2 (upgraded)",
+                        Err(e) => tracing::error!("upgrade failed, this process serves on: {e}"),
+                    }
                 }
             }
         };

@@ -2,8 +2,9 @@
 //! (`bind.rs`), starts the workers, owns the access-log writers
 //! (`log_writer.rs`), publishes snapshots (`publish.rs`), reloads them
 //! (`reload.rs`: signal, file watch, admin API), resolves endpoint names
-//! (`dns.rs`), runs the health checks (`health.rs`) and serves the admin API
-//! (`admin/`). It may lock and may be slow; the workers never wait for it.
+//! (`dns.rs`), runs the health checks (`health.rs`), serves the admin API
+//! (`admin/`) and hands its listening sockets to a new binary on an upgrade
+//! (`upgrade/`). It may lock and may be slow; the workers never wait for it.
 //! Everything but the `Gateway` handle runs on one thread, `strait-control`.
 
 pub(crate) mod admin;
@@ -14,6 +15,7 @@ mod limits;
 pub(crate) mod log_writer;
 pub(crate) mod publish;
 pub(crate) mod reload;
+pub(crate) mod upgrade;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +38,8 @@ pub use health::EndpointHealth;
 use log_writer::LogWriters;
 use publish::Publisher;
 pub use reload::ReloadError;
+use upgrade::Relaunch;
+pub use upgrade::{read_pid_file, request_upgrade, Inherited, UpgradeError, UPGRADE_FD_VAR};
 
 /// Why a gateway could not start.
 #[derive(Debug)]
@@ -65,6 +69,13 @@ pub enum StartError {
     },
     /// A worker or the control thread could not be started.
     Spawn(std::io::Error),
+    /// The pid file could not be written.
+    PidFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -80,6 +91,9 @@ impl fmt::Display for StartError {
                 "cannot listen on {addr} for the admin API: {error} (set [admin] listen, or enabled = false)"
             ),
             StartError::Spawn(error) => write!(f, "cannot start a thread: {error}"),
+            StartError::PidFile { path, error } => {
+                write!(f, "cannot write the pid file {}: {error}", path.display())
+            }
         }
     }
 }
@@ -119,6 +133,8 @@ pub struct GatewayBuilder {
     on_worker_start: Option<worker::StartHook>,
     admin_listen: Option<Option<SocketAddr>>,
     resolver: Option<Arc<dyn Resolve>>,
+    inherited: Option<Inherited>,
+    pid_file: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -160,6 +176,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// Starts on the listening sockets handed over by the process this one
+    /// replaces (an upgrade) instead of binding them: a listener of the new
+    /// configuration takes the old one's sockets with the same configured
+    /// (or bound) address, the admin API likewise; what is new is bound,
+    /// what the configuration dropped is closed. If there are fewer
+    /// sockets than workers, more are bound beside them; if more, there is
+    /// one worker per socket (closing one would reset the connections in
+    /// its accept queue). Once started the gateway tells the old process it
+    /// serves; if it cannot start, it tells it why.
+    pub fn inherit(mut self, inherited: Inherited) -> Self {
+        self.inherited = Some(inherited);
+        self
+    }
+
+    /// Writes this process's id to `path` once the gateway serves (before
+    /// an upgrade's old process is told so), and removes it on shutdown if
+    /// it still names this process.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
     /// Starts from a configuration file, which reloads read again.
     pub fn start_file(self, path: &Path) -> Result<Gateway, StartError> {
         let source = read_config(path)?;
@@ -176,7 +214,34 @@ impl GatewayBuilder {
         self.start(file, source, None)
     }
 
-    fn start(self, file: &str, source: &str, path: Option<PathBuf>) -> Result<Gateway, StartError> {
+    fn start(
+        mut self,
+        file: &str,
+        source: &str,
+        path: Option<PathBuf>,
+    ) -> Result<Gateway, StartError> {
+        let mut inherited = self.inherited.take();
+        let started = self
+            .launch(file, source, path, inherited.as_mut())
+            .and_then(|gateway| {
+                gateway.write_pid_file()?;
+                Ok(gateway)
+            });
+        match (inherited, &started) {
+            (Some(inherited), Ok(_)) => inherited.serving(),
+            (Some(inherited), Err(e)) => inherited.refuse(&e.to_string()),
+            (None, _) => {}
+        }
+        started
+    }
+
+    fn launch(
+        self,
+        file: &str,
+        source: &str,
+        path: Option<PathBuf>,
+        mut inherited: Option<&mut Inherited>,
+    ) -> Result<Gateway, StartError> {
         let writers = Arc::new(LogWriters::default());
         let resolver = self
             .resolver
@@ -201,15 +266,40 @@ impl GatewayBuilder {
                 }])));
             }
         }
-        let workers = snapshot.server.workers.max(1);
+        let mut workers = snapshot.server.workers.max(1);
+        // Bind everything before starting anything, so a busy port fails
+        // cleanly; take over what an upgrade hands over.
+        let mut taken: Vec<Option<Vec<std::net::TcpListener>>> = snapshot
+            .listeners
+            .iter()
+            .map(|l| inherited.as_mut().and_then(|i| i.take_listener(l.addr)))
+            .collect();
+        let most = taken.iter().flatten().map(Vec::len).max().unwrap_or(0);
+        if most > workers {
+            tracing::warn!(
+                configured = workers,
+                workers = most,
+                "upgrade: {most} sockets per listener were handed over, so {most} workers run, not \
+                 {workers}: closing a socket would reset the connections in its accept queue \
+                 (a smaller count takes effect on a restart)"
+            );
+            workers = most;
+        }
         snapshot.server.workers = workers;
-        // Bind everything before starting anything, so a busy port fails cleanly.
-        let admin_listener = match snapshot.admin.listen {
-            Some(addr) => Some(
+        let admin_inherited = inherited
+            .as_mut()
+            .and_then(|i| i.take_admin(snapshot.admin.listen));
+        let admin_listener = match (admin_inherited, snapshot.admin.listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(
                 std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .map_err(|error| StartError::BindAdmin { addr, error })?,
             ),
+            (None, None) => None,
+        };
+        let admin_socket = match &admin_listener {
+            Some(l) => Some(l.try_clone().map_err(StartError::Spawn)?),
             None => None,
         };
         let admin_addr = match &admin_listener {
@@ -219,20 +309,33 @@ impl GatewayBuilder {
         let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
             (0..workers).map(|_| Vec::new()).collect();
         let mut bound = Vec::new();
-        for l in &snapshot.listeners {
-            let sockets =
-                bind::bind_reuseport(l.addr, workers).map_err(|error| StartError::Bind {
-                    addr: l.addr,
-                    error,
-                })?;
-            let actual = sockets[0].local_addr().map_err(|error| StartError::Bind {
+        for (l, taken) in snapshot.listeners.iter().zip(taken.iter_mut()) {
+            let bind_error = |error| StartError::Bind {
                 addr: l.addr,
                 error,
-            })?;
+            };
+            let sockets = match taken.take() {
+                Some(mut sockets) => {
+                    let inherited = sockets.len();
+                    bind::bind_more(&mut sockets, workers).map_err(bind_error)?;
+                    if sockets.len() > inherited {
+                        tracing::info!(
+                            listener = %l.name,
+                            inherited,
+                            bound = sockets.len() - inherited,
+                            "upgrade: more workers than sockets handed over: bound more beside them"
+                        );
+                    }
+                    sockets
+                }
+                None => bind::bind_reuseport(l.addr, workers).map_err(bind_error)?,
+            };
+            let actual = sockets[0].local_addr().map_err(bind_error)?;
             bound.push(BoundListener {
                 name: l.name.clone(),
                 spec: l.addr,
                 addr: actual,
+                sockets: bind::copies(&sockets).map_err(bind_error)?,
             });
             for (i, s) in sockets.into_iter().enumerate() {
                 per_worker[i].push((l.addr, s));
@@ -297,6 +400,8 @@ impl GatewayBuilder {
             generations: watch::channel(generation).0,
             worker_commands: commands,
             admin_addr,
+            admin_socket: Mutex::new(admin_socket),
+            relaunch: Relaunch::this_process(),
         });
         control.sync_names(&control.snapshot());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -311,6 +416,7 @@ impl GatewayBuilder {
             control_thread: Some(control_thread),
             stop_control: stop_tx,
             writers,
+            pid_file: self.pid_file,
         })
     }
 }
@@ -324,6 +430,9 @@ pub(crate) struct BoundListener {
     pub(crate) spec: SocketAddr,
     /// The address actually bound.
     pub(crate) addr: SocketAddr,
+    /// A copy of each worker's socket, for an upgrade to hand over (empty
+    /// once the gateway stops, so that the sockets close with the workers').
+    pub(crate) sockets: Arc<[std::net::TcpListener]>,
 }
 
 /// The outcome of the last reload, for the admin API.
@@ -377,6 +486,10 @@ pub(crate) struct Control {
     worker_commands: Vec<mpsc::UnboundedSender<WorkerCommand>>,
     /// Where the admin API listens, if on.
     pub(crate) admin_addr: Option<SocketAddr>,
+    /// A copy of the admin API's socket, for an upgrade to hand over.
+    admin_socket: Mutex<Option<std::net::TcpListener>>,
+    /// How to start the binary now on disk, for an upgrade.
+    relaunch: Relaunch,
 }
 
 impl Control {
@@ -436,6 +549,7 @@ pub struct Gateway {
     control_thread: Option<JoinHandle<()>>,
     stop_control: watch::Sender<bool>,
     writers: Arc<LogWriters>,
+    pid_file: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -501,6 +615,36 @@ impl Gateway {
         self.writers.reopen()
     }
 
+    /// Zero-downtime upgrade: starts the binary this process was started
+    /// from (the file now at that path, with the same arguments) and hands
+    /// it every listening socket; returns its process id once it serves.
+    /// The caller then shuts this gateway down ([`Gateway::shutdown`]: stop
+    /// accepting, drain, exit). On an error (it could not start, refused,
+    /// crashed, or did not serve within 30 s) the new process is gone and
+    /// this gateway serves on; with a pid file, this process writes its own
+    /// id there again, so that `strait upgrade` learns the outcome at once.
+    pub fn upgrade(&self) -> Result<u32, UpgradeError> {
+        let result = self.control().upgrade();
+        if result.is_err() {
+            if let Err(e) = self.write_pid_file() {
+                tracing::warn!("{e}");
+            }
+        }
+        result
+    }
+
+    fn write_pid_file(&self) -> Result<(), StartError> {
+        match &self.pid_file {
+            Some(path) => upgrade::write_pid_file(path, std::process::id()).map_err(|error| {
+                StartError::PidFile {
+                    path: path.clone(),
+                    error,
+                }
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Stops accepting, drains the workers, flushes the access logs.
     pub fn shutdown(mut self) {
         self.stop();
@@ -510,6 +654,22 @@ impl Gateway {
         let Some(control) = self.control.take() else {
             return;
         };
+        // The control plane's copies of the sockets go first: each closes
+        // as soon as its worker stops accepting (a new connection is then
+        // refused, not queued until the process exits).
+        for l in control.state().listeners.iter_mut() {
+            l.sockets = Arc::new([]);
+        }
+        control
+            .admin_socket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(path) = &self.pid_file {
+            if upgrade::read_pid_file(path).ok() == Some(std::process::id()) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         let _ = self.stop_control.send(true);
         if let Some(t) = self.control_thread.take() {
             let _ = t.join();

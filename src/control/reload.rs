@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::bind::bind_reuseport;
+use super::bind::{bind_reuseport, copies};
 use super::{BoundListener, Control, ReloadReport};
 use crate::config::names::Names;
 use crate::config::{self, ConfigErrors};
@@ -198,6 +198,8 @@ impl Control {
                         name: l.name.clone(),
                         spec: l.addr,
                         addr,
+                        sockets: copies(&sockets)
+                            .map_err(|error| ReloadError::Bind { addr, error })?,
                     });
                     opened.push((l.addr, sockets));
                 }
