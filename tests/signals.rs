@@ -1,8 +1,8 @@
 //! The `strait` binary's signals and its own log, against the real process:
 //! SIGUSR1 reopens the access-log files and the `--log-file` after a
 //! rotation (the process lives, the rotated files get nothing more), SIGQUIT
-//! drains and exits 0 as SIGTERM does, SIGUSR2 is logged and kills nothing;
-//! and the WARN line h2 and rustls write for each misbehaving connection
+//! drains and exits 0 as SIGTERM does (SIGUSR2, the binary upgrade, is
+//! tests/upgrade.rs's); and the WARN line h2 and rustls write for each misbehaving connection
 //! stays out of the default diagnostics (`RUST_LOG` brings it back).
 
 mod common;
@@ -241,19 +241,6 @@ async fn sigquit_finishes_the_request_in_flight_then_exits_0() {
         "SIGQUIT drains and exits 0 (exit status {status:?}); stderr:\n{stderr}"
     );
     assert!(stderr.contains("SIGQUIT: shutting down"), "{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigusr2_is_logged_and_kills_nothing() {
-    let origin = Origin::fixed("app", 200, "ok");
-    let listen = free_addr();
-    let toml = config(&plain_listener(listen), origin.addr, "[]", "");
-    let dir = TempDir::new("sigusr2");
-    let mut strait = Strait::start(dir, &toml, &[], Some("info"), "stderr.log").await;
-    strait.signal("USR2");
-    wait_for(&strait.stderr, "SIGUSR2: binary upgrade is not available").await;
-    assert_eq!(get(listen, "/", &[]).await.status, 200);
-    strait.assert_alive();
 }
 
 /// The client side of a Rapid Reset: the HTTP/2 preface, then 50 requests
