@@ -249,12 +249,8 @@ impl Control {
 
     fn report(&self, trigger: &'static str, result: &Result<u64, ReloadError>) {
         self.metrics.reloaded(result.is_ok());
-        if let Err(e) = result {
-            tracing::error!(
-                trigger,
-                "reload refused, the running configuration stays: {e}"
-            );
-        }
+        // Recorded before the error is logged: whoever reads the log line
+        // finds the outcome in `/status` too.
         self.state().last_reload = Some(ReloadReport {
             at: SystemTime::now(),
             trigger,
@@ -263,6 +259,12 @@ impl Control {
                 Err(e) => Err(e.to_string()),
             },
         });
+        if let Err(e) = result {
+            tracing::error!(
+                trigger,
+                "reload refused, the running configuration stays: {e}"
+            );
+        }
     }
 }
 
