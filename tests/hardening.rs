@@ -441,6 +441,19 @@ async fn partial_prefaces_cost_almost_no_cpu() {
     let used = cpu_of(&tids).saturating_sub(before);
     eprintln!("500 partial prefaces for 3 s: {used:?} of worker CPU");
     assert!(used < Duration::from_millis(150), "{used:?} over 3 s");
+    // 200 more that send `P` and close: the part of a preface left behind
+    // a close is not waited on either (the closed state stays readable).
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(b"P").await.unwrap();
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_of(&tids);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_of(&tids).saturating_sub(before);
+    eprintln!("200 prefaces cut by a close, the next 2 s: {used:?} of worker CPU");
+    assert!(used < Duration::from_millis(100), "{used:?} over 2 s");
     // Still serving, and the rest of a preface is still understood.
     assert_eq!(get(gw.addr(), "/", &[]).await.status, 200);
     let s = &mut flood[0];

@@ -482,14 +482,21 @@ impl Drop for OpenConnection {
 /// Peeks (without consuming) until the first bytes show the protocol. It
 /// waits for the socket to become readable and never polls: while the bytes
 /// seen are a strict prefix of the HTTP/2 preface, the readiness they left
-/// is cleared (`try_io` with `WouldBlock`) and only new bytes wake it again.
+/// is cleared (`try_io` with `WouldBlock`) and only new bytes wake it again;
+/// a client that closes after part of a preface is closed too.
 async fn detect(stream: &TcpStream) -> io::Result<Protocol> {
     let mut buf = [0u8; PREFACE.len()];
     loop {
-        stream.readable().await?;
+        let ready = stream.ready(Interest::READABLE).await?;
         let peeked = stream.try_io(Interest::READABLE, || {
             let n = recv(stream.as_raw_fd(), &mut buf, MsgFlags::MSG_PEEK)?;
             if n > 0 && n < PREFACE.len() && buf[..n] == PREFACE[..n] {
+                if ready.is_read_closed() {
+                    // The client closed after part of a preface: it can
+                    // never be completed. (The closed state is not cleared
+                    // by `WouldBlock`: waiting on would spin.)
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
                 // Not enough to tell: wait for more bytes.
                 return Err(io::ErrorKind::WouldBlock.into());
             }
