@@ -13,12 +13,19 @@ Subcommands:
                                     (PATHS > 1: cycle over the paths /p/0 .. /p/PATHS-1)
   origin-requests PORT...           requests served so far by each origin (stub_status)
   idle PORT CONNS PID...            RSS growth of PIDs per idle keep-alive connection
+  flood KIND PORT REQ_PORT CONNS HOLD BASELINE PID...
+                                    hold CONNS connections (partial | h1 | h2): RSS per
+                                    connection, proxy CPU and a paced client's latency
+  big-flood PORT CONNS AFTER PID... RSS before, during CONNS connections and each
+                                    second for AFTER s after they closed
+  metric ADMIN_PORT FAMILY          sum of a Prometheus family's samples
   wrk FILE                          parse `wrk --latency` output
   callgrind FILE                    total Ir of a callgrind dump
   strace FILE                       total syscalls of an `strace -c` summary
   dhat FILE                         total blocks/bytes from a DHAT log
   report RESULTS.jsonl INFO         print the Markdown report (INFO: key=value lines)
   balance-report RESULTS.jsonl INFO print the MODE=balance report (one row per algorithm)
+  floods-report RESULTS.jsonl INFO  print the MODE=floods report
 
 Every request that the helpers send goes to 127.0.0.1 only.
 """
@@ -389,6 +396,276 @@ def idle(port, conns, *pids):
           r["alive"], r["failures"], r["rss_before_kib"], r["rss_after_kib"])
 
 
+# ---------------------------------------------------------------- floods
+# MODE=floods: many connections held open against a proxy while its CPU time
+# and RSS are read from /proc, and a paced client measures latency.
+
+AFTER_CLOSE_S = 2.0  # how long the proxy's CPU is read after a flood closed
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"      # empty SETTINGS
+H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def _ticks(pids):
+    total = 0
+    for pid in pids:
+        f = _stat_fields(pid)
+        total += int(f[11]) + int(f[12])
+    return total
+
+
+def _raise_nofile(conns):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = conns + 1024 if hard == resource.RLIM_INFINITY else min(hard, conns + 1024)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < conns + 64:
+        die(f"open-file limit {hard} too low for {conns} connections")
+
+
+async def _open_one(kind, port, timeout=30):
+    """One flood connection: 'partial' sends the byte P; 'h1' one request and
+    its whole response; 'h2' the HTTP/2 preface and an empty SETTINGS, reads
+    the server's SETTINGS and acknowledges it. Returns (reader, writer)."""
+    r, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+    try:
+        if kind == "partial":
+            w.write(b"P")
+            await w.drain()
+        elif kind == "h1":
+            w.write(REQUEST)
+            await w.drain()
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), timeout)
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200") or not m:
+                raise ValueError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            await asyncio.wait_for(r.readexactly(int(m.group(1))), timeout)
+        elif kind == "h2":
+            w.write(H2_PREFACE + H2_SETTINGS)
+            await w.drain()
+            frame = await asyncio.wait_for(r.readexactly(9), timeout)
+            length, ftype = int.from_bytes(frame[:3], "big"), frame[3]
+            if ftype != 4:
+                raise ValueError(f"first HTTP/2 frame is of type {ftype}, not SETTINGS")
+            await asyncio.wait_for(r.readexactly(length), timeout)
+            w.write(H2_SETTINGS_ACK)
+            await w.drain()
+        else:
+            raise ValueError(f"unknown flood kind {kind}")
+    except BaseException:
+        w.close()
+        raise
+    return r, w
+
+
+async def _watch(r, closed):
+    """Read (and drop) whatever the server sends until it closes the
+    connection; then count it in `closed`."""
+    try:
+        while await r.read(65536):
+            pass
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    except asyncio.CancelledError:
+        return
+    closed.append(1)
+
+
+async def _open_many(kind, port, conns, parallel=200):
+    """CONNS connections of KIND, PARALLEL at a time. Returns (streams,
+    failures, seconds, closed): each stream has a task that reads until the
+    server closes it and then appends to `closed`."""
+    sem = asyncio.Semaphore(parallel)
+    streams, failures, closed = [], [], []
+
+    async def one():
+        async with sem:
+            try:
+                r, w = await _open_one(kind, port)
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                failures.append(repr(e))
+                return
+            streams.append((w, asyncio.ensure_future(_watch(r, closed))))
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(conns)))
+    return streams, failures, time.monotonic() - t0, closed
+
+
+async def _close_all(streams, abort=False):
+    for w, task in streams:
+        task.cancel()
+        if abort:
+            w.transport.abort()  # RST: frees the client's port, no TIME_WAIT
+        else:
+            w.close()
+    for w, task in streams:
+        try:
+            await asyncio.wait_for(w.wait_closed(), 5)
+        except Exception:  # noqa: BLE001
+            pass
+    await asyncio.gather(*(task for _, task in streams), return_exceptions=True)
+
+
+async def _paced(port, seconds, interval=0.01):
+    """Sequential GETs over one keep-alive connection, one every `interval`
+    (10 ms), for `seconds`; returns the latencies in ms. Bounded in time and
+    in count."""
+    r, w = await asyncio.wait_for(asyncio.open_connection(HOST, port), 10)
+    lat = []
+    start = time.monotonic()
+    end = start + seconds
+    k = 0
+    try:
+        while time.monotonic() < end and k < int(seconds / interval) + 1:
+            t0 = time.perf_counter()
+            w.write(REQUEST)
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200") or not m:
+                raise ValueError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            await asyncio.wait_for(r.readexactly(int(m.group(1))), 10)
+            lat.append((time.perf_counter() - t0) * 1000)
+            k += 1
+            await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
+    finally:
+        w.close()
+    return lat
+
+
+async def _window(port, pids, seconds):
+    """Proxy CPU (% of a core) over `seconds` while the paced client runs,
+    and that client's latencies."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, s0 = _ticks(pids), time.monotonic()
+    lat = await _paced(port, seconds)
+    t1, s1 = _ticks(pids), time.monotonic()
+    return {
+        "cpu_pct": (t1 - t0) * 100 / hz / (s1 - s0),
+        "cpu_ticks": t1 - t0,
+        "requests": len(lat),
+        "p50_ms": statistics.median(lat) if lat else None,
+        "p99_ms": sorted(lat)[int(len(lat) * 0.99)] if lat else None,
+    }
+
+
+async def _flood(kind, port, req_port, conns, hold, baseline, pids):
+    out = {"kind": kind, "conns": conns, "hold_s": hold}
+    if baseline:
+        out["baseline"] = await _window(req_port, pids, hold)
+        out["baseline"]["rss_kib"] = rss_kib(pids)
+    before = rss_kib(pids)
+    streams, failures, opened, closed = await _open_many(kind, port, conns)
+    await asyncio.sleep(1.0)  # let the proxy settle (and read what was sent)
+    during = rss_kib(pids)
+    win = await _window(req_port, pids, hold)
+    alive = len(streams) - len(closed)
+    out.update({
+        "opened": len(streams), "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "open_seconds": round(opened, 2), "alive": alive,
+        "rss_before_kib": before, "rss_during_kib": during,
+        "kib_per_conn": (during - before) / len(streams) if streams else None,
+        "window": win,
+    })
+    # what the proxy does once the clients are gone (each closes with a FIN)
+    await _close_all(streams)
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, s0 = _ticks(pids), time.monotonic()
+    await asyncio.sleep(AFTER_CLOSE_S)
+    out["after_close_cpu_pct"] = (_ticks(pids) - t0) * 100 / hz / (time.monotonic() - s0)
+    return out
+
+
+def flood(kind, port, req_port, conns, hold, baseline, *pids):
+    """flood KIND PORT REQ_PORT CONNS HOLD BASELINE PID...: hold CONNS
+    connections of KIND (partial | h1 | h2) to PORT; measure the proxy's RSS
+    growth per connection, then its CPU over HOLD seconds while a paced
+    client sends GETs to REQ_PORT (BASELINE=1: first one such window without
+    the flood), and its CPU for 2 s after the clients closed. JSON on stderr;
+    one line for bash on stdout."""
+    conns = int(conns)
+    _raise_nofile(conns)
+    r = asyncio.run(_flood(kind, int(port), int(req_port), conns, float(hold),
+                           baseline == "1", [int(p) for p in pids]))
+    print(json.dumps(r), file=sys.stderr)
+    b = r.get("baseline") or {}
+    w = r["window"]
+    # kib_per_conn opened alive failures cpu_pct p50_ms base_cpu base_p50 base_rss
+    # rss_during after_close_cpu_pct
+    fmt = lambda x, f: "nan" if x is None else f.format(x)  # noqa: E731
+    print(fmt(r["kib_per_conn"], "{:.2f}"), r["opened"], r["alive"], r["failures"],
+          fmt(w["cpu_pct"], "{:.2f}"), fmt(w["p50_ms"], "{:.3f}"),
+          fmt(b.get("cpu_pct"), "{:.2f}"), fmt(b.get("p50_ms"), "{:.3f}"),
+          fmt(b.get("rss_kib"), "{}"), r["rss_during_kib"],
+          fmt(r["after_close_cpu_pct"], "{:.2f}"))
+
+
+async def _big(port, conns, after, pids):
+    before = rss_kib(pids)
+    streams, failures, opened, closed = await _open_many("h1", port, conns)
+    await asyncio.sleep(2.0)
+    during = rss_kib(pids)
+    alive = len(streams) - len(closed)
+    t0 = time.monotonic()
+    await _close_all(streams, abort=True)
+    close_seconds = time.monotonic() - t0
+    streams = None
+    series = []  # (seconds since every client closed, RSS KiB)
+    t_closed = time.monotonic()
+    for k in range(1, int(after) + 1):
+        await asyncio.sleep(max(0.0, t_closed + k - time.monotonic()))
+        series.append((round(time.monotonic() - t_closed, 2), rss_kib(pids)))
+    return {
+        "conns": conns, "opened": conns - len(failures), "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "open_seconds": round(opened, 2), "close_seconds": round(close_seconds, 2),
+        "alive": alive, "rss_before_kib": before, "rss_during_kib": during,
+        "rss_after_kib": series,
+    }
+
+
+def big_flood(port, conns, after, *pids):
+    """big-flood PORT CONNS AFTER PID...: RSS before, during CONNS idle
+    keep-alive connections (one request each), and each second for AFTER
+    seconds after every client closed (with RST, so that 20,000 client ports
+    do not sit in TIME_WAIT). JSON on stderr; one line for bash on stdout."""
+    conns = int(conns)
+    _raise_nofile(conns)
+    r = asyncio.run(_big(int(port), conns, int(after), [int(p) for p in pids]))
+    print(json.dumps(r), file=sys.stderr)
+    # sample k was taken k seconds after the close
+    series = [v for _, v in r["rss_after_kib"]]
+    last = series[-1] if series else "nan"
+    at = lambda s: series[s - 1] if s <= len(series) else "nan"  # noqa: E731
+    # opened alive failures before during after10 after30 after60 last
+    print(r["opened"], r["alive"], r["failures"], r["rss_before_kib"], r["rss_during_kib"],
+          at(10), at(30), at(60), last)
+
+
+def metric(port, family):
+    """metric ADMIN_PORT FAMILY: the sum of every sample of a Prometheus
+    family on 127.0.0.1:ADMIN_PORT/metrics (0 if it has none)."""
+    with socket.create_connection((HOST, int(port)), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        status = head.split(b"\r\n", 1)[0]
+        die(f"admin port {port}: {status!r}")
+    total = 0.0
+    for line in body.decode(errors="replace").splitlines():
+        m = re.match(rf"^{re.escape(family)}(?:\{{[^}}]*\}})?\s+(\S+)", line)
+        if m:
+            total += float(m.group(1))
+    print(f"{total:g}")
+
+
 # ---------------------------------------------------------------- parsers
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -737,13 +1014,108 @@ def protocols_report(results_path, info_path):
     print("\n".join(out))
 
 
+FLOOD_KINDS = [
+    ("partial", "Partial preface: each connection sent the byte `P`"),
+    ("h1", "Idle HTTP/1.1 keep-alive, after one request each"),
+    ("h2", "Idle HTTP/2 (h2c): preface + SETTINGS, no stream"),
+]
+
+
+def floods_report(results_path, info_path):
+    """MODE=floods: connection floods, strait vs nginx."""
+    info = _read_info(info_path)
+    values = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            values.setdefault((r["proxy"], r["metric"]), []).append(r["value"])
+
+    def agg(proxy, key):
+        v = values.get((proxy, key))
+        return statistics.median(v) if v else None
+
+    def row(what, label, key, fmt, ratio=True):
+        s, n = agg("strait", key), agg("nginx", key)
+        if s is None and n is None:
+            return None
+        cell = lambda x: "n/a" if x is None else fmt.format(x)  # noqa: E731
+        r = f"{s / n:.2f}" if ratio and s is not None and n not in (None, 0) else "—"
+        return f"| {what} | {label} | {cell(s)} | {cell(n)} | {r} |"
+
+    conns = info.get("flood_conns", "?")
+    big = info.get("big_conns", "?")
+    hold = info.get("flood_hold", "?")
+    after = info.get("big_after", "?")
+    rows = [
+        row("No flood (the paced client alone)", "proxy CPU (% of a core)", "base_cpu", "{:.2f}"),
+        row("", "paced client latency p50 (ms)", "base_p50_ms", "{:.3f}"),
+        row("", "RSS (KiB)", "base_rss", "{:,.0f}"),
+    ]
+    for kind, label in FLOOD_KINDS:
+        rows += [
+            row(f"{label}; {conns} connections", "RSS per connection (KiB)",
+                f"{kind}_kib", "{:.2f}"),
+            row("", "proxy CPU while they sit (% of a core)", f"{kind}_cpu", "{:.2f}"),
+            row("", "paced client latency p50 (ms)", f"{kind}_p50_ms", "{:.3f}"),
+            row("", "connections still open after the hold", f"{kind}_alive", "{:.0f}", False),
+            row("", "proxy CPU in the 2 s after the clients closed (% of a core)",
+                f"{kind}_after_cpu", "{:.2f}"),
+        ]
+    mib = "{:,.1f}"
+    rows += [
+        row(f"{big} idle HTTP/1.1 connections (one request each), then all closed",
+            "RSS before (MiB)", "big_before", mib),
+        row("", f"RSS with all {big} open (MiB)", "big_during", mib),
+        row("", "connections still open before the close", "big_alive", "{:.0f}", False),
+        row("", "RSS 10 s after the close (MiB)", "big_after10", mib),
+        row("", "RSS 30 s after (MiB)", "big_after30", mib),
+        row("", "RSS 60 s after (MiB)", "big_after60", mib),
+        row("", f"RSS {after} s after − before (MiB)", "big_excess", "{:+,.1f}", False),
+        row("", f"back within 50 MiB of before {after} s after (1 = yes)", "big_ok", "{:.0f}",
+            False),
+        row("", "connections refused (strait: strait_client_connections_refused_total; nginx: "
+            "\"worker_connections are not enough\" in its log)",
+            "big_refused", "{:.0f}", False),
+    ]
+    out = []
+    out.append("# Strait vs nginx — connection floods")
+    out.append("")
+    out.append(f"Run: {info['date']}  ")
+    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}  ")
+    out.append(f"Strait: {info['strait_version']} (git {info['git']}), "
+               f"allocator: {info.get('strait_allocator', '?')}  ")
+    out.append(f"nginx: {info['nginx_version']}  ")
+    out.append(f"Settings: MODE=floods FLOODS=\"{info.get('floods')}\" FLOOD_CONNS={conns} "
+               f"FLOOD_HOLD={hold}s BIG_CONNS={big} BIG_AFTER={info.get('big_after')}s; "
+               f"proxy on CPU {info['proxy_cpu']}, clients + origin on CPU {info['load_cpu']}; "
+               f"load average before the run: {info.get('loadavg', '?')}")
+    out.append("")
+    out.append("| flood | metric | strait | nginx | ratio (strait/nginx) |")
+    out.append("| --- | --- | ---: | ---: | ---: |")
+    out.extend(r for r in rows if r is not None)
+    out.append("")
+    out.append("Each flood runs against a freshly started proxy (one worker each), after 200 "
+               "sequential requests. RSS is VmRSS of the proxy's processes (nginx: master + "
+               "worker); per connection is (RSS with the flood open − RSS before) ÷ "
+               "connections; kernel socket memory is not in it. CPU is utime + stime over "
+               f"{hold} s while the flood sits and a paced client sends one GET every 10 ms "
+               "over its own keep-alive connection (whose cost is the no-flood row). "
+               "MiB = 1024 KiB.")
+    for note in info.get("notes", []):
+        out.append("")
+        out.append(f"Note: {note}")
+    print("\n".join(out))
+
+
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
     "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
     "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
     "dhat": dhat, "report": report, "balance-report": balance_report,
     "origin-requests": origin_requests, "h2load": h2load,
-    "protocols-report": protocols_report,
+    "protocols-report": protocols_report, "flood": flood, "big-flood": big_flood,
+    "metric": metric, "floods-report": floods_report,
 }
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@
 #                     cleartext HTTP/2 with prior knowledge
 #   H2_CONNS=10 H2_STREAMS=10   (MODE=protocols) h2load -c and -m
 #   HANDSHAKE_CONNS=20          (MODE=protocols) wrk -c for "handshake"
+#   MODE=floods       connection floods beside nginx: CPU and RSS under
+#                     partial-preface and idle floods, RSS before, during and
+#                     after a BIG_CONNS flood; table in bench/results/floods.md
+#   FLOODS="partial h1 h2 big"  (MODE=floods) which floods: partial: each
+#                     connection sends the byte P and waits; h1: idle HTTP/1.1
+#                     keep-alive after one request; h2: idle h2c after the
+#                     preface and SETTINGS; big: BIG_CONNS h1 connections, then
+#                     RSS each second for BIG_AFTER s after they all closed
+#   FLOOD_CONNS=2000  (MODE=floods) connections of the partial, h1, h2 floods
+#   FLOOD_HOLD=5      (MODE=floods) seconds CPU is measured while a flood sits
+#   BIG_CONNS=20000 BIG_AFTER=60   (MODE=floods) the big flood
 #   STRAIT_STANDIN=nginx  A/A test of this harness: the "strait" column runs a
 #                     second nginx proxy instead of strait (ratios should be ~1)
 #   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
@@ -69,6 +80,8 @@ if [[ $MODE == balance ]]; then
   PHASES=${PHASES:-load callgrind}
 elif [[ $MODE == protocols ]]; then
   PHASES=load
+elif [[ $MODE == floods ]]; then
+  PHASES=floods
 else
   PHASES=${PHASES:-load strace idle callgrind dhat}
 fi
@@ -85,6 +98,14 @@ VG_TIMEOUT=${VG_TIMEOUT:-600}
 KEEP_TMP=${KEEP_TMP:-0}
 QUIET_WAIT=${QUIET_WAIT:-0}
 STRAIT_STANDIN=${STRAIT_STANDIN:-}
+FLOODS=${FLOODS:-partial h1 h2 big}
+FLOOD_CONNS=${FLOOD_CONNS:-2000}
+FLOOD_HOLD=${FLOOD_HOLD:-5}
+BIG_CONNS=${BIG_CONNS:-20000}
+BIG_AFTER=${BIG_AFTER:-60}
+# MODE=single's DHAT row needs a strait on the system allocator (DHAT sees
+# only malloc and free, not jemalloc's); built by build_strait
+SYSALLOC_BIN=${SYSALLOC_BIN:-$ROOT/target/release/strait-sysalloc}
 
 PROXIES=(strait nginx)
 BT=(python3 "$BENCH_DIR/benchtool.py")
@@ -129,6 +150,16 @@ case $MODE in
     for sc in $SCENARIOS; do
       case $sc in https | handshake | h2 | h2c) ;; *) die "unknown scenario '$sc' in SCENARIOS" ;; esac
     done
+    ;;
+  floods)
+    [[ -z $STRAIT_STANDIN ]] || die "STRAIT_STANDIN is for MODE=single only"
+    for fl in $FLOODS; do
+      case $fl in partial | h1 | h2 | big) ;; *) die "unknown flood '$fl' in FLOODS" ;; esac
+    done
+    for v in FLOOD_CONNS FLOOD_HOLD BIG_CONNS BIG_AFTER; do
+      [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v} is not a positive number"
+    done
+    ((FLOOD_HOLD <= 30 && BIG_AFTER <= 120)) || die "FLOOD_HOLD is at most 30 and BIG_AFTER at most 120 (seconds)"
     ;;
   *) die "unknown MODE=$MODE" ;;
 esac
@@ -199,6 +230,11 @@ build_strait() {
     return 0
   fi
   if [[ $SKIP_BUILD != 1 ]]; then
+    if [[ $MODE == single ]] && has_phase dhat; then
+      log "cargo build --release --no-default-features (system allocator, for DHAT)"
+      (cd "$ROOT" && cargo build --release --no-default-features &&
+        cp target/release/strait "$SYSALLOC_BIN")
+    fi
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release)
   fi
@@ -217,6 +253,27 @@ raise_nofile() {
   if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
   ulimit -n "$hard"
   NOFILE=$(ulimit -n)
+  if [[ $MODE == floods ]]; then
+    # each proxy needs a descriptor per client connection, plus its upstream
+    # connections (at most one per request in flight: 200 at a time) and a few
+    # more; the flood client (one process per proxy) needs as many
+    if ((BIG_CONNS + 500 > NOFILE)); then
+      log "open-file limit is $NOFILE (hard; raising it needs CAP_SYS_RESOURCE): BIG_CONNS lowered from $BIG_CONNS to $((NOFILE - 500))"
+      BIG_CONNS=$((NOFILE - 500))
+    fi
+    ((FLOOD_CONNS <= BIG_CONNS)) || FLOOD_CONNS=$BIG_CONNS
+    # nginx starts closing idle keep-alive connections once fewer than 1/16
+    # of worker_connections are free: give it that much room beyond the
+    # flood (more than its descriptors allow is only a warning)
+    WORKER_CONNECTIONS=$((BIG_CONNS + BIG_CONNS / 15 + 1024))
+    return 0
+  fi
+  # strait's default max_connections is (limit - 100) / 2 (half, for the
+  # upstream connections): more idle connections would be closed for room
+  if ((IDLE_CONNS > (NOFILE - 100) / 2 - 50)); then
+    log "open-file limit is $NOFILE: IDLE_CONNS lowered from $IDLE_CONNS to $(((NOFILE - 100) / 2 - 50)) (strait's default max_connections is $(((NOFILE - 100) / 2)))"
+    IDLE_CONNS=$(((NOFILE - 100) / 2 - 50))
+  fi
   if ((IDLE_CONNS + 1024 > NOFILE)); then
     log "open-file limit is $NOFILE: IDLE_CONNS lowered from $IDLE_CONNS to $((NOFILE - 1024))"
     IDLE_CONNS=$((NOFILE - 1024))
@@ -231,6 +288,17 @@ cputicks() { "${BT[@]}" cputicks "$@"; }
 rss() { "${BT[@]}" rss "$@"; }
 wait_port() { "${BT[@]}" wait-port "$@"; } # PORT TIMEOUT [PID]
 freeport() { "${BT[@]}" freeport "${1:-1}"; }
+
+# strait_allocator BIN: which allocator a strait binary was built with
+strait_allocator() {
+  if grep -a -q _rjem_mallocx "$1"; then
+    echo "jemalloc"
+  elif grep -a -q mi_malloc_aligned "$1"; then
+    echo "mimalloc"
+  else
+    echo "system (glibc malloc)"
+  fi
+}
 
 RESULTS=""
 emit() { # PROXY METRIC VALUE
@@ -348,6 +416,36 @@ key = "$KEY"
 [[listeners]]
 name = "h2c"
 address = "127.0.0.1:$port2"
+
+[upstreams.origin]
+endpoints = ["127.0.0.1:$ORIGIN_PORT"]
+
+[[routes]]
+name = "all"
+middlewares = ["request_id"]
+upstream = "origin"
+TOML
+}
+
+# strait_floods_conf PORT ADMIN_PORT FILE: the MODE=floods configuration: the
+# route of `strait proxy` on one cleartext listener (HTTP/1.1 and h2c prior
+# knowledge), the admin API (for the refused-connections counter), every
+# timeout and limit at its default but max_connections: the default, half the
+# descriptor limit, leaves room for an upstream connection per client
+# connection, which these idle floods do not need
+strait_floods_conf() {
+  local port=$1 admin=$2 file=$3
+  cat >"$file" <<TOML
+# generated by bench/run.sh (MODE=floods)
+[server]
+watch_config = false
+max_connections = $((BIG_CONNS + 200))
+
+[admin]
+listen = "127.0.0.1:$admin"
+
+[[listeners]]
+address = "127.0.0.1:$port"
 
 [upstreams.origin]
 endpoints = ["127.0.0.1:$ORIGIN_PORT"]
@@ -496,6 +594,11 @@ start_proxy() {
       elif [[ $MODE == protocols ]]; then
         strait_protocols_conf "$port" "$PORT2" "$TMP/strait-protocols.toml"
         cmd=("$STRAIT_BIN" --config "$TMP/strait-protocols.toml" --workers 1)
+      elif [[ $MODE == floods ]]; then
+        strait_floods_conf "$port" "$ADMIN_PORT" "$TMP/strait-floods.toml"
+        cmd=("$STRAIT_BIN" --config "$TMP/strait-floods.toml" --workers 1)
+      elif [[ $how == dhat && $(strait_allocator "$STRAIT_BIN") != system* ]]; then
+        cmd=("$SYSALLOC_BIN" proxy --listen "127.0.0.1:$port" --to "127.0.0.1:$ORIGIN_PORT" --workers 1)
       else
         cmd=("$STRAIT_BIN" proxy --listen "127.0.0.1:$port" --to "127.0.0.1:$ORIGIN_PORT" --workers 1)
       fi
@@ -504,6 +607,7 @@ start_proxy() {
       prefix=$TMP/nginx-$how
       local tpl=$BENCH_DIR/nginx/proxy.conf.in
       [[ $MODE == protocols ]] && tpl=$BENCH_DIR/nginx/protocols.conf.in
+      [[ $MODE == floods ]] && tpl=$BENCH_DIR/nginx/floods.conf.in
       # under valgrind: one process (master_process off) so that it is measured
       nginx_conf "$tpl" "$prefix" "$port" \
         "$([[ $how == native ]] && echo on || echo off)"
@@ -720,6 +824,16 @@ dhat_run() { # NAME COUNT -> sets DHAT_BLOCKS DHAT_BYTES
 phase_dhat() {
   local name b1 y1 b2 y2
   for name in "${PROXIES[@]}"; do
+    if [[ $name == strait && -z $STRAIT_STANDIN && $(strait_allocator "$STRAIT_BIN") != system* ]]; then
+      # DHAT counts malloc/free calls; jemalloc's (prefixed) functions are
+      # invisible to it. The allocation count does not depend on the allocator.
+      if [[ ! -x $SYSALLOC_BIN ]]; then
+        log "WARNING: no $SYSALLOC_BIN (cargo build --release --no-default-features): strait's DHAT row skipped"
+        continue
+      fi
+      log "dhat: strait runs $SYSALLOC_BIN (system allocator; DHAT sees only malloc and free)"
+      echo "note=DHAT rows: strait built with the system allocator (\`--no-default-features\`), as DHAT sees only malloc/free; the allocation counts do not depend on the allocator." >>"$INFO"
+    fi
     log "dhat: $name with $DHAT_BASE and $((DHAT_BASE + N)) requests"
     dhat_run "$name" "$DHAT_BASE"
     b1=$DHAT_BLOCKS y1=$DHAT_BYTES
@@ -728,6 +842,119 @@ phase_dhat() {
     emit "$name" allocs "$(calc "($b2 - $b1) / $N")"
     emit "$name" alloc_bytes "$(calc "($y2 - $y1) / $N")"
     log "dhat $name: $b1 -> $b2 blocks, $y1 -> $y2 bytes"
+  done
+}
+
+# MODE=floods: each flood against a freshly started proxy
+flood_start() { # NAME -> sets FPORT FPID FPIDS (and PORT2, ADMIN_PORT)
+  local name=$1
+  FPORT=$(freeport)
+  PORT2=$(freeport)
+  ADMIN_PORT=$(freeport)
+  # the big flood counts nginx's "worker_connections are not enough" lines
+  [[ $name == nginx ]] && rm -f "$TMP/nginx-native/error.log"
+  start_proxy "$name" native "$FPORT"
+  FPID=$STARTED_PID
+  "${BT[@]}" seq "$FPORT" 200 || die "$name does not proxy correctly (expected 200 with a 1024-byte body)"
+  sleep 0.5
+  read -ra FPIDS <<<"$(pidtree "$FPID")"
+}
+
+flood_stop() { # NAME [PID]
+  local pid=${2:-$FPID}
+  kill -0 "$pid" 2>/dev/null || log "WARNING: $1 exited during the flood"
+  stop_pid "$pid" 10
+  forget_pid "$pid"
+}
+
+kib_to_mib() { [[ $1 =~ ^[0-9]+$ ]] && calc "$1 / 1024" || echo "$1"; }
+
+phase_floods() {
+  local name fl first port kib opened alive failures cpu p50 bcpu bp50 brss during acpu f
+  for name in "${PROXIES[@]}"; do
+    first=1
+    for fl in $FLOODS; do
+      [[ $fl == big ]] && continue
+      flood_start "$name"
+      port=$FPORT
+      # nginx 1.22 cannot serve HTTP/1.1 and h2c prior knowledge on one
+      # cleartext port: its h2c flood goes to a second listener
+      [[ $fl == h2 && $name == nginx ]] && port=$PORT2
+      f=$RAW/flood.$fl.$name.json
+      log "flood $fl: $FLOOD_CONNS connections to $name, ${FLOOD_HOLD}s$( ((first)) && echo " (after ${FLOOD_HOLD}s without a flood)")"
+      read -r kib opened alive failures cpu p50 bcpu bp50 brss during acpu <<<"$(
+        ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} "${BT[@]}" flood "$fl" "$port" "$FPORT" "$FLOOD_CONNS" \
+          "$FLOOD_HOLD" "$first" "${FPIDS[@]}" 2>>"$f")" || die "flood $fl against $name failed (see $f)"
+      if ((first)); then
+        emit "$name" base_cpu "$bcpu"
+        emit "$name" base_p50_ms "$bp50"
+        emit "$name" base_rss "$brss"
+        log "no flood $name: CPU ${bcpu}% of a core, p50 ${bp50}ms, RSS $brss KiB"
+        first=0
+      fi
+      emit "$name" "${fl}_kib" "$kib"
+      emit "$name" "${fl}_cpu" "$cpu"
+      emit "$name" "${fl}_p50_ms" "$p50"
+      emit "$name" "${fl}_alive" "$alive"
+      emit "$name" "${fl}_after_cpu" "$acpu"
+      log "flood $fl $name: $kib KiB per connection (RSS $during KiB), CPU ${cpu}% of a core, p50 ${p50}ms, $opened opened, $alive still open, $failures failed; CPU ${acpu}% in the 2 s after they closed"
+      ((failures == 0)) || log "WARNING: $failures of $FLOOD_CONNS connections to $name failed (see $f)"
+      ((alive == opened)) || log "WARNING: $name closed $((opened - alive)) of the $fl connections during the hold"
+      flood_stop "$name"
+    done
+  done
+  [[ " $FLOODS " == *" big "* ]] && phase_big
+  return 0
+}
+
+# phase_big: BIG_CONNS connections to every proxy at once (each its own
+# process and client; RSS is per process, so they do not disturb each
+# other's rows, and the run takes one BIG_AFTER instead of one per proxy)
+phase_big() {
+  local name limit f opened alive failures before during a10 a30 a60 last excess refused
+  local -A pid port admin client
+  for name in "${PROXIES[@]}"; do
+    flood_start "$name"
+    pid[$name]=$FPID port[$name]=$FPORT admin[$name]=$ADMIN_PORT
+    if [[ $name == strait ]]; then
+      limit=$("${BT[@]}" metric "$ADMIN_PORT" strait_client_connections_limit)
+      ((${limit%.*} >= BIG_CONNS)) ||
+        die "strait's max_connections is $limit, below BIG_CONNS=$BIG_CONNS (descriptor limit $(ulimit -n))"
+      echo "strait_max_connections=${limit%.*}" >>"$INFO"
+    fi
+  done
+  log "big flood: $BIG_CONNS connections to each of ${PROXIES[*]}, then RSS each second for ${BIG_AFTER}s after they close"
+  for name in "${PROXIES[@]}"; do
+    read -ra FPIDS <<<"$(pidtree "${pid[$name]}")"
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} "${BT[@]}" big-flood "${port[$name]}" "$BIG_CONNS" "$BIG_AFTER" \
+      "${FPIDS[@]}" >"$RAW/flood.big.$name.out" 2>"$RAW/flood.big.$name.json" &
+    client[$name]=$!
+    PIDS+=("${client[$name]}")
+  done
+  for name in "${PROXIES[@]}"; do
+    f=$RAW/flood.big.$name.json
+    wait "${client[$name]}" || die "big flood against $name failed (see $f)"
+    forget_pid "${client[$name]}"
+    read -r opened alive failures before during a10 a30 a60 last <"$RAW/flood.big.$name.out"
+    excess=$(calc "($last - $before) / 1024")
+    emit "$name" big_before "$(kib_to_mib "$before")"
+    emit "$name" big_during "$(kib_to_mib "$during")"
+    emit "$name" big_alive "$alive"
+    [[ $a10 == nan ]] || emit "$name" big_after10 "$(kib_to_mib "$a10")"
+    [[ $a30 == nan ]] || emit "$name" big_after30 "$(kib_to_mib "$a30")"
+    [[ $a60 == nan ]] || emit "$name" big_after60 "$(kib_to_mib "$a60")"
+    emit "$name" big_excess "$excess"
+    emit "$name" big_ok "$(awk "BEGIN { print ($excess <= 50) ? 1 : 0 }")"
+    if [[ $name == strait ]]; then
+      refused=$("${BT[@]}" metric "${admin[$name]}" strait_client_connections_refused_total)
+    else
+      refused=$(grep -c "worker_connections are not enough" "$TMP/nginx-native/error.log" || true)
+    fi
+    emit "$name" big_refused "$refused"
+    log "big flood $name: RSS $before KiB before, $during with $alive of $opened open ($failures failed), $a10 / $a30 / $a60 KiB 10 / 30 / 60 s after the close, $(printf %.1f "$excess") MiB above before at the end; $refused refused"
+    ((failures == 0)) || log "WARNING: $failures of $BIG_CONNS connections to $name failed (see $f)"
+    ((alive == opened)) || log "WARNING: $name closed $((opened - alive)) of the $BIG_CONNS connections before the clients did"
+    flood_stop "$name" "${pid[$name]}"
   done
 }
 
@@ -768,6 +995,7 @@ INFO=$RAW/info.txt
   echo "wrk_version=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
   echo "valgrind_version=$(valgrind --version)"
   echo "strace_version=$(strace -V | head -1 | awk '{print $NF}')"
+  [[ $STRAIT_STANDIN == nginx ]] || echo "strait_allocator=$(strait_allocator "$STRAIT_BIN")"
   echo "rounds=$ROUNDS"
   echo "duration=$DURATION"
   echo "conns=$CONNS"
@@ -835,6 +1063,24 @@ if [[ $MODE == protocols ]]; then
   done
   REPORT=$RESULTS_DIR/protocols.md
   "${BT[@]}" protocols-report "$RESULTS" "$INFO" >"$REPORT"
+  cat "$REPORT"
+  log "written to $REPORT (raw outputs in $RAW)"
+  exit 0
+fi
+
+if [[ $MODE == floods ]]; then
+  {
+    echo "mode=floods"
+    echo "floods=$FLOODS"
+    echo "flood_conns=$FLOOD_CONNS"
+    echo "flood_hold=$FLOOD_HOLD"
+    echo "big_conns=$BIG_CONNS"
+    echo "big_after=$BIG_AFTER"
+    echo "nofile=$NOFILE"
+  } >>"$INFO"
+  phase_floods
+  REPORT=$RESULTS_DIR/floods.md
+  "${BT[@]}" floods-report "$RESULTS" "$INFO" >"$REPORT"
   cat "$REPORT"
   log "written to $REPORT (raw outputs in $RAW)"
   exit 0

@@ -16,6 +16,16 @@ use clap::{Parser, Subcommand};
 use strait::{CustomRegistry, Gateway, StartError};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+/// The binary's allocator; the library leaves the choice to whoever embeds it.
+/// jemalloc built with `background_thread:true` (Cargo feature
+/// `background_threads`): its thread returns freed pages to the system after
+/// jemalloc's 10 s decay even when no worker allocates, so memory comes back
+/// after a connection flood (docs/architecture.md, "Allocator").
+/// `_RJEM_MALLOC_CONF` overrides its settings at run time.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A thread-per-core, zero-copy reverse proxy and API gateway.
 #[derive(Parser)]
 #[command(name = "strait", version, about)]
