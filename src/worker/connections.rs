@@ -201,6 +201,7 @@ impl Registry {
             requests: Cell::new(0),
             max_requests: Cell::new(None),
             close: Cell::new(None),
+            pending: Cell::new(None),
             waker: Cell::new(None),
             reads: Arc::default(),
         });
@@ -279,6 +280,24 @@ impl Registry {
         }
     }
 
+    /// Ends the graceful closes still waiting for a request (see
+    /// [`Conn::close`]): the drain gives such connections a moment only.
+    pub(crate) fn close_heads(&self) {
+        let waiting: Vec<Rc<Conn>> = self
+            .lists
+            .borrow()
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.clone())
+            .filter(|c| c.pending.get().is_some())
+            .collect();
+        for conn in waiting {
+            if let Some(reason) = conn.pending.take() {
+                conn.close_now(reason);
+            }
+        }
+    }
+
     fn moved(&self, index: u32, from: Phase, to: Phase) {
         let mut lists = self.lists.borrow_mut();
         if (from as usize) < LISTS {
@@ -342,6 +361,8 @@ pub(crate) struct Conn {
     max_requests: Cell<Option<u32>>,
     /// Set once, when the worker decides the connection ends.
     close: Cell<Option<Close>>,
+    /// A graceful close waiting for the request of a connection in `Head`.
+    pending: Cell<Option<Close>>,
     /// The connection's task, waiting in [`Conn::closing`].
     waker: Cell<Option<Waker>>,
     /// Set by [`Watched`] when bytes are read; looked at by
@@ -396,14 +417,35 @@ impl Conn {
         }
         self.phase.set(to);
         self.registry.moved(self.index, from, to);
+        // A graceful close that waited for the request: it has come.
+        if to != Phase::Head && to != Phase::Done {
+            if let Some(reason) = self.pending.take() {
+                self.close_now(reason);
+            }
+        }
     }
 
     /// Tells the connection's task to end for `reason` (the first reason
-    /// given wins); it leaves every list.
+    /// given wins); it leaves every list. A graceful close of a connection
+    /// still in its head (accepted, or after an idle spell with bytes on the
+    /// way) waits for that request instead, under the header timer, so a
+    /// request already sent is answered (with `Connection: close`) rather
+    /// than reset: see [`Registry::close_heads`].
     pub(crate) fn close(&self, reason: Close) {
+        if reason.graceful() && self.phase.get() == Phase::Head {
+            if self.close.get().is_none() && self.pending.get().is_none() {
+                self.pending.set(Some(reason));
+            }
+            return;
+        }
+        self.close_now(reason);
+    }
+
+    fn close_now(&self, reason: Close) {
         if self.close.get().is_some() {
             return;
         }
+        self.pending.set(None);
         self.close.set(Some(reason));
         self.enter(Phase::Done);
         if let Some(waker) = self.waker.take() {
@@ -624,6 +666,28 @@ mod tests {
         drop(open.conn().request());
         assert_eq!(open.conn().closed_for(), Some(Close::MaxRequests));
         assert!(Close::MaxRequests.graceful());
+    }
+
+    #[test]
+    fn a_stop_lets_a_connection_in_its_head_send_its_request_first() {
+        let registry = Registry::new(Rc::default());
+        let answered = registry.open();
+        answered.conn().serving(false, None);
+        let silent = registry.open();
+        let idle = registry.open();
+        idle.conn().serving(false, None);
+        drop(idle.conn().request());
+        registry.close_all(Close::Shutdown);
+        // Idle: closed now. In its head: not yet.
+        assert_eq!(idle.conn().closed_for(), Some(Close::Shutdown));
+        assert_eq!(answered.conn().closed_for(), None);
+        assert_eq!(silent.conn().closed_for(), None);
+        // Its request arrives: it is served, then closed gracefully.
+        let _request = answered.conn().request();
+        assert_eq!(answered.conn().closed_for(), Some(Close::Shutdown));
+        // The one that never sends anything is closed when the grace ends.
+        registry.close_heads();
+        assert_eq!(silent.conn().closed_for(), Some(Close::Shutdown));
     }
 
     #[test]

@@ -137,6 +137,15 @@ async fn run(
     local.connections.close_all(Close::Shutdown);
     let drain_timeout = local.snapshot().server.drain_timeout;
     let drained = tokio::time::timeout(drain_timeout, async {
+        // Connections that had not sent their request yet get a moment to
+        // (one accepted just before the stop is answered, not reset), then
+        // are closed.
+        if tokio::time::timeout(HEAD_GRACE, local.connections.none_open())
+            .await
+            .is_err()
+        {
+            local.connections.close_heads();
+        }
         local.connections.none_open().await;
         local.in_flight.none_left().await;
     })
@@ -154,6 +163,10 @@ async fn run(
     }
     local.proxy.tools.logs.flush();
 }
+
+/// How long, when the worker stops, a connection that has not sent its
+/// request yet may still send it.
+const HEAD_GRACE: Duration = Duration::from_secs(1);
 
 /// Closes the client connections whose timer ran out (header, keep-alive,
 /// HTTP/2 idle), checking a few times per shortest timeout.
