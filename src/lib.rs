@@ -27,6 +27,8 @@
 //!   the exchange, outlier detection.
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
 //!   bodies, `Flow`, `LogInfo`, `TlsInfo`, the worker's tools.
+//! - `http1`: HTTP/1.1 of our own: the message codec, the stream an upstream
+//!   connection runs over, that connection and the response body read off it.
 //! - `metrics`: per-worker counter shards and the statistics a snapshot
 //!   counts into.
 //! - `tls`: rustls configurations for listeners and upstreams.
@@ -39,6 +41,7 @@ mod balance;
 mod config;
 mod context;
 mod control;
+mod http1;
 mod log;
 mod metrics;
 mod middleware;

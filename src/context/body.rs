@@ -21,6 +21,7 @@ use tokio::time::Sleep;
 
 use std::rc::Rc;
 
+use crate::http1::conn::WireBody;
 use crate::log::LogTail;
 use crate::metrics::{RequestOutcome, StatsRef};
 
@@ -31,6 +32,9 @@ pub enum BodyError {
     Idle(Duration),
     /// The peer's side of the body failed.
     Peer(hyper::Error),
+    /// The upstream connection failed while its body was read (closed
+    /// early, bad chunked framing).
+    Upstream(std::io::Error),
     /// A custom error from a middleware that replaced the body.
     Other(Box<dyn StdError + Send + Sync>),
 }
@@ -40,6 +44,7 @@ impl fmt::Display for BodyError {
         match self {
             BodyError::Idle(d) => write!(f, "body idle for {d:?}"),
             BodyError::Peer(e) => write!(f, "peer body error: {e}"),
+            BodyError::Upstream(e) => write!(f, "upstream body error: {e}"),
             BodyError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -49,20 +54,20 @@ impl StdError for BodyError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             BodyError::Peer(e) => Some(e),
+            BodyError::Upstream(e) => Some(e),
             _ => None,
         }
     }
 }
 
-pin_project! {
-    /// Fires when no frame moved for `timeout`. The timer is armed only when the
-    /// inner body is pending, so a body that is always ready never touches it.
-    struct IdleTimer {
-        #[pin]
-        sleep: Option<Sleep>,
-        timeout: Duration,
-        last: Instant,
-    }
+/// Fires when no frame moved for `timeout`. The timer is made only the
+/// first time the inner body is pending (boxed, so the bodies stay `Unpin`
+/// and can be polled in place), so a body that is always ready never
+/// touches it.
+struct IdleTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    last: Instant,
 }
 
 impl IdleTimer {
@@ -74,27 +79,22 @@ impl IdleTimer {
         }
     }
 
-    fn activity(self: Pin<&mut Self>) {
-        *self.project().last = Instant::now();
+    fn activity(&mut self) {
+        self.last = Instant::now();
     }
 
     /// Polls the timer while the inner body is pending: ready with
     /// `BodyError::Idle` once the body has been idle for the timeout.
-    fn poll_idle(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyError> {
-        let mut this = self.project();
-        let timeout = *this.timeout;
-        let deadline = tokio::time::Instant::from_std(*this.last + timeout);
-        loop {
-            match this.sleep.as_mut().as_pin_mut() {
-                None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
-                Some(mut sleep) => {
-                    if sleep.deadline() != deadline {
-                        sleep.as_mut().reset(deadline);
-                    }
-                    return sleep.poll(cx).map(|()| BodyError::Idle(timeout));
-                }
-            }
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<BodyError> {
+        let timeout = self.timeout;
+        let deadline = tokio::time::Instant::from_std(self.last + timeout);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
         }
+        sleep.as_mut().poll(cx).map(|()| BodyError::Idle(timeout))
     }
 }
 
@@ -103,7 +103,6 @@ pin_project! {
     /// or, for a request that may be retried, replayed from a buffer.
     pub struct RequestBody {
         inner: Source,
-        #[pin]
         idle: IdleTimer,
         meter: Option<BytesIn>,
     }
@@ -192,7 +191,8 @@ impl Body for RequestBody {
 pin_project! {
     #[project = KindProj]
     enum Kind {
-        Upstream { #[pin] inner: Incoming, #[pin] idle: IdleTimer },
+        Upstream { #[pin] inner: Incoming, idle: IdleTimer },
+        Wire { inner: WireBody, idle: IdleTimer },
         Full { data: Option<Bytes> },
         Boxed { inner: Pin<Box<dyn Body<Data = Bytes, Error = BodyError> + 'static>> },
         Empty,
@@ -355,7 +355,7 @@ impl ProxyBody {
 
     /// The upstream's response body; the connection on `lease` goes back
     /// when it ends.
-    pub(crate) fn upstream(inner: Incoming, lease: Lease, idle_timeout: Duration) -> Self {
+    pub(crate) fn upstream(inner: Incoming, lease: Option<Lease>, idle_timeout: Duration) -> Self {
         let ended = inner.is_end_stream();
         let mut body = ProxyBody {
             kind: Kind::Upstream {
@@ -363,7 +363,7 @@ impl ProxyBody {
                 idle: IdleTimer::new(idle_timeout),
             },
             done: Completion {
-                lease: Some(lease),
+                lease,
                 log: None,
                 bytes: 0,
                 outcome: None,
@@ -377,6 +377,15 @@ impl ProxyBody {
             }
         }
         body
+    }
+
+    /// A response body read off one of our upstream HTTP/1.1 connections
+    /// (which it hands back at its end), under the body idle timeout.
+    pub(crate) fn wire(inner: WireBody, idle_timeout: Duration) -> Self {
+        Self::with_kind(Kind::Wire {
+            inner,
+            idle: IdleTimer::new(idle_timeout),
+        })
     }
 
     fn with_kind(kind: Kind) -> Self {
@@ -438,6 +447,25 @@ impl Body for ProxyBody {
                     Some(Err(e))
                 }),
             },
+            KindProj::Wire { inner, idle } => match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    idle.activity();
+                    if let Some(data) = frame.data_ref() {
+                        done.bytes += data.len() as u64;
+                    }
+                    if inner.is_end_stream() {
+                        done.finish(true);
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Upstream(e)))),
+                Poll::Ready(None) => {
+                    done.finish(true);
+                    Poll::Ready(None)
+                }
+                // Dropped on the idle error, the body closes its connection.
+                Poll::Pending => idle.poll_idle(cx).map(|e| Some(Err(e))),
+            },
             KindProj::Full { data } => match data.take() {
                 Some(d) => {
                     done.bytes += d.len() as u64;
@@ -475,6 +503,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Wire { inner, .. } => inner.is_end_stream(),
             Kind::Full { data } => data.is_none(),
             Kind::Boxed { inner } => inner.is_end_stream(),
             Kind::Empty => true,
@@ -484,6 +513,10 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Wire { inner, .. } => match inner.exact_len() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -497,6 +530,7 @@ impl fmt::Debug for ProxyBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Upstream { .. } => "upstream",
+            Kind::Wire { .. } => "wire",
             Kind::Full { .. } => "full",
             Kind::Boxed { .. } => "boxed",
             Kind::Empty => "empty",

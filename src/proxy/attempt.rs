@@ -27,7 +27,8 @@ use crate::balance::set::PickView;
 use crate::config::{RetryPolicy, Route, Snapshot, SnapshotRef};
 use crate::context::body::{BytesIn, RequestBody};
 use crate::context::{ProxyBody, RequestContext};
-use crate::upstream::exchange::{self, Target};
+use crate::http1::conn::{Home, WireBody};
+use crate::upstream::exchange::{self, Exchanged, Target};
 use crate::upstream::outlier::{self, Observed};
 
 /// Sends the request upstream: checks the upstream's `max_requests`, then
@@ -266,7 +267,7 @@ pub(super) async fn attempt<'a>(
     .await;
 
     // Observe.
-    let (response, conn) = match exchanged {
+    let exchanged = match exchanged {
         Ok(done) => done,
         Err(e) => {
             if e == crate::upstream::Error::ResponseTimeout && observes {
@@ -286,13 +287,26 @@ pub(super) async fn attempt<'a>(
     if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
         u.latency.observe(waited);
     }
-    let (mut head, incoming) = response.into_parts();
-    headers::response_head(&mut head, ctx.arena());
-    let lease = state.pool.lend(conn, target.key(index), spec.pool);
-    Ok(Response::from_parts(
-        head,
-        ProxyBody::upstream(incoming, lease, spec.body_idle_timeout),
-    ))
+    let key = target.key(index);
+    Ok(match exchanged {
+        Exchanged::Http1 { answer, conn } => {
+            let mut head = answer.head;
+            headers::response_head(&mut head, ctx.arena());
+            let id = state.pool.lend_wire(key, spec.pool);
+            let home: Rc<dyn Home> = state.pool.clone();
+            let body = WireBody::new(conn, answer.framing, answer.keep_alive, (home, id));
+            Response::from_parts(head, ProxyBody::wire(body, spec.body_idle_timeout))
+        }
+        Exchanged::Http2 { response, stream } => {
+            let (mut head, incoming) = response.into_parts();
+            headers::response_head(&mut head, ctx.arena());
+            let lease = state.pool.lend(stream, key, spec.pool);
+            Response::from_parts(
+                head,
+                ProxyBody::upstream(incoming, Some(lease), spec.body_idle_timeout),
+            )
+        }
+    })
 }
 
 /// The upstream peer: picks an endpoint (by the request's hash key on a

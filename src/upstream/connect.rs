@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
 use rustls::pki_types::ServerName;
@@ -24,10 +24,9 @@ use tokio_rustls::client::TlsStream;
 
 use super::{Error, Http2Settings, Protocol};
 use crate::context::body::RequestBody;
+use crate::http1::conn::WireConn;
+use crate::http1::stream::Stream;
 use crate::util::exec::LocalExec;
-
-/// The sending half of an upstream HTTP/1.1 connection.
-pub(crate) type Sender = http1::SendRequest<RequestBody>;
 
 /// The request body on an HTTP/2 connection: hyper's HTTP/2 client wants an
 /// `Unpin` body, and `RequestBody` holds a timer (one allocation per
@@ -43,7 +42,7 @@ pub(crate) struct H2Sender {
 
 /// A new connection, as the handshake turned out.
 pub(crate) enum Connected {
-    Http1(Sender),
+    Http1(WireConn),
     Http2(H2Sender),
 }
 
@@ -160,9 +159,9 @@ async fn handshakes<G: 'static>(target: &Target<'_>, guard: G) -> Result<Connect
     let h2 = transport.speaks_h2(target.protocol);
     match (transport, h2) {
         (Transport::Plain(tcp), true) => http2(tcp, target, guard).await,
-        (Transport::Plain(tcp), false) => http1(tcp, addr, guard).await,
+        (Transport::Plain(tcp), false) => Ok(http1(Stream::Plain(tcp), guard)),
         (Transport::Tls(tls), true) => http2(tls, target, guard).await,
-        (Transport::Tls(tls), false) => http1(tls, addr, guard).await,
+        (Transport::Tls(tls), false) => Ok(http1(Stream::Tls(Box::new(tls)), guard)),
     }
 }
 
@@ -187,22 +186,10 @@ pub(crate) async fn stream(
     }
 }
 
-async fn http1<IO, G>(io: IO, addr: SocketAddr, open: G) -> Result<Connected, Error>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + 'static,
-    G: 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|_| Error::ConnectFailed)?;
-    tokio::task::spawn_local(async move {
-        let _open = open;
-        if let Err(e) = conn.await {
-            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(Connected::Http1(sender))
+/// An HTTP/1.1 connection of our own over `stream`: nothing to hand
+/// shake, nothing spawned; `open` counts it until it is dropped.
+fn http1<G: 'static>(stream: Stream, open: G) -> Connected {
+    Connected::Http1(WireConn::new(stream, Box::new(open)))
 }
 
 async fn http2<IO, G>(io: IO, target: &Target<'_>, open: G) -> Result<Connected, Error>

@@ -6,23 +6,25 @@
 //! future of an ordinary HTTP/1.1 request, which hyper keeps allocated per
 //! client connection, stays small.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
 use pin_project_lite::pin_project;
 
 use super::connect::{self, Connected, H2Body};
 use super::pool::{Conn, H2Conn, H2Stream, UpstreamPool};
+use super::wire::{self, Answer};
 use super::{Error, PoolKey, Protocol, UpstreamSpec};
 use crate::context::body::RequestBody;
+use crate::http1::conn::WireConn;
 use crate::metrics::{UpstreamCounters, UpstreamStats};
 
 /// Which upstream a request goes to and what it counts into: the upstream,
@@ -72,10 +74,8 @@ pub(crate) async fn acquire(
     if spec.may_use_http2() {
         return Box::pin(acquire_multiplexed(pool, target, index, None)).await;
     }
-    while let Some(mut sender) = pool.checkout(target.key(index)) {
-        if sender.ready().await.is_ok() {
-            return Ok((Conn::Http1(sender), true));
-        }
+    if let Some(conn) = pool.checkout(target.key(index)) {
+        return Ok((Conn::Http1(conn), true));
     }
     if let Some(max) = spec.max_connections {
         let share = target.share(max);
@@ -89,13 +89,28 @@ pub(crate) async fn acquire(
     Ok((new_connection(pool, target, index).await?, false))
 }
 
-/// Hands `request` to `conn` (to endpoint `index`) and returns the exchange
-/// to await: the response head within `timeout`, and the connection to lend
-/// to the response body. The hand-over is synchronous, so the request never
-/// sits in the caller's future across an await (that future is idle memory
-/// per client connection). `again` is the body to send again if an HTTP/2
-/// stream is refused (`None`: it cannot be), `reused` whether `conn` came
-/// from the pool, `sent` when the exchange started.
+/// What an exchange answered: a response head read off one of our HTTP/1.1
+/// connections (its body still on the connection), or hyper's HTTP/2
+/// response and the stream it came on.
+pub(crate) enum Exchanged {
+    Http1 {
+        answer: Answer,
+        conn: WireConn,
+    },
+    Http2 {
+        response: Response<Incoming>,
+        stream: H2Stream,
+    },
+}
+
+/// Sends `request` over `conn` (to endpoint `index`) and awaits the
+/// response head within `timeout`. HTTP/1.1 runs here, in the request's
+/// future; HTTP/2 is boxed. A pooled HTTP/1.1 connection the endpoint had
+/// closed meanwhile (nothing of a response came back, and the request can
+/// go again as it was) is replaced by a new one, once. `again` is the body
+/// to send again if an HTTP/2 stream is refused (`None`: it cannot be),
+/// `reused` whether `conn` came from the pool, `sent` when the exchange
+/// started.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send<'a>(
     pool: &'a Rc<UpstreamPool>,
@@ -106,128 +121,94 @@ pub(crate) fn send<'a>(
     again: Option<Bytes>,
     timeout: Duration,
     (reused, sent): (bool, Instant),
-) -> Sending<'a, impl Future<Output = Http1Result>> {
+) -> Sending<'a, impl Future<Output = Result<Exchanged, Error>> + 'a> {
     match conn {
-        // `again` is kept only for HTTP/2; it is not carried across the await.
-        Conn::Http1(mut sender) => {
-            let response = tokio::time::timeout(timeout, sender.try_send_request(request));
-            Sending::Http1 {
-                response,
-                sender: Some(sender),
-                resend: ResendUnsent {
-                    pool,
-                    target,
-                    index,
-                    reused,
-                    timeout,
-                    sent,
-                },
+        Conn::Http1(mut conn) => {
+            // The head is encoded now and the request's parts dropped: only
+            // the bytes and the body cross the awaits (a plain function, so
+            // the future does not keep the request it was called with).
+            let (parts, body) = request.into_parts();
+            let head = wire::encode(&mut conn.buf, &parts, &body);
+            drop(parts);
+            let deadline = tokio::time::Instant::from_std(sent + timeout);
+            Sending::Wire {
+                inner: send_wire(pool, target, index, conn, head, body, (deadline, reused)),
             }
         }
         Conn::Http2(stream) => Sending::Boxed {
-            exchange: Box::pin(exchange_h2(
+            inner: Box::pin(exchange_h2(
                 pool, target, index, stream, request, again, timeout,
             )),
         },
     }
 }
 
-/// What hyper's HTTP/1.1 client answers: the response head, or the request
-/// handed back when the connection closed before it left.
-type Http1Result = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
-
-/// What a request handed back unsent needs to go once more.
-pub(crate) struct ResendUnsent<'a> {
-    pool: &'a Rc<UpstreamPool>,
-    target: &'a Target<'a>,
-    index: usize,
-    reused: bool,
-    timeout: Duration,
-    sent: Instant,
-}
-
 pin_project! {
-    /// An exchange in progress: HTTP/1.1 inline (hyper's response future
-    /// beside its connection, returned with the response), or boxed
-    /// (HTTP/2, or an HTTP/1.1 request handed back unsent and going again).
-    /// A state machine of its own rather than an async block, which would
-    /// keep the response future twice (as what it captured and as what it
-    /// awaits): this future is part of every request's.
+    /// An exchange in progress: HTTP/1.1 inline, HTTP/2 boxed.
     #[project = SendingProj]
     pub(crate) enum Sending<'a, F> {
-        Http1 {
-            #[pin]
-            response: tokio::time::Timeout<F>,
-            sender: Option<connect::Sender>,
-            resend: ResendUnsent<'a>,
-        },
-        Boxed { exchange: Exchange<'a> },
+        Wire { #[pin] inner: F },
+        Boxed { inner: Pin<Box<dyn Future<Output = Result<Exchanged, Error>> + 'a>> },
     }
 }
 
-impl<'a, F> Future for Sending<'a, F>
-where
-    F: Future<Output = Http1Result>,
-{
-    type Output = Result<(Response<Incoming>, Conn), Error>;
+impl<F: Future<Output = Result<Exchanged, Error>>> Future for Sending<'_, F> {
+    type Output = Result<Exchanged, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let again = match self.as_mut().project() {
-                SendingProj::Boxed { exchange } => return exchange.as_mut().poll(cx),
-                SendingProj::Http1 {
-                    response,
-                    sender,
-                    resend,
-                } => match ready!(response.poll(cx)) {
-                    Err(_) => return Poll::Ready(Err(Error::ResponseTimeout)),
-                    Ok(Ok(response)) => {
-                        let Some(sender) = sender.take() else {
-                            return Poll::Ready(Err(Error::Reset));
-                        };
-                        return Poll::Ready(Ok((response, Conn::Http1(sender))));
-                    }
-                    // A pooled connection closed before the request left
-                    // (the upstream timed it out meanwhile): hyper hands the
-                    // request back unsent, and it goes once more over a new
-                    // connection. Nothing was sent, so this is safe for any
-                    // method. Rare, hence boxed (with its timer).
-                    Ok(Err(e)) => match resend_unsent(resend, e) {
-                        Ok(again) => again,
-                        Err(e) => return Poll::Ready(Err(e)),
-                    },
-                },
-            };
-            self.set(Sending::Boxed { exchange: again });
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SendingProj::Wire { inner } => inner.poll(cx),
+            SendingProj::Boxed { inner } => inner.as_mut().poll(cx),
         }
     }
 }
 
-/// The exchange of a request over a new or another connection, boxed, or
-/// the error to answer.
-pub(crate) type Exchange<'a> =
-    Pin<Box<dyn Future<Output = Result<(Response<Incoming>, Conn), Error>> + 'a>>;
-
-/// A pooled HTTP/1.1 connection failed: if it closed before the request left,
-/// hyper hands the request back unsent, and it goes once more over a new
-/// connection, within what is left of the timeout. A plain function so the
-/// request future keeps neither the error nor the request across the await.
-fn resend_unsent<'a>(
-    r: &ResendUnsent<'a>,
-    mut e: TrySendError<Request<RequestBody>>,
-) -> Result<Exchange<'a>, Error> {
-    let unsent = match e.take_message() {
-        Some(unsent) if r.reused => unsent,
-        _ => return Err(Error::of_exchange(e.error())),
+/// The HTTP/1.1 exchange of an encoded head and its body over `conn`, by
+/// `deadline`. A pooled connection the endpoint had closed meanwhile
+/// (nothing of a response came back, and the request can go again as it
+/// was) is replaced by a new one, once; not for an upstream that may speak
+/// HTTP/2 (the bytes are HTTP/1.1's).
+#[allow(clippy::too_many_arguments)]
+async fn send_wire<'a>(
+    pool: &'a Rc<UpstreamPool>,
+    target: &'a Target<'a>,
+    index: usize,
+    mut conn: WireConn,
+    head: wire::Head,
+    mut body: RequestBody,
+    (deadline, reused): (tokio::time::Instant, bool),
+) -> Result<Exchanged, Error> {
+    let exchange = wire::exchange(&mut conn, &head, &mut body, reused);
+    let failed = match tokio::time::timeout_at(deadline, exchange).await {
+        Err(_) => return Err(Error::ResponseTimeout),
+        Ok(Ok(answer)) => return Ok(Exchanged::Http1 { answer, conn }),
+        Ok(Err(failed)) => failed,
     };
-    let remaining = r.timeout.saturating_sub(r.sent.elapsed());
-    let (pool, target, index) = (r.pool, r.target, r.index);
-    Ok(Box::pin(async move {
-        let retry = resend(pool, target, index, Again::Plain(unsent), None);
-        tokio::time::timeout(remaining, retry)
-            .await
-            .unwrap_or(Err(Error::ResponseTimeout))
-    }))
+    if !failed.again || target.spec.may_use_http2() {
+        return Err(failed.error);
+    }
+    // The same bytes once more over a new connection, within what is left
+    // of the timeout. Rare, hence boxed.
+    drop(conn);
+    tracing::debug!(
+        upstream = %target.spec.name,
+        endpoint = %target.key(index).0,
+        "pooled connection closed by the endpoint: sending the request again on a new one"
+    );
+    let retry = Box::pin(async move {
+        let Conn::Http1(mut conn) = new_connection(pool, target, index).await? else {
+            return Err(Error::Reset);
+        };
+        match wire::exchange(&mut conn, &head, &mut body, false).await {
+            Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
+            Err(failed) => Err(failed.error),
+        }
+    });
+    match tokio::time::timeout_at(deadline, retry).await {
+        Err(_) => Err(Error::ResponseTimeout),
+        Ok(result) => result,
+    }
 }
 
 /// The pool keys of the upstream's other endpoints (whose idle connections
@@ -263,15 +244,8 @@ async fn wait_for_connection(
     let key = target.key(index);
     let deadline = tokio::time::Instant::now() + spec.connect_timeout;
     let result = loop {
-        let mut reused = None;
-        while let Some(mut sender) = pool.checkout(key) {
-            if sender.ready().await.is_ok() {
-                reused = Some(sender);
-                break;
-            }
-        }
-        if let Some(sender) = reused {
-            break Ok((Conn::Http1(sender), true));
+        if let Some(conn) = pool.checkout(key) {
+            break Ok((Conn::Http1(conn), true));
         }
         if u.connections.get() < i64::from(share) {
             break new_connection(pool, target, index)
@@ -314,10 +288,8 @@ async fn acquire_multiplexed(
             return Ok((Conn::Http2(stream), true));
         }
         if spec.protocol == Protocol::Auto {
-            while let Some(mut sender) = pool.checkout(key) {
-                if sender.ready().await.is_ok() {
-                    return Ok((Conn::Http1(sender), true));
-                }
+            if let Some(conn) = pool.checkout(key) {
+                return Ok((Conn::Http1(conn), true));
             }
         }
         let count = pool.h2_count(key);
@@ -371,19 +343,15 @@ enum Again {
     Pinned(Request<H2Body>),
 }
 
-/// Sends again, once, a request the endpoint did not process: handed back
-/// unsent by a stale pooled connection, or refused on an HTTP/2 connection
-/// (GOAWAY, REFUSED_STREAM). It goes over a new connection (HTTP/1.1), or
-/// over another HTTP/2 connection than `avoid`, opened if need be. (A request
-/// handed back by HTTP/2 whose body streams from the client cannot go over
-/// HTTP/1.1: with `auto`, when the new connection is HTTP/1.1, it fails.)
+/// Sends a request once more over a new connection (or, for an upstream
+/// that may speak HTTP/2, a stream other than on `avoid`).
 async fn resend(
     pool: &Rc<UpstreamPool>,
     target: &Target<'_>,
     index: usize,
     request: Again,
     avoid: Option<&Rc<H2Conn>>,
-) -> Result<(Response<Incoming>, Conn), Error> {
+) -> Result<Exchanged, Error> {
     let spec = target.spec;
     let conn = if spec.may_use_http2() {
         acquire_multiplexed(pool, target, index, avoid).await?.0
@@ -391,13 +359,15 @@ async fn resend(
         new_connection(pool, target, index).await?
     };
     match (conn, request) {
-        (Conn::Http1(mut sender), Again::Plain(mut request)) => {
+        (Conn::Http1(mut conn), Again::Plain(mut request)) => {
             connect::http1_target(&mut request);
-            let response = sender
-                .try_send_request(request)
-                .await
-                .map_err(|e| Error::of_exchange(e.error()))?;
-            Ok((response, Conn::Http1(sender)))
+            let (parts, mut body) = request.into_parts();
+            let head = wire::encode(&mut conn.buf, &parts, &body);
+            drop(parts);
+            match wire::exchange(&mut conn, &head, &mut body, false).await {
+                Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
+                Err(failed) => Err(failed.error),
+            }
         }
         (Conn::Http1(_), Again::Pinned(_)) => Err(Error::Reset),
         (Conn::Http2(stream), request) => {
@@ -411,7 +381,7 @@ async fn resend(
                 .send(request)
                 .await
                 .map_err(|e| Error::of_exchange(e.error()))?;
-            Ok((response, Conn::Http2(stream)))
+            Ok(Exchanged::Http2 { response, stream })
         }
     }
 }
@@ -428,7 +398,7 @@ async fn exchange_h2(
     request: Request<RequestBody>,
     again: Option<Bytes>,
     timeout: Duration,
-) -> Result<(Response<Incoming>, Conn), Error> {
+) -> Result<Exchanged, Error> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut request = request.map(Box::pin);
     connect::http2_target(&mut request, target.spec.tls.is_some());
@@ -444,7 +414,7 @@ async fn exchange_h2(
     });
     let mut failed = match tokio::time::timeout_at(deadline, stream.conn.send(request)).await {
         Err(_) => return Err(Error::ResponseTimeout),
-        Ok(Ok(response)) => return Ok((response, Conn::Http2(stream))),
+        Ok(Ok(response)) => return Ok(Exchanged::Http2 { response, stream }),
         Ok(Err(e)) => e,
     };
     let request = match (failed.take_message(), head) {
@@ -526,7 +496,7 @@ async fn open_connection(
         timeout: spec.connect_timeout,
     };
     match connect::connect(&how, open).await? {
-        Connected::Http1(sender) => Ok(Conn::Http1(sender)),
+        Connected::Http1(conn) => Ok(Conn::Http1(conn)),
         Connected::Http2(sender) => Ok(Conn::Http2(pool.h2_add(key, sender, spec.pool))),
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod health_state;
 pub(crate) mod outlier;
 pub(crate) mod pool;
 pub(crate) mod spec;
+pub(crate) mod wire;
 
 pub(crate) use error::Error;
 pub use spec::EndpointSpec;

@@ -26,13 +26,16 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use super::connect::{H2Body, H2Sender, Sender};
+use bytes::BytesMut;
+
+use super::connect::{H2Body, H2Sender};
 use super::{PoolKey, PoolSettings, UpstreamSpec};
 use crate::context::body::{Lease, Lender};
+use crate::http1::conn::{Home, WireConn, READ_BUFFER};
 use crate::metrics::{PoolCounters, PoolStats};
 
 struct Idle {
-    sender: Sender,
+    conn: WireConn,
     since: Instant,
     settings: PoolSettings,
 }
@@ -210,7 +213,9 @@ impl Room {
 
 /// A connection on loan to a response body.
 struct Lent {
-    conn: Conn,
+    /// The HTTP/2 stream lent to a response body; `None` for an HTTP/1.1
+    /// connection, which the body owns and hands back itself ([`Home`]).
+    _stream: Option<H2Stream>,
     key: PoolKey,
     settings: PoolSettings,
 }
@@ -230,6 +235,10 @@ pub(crate) struct H2Count {
 
 /// One worker's upstream connections. Always inside an `Rc`: what it lends
 /// (leases, stream slots) points back to it.
+/// Spare read buffers a worker keeps (16 KiB each): enough for the
+/// exchanges that end and start within one turn of the worker's loop.
+const MAX_SPARE_BUFFERS: usize = 64;
+
 pub(crate) struct UpstreamPool {
     /// This worker's index: its shard of the pool gauges.
     worker: usize,
@@ -239,6 +248,9 @@ pub(crate) struct UpstreamPool {
     /// HTTP/1.1 connections (and HTTP/2 stream slots) on loan to response
     /// bodies.
     lent: RefCell<LentList>,
+    /// Read buffers of connections not in an exchange, for the next one
+    /// (an idle connection holds none).
+    buffers: RefCell<Vec<BytesMut>>,
     /// Where requests wait for a connection to be freed.
     pub(crate) room: Room,
 }
@@ -253,6 +265,7 @@ impl UpstreamPool {
     ) -> Rc<Self> {
         let pool = UpstreamPool {
             worker,
+            buffers: RefCell::default(),
             entries: RefCell::new(FxHashMap::default()),
             lent: RefCell::default(),
             room: Room::default(),
@@ -305,26 +318,48 @@ impl UpstreamPool {
         });
     }
 
-    /// The most recently used idle HTTP/1.1 connection to `key` that is still
-    /// open. It counts as active once a [`PooledConn`] holds it. The caller
-    /// still waits for `ready()` (the connection task may not have seen the
-    /// end of the previous exchange).
-    pub(crate) fn checkout(&self, key: PoolKey) -> Option<Sender> {
+    /// The newest idle HTTP/1.1 connection to `key` that is still open,
+    /// with a read buffer from the pool's spares (an idle connection holds
+    /// none). Connections found closed or past their idle timeout are
+    /// dropped on the way.
+    pub(crate) fn checkout(&self, key: PoolKey) -> Option<WireConn> {
         let mut entries = self.entries.borrow_mut();
         let e = entries.get_mut(&key)?;
         let now = Instant::now();
-        while let Some(conn) = e.idle.pop() {
+        while let Some(idle) = e.idle.pop() {
             if let Some(c) = e.counters(self.worker) {
                 c.idle.dec();
             }
-            if conn.sender.is_closed()
-                || now.duration_since(conn.since) >= conn.settings.idle_timeout
+            if now.duration_since(idle.since) >= idle.settings.idle_timeout
+                || idle.conn.stream.gone_while_idle()
             {
                 continue;
             }
-            return Some(conn.sender);
+            let mut conn = idle.conn;
+            conn.buf = self.buffer();
+            return Some(conn);
         }
         None
+    }
+
+    /// A read buffer for an exchange: a spare one, or a new one.
+    pub(crate) fn buffer(&self) -> BytesMut {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_BUFFER))
+    }
+
+    /// Keeps a connection's buffer for the next exchange. The last frame
+    /// of the body that just ended may still hold part of it (on its way to
+    /// the client): its room is reclaimed when the buffer is next used
+    /// (`BytesMut::try_reclaim`), by which time that frame is usually gone.
+    fn spare(&self, mut buf: BytesMut) {
+        buf.clear();
+        let mut spares = self.buffers.borrow_mut();
+        if spares.len() < MAX_SPARE_BUFFERS {
+            spares.push(buf);
+        }
     }
 
     /// A stream slot on the open HTTP/2 connection to `key` with the fewest
@@ -437,7 +472,7 @@ impl UpstreamPool {
     /// An active HTTP/1.1 connection ended its exchange: keep it if `reuse`
     /// and the key is still configured and under its idle limit, else close
     /// it.
-    fn done(&self, key: PoolKey, sender: Sender, settings: PoolSettings, reuse: bool) {
+    fn done(&self, key: PoolKey, conn: Option<WireConn>, settings: PoolSettings) {
         let mut entries = self.entries.borrow_mut();
         let Some(e) = entries.get_mut(&key) else {
             return;
@@ -446,9 +481,16 @@ impl UpstreamPool {
         if let Some(c) = e.counters(self.worker) {
             c.active.dec();
         }
-        if reuse && e.live && !sender.is_closed() && e.idle.len() < settings.max_idle_per_endpoint {
+        let Some(mut conn) = conn else {
+            if e.unused() {
+                entries.remove(&key);
+            }
+            return;
+        };
+        if e.live && e.idle.len() < settings.max_idle_per_endpoint {
+            self.spare(std::mem::take(&mut conn.buf));
             e.idle.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
                 settings,
             });
@@ -490,7 +532,8 @@ impl UpstreamPool {
         for e in entries.values_mut() {
             let before = e.idle.len();
             e.idle.retain(|c| {
-                !c.sender.is_closed() && now.duration_since(c.since) < c.settings.idle_timeout
+                now.duration_since(c.since) < c.settings.idle_timeout
+                    && !c.conn.stream.gone_while_idle()
             });
             if let Some(c) = e.counters(worker) {
                 c.idle.add(e.idle.len() as i64 - before as i64);
@@ -511,26 +554,40 @@ impl UpstreamPool {
 /// A connection carrying one exchange: an HTTP/1.1 connection on loan, or a
 /// stream slot on a shared HTTP/2 connection.
 pub(crate) enum Conn {
-    Http1(Sender),
+    Http1(WireConn),
     Http2(H2Stream),
 }
 
 impl UpstreamPool {
-    /// Lends `conn` (to `key`, kept under `settings` afterwards) to the
-    /// response body of its exchange: the body gives it back when it ends,
-    /// reusable if it ended cleanly. An HTTP/2 stream slot is given back by
-    /// ending the stream.
-    pub(crate) fn lend(self: &Rc<Self>, conn: Conn, key: PoolKey, settings: PoolSettings) -> Lease {
-        if let Conn::Http1(_) = conn {
-            self.activate(key);
-        }
-        let lent = Lent {
-            conn,
+    /// Lends an HTTP/2 stream to a response body until the body ends.
+    pub(crate) fn lend(
+        self: &Rc<Self>,
+        stream: H2Stream,
+        key: PoolKey,
+        settings: PoolSettings,
+    ) -> Lease {
+        let id = self.loan(Lent {
+            _stream: Some(stream),
             key,
             settings,
-        };
+        });
+        Lease::new(self.clone(), id)
+    }
+
+    /// Notes an HTTP/1.1 connection to `key` as lent to a response body,
+    /// which owns it and hands it back ([`Home`]) with the returned loan id.
+    pub(crate) fn lend_wire(&self, key: PoolKey, settings: PoolSettings) -> u32 {
+        self.activate(key);
+        self.loan(Lent {
+            _stream: None,
+            key,
+            settings,
+        })
+    }
+
+    fn loan(&self, lent: Lent) -> u32 {
         let mut list = self.lent.borrow_mut();
-        let id = match list.free.pop() {
+        match list.free.pop() {
             Some(id) => {
                 list.slots[id as usize] = Some(lent);
                 id
@@ -539,40 +596,36 @@ impl UpstreamPool {
                 list.slots.push(Some(lent));
                 (list.slots.len() - 1) as u32
             }
-        };
-        drop(list);
-        Lease::new(self.clone(), id)
+        }
+    }
+
+    fn end_loan(&self, id: u32) -> Option<Lent> {
+        let mut list = self.lent.borrow_mut();
+        let lent = list.slots.get_mut(id as usize).and_then(Option::take);
+        if lent.is_some() {
+            list.free.push(id);
+        }
+        lent
     }
 }
 
 impl Lender for UpstreamPool {
-    fn give_back(&self, id: u32, reusable: bool) {
-        let lent = {
-            let mut list = self.lent.borrow_mut();
-            let lent = list.slots.get_mut(id as usize).and_then(Option::take);
-            if lent.is_some() {
-                list.free.push(id);
-            }
-            lent
-        };
-        let Some(Lent {
-            conn,
-            key,
-            settings,
-        }) = lent
-        else {
+    fn give_back(&self, id: u32, _reusable: bool) {
+        // The stream slot frees up as it drops.
+        drop(self.end_loan(id));
+    }
+}
+
+impl Home for UpstreamPool {
+    fn back(&self, id: u32, conn: Option<WireConn>) {
+        let Some(lent) = self.end_loan(id) else {
             return;
         };
-        match conn {
-            Conn::Http1(sender) => {
-                self.done(key, sender, settings, reusable);
-                // A closed connection frees its room when its task ends.
-                if reusable {
-                    self.room.freed();
-                }
-            }
-            // The stream slot frees up as it drops.
-            Conn::Http2(stream) => drop(stream),
+        let reusable = conn.is_some();
+        self.done(lent.key, conn, lent.settings);
+        // A closed connection frees its room when it drops (its count).
+        if reusable {
+            self.room.freed();
         }
     }
 }

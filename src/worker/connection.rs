@@ -634,7 +634,10 @@ mod future_size {
         let size = future(&crate::proxy::handle::<()>);
         eprintln!("request future (plain connection): {size} B");
         // 3,360 B before the request path moved into proxy/, 2,944 B since,
-        // in a debug and a release build alike.
-        assert!(size <= 2_944, "the request future grew to {size} B");
+        // 3,064 B with the HTTP/1.1 exchange of our own in it (the
+        // connection, the encoded head and the body, where hyper's client
+        // kept a sender and a response future), in a debug and a release
+        // build alike.
+        assert!(size <= 3_064, "the request future grew to {size} B");
     }
 }

@@ -29,8 +29,7 @@ use crate::proxy::attempt::{self, upstream_peer};
 use crate::proxy::error::ProxyError;
 use crate::proxy::handler::{Chain, Path};
 use crate::proxy::{handler, headers, ProxyState};
-use crate::upstream::pool::Conn;
-use crate::upstream::{connect, PoolSettings};
+use crate::upstream::connect;
 
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -242,14 +241,9 @@ async fn exchange<'a>(
         // timeout; the connection closes after it (no idle slot: never pooled).
         let (mut head, incoming) = response.into_parts();
         headers::response_head(&mut head, ctx.arena());
-        let never_pooled = PoolSettings {
-            max_idle_per_endpoint: 0,
-            ..spec.pool
-        };
-        let lease = state
-            .pool
-            .lend(Conn::Http1(sender), target.key(index), never_pooled);
-        let body = ProxyBody::upstream(incoming, lease, spec.body_idle_timeout);
+        // The sender goes: hyper's connection task ends after this body.
+        drop(sender);
+        let body = ProxyBody::upstream(incoming, None, spec.body_idle_timeout);
         return Ok(Response::from_parts(head, body));
     }
     let Some(client_side) = on_upgrade else {
