@@ -26,7 +26,8 @@
 //! - `upstream`: compiled upstreams, the per-worker pool, the one connector,
 //!   the exchange, outlier detection.
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
-//!   bodies, `Flow`, `LogInfo`, `TlsInfo`, the worker's tools.
+//!   request's `Headers`, the bodies, `Flow`, `LogInfo`, `TlsInfo`, the
+//!   worker's tools.
 //! - `metrics`: per-worker counter shards and the statistics a snapshot
 //!   counts into.
 //! - `tls`: rustls configurations for listeners and upstreams.
@@ -50,7 +51,10 @@ mod util;
 mod worker;
 
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
-pub use context::{BodyError, Flow, LogInfo, ProxyBody, RequestContext, TlsInfo, UpstreamRequest};
+pub use context::{
+    BodyError, Field, Flow, HeaderKey, Headers, LogInfo, ProxyBody, RequestContext, TlsInfo,
+    UpstreamRequest,
+};
 pub use control::{
     check, read_config, read_pid_file, request_upgrade, EndpointHealth, Gateway, GatewayBuilder,
     Inherited, ReloadError, Resolve, StartError, SystemResolver, UpgradeError, UPGRADE_FD_VAR,
