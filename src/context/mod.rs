@@ -24,11 +24,12 @@ use std::time::Instant;
 
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
-use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+use http::{HeaderValue, Method, Uri, Version};
 
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
 pub use flow::Flow;
+pub(crate) use headers::visible_str;
 pub use headers::{Field, HeaderKey, Headers};
 pub use log_info::LogInfo;
 pub(crate) use tls_info::ConnTls;
@@ -73,10 +74,11 @@ pub struct RequestContext<'a> {
 }
 
 /// The request that will be sent upstream. Its headers are the client's,
-/// moved (not cloned) out of the incoming request; middlewares edit them.
-pub struct UpstreamRequest {
+/// moved (not cloned) out of the incoming request, or views of its HTTP/1.1
+/// head with the edits beside them; middlewares edit them.
+pub struct UpstreamRequest<'a> {
     /// Headers to send upstream.
-    pub headers: HeaderMap,
+    pub headers: Headers<'a>,
 }
 
 impl<'a> RequestContext<'a> {
