@@ -13,6 +13,7 @@ use bumpalo::Bump;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::Headers;
 
 const EXACT_HOSTS: [&str; 5] = [
     "api.example.com",
@@ -112,7 +113,7 @@ struct Case {
     method: Method,
     host: Option<&'static str>,
     path: &'static str,
-    headers: HeaderMap,
+    headers: Headers<'static>,
     want: Option<usize>,
 }
 
@@ -129,7 +130,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("api.example.com"),
             path: "/v1/users/42/posts/7",
-            headers: versioned.clone(),
+            headers: versioned.clone().into(),
             want: Some(2),
         },
         Case {
@@ -137,7 +138,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("auth.example.com:443"),
             path: "/v1/sessions",
-            headers: versioned,
+            headers: versioned.into(),
             want: Some(4 * 7 + 4),
         },
         Case {
@@ -145,7 +146,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("Tenant-7.Apps.Example.NET:8443"),
             path: "/assets/css/site.css",
-            headers: browser.clone(),
+            headers: browser.clone().into(),
             want: Some(35 + 8),
         },
         Case {
@@ -153,7 +154,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("unknown.example.org"),
             path: "/some/page/that/nobody/routes",
-            headers: browser.clone(),
+            headers: browser.clone().into(),
             want: Some(49),
         },
         Case {
@@ -161,7 +162,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::DELETE,
             host: Some("www.example.com"),
             path: "/nope/not/here",
-            headers: browser,
+            headers: browser.into(),
             want: None,
         },
     ];

@@ -26,7 +26,8 @@
 //! - `upstream`: compiled upstreams, the per-worker pool, the one connector,
 //!   the exchange, outlier detection.
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
-//!   bodies, `Flow`, `LogInfo`, `TlsInfo`, the worker's tools.
+//!   request's `Headers`, the bodies, `Flow`, `LogInfo`, `TlsInfo`, the
+//!   worker's tools.
 //! - `http1`: HTTP/1.1 of our own: the message codec, the stream an upstream
 //!   connection runs over, that connection and the response body read off it.
 //! - `metrics`: per-worker counter shards and the statistics a snapshot
@@ -53,7 +54,10 @@ mod util;
 mod worker;
 
 pub use config::{ConfigError, ConfigErrors, Snapshot, DEFAULT_CONFIG};
-pub use context::{BodyError, Flow, LogInfo, ProxyBody, RequestContext, TlsInfo, UpstreamRequest};
+pub use context::{
+    BodyError, Field, Flow, HeaderKey, Headers, LogInfo, ProxyBody, RequestContext, TlsInfo,
+    UpstreamRequest,
+};
 pub use control::{
     check, read_config, read_pid_file, request_upgrade, EndpointHealth, Gateway, GatewayBuilder,
     Inherited, ReloadError, Resolve, StartError, SystemResolver, UpgradeError, UPGRADE_FD_VAR,

@@ -356,9 +356,9 @@ impl Custom for Deny {
     fn on_request<'f>(
         &'f self,
         ctx: &'f mut RequestContext<'_>,
-        req: &'f mut UpstreamRequest,
+        req: &'f mut UpstreamRequest<'_>,
     ) -> PhaseFuture<'f, Flow> {
-        let flow = if req.headers.contains_key(&self.header) {
+        let flow = if req.headers.contains(&self.header) {
             ctx.set_var("deny", "passed");
             Flow::Continue
         } else {

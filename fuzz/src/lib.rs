@@ -12,6 +12,7 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::Headers;
 
 /// `strait::check` on the bytes as a config file: it must answer `Ok` or a list
 /// of errors, never panic.
@@ -60,6 +61,7 @@ pub fn router(data: &[u8]) {
             headers.append(name, value);
         }
     }
+    let headers = Headers::from_map(headers);
     find_checked(router, &method, host.as_deref(), &path, &headers);
 }
 
@@ -109,6 +111,7 @@ pub fn route_spec(data: &[u8]) {
     assert_eq!(router.len(), 3, "a table that builds keeps every route");
     let mut headers = HeaderMap::new();
     headers.insert("x-canary", HeaderValue::from_static("1"));
+    let headers = Headers::from_map(headers);
 
     // A route must match its own path (a pattern matches itself literally) from
     // a host of its own, ahead of the two fixed routes: an exact host is the only
@@ -160,7 +163,7 @@ fn find_checked(
     method: &Method,
     host: Option<&str>,
     path: &str,
-    headers: &HeaderMap,
+    headers: &Headers<'_>,
 ) {
     let bump = Bump::new();
     let mut params = BumpVec::new_in(&bump);

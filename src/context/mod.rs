@@ -1,5 +1,6 @@
 //! What every phase sees: the per-request context, borrowed from the request
 //! itself and from the snapshot, with scratch in the request's arena; the
+//! request's headers, one interface over a map and an HTTP/1.1 head; the
 //! bodies; the phase outcome; the log record; the TLS facts of the
 //! connection; and the tools a worker lends its requests. It lives in the
 //! request's future and crosses every `.await`.
@@ -13,6 +14,7 @@
 pub(crate) mod arena;
 pub(crate) mod body;
 mod flow;
+mod headers;
 mod log_info;
 mod tls_info;
 pub(crate) mod tools;
@@ -22,11 +24,13 @@ use std::time::Instant;
 
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
-use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+use http::{HeaderValue, Method, Uri, Version};
 
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
 pub use flow::Flow;
+pub(crate) use headers::visible_str;
+pub use headers::{Field, HeaderKey, Headers};
 pub use log_info::LogInfo;
 pub(crate) use tls_info::ConnTls;
 pub use tls_info::TlsInfo;
@@ -70,10 +74,11 @@ pub struct RequestContext<'a> {
 }
 
 /// The request that will be sent upstream. Its headers are the client's,
-/// moved (not cloned) out of the incoming request; middlewares edit them.
-pub struct UpstreamRequest {
+/// moved (not cloned) out of the incoming request, or views of its HTTP/1.1
+/// head with the edits beside them; middlewares edit them.
+pub struct UpstreamRequest<'a> {
     /// Headers to send upstream.
-    pub headers: HeaderMap,
+    pub headers: Headers<'a>,
 }
 
 impl<'a> RequestContext<'a> {

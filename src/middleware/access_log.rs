@@ -29,12 +29,15 @@ pub(crate) struct AccessLog {
 impl AccessLog {
     /// Copies the fields the log needs from the client's headers before they
     /// move upstream (into the arena: no heap allocation).
-    pub(crate) fn on_request(&self, ctx: &mut RequestContext<'_>, req: &UpstreamRequest) -> Flow {
+    pub(crate) fn on_request(
+        &self,
+        ctx: &mut RequestContext<'_>,
+        req: &UpstreamRequest<'_>,
+    ) -> Flow {
         let arena = ctx.arena();
         let field = |name| {
             req.headers
-                .get(name)
-                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                .get_str(name)
                 .map(|s| &*arena.alloc_str(truncate(s, MAX_FIELD)))
         };
         ctx.log.user_agent = field(header::USER_AGENT);

@@ -21,12 +21,37 @@ pub type PhaseFuture<'f, T> = Pin<Box<dyn Future<Output = T> + 'f>>;
 /// Instances are shared by all workers (hence `Send + Sync`) and must keep any
 /// per-request state in the context (its arena and variables), not in `self`.
 /// Each phase costs one boxed future; the built-ins avoid even that.
+///
+/// The request's headers are [`Headers`](crate::Headers): the same calls
+/// whether the client spoke HTTP/2 (a map) or HTTP/1.1 (views of the bytes
+/// it sent, edits kept beside them), so a middleware is written once:
+///
+/// ```
+/// use http::{HeaderName, HeaderValue};
+/// use strait::{Custom, Flow, PhaseFuture, RequestContext, UpstreamRequest};
+///
+/// struct Tenant;
+///
+/// impl Custom for Tenant {
+///     fn on_request<'f>(
+///         &'f self,
+///         _ctx: &'f mut RequestContext<'_>,
+///         req: &'f mut UpstreamRequest<'_>,
+///     ) -> PhaseFuture<'f, Flow> {
+///         if !req.headers.contains("x-tenant") {
+///             let name = HeaderName::from_static("x-tenant");
+///             req.headers.insert(&name, &HeaderValue::from_static("public"));
+///         }
+///         Box::pin(async { Flow::Continue })
+///     }
+/// }
+/// ```
 pub trait Custom: Send + Sync + 'static {
     /// The request phase: change `req`, or return [`Flow::Respond`] to answer.
     fn on_request<'f>(
         &'f self,
         ctx: &'f mut RequestContext<'_>,
-        req: &'f mut UpstreamRequest,
+        req: &'f mut UpstreamRequest<'_>,
     ) -> PhaseFuture<'f, Flow> {
         let _ = (ctx, req);
         Box::pin(async { Flow::Continue })

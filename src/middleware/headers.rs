@@ -3,6 +3,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
+use crate::context::Headers;
+
 use crate::context::Flow;
 use crate::context::{ProxyBody, UpstreamRequest};
 
@@ -15,7 +17,21 @@ pub(crate) struct HeaderEdits {
 }
 
 impl HeaderEdits {
-    fn apply(&self, headers: &mut HeaderMap) {
+    /// On the request sent upstream.
+    fn apply(&self, headers: &mut Headers<'_>) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name, value);
+        }
+        for (name, value) in &self.append {
+            headers.append(name, value);
+        }
+    }
+
+    /// On the response head sent to the client.
+    fn apply_map(&self, headers: &mut HeaderMap) {
         for name in &self.remove {
             headers.remove(name);
         }
@@ -36,13 +52,13 @@ pub(crate) struct HeaderOps {
 }
 
 impl HeaderOps {
-    pub(crate) fn on_request(&self, req: &mut UpstreamRequest) -> Flow {
+    pub(crate) fn on_request(&self, req: &mut UpstreamRequest<'_>) -> Flow {
         self.request.apply(&mut req.headers);
         Flow::Continue
     }
 
     pub(crate) fn on_response(&self, resp: &mut Response<ProxyBody>) {
-        self.response.apply(resp.headers_mut());
+        self.response.apply_map(resp.headers_mut());
     }
 }
 
@@ -67,10 +83,14 @@ mod tests {
         h.insert("x-drop", HeaderValue::from_static("1"));
         h.insert("x-env", HeaderValue::from_static("dev"));
         h.insert("x-tag", HeaderValue::from_static("a"));
-        edits.apply(&mut h);
+        let mut request = Headers::from_map(h.clone());
+        edits.apply_map(&mut h);
         assert!(h.get("x-drop").is_none());
         assert_eq!(h["x-env"], "prod");
         let tags: Vec<_> = h.get_all("x-tag").iter().collect();
         assert_eq!(tags, ["a", "b"]);
+        // The request side, through `Headers`, makes the same edits.
+        edits.apply(&mut request);
+        assert_eq!(request.into_map(), h);
     }
 }

@@ -42,7 +42,7 @@ impl Middleware {
     pub(crate) async fn on_request(
         &self,
         ctx: &mut RequestContext<'_>,
-        req: &mut UpstreamRequest,
+        req: &mut UpstreamRequest<'_>,
     ) -> Flow {
         match self {
             Middleware::RequestId(m) => m.on_request(ctx, req),
@@ -85,7 +85,7 @@ impl Middleware {
 pub(crate) async fn run_request(
     chain: &[Middleware],
     ctx: &mut RequestContext<'_>,
-    req: &mut UpstreamRequest,
+    req: &mut UpstreamRequest<'_>,
 ) -> (Flow, usize) {
     for (i, m) in chain.iter().enumerate() {
         if let Flow::Respond(resp) = m.on_request(ctx, req).await {

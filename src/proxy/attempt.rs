@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -26,7 +26,7 @@ use super::{headers, retry, ProxyState};
 use crate::balance::set::PickView;
 use crate::config::{RetryPolicy, Route, Snapshot, SnapshotRef};
 use crate::context::body::{BytesIn, RequestBody};
-use crate::context::{ProxyBody, RequestContext};
+use crate::context::{Headers, ProxyBody, RequestContext};
 use crate::http1::conn::{Home, WireBody};
 use crate::upstream::exchange::{self, Exchanged, Target};
 use crate::upstream::outlier::{self, Observed};
@@ -39,7 +39,7 @@ pub(super) async fn forward<'a>(
     snap: &'a SnapshotRef,
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
-    headers: &mut http::HeaderMap,
+    headers: &mut Headers<'_>,
     body: &mut Option<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = target(snap, route.upstream);
@@ -108,7 +108,7 @@ async fn forward_with_retries<'a>(
     target: &Target<'a>,
     policy: &RetryPolicy,
     ctx: &mut RequestContext<'a>,
-    headers: &mut HeaderMap,
+    headers: &mut Headers<'_>,
     body: Option<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let worker = state.tools.id;
@@ -205,7 +205,7 @@ pub(super) async fn attempt<'a>(
     snap: &'a SnapshotRef,
     target: &Target<'a>,
     ctx: &mut RequestContext<'a>,
-    headers: &mut http::HeaderMap,
+    headers: &mut Headers<'_>,
     payload: Payload<'_>,
     tried: u64,
     timeout: Duration,
@@ -251,7 +251,8 @@ pub(super) async fn attempt<'a>(
     let mut request = Request::new(body);
     *request.method_mut() = ctx.method.clone();
     *request.uri_mut() = uri;
-    *request.headers_mut() = std::mem::take(headers);
+    // A map moves over as it is; an HTTP/1.1 head is built into one here.
+    *request.headers_mut() = std::mem::take(headers).into_map();
     let observes = snap.balancing[target.id].observes();
     let sent = Instant::now();
     let exchanged = exchange::send(
@@ -320,7 +321,7 @@ pub(super) fn upstream_peer(
     snap: &Snapshot,
     target: &Target<'_>,
     ctx: &mut RequestContext<'_>,
-    headers: &http::HeaderMap,
+    headers: &Headers<'_>,
     tried: u64,
 ) -> Result<usize, ProxyError> {
     let spec = target.spec;

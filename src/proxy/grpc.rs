@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Response, Version};
+use http::{header, HeaderName, HeaderValue, Response, Version};
 
 use super::error::ProxyError;
-use crate::context::ProxyBody;
+use crate::context::{Headers, ProxyBody};
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
@@ -56,13 +56,13 @@ impl Code {
 /// usable over HTTP/1.1, trailers in the body) is not: it is proxied as
 /// plain HTTP. An HTTP/1.1 request costs one comparison, an HTTP/2 one a
 /// header lookup.
-pub(crate) fn is_call(version: Version, headers: &HeaderMap) -> bool {
+pub(crate) fn is_call(version: Version, headers: &Headers<'_>) -> bool {
     if version != Version::HTTP_2 {
         return false;
     }
     headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| is_grpc_content_type(v.as_bytes()))
+        .is_some_and(is_grpc_content_type)
 }
 
 fn is_grpc_content_type(value: &[u8]) -> bool {
@@ -76,8 +76,8 @@ fn is_grpc_content_type(value: &[u8]) -> bool {
 /// went: `TE: trailers`, which gRPC servers require and which is true of the
 /// proxy (it forwards trailers). `TE` is hop-by-hop, so the client's own
 /// was removed with the rest; this is the one value HTTP/2 allows.
-pub(crate) fn prepare(headers: &mut HeaderMap) {
-    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+pub(crate) fn prepare(headers: &mut Headers<'_>) {
+    headers.insert_owned(header::TE, HeaderValue::from_static("trailers"));
 }
 
 /// The call's deadline from its `grpc-timeout` header, if it has a valid
@@ -87,8 +87,8 @@ pub(crate) fn prepare(headers: &mut HeaderMap) {
 /// forwards the header unchanged, leaving the verdict to the server (the
 /// spec names no behaviour; tonic's server ignores it too, grpc-go's answers
 /// INTERNAL).
-pub(crate) fn timeout(headers: &HeaderMap) -> Option<Duration> {
-    parse_timeout(headers.get(GRPC_TIMEOUT)?.as_bytes())
+pub(crate) fn timeout(headers: &Headers<'_>) -> Option<Duration> {
+    parse_timeout(headers.get(GRPC_TIMEOUT)?)
 }
 
 fn parse_timeout(value: &[u8]) -> Option<Duration> {
@@ -117,7 +117,7 @@ fn parse_timeout(value: &[u8]) -> Option<Duration> {
 /// route's as [`ProxyError::RouteTimeout`]; both answer DEADLINE_EXCEEDED.
 pub(crate) fn limit(
     route_timeout: Option<Duration>,
-    headers: &HeaderMap,
+    headers: &Headers<'_>,
 ) -> Option<(Duration, ProxyError)> {
     let route = route_timeout.map(|t| (t, ProxyError::RouteTimeout));
     match (timeout(headers), route) {
@@ -231,21 +231,22 @@ mod tests {
         ] {
             assert!(!is_grpc_content_type(no.as_bytes()), "{no}");
         }
-        let mut h = HeaderMap::new();
+        let mut h = Headers::default();
         h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
+            &header::CONTENT_TYPE,
+            &HeaderValue::from_static("application/grpc"),
         );
         assert!(is_call(Version::HTTP_2, &h));
         assert!(!is_call(Version::HTTP_11, &h));
-        assert!(!is_call(Version::HTTP_2, &HeaderMap::new()));
+        assert!(!is_call(Version::HTTP_2, &Headers::default()));
     }
 
     #[test]
     fn calls_go_upstream_with_te_trailers() {
-        let mut h = HeaderMap::new();
+        let mut h = Headers::default();
+        h.append(&header::TE, &HeaderValue::from_static("gzip"));
         prepare(&mut h);
-        assert_eq!(h[header::TE], "trailers");
+        assert_eq!(h.get_all(header::TE).collect::<Vec<_>>(), [b"trailers"]);
     }
 
     #[test]
@@ -283,14 +284,14 @@ mod tests {
 
     #[test]
     fn the_shorter_deadline_wins() {
-        let mut h = HeaderMap::new();
+        let mut h = Headers::default();
         assert_eq!(limit(None, &h), None);
         let route = Some(Duration::from_secs(1));
         assert_eq!(
             limit(route, &h),
             Some((Duration::from_secs(1), ProxyError::RouteTimeout))
         );
-        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("200m"));
+        h.insert(&GRPC_TIMEOUT, &HeaderValue::from_static("200m"));
         let call = Some((Duration::from_millis(200), ProxyError::GrpcDeadline));
         assert_eq!(limit(route, &h), call);
         assert_eq!(limit(None, &h), call);
@@ -299,7 +300,7 @@ mod tests {
             limit(short, &h),
             Some((Duration::from_millis(50), ProxyError::RouteTimeout))
         );
-        h.insert(GRPC_TIMEOUT, HeaderValue::from_static("soon"));
+        h.insert(&GRPC_TIMEOUT, &HeaderValue::from_static("soon"));
         assert_eq!(
             limit(route, &h),
             Some((Duration::from_secs(1), ProxyError::RouteTimeout))

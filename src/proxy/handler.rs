@@ -39,7 +39,7 @@ pub(super) trait Path {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         parts: &'a Parts,
-        upstream: &mut UpstreamRequest,
+        upstream: &mut UpstreamRequest<'_>,
         body: &mut Option<Incoming>,
         taken: Self::Taken,
     ) -> (Response<ProxyBody>, Chain<'a>);
@@ -59,7 +59,7 @@ impl Path for Plain {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         _: &'a Parts,
-        upstream: &mut UpstreamRequest,
+        upstream: &mut UpstreamRequest<'_>,
         body: &mut Option<Incoming>,
         (): (),
     ) -> impl Future<Output = (Response<ProxyBody>, Chain<'a>)> {
@@ -79,7 +79,7 @@ pub(super) async fn process<'a>(
     state: &Rc<ProxyState>,
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
-    upstream: &mut UpstreamRequest,
+    upstream: &mut UpstreamRequest<'_>,
     body: &mut Option<Incoming>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
     // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its
@@ -118,7 +118,7 @@ pub(super) async fn process<'a>(
 pub(super) fn route<'a>(
     snap: &'a Snapshot,
     ctx: &mut RequestContext<'a>,
-    upstream: &UpstreamRequest,
+    upstream: &UpstreamRequest<'_>,
 ) -> Option<usize> {
     let input = RouteInput {
         method: ctx.method,
@@ -142,7 +142,7 @@ pub(super) fn route<'a>(
 async fn request_filter(
     route: &Route,
     ctx: &mut RequestContext<'_>,
-    upstream: &mut UpstreamRequest,
+    upstream: &mut UpstreamRequest<'_>,
     grpc: bool,
 ) -> (Flow, usize) {
     headers::remove_hop_by_hop(&mut upstream.headers, ctx.arena());
@@ -158,7 +158,7 @@ async fn request_filter(
 #[inline]
 fn upstream_limit(
     route: &Route,
-    upstream: &UpstreamRequest,
+    upstream: &UpstreamRequest<'_>,
     grpc: bool,
 ) -> Option<(Duration, ProxyError)> {
     match grpc {
@@ -225,7 +225,7 @@ pub(super) async fn response_filter(
 fn unrouted(
     snap: &Snapshot,
     ctx: &mut RequestContext<'_>,
-    req: &UpstreamRequest,
+    req: &UpstreamRequest<'_>,
     grpc: bool,
 ) -> Response<ProxyBody> {
     let e = ProxyError::NoRoute;
@@ -251,7 +251,7 @@ fn unrouted(
 pub(super) fn refused<'a>(
     snap: &'a Snapshot,
     ctx: &mut RequestContext<'a>,
-    req: &UpstreamRequest,
+    req: &UpstreamRequest<'_>,
     e: ProxyError,
 ) -> Response<ProxyBody> {
     route(snap, ctx, req);

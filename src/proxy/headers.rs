@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Uri, Version};
 
 use super::error::ProxyError;
 use crate::config::ServerSettings;
-use crate::context::RequestContext;
+use crate::context::{visible_str, Headers, RequestContext};
 use crate::upstream::EndpointSpec;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -42,14 +42,15 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// an authority (absolute form, HTTP/2), a Host naming the same host and
 /// port (scheme-based normalization, RFC 9113 §8.3.1: case, default port).
 /// A CONNECT's authority-form target has no scheme and is not compared
-/// (RFC 9110 §9.3.6). Returns the Host field, if any. One map lookup, as a
-/// plain `get` would be, and a pass over the host's bytes.
-pub(crate) fn check_host<'h>(
+/// (RFC 9110 §9.3.6). Takes the Host field lines (a map's `get_all`, or
+/// [`Headers::get_all`]) and returns the one there is, if any: one map
+/// lookup, as a plain `get` would be, and a pass over the host's bytes.
+pub(crate) fn check_host<V: AsRef<[u8]>>(
     version: Version,
     uri: &Uri,
-    headers: &'h HeaderMap,
-) -> Result<Option<&'h HeaderValue>, ProxyError> {
-    let mut lines = headers.get_all(header::HOST).into_iter();
+    hosts: impl IntoIterator<Item = V>,
+) -> Result<Option<V>, ProxyError> {
+    let mut lines = hosts.into_iter();
     let host = lines.next();
     if lines.next().is_some() {
         return Err(ProxyError::RepeatedHost);
@@ -71,7 +72,7 @@ pub(crate) fn check_host<'h>(
             false => Ok(None),
         };
     };
-    let Some(parts) = split_host(value.as_bytes()) else {
+    let Some(parts) = split_host(value.as_ref()) else {
         return Err(ProxyError::InvalidHost);
     };
     if let (Some(authority), Some(scheme)) = (authority, uri.scheme()) {
@@ -158,8 +159,19 @@ fn same_authority(scheme: &Scheme, authority: &Authority, host: (&[u8], Option<&
         && explicit(target.1, default) == explicit(host.1, default)
 }
 
-/// Removes hop-by-hop headers, including every field named by `Connection`.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
+/// Removes the request's hop-by-hop headers, including every field named by
+/// `Connection`: in place in a map, as for a response head
+/// ([`remove_hop_by_hop_map`]); on an HTTP/1.1 head, as removal marks.
+pub(crate) fn remove_hop_by_hop(headers: &mut Headers<'_>, arena: &Bump) {
+    match headers.as_map_mut() {
+        Some(map) => remove_hop_by_hop_map(map, arena),
+        None => remove_hop_by_hop_fields(headers, arena),
+    }
+}
+
+/// Removes hop-by-hop headers from a map, including every field named by
+/// `Connection`.
+pub(crate) fn remove_hop_by_hop_map(headers: &mut HeaderMap, arena: &Bump) {
     // Most messages carry none of them, or only `Connection`: one pass over the
     // names (cheap comparisons) instead of a hashed removal per listed name.
     let mut present = 0u8;
@@ -178,11 +190,8 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
         listed.extend(values);
         for value in &listed {
             let Ok(text) = value.to_str() else { continue };
-            for name in text.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    headers.remove(name);
-                }
+            for name in connection_names(text) {
+                headers.remove(name);
             }
         }
     }
@@ -193,23 +202,78 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, arena: &Bump) {
     }
 }
 
-/// The hop-by-hop removal for a message that switches protocols (an
-/// `Upgrade` request the route allows, or the 101 that answers it): every
-/// hop-by-hop field goes as for any message, then `Connection: upgrade` and
-/// `Upgrade: upgrade` are set, since the next hop must see the switch too.
+/// The same removal through [`Headers`] (an HTTP/1.1 head): one pass over
+/// the names, then the named fields copied into the arena, since the
+/// removals need the headers.
+fn remove_hop_by_hop_fields(headers: &mut Headers<'_>, arena: &Bump) {
+    let mut present = 0u8;
+    for (name, _) in headers.iter() {
+        if let Some(i) = HOP_BY_HOP
+            .iter()
+            .position(|h| name.eq_ignore_ascii_case(h.as_str()))
+        {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        let mut listed: BumpVec<'_, &str> = BumpVec::new_in(arena);
+        for value in headers.get_all(header::CONNECTION) {
+            let Some(text) = visible_str(value) else {
+                continue;
+            };
+            listed.extend(connection_names(text).map(|name| &*arena.alloc_str(name)));
+        }
+        headers.remove(header::CONNECTION);
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate().skip(1) {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The field names a `Connection` value lists.
+fn connection_names(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+}
+
+/// The hop-by-hop removal for a request that switches protocols (an
+/// `Upgrade` the route allows): every hop-by-hop field goes as for any
+/// request, then `Connection: upgrade` and `Upgrade: upgrade` are set, since
+/// the next hop must see the switch too.
 pub(crate) fn remove_hop_by_hop_for_upgrade(
-    headers: &mut HeaderMap,
+    headers: &mut Headers<'_>,
     arena: &Bump,
     upgrade: HeaderValue,
 ) {
     remove_hop_by_hop(headers, arena);
+    headers.insert_owned(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert_owned(header::UPGRADE, upgrade);
+}
+
+/// The same for the `101` that answers it (a response head: a map).
+pub(crate) fn remove_hop_by_hop_for_upgrade_map(
+    headers: &mut HeaderMap,
+    arena: &Bump,
+    upgrade: HeaderValue,
+) {
+    remove_hop_by_hop_map(headers, arena);
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, upgrade);
 }
 
 /// Readies the client's headers for the upstream.
 pub(crate) fn prepare_headers(
-    headers: &mut HeaderMap,
+    headers: &mut Headers<'_>,
     ctx: &RequestContext<'_>,
     server: &ServerSettings,
     endpoint: &EndpointSpec,
@@ -223,10 +287,10 @@ pub(crate) fn prepare_headers(
     // (HTTP/1.0 may not) leaves nothing to preserve: the upstream gets the
     // endpoint's authority, as nginx sends `$proxy_host`.
     let mut unnamed = false;
-    if ctx.uri.authority().is_some() || !headers.contains_key(header::HOST) {
+    if ctx.uri.authority().is_some() || !headers.contains(header::HOST) {
         match ctx.host {
             Some(host) => {
-                headers.insert(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
+                headers.insert_owned(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
             }
             None => unnamed = true,
         }
@@ -235,7 +299,7 @@ pub(crate) fn prepare_headers(
         add_forwarded(headers, ctx, server);
     }
     if !server.preserve_host || unnamed {
-        headers.insert(header::HOST, endpoint.host_value.clone());
+        headers.insert(&header::HOST, &endpoint.host_value);
     }
 }
 
@@ -247,14 +311,14 @@ pub(crate) fn prepare_headers(
 /// `HTTP/1.0` and close its connection. (hyper still answers an HTTP/1.0
 /// client in HTTP/1.0; an HTTP/2 client's version is its connection's.)
 pub(crate) fn response_head(head: &mut http::response::Parts, arena: &Bump) {
-    remove_hop_by_hop(&mut head.headers, arena);
+    remove_hop_by_hop_map(&mut head.headers, arena);
     head.version = Version::HTTP_11;
 }
 
 /// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
 /// kept (and the peer appended to X-Forwarded-For); from anyone else they are
 /// replaced, so a client cannot forge them.
-fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext<'_>, server: &ServerSettings) {
+fn add_forwarded(headers: &mut Headers<'_>, ctx: &RequestContext<'_>, server: &ServerSettings) {
     let slab = &ctx.tools.slab;
     let peer = ctx.client_addr.ip();
     let trusted = server.trusted_proxies.iter().any(|net| net.contains(&peer));
@@ -262,11 +326,11 @@ fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext<'_>, server: &Ser
     let ip_len = format_ip(peer, &mut ip);
     let ip = &ip[..ip_len];
 
-    let xff = if trusted && headers.contains_key(&X_FORWARDED_FOR) {
+    let xff = if trusted && headers.contains(&X_FORWARDED_FOR) {
         // Several field lines are one comma-separated list (RFC 9110 §5.3).
         let mut parts: BumpVec<'_, &[u8]> = BumpVec::new_in(ctx.arena());
         for prior in headers.get_all(&X_FORWARDED_FOR) {
-            parts.extend_from_slice(&[prior.as_bytes(), b", "]);
+            parts.extend_from_slice(&[prior, b", "]);
         }
         parts.push(ip);
         slab.value(&parts)
@@ -274,25 +338,23 @@ fn add_forwarded(headers: &mut HeaderMap, ctx: &RequestContext<'_>, server: &Ser
         slab.value(&[ip])
     };
     // `insert` also drops any extra X-Forwarded-For lines a client sent.
-    headers.insert(X_FORWARDED_FOR, xff);
-    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    headers.insert_owned(X_FORWARDED_FOR, xff);
+    if !(trusted && headers.contains(&X_FORWARDED_PROTO)) {
         let proto = if ctx.tls.is_some() { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        headers.insert_owned(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match headers.get(header::HOST) {
-            Some(host) => {
-                let host = host.clone();
-                headers.insert(X_FORWARDED_HOST, host);
+    if !(trusted && headers.contains(&X_FORWARDED_HOST)) {
+        let host = match headers.as_map() {
+            // A counted handle to the same bytes: no copy.
+            Some(map) => map.get(header::HOST).cloned(),
+            None => headers.get(header::HOST).map(|host| slab.value(&[host])),
+        };
+        let host = host.or_else(|| ctx.host.map(|host| slab.value(&[host.as_bytes()])));
+        match host {
+            Some(host) => headers.insert_owned(X_FORWARDED_HOST, host),
+            None => {
+                headers.remove(X_FORWARDED_HOST);
             }
-            None => match ctx.host {
-                Some(host) => {
-                    headers.insert(X_FORWARDED_HOST, slab.value(&[host.as_bytes()]));
-                }
-                None => {
-                    headers.remove(X_FORWARDED_HOST);
-                }
-            },
         }
     }
 }
@@ -400,15 +462,33 @@ mod tests {
         }
     }
 
+    /// The same fields as a map and as an HTTP/1.1 head's (names as given).
+    fn as_both<'a>(fields: &[(&'a str, &'a str)], arena: &'a Bump) -> [Headers<'a>; 2] {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            map.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        let received = arena.alloc_slice_fill_iter(fields.iter().map(|&(name, value)| {
+            let value = value.as_bytes();
+            crate::context::Field { name, value }
+        }));
+        [Headers::from_map(map), Headers::wire(received, arena)]
+    }
+
     #[test]
     fn the_host_is_checked_against_the_version_and_the_target() {
         let check = |version, uri: &str, hosts: &[&str]| {
-            let mut h = HeaderMap::new();
-            for host in hosts {
-                h.append(header::HOST, HeaderValue::from_str(host).unwrap());
-            }
+            let arena = Bump::new();
+            let fields: Vec<(&str, &str)> = hosts.iter().map(|&h| ("Host", h)).collect();
             let uri: Uri = uri.parse().unwrap();
-            check_host(version, &uri, &h).map(|v| v.map(|v| v.to_str().unwrap().to_string()))
+            let [map, wire] = as_both(&fields, &arena);
+            let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8(v.to_vec()).unwrap());
+            let from_map = check_host(version, &uri, map.as_map().unwrap().get_all(header::HOST));
+            let from_map = from_map.map(|v| text(v.map(HeaderValue::as_bytes)));
+            let from_wire = check_host(version, &uri, wire.get_all(header::HOST)).map(text);
+            assert_eq!(from_map, from_wire, "{uri} {hosts:?}");
+            from_map
         };
         use ProxyError::*;
         use Version as V;
@@ -437,46 +517,64 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_connection_listed_fields_go() {
+        let fields = [
+            ("Connection", "keep-alive, X-Secret , x-other"),
+            ("connection", "x-third"),
+            ("X-Secret", "1"),
+            ("x-other", "1"),
+            ("x-third", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("X-Kept", "1"),
+        ];
         let arena = Bump::new();
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret , x-other"),
-        );
-        h.append(header::CONNECTION, HeaderValue::from_static("x-third"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("x-other", HeaderValue::from_static("1"));
-        h.insert("x-third", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        remove_hop_by_hop(&mut h, &arena);
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert!(h.contains_key("x-kept"));
+        let [mut map, mut wire] = as_both(&fields, &arena);
+        remove_hop_by_hop(&mut map, &arena);
+        remove_hop_by_hop(&mut wire, &arena);
+        assert_eq!(map.iter().collect::<Vec<_>>(), [("x-kept", &b"1"[..])]);
+        // An HTTP/1.1 head keeps the client's spelling of what is left.
+        assert_eq!(wire.iter().collect::<Vec<_>>(), [("X-Kept", &b"1"[..])]);
+    }
+
+    #[test]
+    fn a_head_without_hop_by_hop_fields_is_left_alone() {
+        let fields = [("Host", "a"), ("X-Connection", "x-a"), ("x-a", "1")];
+        let arena = Bump::new();
+        for mut h in as_both(&fields, &arena) {
+            remove_hop_by_hop(&mut h, &arena);
+            assert_eq!(h.len(), 3, "{h:?}");
+        }
     }
 
     #[test]
     fn an_upgrade_keeps_upgrade_and_connection_upgrade_only() {
+        let fields = [
+            ("Connection", "Upgrade, x-secret"),
+            ("x-secret", "1"),
+            ("Upgrade", "websocket, h2c"),
+            ("keep-alive", "timeout=5"),
+            ("Sec-WebSocket-Key", "k"),
+        ];
         let arena = Bump::new();
+        for mut h in as_both(&fields, &arena) {
+            let websocket = HeaderValue::from_static("websocket");
+            remove_hop_by_hop_for_upgrade(&mut h, &arena, websocket);
+            let h = h.into_map();
+            assert_eq!(h.len(), 3, "{h:?}");
+            assert_eq!(h[header::CONNECTION], "upgrade");
+            assert_eq!(h[header::UPGRADE], "websocket");
+            assert!(h.contains_key("sec-websocket-key"));
+        }
+        // The 101 that answers it, a response head.
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("Upgrade, x-secret"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket, h2c"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("sec-websocket-key", HeaderValue::from_static("k"));
-        remove_hop_by_hop_for_upgrade(&mut h, &arena, HeaderValue::from_static("websocket"));
-        assert_eq!(h.len(), 3, "{h:?}");
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade, x-a"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        remove_hop_by_hop_for_upgrade_map(&mut h, &arena, HeaderValue::from_static("websocket"));
+        assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h[header::CONNECTION], "upgrade");
-        assert_eq!(h[header::UPGRADE], "websocket");
-        assert!(h.contains_key("sec-websocket-key"));
     }
 }

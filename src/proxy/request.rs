@@ -23,7 +23,7 @@ use super::handler::{refused, response_filter, Path};
 use super::{headers, ProxyState};
 use crate::config::SnapshotRef;
 use crate::context::body::Tracked;
-use crate::context::{ConnTls, ProxyBody, RequestContext, UpstreamRequest};
+use crate::context::{ConnTls, Headers, ProxyBody, RequestContext, UpstreamRequest};
 use crate::metrics::RequestOutcome;
 
 /// What the worker hands the proxy with each request: its per-worker state,
@@ -57,17 +57,19 @@ pub(super) fn serve<P: Path, T: ConnTls>(
 ) -> Served<impl Future<Output = Response<ProxyBody>>> {
     let (mut parts, body) = req.into_parts();
     let taken = P::take(&mut parts);
-    let upstream = UpstreamRequest {
-        headers: std::mem::take(&mut parts.headers),
-    };
-    let (host, refused) = match headers::check_host(parts.version, &parts.uri, &upstream.headers) {
+    let map = std::mem::take(&mut parts.headers);
+    let hosts = map.get_all(header::HOST);
+    let (host, refused) = match headers::check_host(parts.version, &parts.uri, hosts) {
         Ok(host) => (host, None),
         // Refused, but still routed by the host it named, to count it.
-        Err(e) => (upstream.headers.get(header::HOST), Some(e)),
+        Err(e) => (map.get(header::HOST), Some(e)),
     };
     let host_header = match parts.uri.authority() {
         Some(_) => None,
         None => host.cloned(),
+    };
+    let upstream = UpstreamRequest {
+        headers: Headers::from_map(map),
     };
     let head = Head {
         parts,
@@ -108,11 +110,12 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Served<F> {
     }
 }
 
-/// The request head as the prologue split it.
+/// The request head as the prologue split it (hyper's: the headers are a
+/// map, owned).
 struct Head {
     parts: Parts,
     host_header: Option<HeaderValue>,
-    upstream: UpstreamRequest,
+    upstream: UpstreamRequest<'static>,
     body: Option<Incoming>,
 }
 

@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response};
+use http::{Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use crate::config::RetryPolicy;
+use crate::context::Headers;
 use crate::metrics::UpstreamCounters;
 use crate::upstream::RetryBudget;
 
@@ -39,14 +40,13 @@ impl RetryPolicy {
 
     /// Whether the body can be kept for replay (known in full, within the
     /// limit) judging by the headers and the body's own end-of-stream flag.
-    pub(crate) fn replayable(&self, headers: &HeaderMap, body: &Incoming) -> bool {
+    pub(crate) fn replayable(&self, headers: &Headers<'_>, body: &Incoming) -> bool {
         use http_body::Body;
         if body.is_end_stream() {
             return true;
         }
         headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+            .get_str(http::header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n <= self.replay_limit)
     }

@@ -27,8 +27,9 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use bumpalo::collections::Vec as BumpVec;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 
+use crate::context::Headers;
 use host::{HostMatcher, MAX_HOST_LEN};
 use pattern::PathMatcher;
 
@@ -83,7 +84,7 @@ pub struct RouteInput<'p, 'h> {
     /// The raw path without the query.
     pub path: &'p str,
     /// The request headers (for header conditions).
-    pub headers: &'h HeaderMap,
+    pub headers: &'h Headers<'h>,
 }
 
 /// The compiled, immutable route table.
@@ -118,9 +119,9 @@ impl Route {
     fn matches_method_and_headers(&self, input: &RouteInput<'_, '_>) -> bool {
         (self.methods.is_empty() || self.methods.contains(input.method))
             && self.headers.iter().all(|cond| match cond {
-                HeaderCond::Present(name) => input.headers.contains_key(name),
+                HeaderCond::Present(name) => input.headers.contains(name),
                 HeaderCond::Equals(name, value) => {
-                    input.headers.get_all(name).iter().any(|v| v == value)
+                    input.headers.get_all(name).any(|v| v == value.as_bytes())
                 }
             })
     }

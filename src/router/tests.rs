@@ -32,7 +32,8 @@ struct Req {
     method: Method,
     host: Option<&'static str>,
     path: &'static str,
-    headers: HeaderMap,
+    /// As sent: routed once from a map and once from an HTTP/1.1 head.
+    headers: Vec<(&'static str, &'static str)>,
 }
 
 fn req(host: Option<&'static str>, path: &'static str) -> Req {
@@ -40,7 +41,7 @@ fn req(host: Option<&'static str>, path: &'static str) -> Req {
         method: Method::GET,
         host,
         path,
-        headers: HeaderMap::new(),
+        headers: Vec::new(),
     }
 }
 
@@ -51,27 +52,43 @@ impl Req {
     }
 
     fn header(mut self, name: &'static str, value: &'static str) -> Req {
-        self.headers.append(name, HeaderValue::from_static(value));
+        self.headers.push((name, value));
         self
     }
 }
 
-/// Route id and captures, owned so the arena can be dropped.
+/// Route id and captures, owned so the arena can be dropped; the same
+/// whether the headers are a map or an HTTP/1.1 head's fields.
 fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>) {
     let bump = Bump::new();
-    let mut params = BumpVec::new_in(&bump);
-    let input = RouteInput {
-        method: &r.method,
-        host: r.host,
-        path: r.path,
-        headers: &r.headers,
-    };
-    let id = router.find(&input, &mut params);
-    let caps = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    (id, caps)
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &r.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        map.append(name, HeaderValue::from_static(value));
+    }
+    let map = Headers::from_map(map);
+    let fields = bump.alloc_slice_fill_iter(r.headers.iter().map(|&(name, value)| {
+        let value = value.as_bytes();
+        crate::context::Field { name, value }
+    }));
+    let wire = Headers::wire(fields, &bump);
+    let mut found = [&map, &wire].map(|headers| {
+        let mut params = BumpVec::new_in(&bump);
+        let input = RouteInput {
+            method: &r.method,
+            host: r.host,
+            path: r.path,
+            headers,
+        };
+        let id = router.find(&input, &mut params);
+        let caps: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (id, caps)
+    });
+    assert_eq!(found[0], found[1], "a map and an HTTP/1.1 head route alike");
+    std::mem::take(&mut found[0])
 }
 
 fn find(router: &Router, r: Req) -> Option<usize> {
@@ -175,7 +192,7 @@ fn params_are_cleared_after_failed_candidates_and_on_miss() {
     assert_eq!((id, caps), (Some(1), vec![]));
 
     let router = build(vec![route(None, pattern("/users/{id}/posts"))]);
-    let (method, headers) = (Method::GET, HeaderMap::new());
+    let (method, headers) = (Method::GET, Headers::default());
     let bump = Bump::new();
     let mut params = BumpVec::new_in(&bump);
     params.push(("stale", "value"));

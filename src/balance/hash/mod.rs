@@ -24,9 +24,10 @@
 
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, HeaderName};
+use http::{header, HeaderName};
 
 use super::random::mix64;
+use crate::context::Headers;
 use crate::upstream::EndpointSpec;
 
 /// Virtual nodes per unit of weight on a ring, by default.
@@ -109,9 +110,9 @@ impl HashKey {
     /// such header or cookie, or an empty value). Reads the borrowed request
     /// data in place: no copy, no allocation.
     #[inline]
-    pub(crate) fn hash(&self, path: &str, client: IpAddr, headers: &HeaderMap) -> Option<u64> {
+    pub(crate) fn hash(&self, path: &str, client: IpAddr, headers: &Headers<'_>) -> Option<u64> {
         let bytes = match self {
-            HashKey::Header(name) => headers.get(name)?.as_bytes(),
+            HashKey::Header(name) => headers.get(name)?,
             HashKey::Cookie(name) => cookie(headers, name)?,
             HashKey::ClientIp => {
                 return Some(match client {
@@ -131,9 +132,9 @@ impl HashKey {
 /// The value of cookie `name` in the request's `Cookie` headers
 /// (`a=1; b=2`, RFC 6265 §4.2.1; several `Cookie` fields, as HTTP/2 sends
 /// them, are all searched), borrowed from the header value.
-pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+pub(super) fn cookie<'h>(headers: &'h Headers<'_>, name: &str) -> Option<&'h [u8]> {
     for value in headers.get_all(header::COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
+        for pair in value.split(|&b| b == b';') {
             let pair = pair.trim_ascii_start();
             if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
                 if let Some(v) = rest.strip_prefix(b"=") {

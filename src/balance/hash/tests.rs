@@ -190,7 +190,7 @@ fn unhealthy_endpoints_are_skipped_stably_and_all_down_is_none() {
 
 #[test]
 fn cookie_and_key_extraction() {
-    let mut h = HeaderMap::new();
+    let mut h = http::HeaderMap::new();
     h.append(
         header::COOKIE,
         "a=1; session=abc ; sessionx=no".parse().unwrap(),
@@ -198,6 +198,7 @@ fn cookie_and_key_extraction() {
     h.append(header::COOKIE, "z=\"quoted\"".parse().unwrap());
     h.insert("x-user", "alice".parse().unwrap());
     h.insert("x-empty", "".parse().unwrap());
+    let h = crate::context::Headers::from_map(h);
     assert_eq!(cookie(&h, "session"), Some(&b"abc"[..]));
     assert_eq!(cookie(&h, "z"), Some(&b"quoted"[..]));
     assert_eq!(cookie(&h, "sess"), None);

@@ -29,7 +29,8 @@ pub(super) async fn connect(r: Received, mut req: Request<Incoming>) -> Response
     } = r;
     // An HTTP/1.1 CONNECT needs its one Host like any request (RFC 9112
     // §3.2); it need not repeat the target (RFC 9110 §9.3.6).
-    let host = headers::check_host(req.version(), req.uri(), req.headers());
+    let hosts = req.headers().get_all(http::header::HOST);
+    let host = headers::check_host(req.version(), req.uri(), hosts);
     let mut response = match (&snapshot.connect, host) {
         (_, Err(e)) => {
             tracing::debug!(target = %req.uri(), cause = e.cause(), "CONNECT refused");

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use super::{answer, run, Kind};
 use crate::config::{Route, SnapshotRef};
 use crate::context::body::RequestBody;
-use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
+use crate::context::{visible_str, Flow, Headers, ProxyBody, RequestContext, UpstreamRequest};
 use crate::metrics::status_class;
 use crate::middleware;
 use crate::proxy::attempt::{self, upstream_peer};
@@ -48,7 +48,7 @@ enum Offer {
 impl Offer {
     /// The offer of a request on `route`, or `None` if it is not one the
     /// route takes (then `Upgrade` is stripped and the request proxied).
-    fn of(parts: &http::request::Parts, headers: &HeaderMap, route: &Route) -> Option<Offer> {
+    fn of(parts: &http::request::Parts, headers: &Headers<'_>, route: &Route) -> Option<Offer> {
         if let Some(protocol) = parts.extensions.get::<hyper::ext::Protocol>() {
             let websocket = parts.method == Method::CONNECT
                 && protocol.as_str().eq_ignore_ascii_case("websocket")
@@ -60,7 +60,9 @@ impl Offer {
         }
         let mut kept: Vec<&str> = Vec::new();
         for value in headers.get_all(header::UPGRADE) {
-            let Ok(text) = value.to_str() else { continue };
+            let Some(text) = visible_str(value) else {
+                continue;
+            };
             kept.extend(
                 text.split(',')
                     .map(str::trim)
@@ -86,10 +88,9 @@ fn allows(allowed: &[Box<str>], protocol: &str) -> bool {
 }
 
 /// Whether a comma-separated header lists `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|t| t.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
+fn has_token(headers: &Headers<'_>, name: HeaderName, token: &str) -> bool {
+    headers.get_all(name).any(|v| {
+        visible_str(v).is_some_and(|t| t.split(',').any(|p| p.trim().eq_ignore_ascii_case(token)))
     })
 }
 
@@ -111,7 +112,7 @@ impl Path for Upgrade {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         parts: &'a http::request::Parts,
-        upstream: &mut UpstreamRequest,
+        upstream: &mut UpstreamRequest<'_>,
         body: &mut Option<Incoming>,
         on_upgrade: Option<OnUpgrade>,
     ) -> impl std::future::Future<Output = (Response<ProxyBody>, Chain<'a>)> {
@@ -125,7 +126,7 @@ async fn switch<'a>(
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     parts: &http::request::Parts,
-    upstream: &mut UpstreamRequest,
+    upstream: &mut UpstreamRequest<'_>,
     body: &mut Option<Incoming>,
     on_upgrade: Option<OnUpgrade>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
@@ -179,7 +180,7 @@ async fn exchange<'a>(
     snap: &'a SnapshotRef,
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
-    headers: &mut HeaderMap,
+    headers: &mut Headers<'_>,
     body: &mut Option<Incoming>,
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
@@ -194,10 +195,10 @@ async fn exchange<'a>(
     let uri = headers::upstream_uri(ctx)?;
     if bridge {
         // RFC 8441 §5: the HTTP/1.1 side needs the key HTTP/2 does without.
-        headers.insert(SEC_WEBSOCKET_KEY, websocket_key(state.tools.id));
-        headers
-            .entry(SEC_WEBSOCKET_VERSION)
-            .or_insert(HeaderValue::from_static("13"));
+        headers.insert_owned(SEC_WEBSOCKET_KEY, websocket_key(state.tools.id));
+        if !headers.contains(&SEC_WEBSOCKET_VERSION) {
+            headers.append_owned(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
     }
 
     let started = Instant::now();
@@ -225,7 +226,8 @@ async fn exchange<'a>(
         ctx.method.clone()
     };
     *request.uri_mut() = uri;
-    *request.headers_mut() = std::mem::take(headers);
+    // A map moves over as it is; an HTTP/1.1 head is built into one here.
+    *request.headers_mut() = std::mem::take(headers).into_map();
     let sent = Instant::now();
     let timeout = spec.response_header_timeout;
     let mut response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
@@ -255,7 +257,7 @@ async fn exchange<'a>(
     if bridge {
         // The HTTP/2 client is told 200 (RFC 8441 §5), without the fields
         // of the HTTP/1.1 handshake.
-        headers::remove_hop_by_hop(&mut head.headers, ctx.arena());
+        headers::remove_hop_by_hop_map(&mut head.headers, ctx.arena());
         head.headers.remove(SEC_WEBSOCKET_ACCEPT);
         head.status = StatusCode::OK;
         head.version = Version::HTTP_2;
@@ -265,7 +267,7 @@ async fn exchange<'a>(
             .get(header::UPGRADE)
             .cloned()
             .unwrap_or(HeaderValue::from_static("websocket"));
-        headers::remove_hop_by_hop_for_upgrade(&mut head.headers, ctx.arena(), protocol);
+        headers::remove_hop_by_hop_for_upgrade_map(&mut head.headers, ctx.arena(), protocol);
     }
     head.headers.remove(header::CONTENT_LENGTH);
     let upstream = async move {
