@@ -22,6 +22,9 @@ pub(crate) struct ResponseHead {
     /// buffer, so the caller can take them as slices of the frozen head.
     pub(crate) fields: [(u32, u32, u32, u32); MAX_FIELDS],
     pub(crate) count: usize,
+    /// The reason phrase's place in the buffer, when it is not the
+    /// canonical one for the status.
+    pub(crate) reason: Option<(u32, u32)>,
 }
 
 /// The most fields a response head may have.
@@ -41,10 +44,25 @@ pub(crate) fn parse_response(
         Err(_) => return Err("malformed response head"),
     };
     let status = response.code.ok_or("no status")?;
+    // Every line ends in CRLF (httparse also takes a bare LF).
+    if buf[..head_len]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+    {
+        return Err("bare LF in the response head");
+    }
     let http10 = response.version == Some(0);
     let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let reason = response.reason.filter(|r| {
+        http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            != Some(*r)
+    });
+    let reason = reason.map(|r| (offset(r.as_bytes()), offset(r.as_bytes()) + r.len() as u32));
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut te = false;
@@ -110,6 +128,7 @@ pub(crate) fn parse_response(
         keep_alive,
         fields,
         count: response.headers.len(),
+        reason,
     }))
 }
 

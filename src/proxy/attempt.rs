@@ -93,6 +93,7 @@ pub(super) fn target(snap: &Snapshot, id: usize) -> Target<'_> {
         id,
         stats: snap.stats.upstreams.get(id),
         workers: snap.server.workers,
+        max_head: snap.server.max_header_bytes,
     }
 }
 

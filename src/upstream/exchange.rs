@@ -39,6 +39,8 @@ pub(crate) struct Target<'a> {
     pub(crate) stats: Option<&'a Arc<UpstreamStats>>,
     /// Workers the upstream's limits are shared out over.
     pub(crate) workers: usize,
+    /// The most bytes a response head may take (`server.max_header_bytes`).
+    pub(crate) max_head: usize,
 }
 
 impl Target<'_> {
@@ -179,7 +181,7 @@ async fn send_wire<'a>(
     mut body: RequestBody,
     (deadline, reused): (tokio::time::Instant, bool),
 ) -> Result<Exchanged, Error> {
-    let exchange = wire::exchange(&mut conn, &head, &mut body, reused);
+    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target.max_head);
     let failed = match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => return Err(Error::ResponseTimeout),
         Ok(Ok(answer)) => return Ok(Exchanged::Http1 { answer, conn }),
@@ -200,7 +202,7 @@ async fn send_wire<'a>(
         let Conn::Http1(mut conn) = new_connection(pool, target, index).await? else {
             return Err(Error::Reset);
         };
-        match wire::exchange(&mut conn, &head, &mut body, false).await {
+        match wire::exchange(&mut conn, &head, &mut body, false, target.max_head).await {
             Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
             Err(failed) => Err(failed.error),
         }
@@ -364,7 +366,7 @@ async fn resend(
             let (parts, mut body) = request.into_parts();
             let head = wire::encode(&mut conn.buf, &parts, &body);
             drop(parts);
-            match wire::exchange(&mut conn, &head, &mut body, false).await {
+            match wire::exchange(&mut conn, &head, &mut body, false, target.max_head).await {
                 Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
                 Err(failed) => Err(failed.error),
             }

@@ -21,9 +21,6 @@ use crate::context::body::RequestBody;
 use crate::http1::conn::WireConn;
 use crate::http1::interim::{parse_response, Framing};
 
-/// The most a response head may take (as `server.max_header_bytes` for a
-/// request head, 64 KiB).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// The most fields a response head may have.
 const MAX_RESPONSE_FIELDS: usize = 128;
 
@@ -105,14 +102,17 @@ pub(crate) fn encode(buf: &mut BytesMut, parts: &http::request::Parts, body: &Re
     }
 }
 
-/// Sends `head` and then `body` over `conn` and reads the response head.
-/// `reused`: the connection came from the pool (a failure before any
-/// response byte is then likely the endpoint having closed it while idle).
+/// Sends `head` and then `body` over `conn` and reads the response head,
+/// of at most `max_head` bytes (`server.max_header_bytes`, as for request
+/// heads; nginx's `proxy_buffer_size` is the same bound). `reused`: the
+/// connection came from the pool (a failure before any response byte is
+/// then likely the endpoint having closed it while idle).
 pub(crate) async fn exchange(
     conn: &mut WireConn,
     head: &Head,
     body: &mut RequestBody,
     reused: bool,
+    max_head: usize,
 ) -> Result<Answer, Failed> {
     conn.buf.clear();
     let mut sending = Sending {
@@ -127,7 +127,8 @@ pub(crate) async fn exchange(
         suffix: &[],
     };
     let head_request = head.head_request;
-    let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, head_request)).await;
+    let limits = (head_request, max_head);
+    let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, limits)).await;
     result.map_err(|(error, answered)| Failed {
         error,
         again: reused && !answered && (!sending.touched || head.idempotent && !head.has_body),
@@ -162,7 +163,7 @@ fn exchange_poll(
     conn: &mut WireConn,
     s: &mut Sending,
     body: &mut RequestBody,
-    head_request: bool,
+    (head_request, max_head): (bool, usize),
 ) -> Poll<Result<Answer, (Error, bool)>> {
     // The head goes first, whole.
     while !s.head.is_empty() {
@@ -224,6 +225,13 @@ fn exchange_poll(
                     };
                     map.append(name, value);
                 }
+                if let Some((r0, r1)) = head.reason {
+                    // Kept as the upstream wrote it (hyper writes it back).
+                    let reason = bytes.slice(r0 as usize..r1 as usize);
+                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                        response.extensions_mut().insert(reason);
+                    }
+                }
                 let (parts, ()) = response.into_parts();
                 return Poll::Ready(Ok(Answer {
                     head: parts,
@@ -236,7 +244,7 @@ fn exchange_poll(
                 }));
             }
             Ok(None) => {
-                if conn.buf.len() > MAX_RESPONSE_HEAD {
+                if conn.buf.len() > max_head {
                     return Poll::Ready(Err((Error::BadResponse, true)));
                 }
                 let answered = !conn.buf.is_empty();
