@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LIMIT: Duration = Duration::from_secs(30);
 
 const MISSING: &str = "400 Bad Request: the request has no Host header\n";
+const BARE_LF: &str = "bare LF in the request head\n";
 const REPEATED: &str = "400 Bad Request: the request has more than one Host header\n";
 const INVALID: &str = "400 Bad Request: the request's host is not a valid host[:port]\n";
 const MISMATCH: &str = "400 Bad Request: the Host header disagrees with the request target\n";
@@ -70,11 +71,11 @@ async fn http1_request_heads_are_checked_for_one_valid_host() {
             Refused(REPEATED),
         ),
         (
-            // httparse ends the head at the bare LF: the Host line after it
-            // is not part of this request.
-            "a head ended early by a bare LF before Host",
+            // A bare LF where a CRLF belongs (RFC 9112 §2.2): refused as a
+            // whole, never read as a head ending before its Host line.
+            "a head with a bare LF before Host",
             b"GET / HTTP/1.1\r\n\nHost: a.test\r\n\r\n",
-            Refused(MISSING),
+            Refused(BARE_LF),
         ),
         (
             "an empty Host",

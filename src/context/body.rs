@@ -22,6 +22,7 @@ use tokio::time::Sleep;
 use std::rc::Rc;
 
 use crate::http1::conn::WireBody;
+use crate::http1::server::WireClientBody;
 use crate::log::LogTail;
 use crate::metrics::{RequestOutcome, StatsRef};
 
@@ -98,6 +99,49 @@ impl IdleTimer {
     }
 }
 
+/// A request body as the client sends it: through hyper's server (HTTP/2,
+/// TLS, upgrades), or off a client connection of our own.
+pub(crate) enum ClientBody {
+    Hyper(Incoming),
+    Wire(WireClientBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::Peer))),
+            ClientBody::Wire(body) => body
+                .poll_data(cx)
+                .map(|d| d.map(|r| r.map(Frame::data).map_err(BodyError::Upstream))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::Wire(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::Wire(body) => match body.exact_len() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
 pin_project! {
     /// The client's request body on its way upstream: streamed as it arrives,
     /// or, for a request that may be retried, replayed from a buffer.
@@ -109,7 +153,7 @@ pin_project! {
 }
 
 enum Source {
-    Client(Incoming),
+    Client(ClientBody),
     /// The whole body, read before the first attempt (`None` once sent).
     Replay(Option<Bytes>),
 }
@@ -124,7 +168,7 @@ pub(crate) struct BytesIn {
 }
 
 impl RequestBody {
-    pub(crate) fn new(inner: Incoming, idle_timeout: Duration, meter: Option<BytesIn>) -> Self {
+    pub(crate) fn new(inner: ClientBody, idle_timeout: Duration, meter: Option<BytesIn>) -> Self {
         RequestBody {
             inner: Source::Client(inner),
             idle: IdleTimer::new(idle_timeout),
@@ -138,6 +182,17 @@ impl RequestBody {
             inner: Source::Replay((!data.is_empty()).then_some(data)),
             idle: IdleTimer::new(Duration::MAX),
             meter: None,
+        }
+    }
+}
+
+impl RequestBody {
+    /// Forwards an upstream's interim response (1xx) to the client, when
+    /// the client's connection is one of our own (hyper's server cannot
+    /// send one).
+    pub(crate) fn interim(&self, cx: &mut Context<'_>, head: &[u8]) {
+        if let Source::Client(ClientBody::Wire(body)) = &self.inner {
+            body.interim(cx, head);
         }
     }
 }
@@ -165,7 +220,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Peer(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => this.idle.poll_idle(cx).map(|e| Some(Err(e))),
         }

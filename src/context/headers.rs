@@ -453,13 +453,12 @@ impl<'a> Headers<'a> {
 
     /// Writes every field as `name: value\r\n`, in iteration order, names
     /// as stored (the client's case for a received field).
-    #[allow(dead_code)] // The HTTP/1.1 path of our own (issue 12) writes with it.
-    pub(crate) fn write_http1(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_http1(&self, out: &mut impl bytes::BufMut) {
         for (name, value) in self.iter() {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            out.put_slice(name.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value);
+            out.put_slice(b"\r\n");
         }
     }
 }

@@ -114,6 +114,8 @@ fn splitmix64(mut z: u64) -> u64 {
 /// coarse Unix clock that housekeeping refreshes for outlier ejections.
 pub(crate) struct Clock {
     base: (Instant, SystemTime),
+    /// The last HTTP date written, and the second it is for.
+    date: Cell<(u64, [u8; 29])>,
     /// Unix time in ms, refreshed by the worker's housekeeping tick.
     now_ms: Cell<u64>,
 }
@@ -122,6 +124,7 @@ impl Clock {
     fn new() -> Self {
         Clock {
             base: (Instant::now(), SystemTime::now()),
+            date: Cell::new((0, [0; 29])),
             now_ms: Cell::new(crate::util::time::unix_ms()),
         }
     }
@@ -151,11 +154,78 @@ impl Clock {
     pub(crate) fn tick(&self) {
         self.now_ms.set(crate::util::time::unix_ms());
     }
+
+    /// Now as an HTTP date (RFC 9110 §5.6.7, `Sun, 06 Nov 1994 08:49:37
+    /// GMT`), written into `out`: formatted once a second, copied after.
+    pub(crate) fn http_date(&self, out: &mut impl bytes::BufMut) {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (at, text) = self.date.get();
+        if at == secs && text[0] != 0 {
+            out.put_slice(&text);
+            return;
+        }
+        let text = http_date(secs);
+        self.date.set((secs, text));
+        out.put_slice(&text);
+    }
+}
+
+/// `secs` since the epoch as an IMF-fixdate.
+fn http_date(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mut out = [0u8; 29];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    let two = |n: u64, o: &mut [u8]| {
+        o[0] = b'0' + (n / 10) as u8;
+        o[1] = b'0' + (n % 10) as u8;
+    };
+    two(d as u64, &mut out[5..7]);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    let y = y as u64;
+    two(y / 100, &mut out[12..14]);
+    two(y % 100, &mut out[14..16]);
+    out[16] = b' ';
+    two(hh, &mut out[17..19]);
+    out[19] = b':';
+    two(mm, &mut out[20..22]);
+    out[22] = b':';
+    two(ss, &mut out[23..25]);
+    out[25..29].copy_from_slice(b" GMT");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_and_differ() {

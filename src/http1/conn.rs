@@ -57,13 +57,75 @@ pub(crate) trait Home {
     fn back(&self, id: u32, conn: Option<WireConn>);
 }
 
-/// How much of a response body is still to come.
-enum Left {
+/// How much of a body is still to come.
+pub(crate) enum Left {
     Length(u64),
     Chunked(ChunkedDecoder),
-    /// To the end of the connection.
+    /// To the end of the connection (a response only).
     Close,
     Done,
+}
+
+/// What a body's buffer gave.
+pub(crate) enum Step {
+    Data(Bytes),
+    /// Read more, then ask again.
+    More,
+    Done,
+}
+
+impl Left {
+    /// The body's framing as what is left of it.
+    pub(crate) fn of(framing: Framing) -> Self {
+        match framing {
+            Framing::None | Framing::Length(0) => Left::Done,
+            Framing::Length(n) => Left::Length(n),
+            Framing::Chunked => Left::Chunked(ChunkedDecoder::default()),
+            Framing::Close => Left::Close,
+        }
+    }
+
+    /// Takes the next data out of `buf` (a slice of it, not a copy).
+    pub(crate) fn step(&mut self, buf: &mut BytesMut) -> io::Result<Step> {
+        loop {
+            match self {
+                Left::Done => return Ok(Step::Done),
+                Left::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let take = (*left).min(buf.len() as u64) as usize;
+                    let data = buf.split_to(take).freeze();
+                    *left -= take as u64;
+                    if *left == 0 {
+                        *self = Left::Done;
+                    }
+                    return Ok(Step::Data(data));
+                }
+                Left::Close => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    return Ok(Step::Data(buf.split().freeze()));
+                }
+                Left::Chunked(decoder) => {
+                    let decoded = decoder.decode(buf).map_err(invalid)?;
+                    if let Some(range) = decoded.data {
+                        buf.advance(range.start);
+                        let data = buf.split_to(range.len()).freeze();
+                        buf.advance(decoded.consumed - range.end);
+                        return Ok(Step::Data(data));
+                    }
+                    buf.advance(decoded.consumed);
+                    if decoded.done {
+                        *self = Left::Done;
+                        continue;
+                    }
+                    return Ok(Step::More);
+                }
+            }
+        }
+    }
 }
 
 /// A response body read off an upstream connection it owns, frame by frame
@@ -88,12 +150,7 @@ impl WireBody {
         keep_alive: bool,
         home: (std::rc::Rc<dyn Home>, u32),
     ) -> Self {
-        let left = match framing {
-            Framing::None | Framing::Length(0) => Left::Done,
-            Framing::Length(n) => Left::Length(n),
-            Framing::Chunked => Left::Chunked(ChunkedDecoder::default()),
-            Framing::Close => Left::Close,
-        };
+        let left = Left::of(framing);
         let mut body = WireBody {
             conn: Some(conn),
             left,
@@ -150,47 +207,21 @@ impl WireBody {
             return Poll::Ready(None);
         };
         loop {
-            match &mut self.left {
-                Left::Done => return Poll::Ready(None),
-                Left::Length(left) => {
-                    if !conn.buf.is_empty() {
-                        let take = (*left).min(conn.buf.len() as u64) as usize;
-                        let data = conn.buf.split_to(take).freeze();
-                        *left -= take as u64;
-                        if *left == 0 {
+            match self.left.step(&mut conn.buf)? {
+                Step::Data(data) => {
+                    if matches!(self.left, Left::Done) {
+                        self.finish(true);
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Step::Done => return Poll::Ready(None),
+                Step::More => {
+                    if ready!(conn.poll_fill(cx))? == 0 {
+                        if matches!(self.left, Left::Close) {
+                            self.keep_alive = false;
                             self.left = Left::Done;
-                            self.finish(true);
+                            return Poll::Ready(None);
                         }
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    if ready!(conn.poll_fill(cx))? == 0 {
-                        return Poll::Ready(Some(Err(early_end())));
-                    }
-                }
-                Left::Close => {
-                    if !conn.buf.is_empty() {
-                        let data = conn.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    if ready!(conn.poll_fill(cx))? == 0 {
-                        self.keep_alive = false;
-                        return Poll::Ready(None);
-                    }
-                }
-                Left::Chunked(decoder) => {
-                    let decoded = decoder.decode(&conn.buf).map_err(invalid)?;
-                    if let Some(range) = decoded.data {
-                        conn.buf.advance(range.start);
-                        let data = conn.buf.split_to(range.len()).freeze();
-                        conn.buf.advance(decoded.consumed - range.end);
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    conn.buf.advance(decoded.consumed);
-                    if decoded.done {
-                        self.left = Left::Done;
-                        continue;
-                    }
-                    if ready!(conn.poll_fill(cx))? == 0 {
                         return Poll::Ready(Some(Err(early_end())));
                     }
                 }

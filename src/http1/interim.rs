@@ -145,7 +145,12 @@ enum State {
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     state: State,
+    /// Bytes of trailer section read so far (bounded by `MAX_TRAILERS`).
+    trailers: usize,
 }
+
+/// The most bytes a trailer section may take.
+const MAX_TRAILERS: usize = 8 * 1024;
 
 pub(crate) struct Decoded {
     pub(crate) consumed: usize,
@@ -228,7 +233,7 @@ impl ChunkedDecoder {
                 }
                 State::Trailers => {
                     let Some(end) = find_crlf(&input[at..])? else {
-                        if input.len() - at > 16 * 1024 {
+                        if self.trailers + input.len() - at > MAX_TRAILERS {
                             return Err("trailers too large");
                         }
                         return Ok(Decoded {
@@ -237,6 +242,23 @@ impl ChunkedDecoder {
                             done: false,
                         });
                     };
+                    self.trailers += end + 2;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err("trailers too large");
+                    }
+                    let line = &input[at..at + end];
+                    if let Some(&first) = line.first() {
+                        // A field line: a token, a colon, a value without
+                        // controls; no obs-fold continuation.
+                        let colon = line.iter().position(|&b| b == b':');
+                        let bad = first == b' '
+                            || first == b'\t'
+                            || !matches!(colon, Some(c) if c > 0)
+                            || line.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f));
+                        if bad {
+                            return Err("malformed trailer field");
+                        }
+                    }
                     at += end + 2;
                     if end == 0 {
                         self.state = State::Done;
@@ -263,4 +285,196 @@ fn find_crlf(s: &[u8]) -> Result<Option<usize>, &'static str> {
         }
     }
     Ok(None)
+}
+
+/// Why a request head is refused, and the status that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// 400, with the reason.
+    Bad(&'static str),
+    /// 431: too many fields, or a head over the limit.
+    TooLarge,
+    /// 414: the request line alone is over the limit.
+    UriTooLong,
+    /// 501: a transfer coding we do not implement.
+    NotImplemented,
+}
+
+impl HeadError {
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            HeadError::Bad(_) => 400,
+            HeadError::TooLarge => 431,
+            HeadError::UriTooLong => 414,
+            HeadError::NotImplemented => 501,
+        }
+    }
+
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            HeadError::Bad(r) => r,
+            HeadError::TooLarge => "request header fields too large",
+            HeadError::UriTooLong => "request target too long",
+            HeadError::NotImplemented => "transfer coding not implemented",
+        }
+    }
+}
+
+/// A request head found in a buffer, as offsets into it (the caller
+/// freezes the head and takes the views from the frozen bytes).
+pub(crate) struct RequestInfo {
+    pub(crate) head_len: usize,
+    /// Where the request line starts (empty lines before it are skipped).
+    pub(crate) method: (u32, u32),
+    pub(crate) target: (u32, u32),
+    pub(crate) http10: bool,
+    pub(crate) fields: [(u32, u32, u32, u32); MAX_FIELDS],
+    pub(crate) count: usize,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+    /// `Upgrade` with `Connection: upgrade`, or `CONNECT`: the tunnel code's.
+    pub(crate) tunnel: bool,
+}
+
+/// Parses a request head: `Ok(None)` while incomplete (call again with
+/// more bytes). Strict: CRLF line ends only, one Content-Length, no
+/// Content-Length with Transfer-Encoding, `chunked` last and once.
+pub(crate) fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+    max_fields: usize,
+) -> Result<Option<RequestInfo>, HeadError> {
+    // Empty lines before the request line (RFC 9112 §2.2).
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let n = max_fields.min(MAX_FIELDS);
+    let mut request = httparse::Request::new(&mut storage[..n]);
+    let len = match request.parse(&buf[start..]) {
+        Ok(httparse::Status::Complete(len)) => start + len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_head {
+                let line_done = buf[start..].windows(2).any(|w| w == b"\r\n");
+                return Err(match line_done {
+                    true => HeadError::TooLarge,
+                    false => HeadError::UriTooLong,
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Bad("malformed request head")),
+    };
+    if len > max_head {
+        return Err(HeadError::TooLarge);
+    }
+    let head = &buf[..len];
+    if head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    {
+        return Err(HeadError::Bad("bare LF in the request head"));
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let span = |s: &[u8]| (offset(s), offset(s) + s.len() as u32);
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(HeadError::Bad("malformed request line"));
+    };
+    let http10 = version == 0;
+    let connect = method == "CONNECT";
+    if target == "*" && method != "OPTIONS" {
+        return Err(HeadError::Bad(
+            "asterisk-form target for a method other than OPTIONS",
+        ));
+    }
+    if !connect && !target.starts_with('/') && !target.contains("://") && target != "*" {
+        return Err(HeadError::Bad(
+            "authority-form target for a method other than CONNECT",
+        ));
+    }
+    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let mut length: Option<u64> = None;
+    let mut te: Option<&[u8]> = None;
+    let (mut close, mut keep_alive_token, mut upgrade_token) = (false, false, false);
+    let (mut upgrade, mut expect_continue) = (false, false);
+    for (i, h) in request.headers.iter().enumerate() {
+        let (n0, n1) = span(h.name.as_bytes());
+        let (v0, v1) = span(h.value);
+        fields[i] = (n0, n1, v0, v1);
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let ok = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
+            if !ok || length.is_some() {
+                return Err(HeadError::Bad("invalid or repeated Content-Length"));
+            }
+            let text = std::str::from_utf8(h.value).unwrap_or("");
+            length = Some(
+                text.parse()
+                    .map_err(|_| HeadError::Bad("Content-Length too large"))?,
+            );
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if te.is_some() {
+                return Err(HeadError::Bad("repeated Transfer-Encoding"));
+            }
+            te = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let framing = match (te, length) {
+        (Some(_), Some(_)) => {
+            return Err(HeadError::Bad("both Content-Length and Transfer-Encoding"))
+        }
+        (Some(_), None) if http10 => {
+            return Err(HeadError::Bad("Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        (Some(te), None) => {
+            let mut codings = te.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+            let last = codings.next_back().unwrap_or(b"");
+            if !last.eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::Bad("Transfer-Encoding does not end in chunked"));
+            }
+            if codings.any(|c| c.eq_ignore_ascii_case(b"chunked")) {
+                return Err(HeadError::Bad("chunked applied twice"));
+            }
+            if te.split(|&b| b == b',').count() > 1 {
+                return Err(HeadError::NotImplemented);
+            }
+            Framing::Chunked
+        }
+        (None, Some(0)) | (None, None) => Framing::None,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    let keep_alive = match http10 {
+        true => keep_alive_token && !close,
+        false => !close,
+    };
+    Ok(Some(RequestInfo {
+        head_len: len,
+        method: span(method.as_bytes()),
+        target: span(target.as_bytes()),
+        http10,
+        fields,
+        count: request.headers.len(),
+        framing,
+        keep_alive,
+        expect_continue,
+        tunnel: connect || (upgrade && upgrade_token),
+    }))
 }

@@ -5,4 +5,5 @@
 
 pub(crate) mod conn;
 pub(crate) mod interim;
+pub(crate) mod server;
 pub(crate) mod stream;

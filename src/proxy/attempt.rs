@@ -16,10 +16,10 @@ use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::context::body::ClientBody;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::{headers, retry, ProxyState};
@@ -40,7 +40,7 @@ pub(super) async fn forward<'a>(
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
     headers: &mut Headers<'_>,
-    body: &mut Option<Incoming>,
+    body: &mut Option<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = target(snap, route.upstream);
     let spec = target.spec;
@@ -110,7 +110,7 @@ async fn forward_with_retries<'a>(
     policy: &RetryPolicy,
     ctx: &mut RequestContext<'a>,
     headers: &mut Headers<'_>,
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let worker = state.tools.id;
     let spec = target.spec;
@@ -192,7 +192,7 @@ async fn forward_with_retries<'a>(
 /// What an attempt sends: the client's body as it streams in (taken from
 /// the `Option` when the connection is ready), or a buffered copy.
 pub(super) enum Payload<'p> {
-    Client(&'p mut Option<Incoming>),
+    Client(&'p mut Option<ClientBody>),
     Replay(&'p Bytes),
 }
 
@@ -249,11 +249,15 @@ pub(super) async fn attempt<'a>(
         }
         Payload::Replay(data) => (RequestBody::replay(data.clone()), Some(data.clone())),
     };
-    let mut request = Request::new(body);
-    *request.method_mut() = ctx.method.clone();
-    *request.uri_mut() = uri;
-    // A map moves over as it is; an HTTP/1.1 head is built into one here.
-    *request.headers_mut() = std::mem::take(headers).into_map();
+    // The headers move on as they are: an HTTP/1.1 upstream's head is
+    // written from them (a wire head's fields copied once, from the
+    // client's bytes), an HTTP/2 one takes them as a map.
+    let request = exchange::Outgoing {
+        method: ctx.method.clone(),
+        uri,
+        headers: std::mem::take(headers),
+        body,
+    };
     let observes = snap.balancing[target.id].observes();
     let sent = Instant::now();
     let exchanged = exchange::send(

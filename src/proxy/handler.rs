@@ -10,9 +10,9 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::context::body::ClientBody;
 use http::request::Parts;
 use http::Response;
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::{attempt, grpc, headers, ProxyState};
@@ -40,7 +40,7 @@ pub(super) trait Path {
         ctx: &mut RequestContext<'a>,
         parts: &'a Parts,
         upstream: &mut UpstreamRequest<'_>,
-        body: &mut Option<Incoming>,
+        body: &mut Option<ClientBody>,
         taken: Self::Taken,
     ) -> (Response<ProxyBody>, Chain<'a>);
 }
@@ -60,7 +60,7 @@ impl Path for Plain {
         ctx: &mut RequestContext<'a>,
         _: &'a Parts,
         upstream: &mut UpstreamRequest<'_>,
-        body: &mut Option<Incoming>,
+        body: &mut Option<ClientBody>,
         (): (),
     ) -> impl Future<Output = (Response<ProxyBody>, Chain<'a>)> {
         process(state, snap, ctx, upstream, body)
@@ -80,7 +80,7 @@ pub(super) async fn process<'a>(
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     upstream: &mut UpstreamRequest<'_>,
-    body: &mut Option<Incoming>,
+    body: &mut Option<ClientBody>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
     // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its
     // own deadline and hears the proxy's failures in gRPC form.

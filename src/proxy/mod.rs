@@ -17,7 +17,7 @@ pub(crate) mod error;
 mod grpc;
 mod handler;
 mod headers;
-mod request;
+pub(crate) mod request;
 pub(crate) mod retry;
 pub(crate) mod tunnel;
 
@@ -98,6 +98,26 @@ pub(crate) fn handle<T: ConnTls>(
     Dispatch::Plain {
         inner: request::serve::<handler::Plain, T>(r, tls, req),
     }
+}
+
+/// The entry for a request read by the server side of our own
+/// (`worker/http1.rs`): always the ordinary path (the worker hands
+/// upgrades and CONNECT to hyper's connection, which runs `handle`).
+pub(crate) async fn handle_wire<T: ConnTls>(
+    state: Rc<ProxyState>,
+    snapshot: SnapshotRef,
+    tracked: Tracked,
+    client: SocketAddr,
+    tls: T,
+    request: request::WireRequest<'_>,
+) -> Response<ProxyBody> {
+    let r = request::Received {
+        state,
+        snapshot,
+        tracked,
+        client,
+    };
+    request::serve_wire(r, tls, request).await
 }
 
 pin_project! {

@@ -13,13 +13,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use crate::context::body::ClientBody;
+use bumpalo::Bump;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use super::error::ProxyError;
-use super::handler::{refused, response_filter, Path};
+use super::handler::{refused, refused as refused_head, response_filter, Path, Plain};
 use super::{headers, ProxyState};
 use crate::config::SnapshotRef;
 use crate::context::body::Tracked;
@@ -75,7 +77,7 @@ pub(super) fn serve<P: Path, T: ConnTls>(
         parts,
         host_header,
         upstream,
-        body: Some(body),
+        body: Some(ClientBody::Hyper(body)),
     };
     match refused {
         None => Served::Run {
@@ -116,7 +118,7 @@ struct Head {
     parts: Parts,
     host_header: Option<HeaderValue>,
     upstream: UpstreamRequest<'static>,
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
 }
 
 /// The host a request names: its target's authority, else its Host.
@@ -183,4 +185,66 @@ fn epilogue(
         response.body_mut().set_outcome(outcome);
     }
     tracked.attach(response.body_mut());
+}
+
+/// A request read by the server side of our own (`worker/http1.rs`): its
+/// parts (method, target, version; no header map), its fields as views of
+/// the received head in the worker's arena, and its body. Everything it
+/// borrows lives in the worker's connection loop for the request's life.
+pub(crate) struct WireRequest<'a> {
+    pub(crate) arena: &'a Bump,
+    pub(crate) parts: &'a Parts,
+    pub(crate) headers: Headers<'a>,
+    pub(crate) body: ClientBody,
+}
+
+/// An ordinary request of our own HTTP/1.1 path, top to bottom: the same
+/// prologue (Host checked), phases and epilogue as hyper's requests, over
+/// the head's byte views instead of a header map.
+pub(super) async fn serve_wire<T: ConnTls>(
+    r: Received,
+    tls: T,
+    request: WireRequest<'_>,
+) -> Response<ProxyBody> {
+    let WireRequest {
+        arena,
+        parts,
+        headers,
+        body,
+    } = request;
+    let checked = headers::check_host(parts.version, &parts.uri, headers.get_all(header::HOST));
+    let (host, refused) = match checked {
+        Ok(host) => (host, None),
+        Err(e) => (headers.get(header::HOST), Some(e)),
+    };
+    // The Host value, a few bytes, into the arena: the headers move on.
+    let host = match parts.uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => host
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(|h| &*arena.alloc_str(h)),
+    };
+    let mut upstream = UpstreamRequest { headers };
+    let mut ctx = RequestContext::new(arena, &r.state.tools, parts, host, r.client);
+    ctx.tls = tls.info();
+    if let Some(e) = refused {
+        let mut response = refused_head(&r.snapshot, &mut ctx, &upstream, e);
+        epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+        return response;
+    }
+    let mut body = Some(body);
+    let (state, snapshot) = (&r.state, &r.snapshot);
+    let phases = Plain::phases(
+        state,
+        snapshot,
+        &mut ctx,
+        parts,
+        &mut upstream,
+        &mut body,
+        (),
+    );
+    let (mut response, chain) = phases.await;
+    response_filter(chain, &mut ctx, &mut response).await;
+    epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+    response
 }

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
+use crate::context::body::ClientBody;
 use bytes::Bytes;
 use http::{Method, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use crate::config::RetryPolicy;
@@ -40,7 +40,7 @@ impl RetryPolicy {
 
     /// Whether the body can be kept for replay (known in full, within the
     /// limit) judging by the headers and the body's own end-of-stream flag.
-    pub(crate) fn replayable(&self, headers: &Headers<'_>, body: &Incoming) -> bool {
+    pub(crate) fn replayable(&self, headers: &Headers<'_>, body: &ClientBody) -> bool {
         use http_body::Body;
         if body.is_end_stream() {
             return true;
@@ -80,7 +80,7 @@ impl RetryPolicy {
 
 /// Reads a body announced within the replay limit into one buffer. A body
 /// that turns out longer than announced, or fails, is an error.
-pub(crate) async fn collect(body: Incoming, limit: u64) -> Result<Bytes, ()> {
+pub(crate) async fn collect(body: ClientBody, limit: u64) -> Result<Bytes, ()> {
     let limited = http_body_util::Limited::new(body, limit as usize);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),

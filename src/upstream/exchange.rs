@@ -24,6 +24,7 @@ use super::pool::{Conn, H2Conn, H2Stream, UpstreamPool};
 use super::wire::{self, Answer};
 use super::{Error, PoolKey, Protocol, UpstreamSpec};
 use crate::context::body::RequestBody;
+use crate::context::Headers;
 use crate::http1::conn::WireConn;
 use crate::metrics::{UpstreamCounters, UpstreamStats};
 
@@ -113,13 +114,22 @@ pub(crate) enum Exchanged {
 /// to send again if an HTTP/2 stream is refused (`None`: it cannot be),
 /// `reused` whether `conn` came from the pool, `sent` when the exchange
 /// started.
+/// A request on its way upstream: its method, target, headers (a map, or
+/// the views of a head of our own with their edits) and body.
+pub(crate) struct Outgoing<'h> {
+    pub(crate) method: http::Method,
+    pub(crate) uri: http::Uri,
+    pub(crate) headers: Headers<'h>,
+    pub(crate) body: RequestBody,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send<'a>(
     pool: &'a Rc<UpstreamPool>,
     target: &'a Target<'a>,
     index: usize,
     conn: Conn,
-    request: Request<RequestBody>,
+    request: Outgoing<'_>,
     again: Option<Bytes>,
     timeout: Duration,
     (reused, sent): (bool, Instant),
@@ -129,19 +139,28 @@ pub(crate) fn send<'a>(
             // The head is encoded now and the request's parts dropped: only
             // the bytes and the body cross the awaits (a plain function, so
             // the future does not keep the request it was called with).
-            let (parts, body) = request.into_parts();
-            let head = wire::encode(&mut conn.buf, &parts, &body);
-            drop(parts);
+            let Outgoing {
+                method,
+                uri,
+                headers,
+                body,
+            } = request;
+            let head = wire::encode(&mut conn.buf, (&method, &uri, &headers), &body);
+            drop(headers);
             let deadline = tokio::time::Instant::from_std(sent + timeout);
             Sending::Wire {
                 inner: send_wire(pool, target, index, conn, head, body, (deadline, reused)),
             }
         }
-        Conn::Http2(stream) => Sending::Boxed {
-            inner: Box::pin(exchange_h2(
-                pool, target, index, stream, request, again, timeout,
-            )),
-        },
+        Conn::Http2(stream) => {
+            let mut h2 = Request::new(request.body);
+            *h2.method_mut() = request.method;
+            *h2.uri_mut() = request.uri;
+            *h2.headers_mut() = request.headers.into_map();
+            Sending::Boxed {
+                inner: Box::pin(exchange_h2(pool, target, index, stream, h2, again, timeout)),
+            }
+        }
     }
 }
 
@@ -364,8 +383,9 @@ async fn resend(
         (Conn::Http1(mut conn), Again::Plain(mut request)) => {
             connect::http1_target(&mut request);
             let (parts, mut body) = request.into_parts();
-            let head = wire::encode(&mut conn.buf, &parts, &body);
-            drop(parts);
+            let headers = Headers::from_map(parts.headers);
+            let head = wire::encode(&mut conn.buf, (&parts.method, &parts.uri, &headers), &body);
+            drop(headers);
             match wire::exchange(&mut conn, &head, &mut body, false, target.max_head).await {
                 Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
                 Err(failed) => Err(failed.error),

@@ -354,7 +354,7 @@ impl UpstreamPool {
     /// of the body that just ended may still hold part of it (on its way to
     /// the client): its room is reclaimed when the buffer is next used
     /// (`BytesMut::try_reclaim`), by which time that frame is usually gone.
-    fn spare(&self, mut buf: BytesMut) {
+    pub(crate) fn spare(&self, mut buf: BytesMut) {
         buf.clear();
         let mut spares = self.buffers.borrow_mut();
         if spares.len() < MAX_SPARE_BUFFERS {

@@ -18,6 +18,7 @@ use tokio::io::AsyncWrite;
 
 use super::Error;
 use crate::context::body::RequestBody;
+use crate::context::Headers;
 use crate::http1::conn::WireConn;
 use crate::http1::interim::{parse_response, Framing};
 
@@ -59,18 +60,20 @@ pub(crate) struct Head {
 /// `buf` and splits it off (the same allocation: nothing is copied twice).
 /// The request's parts can go once this is done: the exchange carries the
 /// bytes, and sends them again if it must.
-pub(crate) fn encode(buf: &mut BytesMut, parts: &http::request::Parts, body: &RequestBody) -> Head {
+pub(crate) fn encode(
+    buf: &mut BytesMut,
+    (method, uri, headers): (&Method, &http::Uri, &Headers<'_>),
+    body: &RequestBody,
+) -> Head {
     let has_body = !body.is_end_stream();
-    let chunked = has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
-    let method = &parts.method;
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let chunked = has_body && !headers.contains(http::header::CONTENT_LENGTH);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let len = method.as_str().len()
         + target.len()
         + 40
-        + parts
-            .headers
+        + headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .map(|(n, v)| n.len() + v.len() + 4)
             .sum::<usize>();
     buf.clear();
     if !buf.try_reclaim(len) {
@@ -80,12 +83,7 @@ pub(crate) fn encode(buf: &mut BytesMut, parts: &http::request::Parts, body: &Re
     buf.put_u8(b' ');
     buf.put_slice(target.as_bytes());
     buf.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        buf.put_slice(name.as_str().as_bytes());
-        buf.put_slice(b": ");
-        buf.put_slice(value.as_bytes());
-        buf.put_slice(b"\r\n");
-    }
+    headers.write_http1(buf);
     if chunked {
         buf.put_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -195,7 +193,9 @@ fn exchange_poll(
                 // them (no copy, no allocation per field).
                 let bytes = conn.buf.split_to(head.head_len).freeze();
                 if head.status == 100 || (102..200).contains(&head.status) {
-                    // Interim answers are not forwarded yet: skipped.
+                    // An interim answer (103 Early Hints, a 100): on to the
+                    // client as it came, then the next head.
+                    body.interim(cx, &bytes);
                     continue;
                 }
                 let Ok(status) = http::StatusCode::from_u16(head.status) else {

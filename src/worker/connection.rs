@@ -78,6 +78,10 @@ pub(crate) async fn serve(
         },
         _ = open.conn().closing() => return,
     };
+    if protocol == Protocol::Http1 {
+        // Plain HTTP/1.1 is our own (`http1.rs`), on this task.
+        return super::http1::serve(local, protocols, stream, peer, open).await;
+    }
     spawn_protocol(local, protocols, stream, peer, (), protocol, open);
 }
 
@@ -216,6 +220,10 @@ fn spawn_protocol<S, T>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: ConnTls,
 {
+    if protocol == Protocol::Http1 {
+        tokio::task::spawn_local(serve_hyper_h1(local, protocols, stream, peer, tls, open));
+        return;
+    }
     let conn = open.conn().clone();
     conn.serving(protocol == Protocol::Http2, protocols.max_requests);
     // Per request: its count in flight (on the connection, for the
@@ -235,29 +243,7 @@ fn spawn_protocol<S, T>(
         drop(open);
     };
     match protocol {
-        Protocol::Http1 => {
-            // Watched: the first bytes after an idle spell start the header
-            // timer.
-            let io = TokioIo::new(Watched::new(stream, &conn));
-            tokio::task::spawn_local(async move {
-                let served = protocols.h1.serve_connection(io, service).with_upgrades();
-                tokio::pin!(served);
-                let result = tokio::select! {
-                    // hyper first, then `closing`, which sees what it read.
-                    biased;
-                    result = served.as_mut() => result,
-                    reason = conn.closing() => {
-                        if reason.graceful() {
-                            served.as_mut().graceful_shutdown();
-                            served.await
-                        } else {
-                            Ok(())
-                        }
-                    }
-                };
-                done(result)
-            });
-        }
+        Protocol::Http1 => unreachable!("HTTP/1.1 is served by serve_hyper_h1"),
         Protocol::Http2 => {
             let io = TokioIo::new(stream);
             let drain = protocols.drain_timeout;
@@ -285,6 +271,54 @@ fn spawn_protocol<S, T>(
 
 /// Why a client connection ended with an error, for the counters. Clients
 /// decide how often these happen, so each is logged at debug only.
+/// Serves an HTTP/1.1 connection with hyper's, upgrades included: TLS
+/// connections, and plain ones from an upgrade or CONNECT on (`http1.rs`
+/// hands them over with what it read put back in front).
+pub(super) async fn serve_hyper_h1<S, T>(
+    local: Rc<WorkerLocal>,
+    protocols: Rc<Protocols>,
+    stream: S,
+    peer: SocketAddr,
+    tls: T,
+    open: OpenConnection,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: ConnTls,
+{
+    let conn = open.conn().clone();
+    conn.serving(false, protocols.max_requests);
+    // Per request: its count in flight (on the connection, for the
+    // worker's timers and drain), the snapshot it keeps to the end (one
+    // atomic load), and the proxy.
+    let requests = conn.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let tracked = requests.request();
+        let snapshot = local.snapshot();
+        let proxy = local.proxy.clone();
+        crate::proxy::handle(proxy, snapshot, tracked, peer, tls.clone(), req)
+    });
+    // Watched: the first bytes after an idle spell start the header timer.
+    let io = TokioIo::new(Watched::new(stream, &conn));
+    let served = protocols.h1.serve_connection(io, service).with_upgrades();
+    tokio::pin!(served);
+    let result = tokio::select! {
+        // hyper first, then `closing`, which sees what it read.
+        biased;
+        result = served.as_mut() => result,
+        reason = conn.closing() => {
+            if reason.graceful() {
+                served.as_mut().graceful_shutdown();
+                served.await
+            } else {
+                Ok(())
+            }
+        }
+    };
+    if let Err(e) = result {
+        open.failed(ClientError::of(&e), &e);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientError {
     /// A request hyper could not parse (it answered 400 or 431 itself).
@@ -434,7 +468,7 @@ impl OpenConnection {
         }
     }
 
-    fn conn(&self) -> &Rc<Conn> {
+    pub(super) fn conn(&self) -> &Rc<Conn> {
         self.registered.conn()
     }
 
@@ -460,6 +494,11 @@ impl OpenConnection {
 
     /// Counts and logs (at debug) a connection that ended with an error.
     fn failed(&self, kind: ClientError, error: &hyper::Error) {
+        self.failed_with(kind, error);
+    }
+
+    /// Counts and logs (at debug) a connection that ended with an error.
+    pub(super) fn failed_with(&self, kind: ClientError, error: &dyn std::fmt::Display) {
         if let Some(c) = self.local.counters() {
             c.connection_errors[kind.index()].inc();
         }
@@ -634,10 +673,13 @@ mod future_size {
         let size = future(&crate::proxy::handle::<()>);
         eprintln!("request future (plain connection): {size} B");
         // 3,360 B before the request path moved into proxy/, 2,944 B since,
-        // 3,064 B with the HTTP/1.1 exchange of our own in it (the
+        // 3,096 B with the HTTP/1.1 exchange of our own in it (the
         // connection, the encoded head and the body, where hyper's client
         // kept a sender and a response future), in a debug and a release
-        // build alike.
-        assert!(size <= 3_064, "the request future grew to {size} B");
+        // build alike. It is hyper's server's, kept per connection: TLS
+        // connections and upgrades; plain HTTP/1.1 is served by
+        // `worker/http1.rs`, whose request future exists only while a
+        // request is in flight.
+        assert!(size <= 3_096, "the request future grew to {size} B");
     }
 }

@@ -404,7 +404,7 @@ impl Conn {
     }
 
     /// Bytes arrived: after an idle spell they start a request head.
-    fn bytes_arrived(&self) {
+    pub(crate) fn bytes_arrived(&self) {
         if self.phase.get() == Phase::Idle {
             self.enter(Phase::Head);
         }

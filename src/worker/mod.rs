@@ -13,6 +13,7 @@ mod accept;
 pub(crate) mod budget;
 pub(crate) mod connection;
 pub(crate) mod connections;
+mod http1;
 mod in_flight;
 mod local;
 mod protocols;

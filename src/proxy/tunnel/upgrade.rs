@@ -12,10 +12,10 @@ use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::context::body::ClientBody;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -113,7 +113,7 @@ impl Path for Upgrade {
         ctx: &mut RequestContext<'a>,
         parts: &'a http::request::Parts,
         upstream: &mut UpstreamRequest<'_>,
-        body: &mut Option<Incoming>,
+        body: &mut Option<ClientBody>,
         on_upgrade: Option<OnUpgrade>,
     ) -> impl std::future::Future<Output = (Response<ProxyBody>, Chain<'a>)> {
         switch(state, snap, ctx, parts, upstream, body, on_upgrade)
@@ -127,7 +127,7 @@ async fn switch<'a>(
     ctx: &mut RequestContext<'a>,
     parts: &http::request::Parts,
     upstream: &mut UpstreamRequest<'_>,
-    body: &mut Option<Incoming>,
+    body: &mut Option<ClientBody>,
     on_upgrade: Option<OnUpgrade>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
     let route_id = handler::route(snap, ctx, upstream);
@@ -181,7 +181,7 @@ async fn exchange<'a>(
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
     headers: &mut Headers<'_>,
-    body: &mut Option<Incoming>,
+    body: &mut Option<ClientBody>,
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
