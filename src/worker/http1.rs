@@ -185,9 +185,15 @@ pub(super) async fn serve(
                 prefix: io.buf.into_inner().freeze(),
                 inner: io.stream.into_inner(),
             };
-            return serve_hyper_h1(local, protocols, rewind, peer, (), open).await;
+            // Boxed: hyper's connection state is no part of this loop's.
+            return Box::pin(serve_hyper_h1(local, protocols, rewind, peer, (), open)).await;
         }
-        let keep = serve_one(&local, &io, &conn, peer, info).await;
+        // Boxed: the request's future (the phases, the exchange) exists
+        // only while it is in flight; the connection's task keeps only this
+        // loop's few words while it is idle (one allocation per request,
+        // from the allocator's thread cache, against kilobytes per idle
+        // connection).
+        let keep = Box::pin(serve_one(&local, &io, &conn, peer, info)).await;
         if !keep || io.body_open.get() || conn.closed_for().is_some() {
             if io.body_open.get() || !io.buf.borrow().is_empty() {
                 // Bytes the client sent that nobody read.
