@@ -29,9 +29,9 @@ use crate::http1::stream::Stream;
 use crate::util::exec::LocalExec;
 
 /// The request body on an HTTP/2 connection: hyper's HTTP/2 client wants an
-/// `Unpin` body, and `RequestBody` holds a timer (one allocation per
-/// HTTP/2 request).
-pub(crate) type H2Body = Pin<Box<RequestBody>>;
+/// `Unpin` body, which `RequestBody` is (its idle timer is boxed only once
+/// the body has waited), so it goes as it is.
+pub(crate) type H2Body = RequestBody;
 
 /// The sending half of an upstream HTTP/2 connection, and the flag its
 /// reader sets when the endpoint announces GOAWAY (no new streams then).

@@ -394,8 +394,7 @@ async fn resend(
         (Conn::Http1(_), Again::Pinned(_)) => Err(Error::Reset),
         (Conn::Http2(stream), request) => {
             let mut request = match request {
-                Again::Plain(request) => request.map(Box::pin),
-                Again::Pinned(request) => request,
+                Again::Plain(request) | Again::Pinned(request) => request,
             };
             connect::http2_target(&mut request, spec.tls.is_some());
             let response = stream
@@ -422,7 +421,7 @@ async fn exchange_h2(
     timeout: Duration,
 ) -> Result<Exchanged, Error> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut request = request.map(Box::pin);
+    let mut request = request;
     connect::http2_target(&mut request, target.spec.tls.is_some());
     // A copy of the head, to rebuild the request if its stream is refused
     // (hyper does not hand back a request once its stream opened).
