@@ -27,6 +27,9 @@
 //!   the exchange, outlier detection.
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
 //!   bodies, `Flow`, `LogInfo`, `TlsInfo`, the worker's tools.
+//! - `http1`: the HTTP/1.1 codec of our own (RFC 9112, on httparse): request
+//!   and response heads checked strictly, chunked decoding and encoding; pure
+//!   functions over byte slices, no allocation, no copy, no I/O.
 //! - `metrics`: per-worker counter shards and the statistics a snapshot
 //!   counts into.
 //! - `tls`: rustls configurations for listeners and upstreams.
@@ -39,6 +42,10 @@ mod balance;
 mod config;
 mod context;
 mod control;
+/// Public, but not part of the supported API, so the differential test and the
+/// fuzz targets reach the codec: nothing outside the crate should call it.
+#[doc(hidden)]
+pub mod http1;
 mod log;
 mod metrics;
 mod middleware;
