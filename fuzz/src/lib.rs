@@ -13,6 +13,8 @@ use bumpalo::Bump;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
 
+pub mod http1_model;
+
 /// `strait::check` on the bytes as a config file: it must answer `Ok` or a list
 /// of errors, never panic.
 ///
@@ -31,6 +33,14 @@ pub fn config(data: &[u8]) {
         );
         let _ = errors.to_string();
     }
+}
+
+/// `strait::http1::parse_request` and the reference of `http1_model` (httparse,
+/// `http::Uri`, hyper's framing rules, Strait's stricter rules as filters) on
+/// the bytes as a request head: they must agree on accept, refuse or
+/// incomplete, and on method, target, fields, framing and keep-alive.
+pub fn http1_request(data: &[u8]) {
+    http1_model::check(data);
 }
 
 /// `Router::find` on a fixed table with a request decoded from the bytes.

@@ -67,6 +67,9 @@ pub enum HeadError {
     InvalidHost,
     /// An absolute-form target naming another host or port than Host (400).
     HostMismatch,
+    /// An upgrade asked for (Connection: upgrade, HTTP/1.1) with more than
+    /// one Upgrade line, or one that is not ASCII (400).
+    InvalidUpgrade,
 }
 
 impl HeadError {
@@ -112,6 +115,7 @@ impl HeadError {
             RepeatedHost => "more than one Host",
             InvalidHost => "invalid Host",
             HostMismatch => "Host does not match the request-target",
+            InvalidUpgrade => "invalid or repeated Upgrade",
         }
     }
 }
@@ -296,6 +300,8 @@ pub(super) struct Semantics<'b> {
     pub(super) names_fields: bool,
     pub(super) host: Option<&'b [u8]>,
     pub(super) upgrade: Option<&'b [u8]>,
+    /// Upgrade field lines seen.
+    pub(super) upgrades: usize,
     pub(super) expect_continue: bool,
 }
 
@@ -349,6 +355,7 @@ impl<'b> Semantics<'b> {
                 }
             } else if name.eq_ignore_ascii_case("upgrade") {
                 s.upgrade = Some(value);
+                s.upgrades += 1;
             } else if name.eq_ignore_ascii_case("expect") {
                 s.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             }

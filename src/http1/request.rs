@@ -73,6 +73,9 @@ pub fn parse_request<'b>(
         let mut req = httparse::Request::new(&mut []);
         let config = httparse::ParserConfig::default();
         return match config.parse_request_with_uninit_headers(&mut req, buf, &mut stack) {
+            _ if req.path.is_some_and(|p| p.len() > limits.max_target) => {
+                Err(HeadError::TargetTooLong)
+            }
             Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
             Err(e) => Err(request_error(e, req.method.is_some(), buf)),
             // An end the strict scan did not find is a bare LF, which the
@@ -114,7 +117,7 @@ pub fn parse_request<'b>(
         None => None,
     };
     if let Form::Absolute { scheme, authority } = form {
-        let target = split_host(authority).ok_or(HeadError::InvalidHost)?;
+        let target = target_authority(authority).ok_or(HeadError::InvalidHost)?;
         if let Some(host) = host {
             if !same_authority(scheme, target, host) {
                 return Err(HeadError::HostMismatch);
@@ -127,7 +130,10 @@ pub fn parse_request<'b>(
         (false, None) => Framing::None,
     };
     let upgrade = match (version, s.upgrade_token, s.upgrade) {
-        (Version::Http11, true, Some(value)) => Some(ascii(value)?),
+        (Version::Http11, true, Some(value)) if s.upgrades == 1 && value.is_ascii() => {
+            std::str::from_utf8(value).ok()
+        }
+        (Version::Http11, true, Some(_)) => return Err(HeadError::InvalidUpgrade),
         _ => None,
     };
     Ok(Some(RequestHead {
@@ -167,22 +173,21 @@ enum Form<'b> {
     Asterisk,
 }
 
-/// Which form the target has, and whether the method allows it: bytes are
-/// visible ASCII without `#` (httparse lets obs-text through); CONNECT takes
+/// Which form the target has, and whether the method allows it (its bytes:
+/// `path_and_query`, or a `host[:port]`); CONNECT takes
 /// authority-form only (with a port, RFC 9110 §9.3.6), `*` is OPTIONS only,
 /// every other method takes origin- or absolute-form.
 fn target_form<'b>(method: &str, target: &'b str) -> Result<Form<'b>, HeadError> {
     let bytes = target.as_bytes();
-    if !bytes.iter().all(|&b| b.is_ascii_graphic() && b != b'#') {
-        return Err(HeadError::InvalidTarget);
-    }
     let form = if bytes == b"*" {
         Form::Asterisk
     } else if bytes[0] == b'/' {
-        Form::Origin
+        path_and_query(bytes)
+            .then_some(Form::Origin)
+            .ok_or(HeadError::InvalidTarget)?
     } else if let Some(absolute) = absolute(bytes) {
         absolute
-    } else if split_host(bytes).is_some_and(|h| h.port.is_some_and(|p| !p.is_empty())) {
+    } else if target_authority(bytes).is_some_and(|h| h.port.is_some_and(|p| !p.is_empty())) {
         Form::Authority
     } else {
         return Err(HeadError::InvalidTarget);
@@ -216,10 +221,28 @@ fn absolute(bytes: &[u8]) -> Option<Form<'_>> {
         .iter()
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
-    Some(Form::Absolute {
+    path_and_query(&rest[end..]).then_some(Form::Absolute {
         scheme,
         authority: &rest[..end],
     })
+}
+
+/// Whether a path and query hold only the bytes `http::Uri` (so hyper's
+/// path, today's) takes: RFC 3986's, plus `"`, `{`, `}`, `|`, `\`, `^` in
+/// the path and `` ` ``, `{`, `}`, `|`, `\`, `^`, `[`, `]` in the query, as
+/// clients send them unencoded. Never a fragment (`#`), a space, a control
+/// or a byte above 0x7E (httparse lets obs-text through).
+fn path_and_query(bytes: &[u8]) -> bool {
+    let (path, query) = match bytes.iter().position(|&b| b == b'?') {
+        Some(q) => bytes.split_at(q + 1),
+        None => (bytes, &b""[..]),
+    };
+    let path_byte = |b: &u8| {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E)
+            || matches!(b, b'"' | b'{' | b'}')
+    };
+    let query_byte = |b: &u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E);
+    path.iter().all(path_byte) && query.iter().all(query_byte)
 }
 
 /// A Host or authority split: the whole text, the host, the port (empty
@@ -263,6 +286,13 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
     .filter(|_| valid)
 }
 
+/// A target's authority: a `host[:port]` as for Host, but without a `%`
+/// outside an IP literal, as `http::Uri` (hyper's target, today's) reads it:
+/// a target's host is routed on and forwarded, so no escape is let in.
+fn target_authority(text: &[u8]) -> Option<HostPort<'_>> {
+    split_host(text).filter(|h| h.host.first() == Some(&b'[') || !h.host.contains(&b'%'))
+}
+
 /// The reg-name bytes besides letters and digits: unreserved marks, `%`,
 /// sub-delims.
 const REG_NAME: &[u8] = b"-._~%!$&'()*+,;=";
@@ -280,14 +310,6 @@ fn same_authority(scheme: &[u8], target: HostPort<'_>, host: HostPort<'_>) -> bo
     }
     target.host.eq_ignore_ascii_case(host.host)
         && explicit(target.port, default) == explicit(host.port, default)
-}
-
-/// A value that must be text (an Upgrade protocol list): obs-text refused.
-fn ascii(value: &[u8]) -> Result<&str, HeadError> {
-    match value.is_ascii() {
-        true => std::str::from_utf8(value).map_err(|_| HeadError::InvalidFieldValue),
-        false => Err(HeadError::InvalidFieldValue),
-    }
 }
 
 #[cfg(test)]

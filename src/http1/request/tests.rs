@@ -69,6 +69,8 @@ const RULES: &[(&str, HeadError, &str)] = &[
     ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HeadError::UnsupportedCoding, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
     ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-custom, chunked\r\n\r\n", HeadError::UnsupportedCoding, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
     ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HeadError::TransferEncodingHttp10, "POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n"),
+    ("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n", HeadError::InvalidUpgrade, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: a, b\r\n\r\n"),
+    ("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: \u{e9}\r\n\r\n", HeadError::InvalidUpgrade, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: \u{e9}\r\n\r\n"),
     // Host.
     ("GET / HTTP/1.1\r\nX: a\r\n\r\n", HeadError::MissingHost, "GET / HTTP/1.0\r\nX: a\r\n\r\n"),
     ("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", HeadError::RepeatedHost, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),

@@ -1,0 +1,135 @@
+//! The differential check of the HTTP/1.1 request parser, on stable, in
+//! `cargo test`: every seed head and 30,000 deterministic mutations of them
+//! go to `strait::http1::parse_request` and to the reference of
+//! `fuzz/src/http1_model.rs` (httparse + hyper's framing rules + each
+//! stricter rule of Strait's as its own filter), which must agree on
+//! accept/refuse/incomplete, method, target, version, fields, head length,
+//! framing and keep-alive. The fuzz target `http1_request` runs the same
+//! check on libFuzzer's inputs.
+
+use std::time::{Duration, Instant};
+
+// The model is shared with the fuzz package, where its items are the
+// library's API; here they are the test's own.
+#[path = "../fuzz/src/http1_model.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod http1_model;
+
+use bumpalo::Bump;
+use http1_model::{check, corpus, reference, seeds, strait, Verdict};
+
+/// `HTTP1_ITERS` (mutations besides the seeds, default 30,000) and
+/// `HTTP1_SEED` (the generator's seed) make a longer or another run.
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn parser_and_reference_agree_on_a_generated_corpus() {
+    let started = Instant::now();
+    let (mut heads, mut refused, mut incomplete, mut total) = (0, 0, 0, 0);
+    for input in corpus(
+        env("HTTP1_ITERS", 30_000) as usize,
+        env("HTTP1_SEED", 0x5EED_1212),
+    ) {
+        check(&input);
+        match strait(&input, &Bump::new()) {
+            Verdict::Head(_) => heads += 1,
+            Verdict::Refused(_) => refused += 1,
+            Verdict::Incomplete => incomplete += 1,
+        }
+        total += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the corpus took over 600 s ({total} inputs)"
+        );
+    }
+    eprintln!(
+        "{total} inputs in {:?}: {heads} heads, {refused} refused, {incomplete} incomplete",
+        started.elapsed()
+    );
+    assert!(total > 20_000);
+    // A corpus that only ever refuses (or only accepts) would test little.
+    assert!(heads > total / 20 && refused > total / 5 && incomplete > 0);
+}
+
+/// Each seed's verdict is pinned: the valid ones parse, every smuggling
+/// pattern is refused, by both sides.
+#[test]
+fn seeds_have_their_expected_verdicts() {
+    let accepted = [
+        "get",
+        "get-query",
+        "post-length",
+        "post-chunked",
+        "http10",
+        "absolute",
+        "connect",
+        "options-star",
+        "leading-crlf",
+        "upgrade",
+        "expect",
+        "pipelined",
+        "obs-text",
+        "many-fields",
+        "long-target",
+    ];
+    for (name, input) in seeds() {
+        check(&input);
+        let arena = Bump::new();
+        let ours = strait(&input, &arena);
+        let head = matches!(ours, Verdict::Head(_));
+        assert_eq!(head, accepted.contains(&name), "{name}: {ours:?}");
+        assert_eq!(
+            head,
+            matches!(reference(&input), Verdict::Head(_)),
+            "{name}"
+        );
+    }
+}
+
+/// The check can fail: a reference that disagrees is caught.
+#[test]
+fn a_disagreement_is_reported() {
+    let input = b"GET / HTTP/1.1\nHost: a\r\n\r\n";
+    assert!(matches!(strait(input, &Bump::new()), Verdict::Refused(_)));
+    let mut headers = [httparse::EMPTY_HEADER; 4];
+    let plain = httparse::Request::new(&mut headers).parse(input);
+    assert!(
+        plain.is_ok_and(|s| s.is_complete()),
+        "httparse alone accepts a bare LF"
+    );
+    let caught = std::panic::catch_unwind(|| check(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert!(caught.is_ok(), "agreement passes");
+}
+
+/// The corpus in `fuzz/corpus/http1_request/` is the generator's seeds, one
+/// file each; `WRITE_CORPUS=1` rewrites it.
+#[test]
+fn the_fuzz_corpus_is_the_generated_one() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http1_request");
+    let write = std::env::var_os("WRITE_CORPUS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let seeds = seeds();
+    for (name, input) in &seeds {
+        let path = dir.join(name);
+        if write {
+            std::fs::write(&path, input).unwrap();
+        }
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{} ({e}): run with WRITE_CORPUS=1", path.display()));
+        assert_eq!(&stored, input, "{} differs from its seed", path.display());
+    }
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        files,
+        seeds.len(),
+        "{} holds files that are not seeds",
+        dir.display()
+    );
+}
