@@ -1,11 +1,13 @@
-//! The differential check of the HTTP/1.1 request parser, on stable, in
+//! The differential check of the HTTP/1.1 head parsers, on stable, in
 //! `cargo test`: every seed head and 30,000 deterministic mutations of them
-//! go to `strait::http1::parse_request` and to the reference of
+//! go to `strait::http1::parse_request` (and `parse_response`) and to the
+//! reference of
 //! `fuzz/src/http1_model.rs` (httparse + hyper's framing rules + each
 //! stricter rule of Strait's as its own filter), which must agree on
 //! accept/refuse/incomplete, method, target, version, fields, head length,
-//! framing and keep-alive. The fuzz target `http1_request` runs the same
-//! check on libFuzzer's inputs.
+//! framing and keep-alive (for responses: status, reason, framing by the
+//! request's kind). The fuzz targets `http1_request` and `http1_response`
+//! run the same checks on libFuzzer's inputs.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,10 @@ use std::time::{Duration, Instant};
 mod http1_model;
 
 use bumpalo::Bump;
-use http1_model::{check, corpus, reference, seeds, strait, Verdict};
+use http1_model::{
+    check, check_response, corpus, reference, reference_response, response_seeds, seeds, strait,
+    strait_response, Verdict,
+};
 
 /// `HTTP1_ITERS` (mutations besides the seeds, default 30,000) and
 /// `HTTP1_SEED` (the generator's seed) make a longer or another run.
@@ -32,6 +37,7 @@ fn parser_and_reference_agree_on_a_generated_corpus() {
     let started = Instant::now();
     let (mut heads, mut refused, mut incomplete, mut total) = (0, 0, 0, 0);
     for input in corpus(
+        seeds(),
         env("HTTP1_ITERS", 30_000) as usize,
         env("HTTP1_SEED", 0x5EED_1212),
     ) {
@@ -54,6 +60,60 @@ fn parser_and_reference_agree_on_a_generated_corpus() {
     assert!(total > 20_000);
     // A corpus that only ever refuses (or only accepts) would test little.
     assert!(heads > total / 20 && refused > total / 5 && incomplete > 0);
+}
+
+#[test]
+fn response_parser_and_reference_agree_on_a_generated_corpus() {
+    let started = Instant::now();
+    let (mut heads, mut total) = (0, 0);
+    let n = env("HTTP1_ITERS", 30_000) as usize;
+    for input in corpus(response_seeds(), n, env("HTTP1_SEED", 0x5EED_1212)) {
+        check_response(&input);
+        heads += matches!(strait_response(&input, &Bump::new()), Verdict::Head(_)) as usize;
+        total += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "over 600 s ({total} inputs)"
+        );
+    }
+    eprintln!(
+        "{total} responses in {:?}: {heads} heads",
+        started.elapsed()
+    );
+    assert!(total > 20_000 && heads > total / 20 && heads < total / 2);
+}
+
+#[test]
+fn response_seeds_have_their_expected_verdicts() {
+    let accepted = [
+        "200-length",
+        "200-chunked",
+        "200-close",
+        "204",
+        "304",
+        "100",
+        "101",
+        "103",
+        "http10",
+        "no-reason",
+        "obs-text",
+        "connection-close",
+        "head",
+        "connect-200",
+        "connect-407",
+    ];
+    for (name, input) in response_seeds() {
+        check_response(&input);
+        let arena = Bump::new();
+        let ours = strait_response(&input, &arena);
+        let head = matches!(ours, Verdict::Head(_));
+        assert_eq!(head, accepted.contains(&name), "{name}: {ours:?}");
+        assert_eq!(
+            head,
+            matches!(reference_response(&input), Verdict::Head(_)),
+            "{name}"
+        );
+    }
 }
 
 /// Each seed's verdict is pinned: the valid ones parse, every smuggling
@@ -106,30 +166,36 @@ fn a_disagreement_is_reported() {
     assert!(caught.is_ok(), "agreement passes");
 }
 
-/// The corpus in `fuzz/corpus/http1_request/` is the generator's seeds, one
-/// file each; `WRITE_CORPUS=1` rewrites it.
+/// The corpora in `fuzz/corpus/http1_request/` and `http1_response/` are
+/// the generator's seeds, one file each; `WRITE_CORPUS=1` rewrites them.
 #[test]
-fn the_fuzz_corpus_is_the_generated_one() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http1_request");
-    let write = std::env::var_os("WRITE_CORPUS").is_some();
-    if write {
-        std::fs::create_dir_all(&dir).unwrap();
-    }
-    let seeds = seeds();
-    for (name, input) in &seeds {
-        let path = dir.join(name);
+fn the_fuzz_corpora_are_the_generated_ones() {
+    for (target, seeds) in [
+        ("http1_request", seeds()),
+        ("http1_response", response_seeds()),
+    ] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        let write = std::env::var_os("WRITE_CORPUS").is_some();
         if write {
-            std::fs::write(&path, input).unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
         }
-        let stored = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{} ({e}): run with WRITE_CORPUS=1", path.display()));
-        assert_eq!(&stored, input, "{} differs from its seed", path.display());
+        for (name, input) in &seeds {
+            let path = dir.join(name);
+            if write {
+                std::fs::write(&path, input).unwrap();
+            }
+            let stored = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{} ({e}): run with WRITE_CORPUS=1", path.display()));
+            assert_eq!(&stored, input, "{} differs from its seed", path.display());
+        }
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            files,
+            seeds.len(),
+            "{} holds files that are not seeds",
+            dir.display()
+        );
     }
-    let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(
-        files,
-        seeds.len(),
-        "{} holds files that are not seeds",
-        dir.display()
-    );
 }

@@ -1,9 +1,10 @@
-//! The differential model of `strait::http1::parse_request`: a reference
-//! built from httparse, `http::Uri` and hyper's HTTP/1 server framing rules
-//! (hyper 1.x, src/proto/h1/role.rs `Server::parse`), plus each rule where
+//! The differential models of `strait::http1::parse_request` and
+//! `parse_response`: references built from httparse, `http::Uri` and hyper's
+//! HTTP/1 framing rules (hyper 1.x, src/proto/h1/role.rs: `Server::parse`
+//! for requests, `Client::decoder` for responses), plus each rule where
 //! Strait is stricter than hyper written out as a filter of its own, and the
-//! check that the two agree on an input. Also the seed heads and the
-//! mutations that make a corpus of them.
+//! checks that Strait and the reference agree on an input. Also the seed
+//! heads and the mutations that make corpora of them.
 //!
 //! One file, used twice without a copy: `fuzz/src/lib.rs` declares it as a
 //! module (the fuzz target `http1_request` and the smoke test), and the main
@@ -11,7 +12,7 @@
 //! runs the same check over a generated corpus.
 
 use bumpalo::Bump;
-use strait::http1::{parse_request, Framing, Limits};
+use strait::http1::{parse_request, parse_response, Framing, Limits, RequestKind};
 
 /// The limits both parsers run under: small, so inputs reach them.
 pub const LIMITS: Limits = Limits {
@@ -23,15 +24,15 @@ pub const LIMITS: Limits = Limits {
 /// What a parser made of an input. Two verdicts are compared by kind and,
 /// for a head, by every field; `Refused` carries the reason for the report.
 #[derive(Debug)]
-pub enum Verdict<'b> {
+pub enum Verdict<H> {
     Incomplete,
     Refused(String),
-    Head(Summary<'b>),
+    Head(H),
 }
 
-/// The parts of a head both parsers must read alike.
+/// The parts of a request head both parsers must read alike.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Summary<'b> {
+pub struct Request<'b> {
     pub method: &'b str,
     pub target: &'b str,
     pub http11: bool,
@@ -41,8 +42,20 @@ pub struct Summary<'b> {
     pub keep_alive: bool,
 }
 
-impl Verdict<'_> {
-    fn agrees(&self, other: &Verdict<'_>) -> bool {
+/// The parts of a response head both parsers must read alike.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response<'b> {
+    pub status: u16,
+    pub reason: &'b str,
+    pub http11: bool,
+    pub fields: Vec<(&'b str, &'b [u8])>,
+    pub head_len: usize,
+    pub framing: Framing,
+    pub keep_alive: bool,
+}
+
+impl<H: PartialEq + std::fmt::Debug> Verdict<H> {
+    fn agrees(&self, other: &Verdict<H>) -> bool {
         match (self, other) {
             (Verdict::Incomplete, Verdict::Incomplete) => true,
             (Verdict::Refused(_), Verdict::Refused(_)) => true,
@@ -53,11 +66,11 @@ impl Verdict<'_> {
 }
 
 /// Strait's parser, as a verdict (the field list goes into `arena`).
-pub fn strait<'b>(data: &'b [u8], arena: &'b Bump) -> Verdict<'b> {
+pub fn strait<'b>(data: &'b [u8], arena: &'b Bump) -> Verdict<Request<'b>> {
     match parse_request(data, arena, &LIMITS) {
         Ok(None) => Verdict::Incomplete,
         Err(e) => Verdict::Refused(format!("strait: {e:?} ({})", e.status())),
-        Ok(Some(h)) => Verdict::Head(Summary {
+        Ok(Some(h)) => Verdict::Head(Request {
             method: h.method,
             target: h.target,
             http11: h.version == strait::http1::Version::Http11,
@@ -69,13 +82,13 @@ pub fn strait<'b>(data: &'b [u8], arena: &'b Bump) -> Verdict<'b> {
     }
 }
 
-fn refuse<'b>(rule: &str) -> Verdict<'b> {
+fn refuse<H>(rule: &str) -> Verdict<H> {
     Verdict::Refused(format!("reference: {rule}"))
 }
 
 /// The reference: httparse and hyper's rules, then Strait's stricter ones,
 /// each a separate, plainly written filter.
-pub fn reference(data: &[u8]) -> Verdict<'_> {
+pub fn reference(data: &[u8]) -> Verdict<Request<'_>> {
     let mut headers = vec![httparse::EMPTY_HEADER; LIMITS.max_fields];
     let mut req = httparse::Request::new(&mut headers);
     let parsed = req.parse(data);
@@ -83,20 +96,8 @@ pub fn reference(data: &[u8]) -> Verdict<'_> {
         Ok(httparse::Status::Complete(n)) => Some(n),
         _ => None,
     };
-    let region = &data[..complete.unwrap_or(data.len())];
-
-    // Stricter: CRLF only. httparse accepts a LF alone as a line end.
-    for (i, &b) in region.iter().enumerate() {
-        if b == b'\n' && (i == 0 || region[i - 1] != b'\r') {
-            return refuse("bare LF");
-        }
-        if b == b'\r' && region.get(i + 1).is_some_and(|&n| n != b'\n') {
-            return refuse("bare CR");
-        }
-    }
-    // Limits (hyper has its own, larger ones: max_header_size, MAX_URI_LEN).
-    if region.len() > LIMITS.max_head_bytes {
-        return refuse("head too large");
+    if let Some(rule) = line_rule(&data[..complete.unwrap_or(data.len())]) {
+        return refuse(rule);
     }
     if known_target_len(data, req.path) > LIMITS.max_target {
         return refuse("target too long");
@@ -124,7 +125,7 @@ pub fn reference(data: &[u8]) -> Verdict<'_> {
         Ok(framing) => framing,
         Err(rule) => return refuse(rule),
     };
-    Verdict::Head(Summary {
+    Verdict::Head(Request {
         method,
         target,
         http11,
@@ -133,6 +134,21 @@ pub fn reference(data: &[u8]) -> Verdict<'_> {
         framing,
         keep_alive: keep_alive(http11, &fields),
     })
+}
+
+/// Stricter than httparse, for both heads, on the head (or all the bytes
+/// of an incomplete one): CRLF only (httparse takes a LF alone as a line
+/// end), and the head's size limit (hyper's own is larger).
+fn line_rule(region: &[u8]) -> Option<&'static str> {
+    for (i, &b) in region.iter().enumerate() {
+        if b == b'\n' && (i == 0 || region[i - 1] != b'\r') {
+            return Some("bare LF");
+        }
+        if b == b'\r' && region.get(i + 1).is_some_and(|&n| n != b'\n') {
+            return Some("bare CR");
+        }
+    }
+    (region.len() > LIMITS.max_head_bytes).then_some("head too large")
 }
 
 /// How long the target is known to be: httparse's path once it has one,
@@ -251,6 +267,45 @@ fn upgrade_rule(http11: bool, fields: &[(&str, &[u8])]) -> Option<&'static str> 
     (http11 && asked && !valid).then_some("Upgrade repeated or not ASCII")
 }
 
+/// Stricter than hyper, for both heads: Content-Length and
+/// Transfer-Encoding never together (hyper lets TE win); one
+/// Content-Length line of plain digits (hyper takes equal repeats, and a
+/// response's equal list); no coding but one `chunked` (Strait would have to
+/// decode any other, and a second chunked is a smuggling lever).
+fn strict_framing(fields: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    let lines = |name: &'static str| {
+        fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
+    let (cls, tes) = (
+        lines("content-length").count(),
+        lines("transfer-encoding").count(),
+    );
+    if cls > 0 && tes > 0 {
+        return Err("Content-Length and Transfer-Encoding");
+    }
+    if cls > 1 {
+        return Err("repeated Content-Length");
+    }
+    if lines("content-length").any(|v| from_digits(v).is_none()) {
+        return Err("Content-Length not digits");
+    }
+    let codings: Vec<&[u8]> = lines("transfer-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if codings.iter().any(|c| !c.eq_ignore_ascii_case(b"chunked")) {
+        return Err("a coding other than chunked");
+    }
+    match codings.len() > 1 {
+        true => Err("chunked twice"),
+        false => Ok(()),
+    }
+}
+
 /// hyper's request framing, in its order (a Content-Length after a
 /// Transfer-Encoding is not even parsed), then Strait's stricter rules.
 fn framing(http11: bool, fields: &[(&str, &[u8])]) -> Result<Framing, &'static str> {
@@ -274,33 +329,7 @@ fn framing(http11: bool, fields: &[(&str, &[u8])]) -> Result<Framing, &'static s
     if te && !te_chunked {
         return Err("Transfer-Encoding not ending in chunked");
     }
-    // Stricter: both together (hyper lets TE win and closes after).
-    let count = |name: &str| {
-        fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
-    };
-    let (cls, tes) = (count("content-length"), count("transfer-encoding"));
-    if cls > 0 && tes > 0 {
-        return Err("Content-Length and Transfer-Encoding");
-    }
-    // Stricter: one Content-Length only, even equal ones.
-    if cls > 1 {
-        return Err("repeated Content-Length");
-    }
-    // Stricter: exactly one coding in all, chunked (a second chunked, or
-    // another coding that Strait would have to decode, is refused).
-    let codings: Vec<&[u8]> = fields
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .map(|c| c.trim_ascii())
-        .filter(|c| !c.is_empty())
-        .collect();
-    if tes > 0 && !(codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked")) {
-        return Err("a coding other than one chunked");
-    }
+    strict_framing(fields)?;
     Ok(match (te, cl) {
         (true, _) => Framing::Chunked,
         (false, Some(n)) => Framing::Length(n),
@@ -352,6 +381,138 @@ fn has_token(fields: &[(&str, &[u8])], token: &[u8]) -> bool {
             v.split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
         })
+}
+
+/// What the request was, from a response input's first byte (bit 0: HEAD,
+/// bit 1: CONNECT); the head is the rest.
+fn request_kind(data: &[u8]) -> (RequestKind, &[u8]) {
+    match data.split_first() {
+        Some((&b, rest)) => (
+            RequestKind {
+                head: b & 1 != 0,
+                connect: b & 2 != 0,
+            },
+            rest,
+        ),
+        None => (RequestKind::default(), data),
+    }
+}
+
+/// Strait's response parser, as a verdict.
+pub fn strait_response<'b>(data: &'b [u8], arena: &'b Bump) -> Verdict<Response<'b>> {
+    let (kind, data) = request_kind(data);
+    match parse_response(data, arena, &LIMITS, kind) {
+        Ok(None) => Verdict::Incomplete,
+        Err(e) => Verdict::Refused(format!("strait: {e:?}")),
+        Ok(Some(h)) => Verdict::Head(Response {
+            status: h.status,
+            reason: h.reason,
+            http11: h.version == strait::http1::Version::Http11,
+            fields: h.fields.iter().map(|f| (f.name, f.value)).collect(),
+            head_len: h.head_len,
+            framing: h.framing,
+            keep_alive: h.keep_alive,
+        }),
+    }
+}
+
+/// The response reference: httparse and hyper's client decoder (hyper 1.x,
+/// src/proto/h1/role.rs `Client::decoder`), then Strait's stricter rules.
+pub fn reference_response(data: &[u8]) -> Verdict<Response<'_>> {
+    let (kind, data) = request_kind(data);
+    let mut headers = vec![httparse::EMPTY_HEADER; LIMITS.max_fields];
+    let mut res = httparse::Response::new(&mut headers);
+    let parsed = res.parse(data);
+    let complete = match parsed {
+        Ok(httparse::Status::Complete(n)) => Some(n),
+        _ => None,
+    };
+    if let Some(rule) = line_rule(&data[..complete.unwrap_or(data.len())]) {
+        return refuse(rule);
+    }
+    // Stricter: httparse skips empty lines before a status line too; RFC
+    // 9112 §2.2 allows that only before a request line.
+    if data.starts_with(b"\r\n") {
+        return refuse("empty line before the status line");
+    }
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Verdict::Incomplete,
+        Err(e) => return refuse(&format!("httparse: {e}")),
+    };
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return refuse("httparse completed without a status line");
+    };
+    // hyper: `StatusCode::from_u16`, 100 to 999. Stricter: no 6xx to 9xx,
+    // which have no class to be handled as.
+    if !(100..=599).contains(&status) {
+        return refuse("status outside 100-599");
+    }
+    let http11 = minor == 1;
+    let fields: Vec<(&str, &[u8])> = res.headers.iter().map(|h| (h.name, h.value)).collect();
+    let has = |name: &str| fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    // Stricter: the framing fields are checked whatever the status and the
+    // request (hyper reads them only for a response that has a body).
+    if has("transfer-encoding") && !http11 {
+        return refuse("Transfer-Encoding on HTTP/1.0");
+    }
+    if let Err(rule) = strict_framing(&fields) {
+        return refuse(rule);
+    }
+    let framing = match status {
+        100..=199 | 204 | 304 => Framing::None,
+        _ if kind.head => Framing::None,
+        200..=299 if kind.connect => Framing::Tunnel,
+        _ if has("transfer-encoding") => {
+            let last = fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+                .rev()
+                .find_map(|(_, v)| last_coding(v));
+            match last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+                true => Framing::Chunked,
+                false => Framing::Close,
+            }
+        }
+        _ => match fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            Some((_, v)) => Framing::Length(from_digits(v).expect("checked by strict_framing")),
+            None => Framing::Close,
+        },
+    };
+    // hyper closes after a close-delimited body; a tunnel is no longer HTTP.
+    let reusable = !matches!(framing, Framing::Close | Framing::Tunnel);
+    Verdict::Head(Response {
+        status,
+        reason: res.reason.unwrap_or_default(),
+        http11,
+        fields: fields.clone(),
+        head_len,
+        framing,
+        keep_alive: keep_alive(http11, &fields) && reusable,
+    })
+}
+
+/// The response check: Strait and the reference agree, and no strict prefix
+/// of an accepted head is refused.
+pub fn check_response(data: &[u8]) {
+    let arena = Bump::new();
+    let (ours, theirs) = (strait_response(data, &arena), reference_response(data));
+    assert!(
+        ours.agrees(&theirs),
+        "disagreement on {:?}:\n  strait:    {ours:?}\n  reference: {theirs:?}",
+        data.escape_ascii().to_string()
+    );
+    if let Verdict::Head(head) = ours {
+        let prefix = strait_response(&data[..head.head_len], &arena);
+        assert!(
+            matches!(prefix, Verdict::Incomplete),
+            "a prefix of an accepted head is not incomplete: {prefix:?} on {:?}",
+            data.escape_ascii().to_string()
+        );
+    }
 }
 
 /// Panics when Strait and the reference disagree on `data`, or when Strait
@@ -427,6 +588,45 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .collect()
 }
 
+/// Named seed responses, each behind its request-kind byte (`G`: GET, `H`:
+/// HEAD (bit 0), `B`: CONNECT (bit 1)).
+pub fn response_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    const L: &str = "Content-Length: 5\r\n";
+    let seeds: Vec<(&str, String)> = vec![
+        ("200-length", format!("GHTTP/1.1 200 OK\r\n{L}Content-Type: text/plain\r\n\r\nhello")),
+        ("200-chunked", "GHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".into()),
+        ("200-close", "GHTTP/1.1 200 OK\r\nServer: x\r\n\r\nuntil close".into()),
+        ("204", "GHTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".into()),
+        ("304", format!("GHTTP/1.1 304 Not Modified\r\n{L}ETag: \"x\"\r\n\r\n")),
+        ("100", "GHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".into()),
+        ("101", "GHTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n".into()),
+        ("103", "GHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n".into()),
+        ("http10", format!("GHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n{L}\r\n")),
+        ("no-reason", format!("GHTTP/1.1 404\r\n{L}\r\n")),
+        ("obs-text", format!("GHTTP/1.1 200 Café\r\nX: é\r\n{L}\r\n")),
+        ("connection-close", format!("GHTTP/1.1 200 OK\r\nConnection: close\r\n{L}\r\n")),
+        ("head", format!("HHTTP/1.1 200 OK\r\n{L}\r\n")),
+        ("connect-200", "BHTTP/1.1 200 Connection established\r\n\r\n".into()),
+        ("connect-407", format!("BHTTP/1.1 407 Proxy Authentication Required\r\n{L}\r\n")),
+        ("cl-te", format!("GHTTP/1.1 200 OK\r\n{L}Transfer-Encoding: chunked\r\n\r\n")),
+        ("cl-cl", format!("GHTTP/1.1 200 OK\r\n{L}{L}\r\n")),
+        ("cl-list", "GHTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n".into()),
+        ("te-gzip", "GHTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n".into()),
+        ("te-gzip-chunked", "GHTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".into()),
+        ("te-http10", "GHTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".into()),
+        ("bare-lf", format!("GHTTP/1.1 200 OK\n{L}\n")),
+        ("obs-fold", format!("GHTTP/1.1 200 OK\r\nX: a\r\n b\r\n{L}\r\n")),
+        ("space-colon", "GHTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n".into()),
+        ("nul", format!("GHTTP/1.1 200 OK\r\nX: a\0b\r\n{L}\r\n")),
+        ("status-600", format!("GHTTP/1.1 600 Odd\r\n{L}\r\n")),
+        ("leading-crlf", format!("G\r\nHTTP/1.1 200 OK\r\n{L}\r\n")),
+    ];
+    seeds
+        .into_iter()
+        .map(|(n, s)| (n, s.into_bytes()))
+        .collect()
+}
+
 /// xorshift64*: small, deterministic, good enough to pick bytes (the fuzz
 /// smoke test's generator too).
 pub struct Rng(pub u64);
@@ -495,9 +695,12 @@ pub fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     data
 }
 
-/// The seeds, then `n` mutations of them, from a fixed generator.
-pub fn corpus(n: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
-    let seeds = seeds();
+/// `seeds`, then `n` mutations of them, from a fixed generator.
+pub fn corpus(
+    seeds: Vec<(&'static str, Vec<u8>)>,
+    n: usize,
+    seed: u64,
+) -> impl Iterator<Item = Vec<u8>> {
     let mut rng = Rng(seed | 1);
     let plain: Vec<Vec<u8>> = seeds.iter().map(|(_, s)| s.clone()).collect();
     let mutated = (0..n).map(move |_| {

@@ -43,6 +43,15 @@ pub fn http1_request(data: &[u8]) {
     http1_model::check(data);
 }
 
+/// `strait::http1::parse_response` and the reference of `http1_model`
+/// (httparse, hyper's client framing rules, Strait's stricter rules) on the
+/// bytes as a response head, the first byte saying what the request was
+/// (bit 0: HEAD, bit 1: CONNECT): they must agree as `http1_request`'s do,
+/// and on status, reason and framing.
+pub fn http1_response(data: &[u8]) {
+    http1_model::check_response(data);
+}
+
 /// `Router::find` on a fixed table with a request decoded from the bytes.
 ///
 /// The bytes are read as lines: method, host (empty for none), path, then one

@@ -236,6 +236,15 @@ fn http1_request_agrees_with_its_reference() {
 }
 
 #[test]
+fn http1_response_agrees_with_its_reference() {
+    check(
+        "http1_response",
+        strait_fuzz::http1_response,
+        corpus("http1_response"),
+    );
+}
+
+#[test]
 fn harness_catches_and_dedupes_panics() {
     let seeds = vec![b"a{b".to_vec(), b"plain".to_vec()];
     let (run, panics) = run("selftest", |d| assert!(!d.contains(&b'{'), "brace"), &seeds);

@@ -298,7 +298,10 @@ pub(super) struct Semantics<'b> {
     pub(super) upgrade_token: bool,
     /// Connection lists a name other than close, keep-alive and upgrade.
     pub(super) names_fields: bool,
+    /// The last Host value, and how many Host lines there were (a request
+    /// refuses more than one; a response's Host means nothing).
     pub(super) host: Option<&'b [u8]>,
+    pub(super) hosts: usize,
     pub(super) upgrade: Option<&'b [u8]>,
     /// Upgrade field lines seen.
     pub(super) upgrades: usize,
@@ -308,7 +311,7 @@ pub(super) struct Semantics<'b> {
 impl<'b> Semantics<'b> {
     /// One pass over the fields; refuses the framing rules both heads share
     /// (repeated or invalid Content-Length, `chunked` twice, Transfer-Encoding
-    /// on HTTP/1.0, both together) and a repeated Host.
+    /// on HTTP/1.0, both together).
     pub(super) fn read(fields: &[Field<'b>], version: Version) -> Result<Self, HeadError> {
         let mut s = Semantics::default();
         let mut lengths = 0;
@@ -350,9 +353,8 @@ impl<'b> Semantics<'b> {
                     }
                 }
             } else if name.eq_ignore_ascii_case("host") {
-                if s.host.replace(value).is_some() {
-                    return Err(HeadError::RepeatedHost);
-                }
+                s.host = Some(value);
+                s.hosts += 1;
             } else if name.eq_ignore_ascii_case("upgrade") {
                 s.upgrade = Some(value);
                 s.upgrades += 1;

@@ -111,6 +111,9 @@ pub fn parse_request<'b>(
     if s.other_coding {
         return Err(HeadError::UnsupportedCoding);
     }
+    if s.hosts > 1 {
+        return Err(HeadError::RepeatedHost);
+    }
     let host = match s.host {
         Some(value) => Some(split_host(value).ok_or(HeadError::InvalidHost)?),
         None if version == Version::Http11 => return Err(HeadError::MissingHost),

@@ -235,6 +235,9 @@ fn framing_follows_rfc_9112_section_6_3() {
 
 #[test]
 fn status_reason_informational_and_hop_by_hop() {
+    // Host is a request's field: two of them in a response mean nothing.
+    let hosts = parse(b"HTTP/1.1 200 OK\r\nHost: a\r\nHost: b\r\nContent-Length: 1\r\n\r\n");
+    assert_eq!(hosts.unwrap().unwrap().framing, Framing::Length(1));
     let h = parse(b"HTTP/1.1 404 Not  Found\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\nbody")
         .unwrap()
         .unwrap();
