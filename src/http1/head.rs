@@ -429,3 +429,17 @@ pub(super) fn hop_by_hop(fields: &[Field<'_>], names_fields: bool, name: &str) -
             .flat_map(|f| list(f.value))
             .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
 }
+
+/// The table test both heads' rules share: each bad head is refused with its
+/// error, and its neighbour (the rule being what differs) is accepted.
+#[cfg(test)]
+pub(super) fn assert_rules(
+    rules: &[(&str, HeadError, &str)],
+    parse: impl Fn(&[u8]) -> Result<bool, HeadError>,
+) {
+    for (bad, error, good) in rules {
+        assert_eq!(parse(bad.as_bytes()), Err(*error), "{bad:?}");
+        let neighbour = parse(good.as_bytes());
+        assert_eq!(neighbour, Ok(true), "{good:?}, neighbour of {error:?}");
+    }
+}
