@@ -188,7 +188,10 @@ fn target_rule(method: &str, target: &str) -> Option<&'static str> {
     }
     if connect {
         let port = uri.authority().and_then(|a| a.port()).is_some();
-        return (!authority_form || !port).then_some("CONNECT needs host:port");
+        // Stricter: `http` reads `user@host:port` as an authority; CONNECT's
+        // target is `uri-host:port` only (RFC 9110 §9.3.6). Found by libFuzzer.
+        let userinfo = target.contains('@');
+        return (!authority_form || !port || userinfo).then_some("CONNECT needs host:port");
     }
     match authority_form || !(target.starts_with('/') || uri.scheme().is_some()) {
         true => Some("authority-form or no form outside CONNECT"),
@@ -579,6 +582,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("host-userinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n".into()),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
+        ("connect-userinfo", "CONNECT user@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
         ("fragment", format!("GET /a#b HTTP/1.1\r\n{H}\r\n")),
         ("http2-line", format!("GET / HTTP/2.0\r\n{H}\r\n")),
     ];

@@ -87,6 +87,7 @@ pub fn parse_request<'b>(
         httparse::Request::new(arena.alloc_slice_fill_copy(scanned.fields, httparse::EMPTY_HEADER));
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
+        // The scan saw the blank line, so httparse does: unreachable.
         Ok(httparse::Status::Partial) => return Err(HeadError::BareLf),
         Err(e) => return Err(request_error(e, req.method.is_some(), buf)),
     };

@@ -99,6 +99,7 @@ pub fn parse_response<'b>(
     );
     let head_len = match res.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
+        // The scan saw the blank line, so httparse does: unreachable.
         Ok(httparse::Status::Partial) => return Err(HeadError::BareLf),
         Err(e) => return Err(head::field_error(e, buf)),
     };
