@@ -187,7 +187,12 @@ fn target_rule(method: &str, target: &str) -> Option<&'static str> {
         return (method != "OPTIONS").then_some("* but not OPTIONS");
     }
     if connect {
-        let port = uri.authority().and_then(|a| a.port()).is_some();
+        // Stricter: digits only (`http` reads the port with `u16::from_str`,
+        // which takes a `+`). Found by libFuzzer.
+        let port = uri
+            .authority()
+            .and_then(|a| a.port())
+            .is_some_and(|p| p.as_str().bytes().all(|b| b.is_ascii_digit()));
         // Stricter: `http` reads `user@host:port` as an authority; CONNECT's
         // target is `uri-host:port` only (RFC 9110 §9.3.6). Found by libFuzzer.
         let userinfo = target.contains('@');
@@ -582,7 +587,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("host-userinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n".into()),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
-        ("connect-userinfo", "CONNECT user@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
+("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
+                ("connect-userinfo", "CONNECT user@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
         ("fragment", format!("GET /a#b HTTP/1.1\r\n{H}\r\n")),
         ("http2-line", format!("GET / HTTP/2.0\r\n{H}\r\n")),
     ];
