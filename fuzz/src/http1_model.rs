@@ -222,12 +222,13 @@ fn host_rule(http11: bool, target: &str, fields: &[(&str, &[u8])]) -> Option<&'s
     let authority = |text: &[u8]| {
         // check_host takes `%` as a reg-name byte without reading what
         // follows (it never decodes the host); `http` wants two hex digits.
-        let text = std::str::from_utf8(text).ok()?.replace('%', "0");
+        let original = std::str::from_utf8(text).ok()?;
+        let text = original.replace('%', "0");
         let a: http::uri::Authority = text.parse().ok()?;
-        // `http` takes userinfo and an empty port; Host has neither... except
-        // that RFC 3986 allows an empty port and check_host does too.
-        // `http` reads a port lazily: what follows the host must be digits.
-        let rest = text.get(a.host().len()..).unwrap_or("x");
+        // `http` takes userinfo; Host has none. An empty port is allowed
+        // (RFC 3986, check_host). `http` reads a port lazily: what follows
+        // the host, in the text as sent (one `%` for one `0`), must be digits.
+        let rest = original.get(a.host().len()..).unwrap_or("x");
         let port = if rest.is_empty() {
             Some("")
         } else {
@@ -588,6 +589,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
 ("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
+        ("host-percent-port", "GET / HTTP/1.1\r\nHost: example.com:44%\r\n\r\n".into()),
                 ("connect-userinfo", "CONNECT user@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
         ("fragment", format!("GET /a#b HTTP/1.1\r\n{H}\r\n")),
         ("http2-line", format!("GET / HTTP/2.0\r\n{H}\r\n")),
