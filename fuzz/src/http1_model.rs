@@ -181,6 +181,16 @@ fn target_rule(method: &str, target: &str) -> Option<&'static str> {
     let Ok(uri) = target.parse::<http::Uri>() else {
         return Some("target not an http::Uri");
     };
+    // Stricter: a scheme is ALPHA *( ALPHA / DIGIT / + / - / . ) (RFC 3986
+    // §3.1); `http` takes more (a `~`). Found by libFuzzer.
+    let scheme_ok = uri.scheme_str().map_or(true, |s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    if !scheme_ok {
+        return Some("scheme not RFC 3986");
+    }
     let connect = method == "CONNECT";
     let authority_form = uri.scheme().is_none() && uri.authority().is_some();
     if target == "*" {
@@ -589,6 +599,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 ("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
         ("host-percent-port", "GET / HTTP/1.1\r\nHost: example.com:44%\r\n\r\n".into()),
         ("connect-empty-host", "CONNECT :443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
+        ("scheme-tilde", "GET h~t://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n".into()),
                 ("connect-userinfo", "CONNECT user@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
         ("fragment", format!("GET /a#b HTTP/1.1\r\n{H}\r\n")),
         ("http2-line", format!("GET / HTTP/2.0\r\n{H}\r\n")),
