@@ -191,7 +191,7 @@ fn target_form<'b>(method: &str, target: &'b str) -> Result<Form<'b>, HeadError>
             .ok_or(HeadError::InvalidTarget)?
     } else if let Some(absolute) = absolute(bytes) {
         absolute
-    } else if target_authority(bytes).is_some_and(|h| h.port.is_some_and(|p| !p.is_empty())) {
+    } else if target_authority(bytes).is_some_and(|h| h.port.is_some_and(port_number)) {
         Form::Authority
     } else {
         return Err(HeadError::InvalidTarget);
@@ -288,6 +288,12 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
         port,
     })
     .filter(|_| valid)
+}
+
+/// A CONNECT port: digits naming a TCP port (0 to 65535, leading zeros
+/// aside), as `http::Uri` reads it (found by the differential fuzzer).
+fn port_number(port: &[u8]) -> bool {
+    !port.is_empty() && std::str::from_utf8(port).is_ok_and(|p| p.parse::<u16>().is_ok())
 }
 
 /// A target's authority: a `host[:port]` as for Host, but without a `%`

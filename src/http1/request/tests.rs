@@ -46,6 +46,7 @@ const RULES: &[(&str, HeadError, &str)] = &[
     ("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::TargetFormForMethod, "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("CONNECT http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::TargetFormForMethod, "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::InvalidTarget, "CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ("CONNECT a:65536 HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::InvalidTarget, "CONNECT a:065535 HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::TargetFormForMethod, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", HeadError::UnsupportedVersion, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", HeadError::UnsupportedVersion, "GET / HTTP/1.0\r\nHost: a\r\n\r\n"),
