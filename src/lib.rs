@@ -28,8 +28,10 @@
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
 //!   request's `Headers`, the bodies, `Flow`, `LogInfo`, `TlsInfo`, the
 //!   worker's tools.
-//! - `http1`: HTTP/1.1 of our own: the message codec, the stream an upstream
-//!   connection runs over, that connection and the response body read off it.
+//! - `http1`: HTTP/1.1 of our own: the codec (RFC 9112, on httparse: heads
+//!   checked strictly, chunked decoding and encoding, no allocation, no
+//!   copy, no I/O), the stream an upstream connection runs over, that
+//!   connection and the bodies read off connections of our own.
 //! - `metrics`: per-worker counter shards and the statistics a snapshot
 //!   counts into.
 //! - `tls`: rustls configurations for listeners and upstreams.
@@ -42,7 +44,10 @@ mod balance;
 mod config;
 mod context;
 mod control;
-mod http1;
+/// Public, but not part of the supported API, so the differential test and the
+/// fuzz targets reach the codec: nothing outside the crate should call it.
+#[doc(hidden)]
+pub mod http1;
 mod log;
 mod metrics;
 mod middleware;

@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
 use strait::Headers;
 
+pub mod http1_model;
+
 /// `strait::check` on the bytes as a config file: it must answer `Ok` or a list
 /// of errors, never panic.
 ///
@@ -32,6 +34,23 @@ pub fn config(data: &[u8]) {
         );
         let _ = errors.to_string();
     }
+}
+
+/// `strait::http1::parse_request` and the reference of `http1_model` (httparse,
+/// `http::Uri`, hyper's framing rules, Strait's stricter rules as filters) on
+/// the bytes as a request head: they must agree on accept, refuse or
+/// incomplete, and on method, target, fields, framing and keep-alive.
+pub fn http1_request(data: &[u8]) {
+    http1_model::check(data);
+}
+
+/// `strait::http1::parse_response` and the reference of `http1_model`
+/// (httparse, hyper's client framing rules, Strait's stricter rules) on the
+/// bytes as a response head, the first byte saying what the request was
+/// (bit 0: HEAD, bit 1: CONNECT): they must agree as `http1_request`'s do,
+/// and on status, reason and framing.
+pub fn http1_response(data: &[u8]) {
+    http1_model::check_response(data);
 }
 
 /// `Router::find` on a fixed table with a request decoded from the bytes.

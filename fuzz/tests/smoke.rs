@@ -13,6 +13,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use strait_fuzz::http1_model::Rng;
+
 thread_local! {
     /// Set while a target runs, so its panics are collected rather than printed.
     static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -32,25 +34,9 @@ fn quiet_panics_in_targets() {
     });
 }
 
-/// xorshift64*: small, deterministic, good enough to pick bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// Bytes that mean something to TOML, URLs, hosts or route patterns; mutations
+/// Bytes that mean something to TOML, URLs, hosts, route patterns or HTTP heads; mutations
 /// insert these more often than arbitrary bytes.
-const INTERESTING: &[u8] = b"{}[]*/:.=\"'\n#,%?-_ \t\\0123456789azAZ\xff\xc3\x80";
+const INTERESTING: &[u8] = b"{}[]*/:.=\"'\r\n\0#,%?-_ \t\\0123456789azAZ\xff\xc3\x80";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -145,7 +131,7 @@ fn random_bytes(rng: &mut Rng) -> Vec<u8> {
     let len = rng.below(257);
     // Half the strings from the interesting alphabet, so some pass UTF-8 and parsing.
     if rng.below(2) == 0 {
-        (0..len).map(|_| rng.next() as u8).collect()
+        (0..len).map(|_| rng.next_u64() as u8).collect()
     } else {
         (0..len)
             .map(|_| INTERESTING[rng.below(INTERESTING.len())])
@@ -238,6 +224,24 @@ fn router_never_panics() {
 #[test]
 fn route_spec_never_panics() {
     check("route_spec", strait_fuzz::route_spec, corpus("route_spec"));
+}
+
+#[test]
+fn http1_request_agrees_with_its_reference() {
+    check(
+        "http1_request",
+        strait_fuzz::http1_request,
+        corpus("http1_request"),
+    );
+}
+
+#[test]
+fn http1_response_agrees_with_its_reference() {
+    check(
+        "http1_response",
+        strait_fuzz::http1_response,
+        corpus("http1_response"),
+    );
 }
 
 #[test]

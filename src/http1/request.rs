@@ -1,0 +1,326 @@
+//! The request head (RFC 9112 §3): `parse_request` reads it out of the
+//! client's buffer into a `RequestHead` of borrowed views, or refuses it
+//! with a `HeadError`. What to do with the body, the connection and the
+//! fields it names is the caller's.
+
+use std::mem::MaybeUninit;
+
+use bumpalo::Bump;
+
+use super::head::{self, scan, Semantics, PARTIAL_FIELDS};
+use super::{Field, Framing, HeadError, Limits, Version};
+
+/// A complete, checked request head. Everything borrows the buffer it was
+/// parsed from; the field list lives in the arena given to `parse_request`.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'b> {
+    /// The method, a token, case as sent (methods are case-sensitive).
+    pub method: &'b str,
+    /// The request-target as sent: origin-, absolute-, authority- (CONNECT)
+    /// or asterisk-form (OPTIONS), visible ASCII, no fragment.
+    pub target: &'b str,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The field lines in the order received.
+    pub fields: &'b [Field<'b>],
+    /// Bytes of the buffer through the blank line that ends the head
+    /// (including CRLFs skipped before the request line); the body or the
+    /// next pipelined request starts there.
+    pub head_len: usize,
+    /// The body's framing: `None`, `Length` or `Chunked`.
+    pub framing: Framing,
+    /// The one Host value, checked as `host[:port]`; `None` only on HTTP/1.0.
+    pub host: Option<&'b str>,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The Upgrade value, when Connection has the `upgrade` token (HTTP/1.1
+    /// only: an HTTP/1.0 Upgrade is ignored, RFC 9110 §7.8).
+    pub upgrade: Option<&'b str>,
+    /// The method is CONNECT (and the target is authority-form).
+    pub connect: bool,
+    /// Connection names fields other than close, keep-alive and upgrade.
+    names_fields: bool,
+}
+
+impl<'b> RequestHead<'b> {
+    /// Whether a field is hop-by-hop in this request (RFC 9110 §7.6.1): one
+    /// of the fixed names, or one this request's Connection lists. The
+    /// caller drops these before forwarding.
+    pub fn is_hop_by_hop(&self, name: &str) -> bool {
+        head::hop_by_hop(self.fields, self.names_fields, name)
+    }
+}
+
+/// Reads a request head from the start of `buf`.
+///
+/// `Ok(None)`: the head is incomplete and nothing in it is refused yet; call
+/// again with the same bytes and more. A head over a limit is refused as
+/// soon as the bytes show it, complete or not. The field list is allocated in
+/// `arena` once, when the head is complete (so repeated calls on a growing
+/// buffer allocate nothing).
+pub fn parse_request<'b>(
+    buf: &'b [u8],
+    arena: &'b Bump,
+    limits: &Limits,
+) -> Result<Option<RequestHead<'b>>, HeadError> {
+    let Some(scanned) = scan(buf, limits, true)? else {
+        // Incomplete: httparse still refuses what it sees already (a bad
+        // byte in a line already received), so a client sending garbage is
+        // answered now, not at its header timeout.
+        let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];
+        let mut req = httparse::Request::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        return match config.parse_request_with_uninit_headers(&mut req, buf, &mut stack) {
+            _ if req.path.is_some_and(|p| p.len() > limits.max_target) => {
+                Err(HeadError::TargetTooLong)
+            }
+            Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
+            Err(e) => Err(request_error(e, req.method.is_some(), buf)),
+            // An end the strict scan did not find is a bare LF, which the
+            // scan refuses first: unreachable, and refused all the same.
+            Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
+        };
+    };
+    let mut req =
+        httparse::Request::new(arena.alloc_slice_fill_copy(scanned.fields, httparse::EMPTY_HEADER));
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        // The scan saw the blank line, so httparse does: unreachable.
+        Ok(httparse::Status::Partial) => return Err(HeadError::BareLf),
+        Err(e) => return Err(request_error(e, req.method.is_some(), buf)),
+    };
+    debug_assert_eq!(head_len, scanned.head_len);
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::InvalidVersion);
+    };
+    let version = match minor {
+        0 => Version::Http10,
+        _ => Version::Http11,
+    };
+    let fields: &'b [Field<'b>] = req.headers;
+    if target.len() > limits.max_target {
+        return Err(HeadError::TargetTooLong);
+    }
+    let connect = method == "CONNECT";
+    let form = target_form(method, target)?;
+    let s = Semantics::read(fields, version)?;
+    if s.transfer_encoding && !s.chunked {
+        return Err(HeadError::ChunkedNotFinal);
+    }
+    if s.other_coding {
+        return Err(HeadError::UnsupportedCoding);
+    }
+    if s.hosts > 1 {
+        return Err(HeadError::RepeatedHost);
+    }
+    let host = match s.host {
+        Some(value) => Some(split_host(value).ok_or(HeadError::InvalidHost)?),
+        None if version == Version::Http11 => return Err(HeadError::MissingHost),
+        None => None,
+    };
+    if let Form::Absolute { scheme, authority } = form {
+        let target = target_authority(authority).ok_or(HeadError::InvalidHost)?;
+        if let Some(host) = host {
+            if !same_authority(scheme, target, host) {
+                return Err(HeadError::HostMismatch);
+            }
+        }
+    }
+    let framing = match (s.chunked, s.content_length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::None,
+    };
+    let upgrade = match (version, s.upgrade_token, s.upgrade) {
+        (Version::Http11, true, Some(value)) if s.upgrades == 1 && value.is_ascii() => {
+            std::str::from_utf8(value).ok()
+        }
+        (Version::Http11, true, Some(_)) => return Err(HeadError::InvalidUpgrade),
+        _ => None,
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        fields,
+        head_len,
+        framing,
+        host: host.map(|h| h.text),
+        keep_alive: s.keep_alive(version),
+        expect_continue: s.expect_continue,
+        upgrade,
+        connect,
+        names_fields: s.names_fields,
+    }))
+}
+
+/// httparse's `Token` is the method's error until the method is read, the
+/// target's after.
+fn request_error(e: httparse::Error, method_read: bool, buf: &[u8]) -> HeadError {
+    match e {
+        httparse::Error::Token if method_read => HeadError::InvalidTarget,
+        e => head::field_error(e, buf),
+    }
+}
+
+/// The four forms of request-target (RFC 9112 §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form<'b> {
+    Origin,
+    Absolute {
+        scheme: &'b [u8],
+        authority: &'b [u8],
+    },
+    Authority,
+    Asterisk,
+}
+
+/// Which form the target has, and whether the method allows it (its bytes:
+/// `path_and_query`, or a `host[:port]`); CONNECT takes
+/// authority-form only (with a port, RFC 9110 §9.3.6), `*` is OPTIONS only,
+/// every other method takes origin- or absolute-form.
+fn target_form<'b>(method: &str, target: &'b str) -> Result<Form<'b>, HeadError> {
+    let bytes = target.as_bytes();
+    let form = if bytes == b"*" {
+        Form::Asterisk
+    } else if bytes[0] == b'/' {
+        path_and_query(bytes)
+            .then_some(Form::Origin)
+            .ok_or(HeadError::InvalidTarget)?
+    } else if let Some(absolute) = absolute(bytes) {
+        absolute
+    } else if target_authority(bytes).is_some_and(|h| h.port.is_some_and(port_number)) {
+        Form::Authority
+    } else {
+        return Err(HeadError::InvalidTarget);
+    };
+    let allowed = match (method, form) {
+        ("CONNECT", form) => form == Form::Authority,
+        ("OPTIONS", Form::Asterisk) => true,
+        (_, Form::Origin | Form::Absolute { .. }) => true,
+        _ => false,
+    };
+    match allowed {
+        true => Ok(form),
+        false => Err(HeadError::TargetFormForMethod),
+    }
+}
+
+/// `scheme "://" authority [ path ]`: the scheme and the authority (which
+/// the caller checks as a Host), or `None` if the target is not one.
+fn absolute(bytes: &[u8]) -> Option<Form<'_>> {
+    let colon = bytes.iter().position(|&b| b == b':')?;
+    let (scheme, rest) = bytes.split_at(colon);
+    let first_alpha = scheme.first()?.is_ascii_alphabetic();
+    let scheme_chars = scheme
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let rest = rest.strip_prefix(b"://")?;
+    if !first_alpha || !scheme_chars {
+        return None;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    path_and_query(&rest[end..]).then_some(Form::Absolute {
+        scheme,
+        authority: &rest[..end],
+    })
+}
+
+/// Whether a path and query hold only the bytes `http::Uri` (so hyper's
+/// path, today's) takes: RFC 3986's, plus `"`, `{`, `}`, `|`, `\`, `^` in
+/// the path and `` ` ``, `{`, `}`, `|`, `\`, `^`, `[`, `]` in the query, as
+/// clients send them unencoded. Never a fragment (`#`), a space, a control
+/// or a byte above 0x7E (httparse lets obs-text through).
+fn path_and_query(bytes: &[u8]) -> bool {
+    let (path, query) = match bytes.iter().position(|&b| b == b'?') {
+        Some(q) => bytes.split_at(q + 1),
+        None => (bytes, &b""[..]),
+    };
+    let path_byte = |b: &u8| {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x5F | 0x61..=0x7A | 0x7C | 0x7E)
+            || matches!(b, b'"' | b'{' | b'}')
+    };
+    let query_byte = |b: &u8| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E);
+    path.iter().all(path_byte) && query.iter().all(query_byte)
+}
+
+/// A Host or authority split: the whole text, the host, the port (empty
+/// after a bare `:`).
+#[derive(Clone, Copy, Debug)]
+struct HostPort<'b> {
+    text: &'b str,
+    host: &'b [u8],
+    port: Option<&'b [u8]>,
+}
+
+/// `host[:port]` as `proxy/headers.rs` `check_host` reads it, so the two
+/// paths agree on what a Host is: a reg-name or IPv4 address (unreserved,
+/// `%` and sub-delims, RFC 3986 §3.2.2) or an IP literal in brackets, then
+/// an optional `:` and digits. No userinfo, no path, no space, no control.
+fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
+    let host_end = match text.first()? {
+        b'[' => text.iter().position(|&b| b == b']')? + 1,
+        _ => text.iter().position(|&b| b == b':').unwrap_or(text.len()),
+    };
+    let (host, rest) = text.split_at(host_end);
+    let inner = match host {
+        [b'[', inner @ .., b']'] => inner,
+        _ => host,
+    };
+    let literal = host.len() != inner.len();
+    let valid = !inner.is_empty()
+        && inner
+            .iter()
+            .all(|&b| REG_NAME.contains(&b) || b.is_ascii_alphanumeric() || (literal && b == b':'));
+    let port = match rest {
+        [] => None,
+        [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
+        _ => return None,
+    };
+    Some(HostPort {
+        text: std::str::from_utf8(text).ok()?,
+        host,
+        port,
+    })
+    .filter(|_| valid)
+}
+
+/// A CONNECT port: digits naming a TCP port (0 to 65535, leading zeros
+/// aside), as `http::Uri` reads it (found by the differential fuzzer).
+fn port_number(port: &[u8]) -> bool {
+    !port.is_empty() && std::str::from_utf8(port).is_ok_and(|p| p.parse::<u16>().is_ok())
+}
+
+/// A target's authority: a `host[:port]` as for Host, but without a `%`
+/// outside an IP literal, as `http::Uri` (hyper's target, today's) reads it:
+/// a target's host is routed on and forwarded, so no escape is let in.
+fn target_authority(text: &[u8]) -> Option<HostPort<'_>> {
+    split_host(text).filter(|h| h.host.first() == Some(&b'[') || !h.host.contains(&b'%'))
+}
+
+/// The reg-name bytes besides letters and digits: unreserved marks, `%`,
+/// sub-delims.
+const REG_NAME: &[u8] = b"-._~%!$&'()*+,;=";
+
+/// Whether Host names the absolute-form target's authority: the same host
+/// (case aside) and port, the scheme's default port counting as none.
+fn same_authority(scheme: &[u8], target: HostPort<'_>, host: HostPort<'_>) -> bool {
+    let default: &[u8] = match scheme {
+        s if s.eq_ignore_ascii_case(b"http") => b"80",
+        s if s.eq_ignore_ascii_case(b"https") => b"443",
+        _ => b"",
+    };
+    fn explicit<'p>(port: Option<&'p [u8]>, default: &[u8]) -> &'p [u8] {
+        port.filter(|p| *p != default).unwrap_or_default()
+    }
+    target.host.eq_ignore_ascii_case(host.host)
+        && explicit(target.port, default) == explicit(host.port, default)
+}
+
+#[cfg(test)]
+mod tests;
