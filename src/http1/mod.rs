@@ -39,10 +39,10 @@ mod chunked;
 pub(crate) mod conn;
 mod head;
 pub(crate) mod interim;
-pub(crate) mod server;
-pub(crate) mod stream;
 mod request;
 mod response;
+pub(crate) mod server;
+pub(crate) mod stream;
 mod write;
 
 pub use chunked::{

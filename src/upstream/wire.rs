@@ -19,6 +19,7 @@ use tokio::io::AsyncWrite;
 use super::Error;
 use crate::context::body::RequestBody;
 use crate::context::Headers;
+use crate::http1::chunk_head;
 use crate::http1::conn::WireConn;
 use crate::http1::interim::{parse_response, Framing};
 
@@ -120,7 +121,7 @@ pub(crate) async fn exchange(
         body_done: !head.has_body,
         touched: false,
         broken: false,
-        prefix: [0; 20],
+        prefix: [0; 18],
         prefix_len: 0,
         suffix: &[],
     };
@@ -147,7 +148,7 @@ struct Sending {
     /// A body write failed: nothing more is sent, the answer is still read.
     broken: bool,
     /// A chunk's size line, before its data.
-    prefix: [u8; 20],
+    prefix: [u8; 18],
     prefix_len: usize,
     /// After the data: `\r\n`, or the last chunk.
     suffix: &'static [u8],
@@ -291,7 +292,7 @@ fn poll_send_body(
                         continue;
                     }
                     if s.chunked {
-                        s.prefix_len = chunk_size_line(data.len(), &mut s.prefix);
+                        s.prefix_len = chunk_head(data.len(), &mut s.prefix).len();
                         s.suffix = b"\r\n";
                     }
                     s.frame = Some(data);
@@ -332,35 +333,9 @@ fn consume(s: &mut Sending, mut n: usize) {
     s.suffix = &s.suffix[t..];
 }
 
-/// `len` in hex and CRLF, into `out`; returns how many bytes.
-fn chunk_size_line(len: usize, out: &mut [u8; 20]) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for i in 0..digits {
-        out[digits - 1 - i] = DIGITS[(len >> (4 * i)) & 0xf];
-    }
-    out[digits] = b'\r';
-    out[digits + 1] = b'\n';
-    digits + 2
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_size_lines_are_lowercase_hex() {
-        let mut out = [0u8; 20];
-        for (len, want) in [
-            (1, "1\r\n"),
-            (15, "f\r\n"),
-            (16, "10\r\n"),
-            (65536, "10000\r\n"),
-        ] {
-            let n = chunk_size_line(len, &mut out);
-            assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), want);
-        }
-    }
 
     #[test]
     fn consume_walks_prefix_frame_and_suffix() {
@@ -371,11 +346,11 @@ mod tests {
             body_done: false,
             touched: true,
             broken: false,
-            prefix: [0; 20],
+            prefix: [0; 18],
             prefix_len: 0,
             suffix: b"\r\n",
         };
-        s.prefix_len = chunk_size_line(5, &mut s.prefix);
+        s.prefix_len = chunk_head(5, &mut s.prefix).len();
         consume(&mut s, 2);
         assert_eq!(s.prefix_len, 1);
         consume(&mut s, 4);

@@ -525,9 +525,9 @@ impl Writer<'_> {
                 }
             }
             self.sent += data.len() as u64;
-            let mut prefix = [0u8; 20];
+            let mut prefix = [0u8; 18];
             let prefix_len = match self.out {
-                Out::Chunked => chunk_size_line(data.len(), &mut prefix),
+                Out::Chunked => crate::http1::chunk_head(data.len(), &mut prefix).len(),
                 _ => 0,
             };
             let suffix: &[u8] = if self.out == Out::Chunked {
@@ -619,30 +619,8 @@ fn put_fields(out: &mut BytesMut, headers: &HeaderMap) {
     }
 }
 
-fn put_decimal(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
-}
-
-/// `len` in hex and CRLF, into `out`; returns how many bytes.
-fn chunk_size_line(len: usize, out: &mut [u8; 20]) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
-    for i in 0..digits {
-        out[digits - 1 - i] = DIGITS[(len >> (4 * i)) & 0xf];
-    }
-    out[digits] = b'\r';
-    out[digits + 1] = b'\n';
-    digits + 2
+fn put_decimal(out: &mut BytesMut, n: u64) {
+    out.put_slice(crate::http1::decimal(n, &mut [0u8; 20]));
 }
 
 /// A stream with bytes already read put back in front of it, for hyper's
