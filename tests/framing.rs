@@ -231,13 +231,6 @@ const GAPS: &[(&str, &str, &str)] = &[
     ),
     (
         "request",
-        "target_too_long",
-        "no target limit of its own (431)",
-    ),
-    ("request", "http_2_0_line", "answered 400, not 505"),
-    ("request", "http_3_0_line", "answered 400, not 505"),
-    (
-        "request",
         "http_1_2",
         "refused (RFC 9110 §2.5: handle as 1.1)",
     ),

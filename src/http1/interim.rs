@@ -298,6 +298,8 @@ pub(crate) enum HeadError {
     UriTooLong,
     /// 501: a transfer coding we do not implement.
     NotImplemented,
+    /// 505: an HTTP major version other than 1.
+    Version,
 }
 
 impl HeadError {
@@ -307,6 +309,7 @@ impl HeadError {
             HeadError::TooLarge => 431,
             HeadError::UriTooLong => 414,
             HeadError::NotImplemented => 501,
+            HeadError::Version => 505,
         }
     }
 
@@ -316,6 +319,7 @@ impl HeadError {
             HeadError::TooLarge => "request header fields too large",
             HeadError::UriTooLong => "request target too long",
             HeadError::NotImplemented => "transfer coding not implemented",
+            HeadError::Version => "HTTP version not supported",
         }
     }
 }
@@ -350,6 +354,13 @@ pub(crate) fn parse_request(
     while buf[start..].starts_with(b"\r\n") {
         start += 2;
     }
+    // The request line alone may take 8 KiB (nginx's line buffer), or the
+    // head limit if lower: past it, 414.
+    let max_line = max_head.min(8 * 1024);
+    let line_end = buf[start..].windows(2).position(|w| w == b"\r\n");
+    if line_end.map_or(buf.len() - start, |e| e) > max_line {
+        return Err(HeadError::UriTooLong);
+    }
     let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let n = max_fields.min(MAX_FIELDS);
     let mut request = httparse::Request::new(&mut storage[..n]);
@@ -366,6 +377,20 @@ pub(crate) fn parse_request(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Version) => {
+            // `HTTP/2.0` or later in an HTTP/1 request line: 505.
+            let line = &buf[start..start + line_end.unwrap_or(buf.len() - start)];
+            let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+            let later = version.len() == 8
+                && version.starts_with(b"HTTP/")
+                && matches!(version[5], b'2'..=b'9')
+                && version[6] == b'.'
+                && version[7].is_ascii_digit();
+            return Err(match later {
+                true => HeadError::Version,
+                false => HeadError::Bad("malformed request head"),
+            });
+        }
         Err(_) => return Err(HeadError::Bad("malformed request head")),
     };
     if len > max_head {
