@@ -13,8 +13,8 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::Frame;
 
-use super::interim::{ChunkedDecoder, Framing};
 use super::stream::Stream;
+use super::{ChunkedDecoder, Framing};
 
 /// What a read buffer holds when it is taken, and what a read asks room for.
 pub(crate) const READ_BUFFER: usize = 16 * 1024;
@@ -80,8 +80,10 @@ impl Left {
         match framing {
             Framing::None | Framing::Length(0) => Left::Done,
             Framing::Length(n) => Left::Length(n),
-            Framing::Chunked => Left::Chunked(ChunkedDecoder::default()),
-            Framing::Close => Left::Close,
+            Framing::Chunked => Left::Chunked(ChunkedDecoder::new()),
+            // A tunnel's bytes are not a body this reads; as a body it
+            // runs to the close.
+            Framing::Close | Framing::Tunnel => Left::Close,
         }
     }
 
@@ -109,7 +111,7 @@ impl Left {
                     return Ok(Step::Data(buf.split().freeze()));
                 }
                 Left::Chunked(decoder) => {
-                    let decoded = decoder.decode(buf).map_err(invalid)?;
+                    let decoded = decoder.decode(buf).map_err(|e| invalid(e.reason()))?;
                     if let Some(range) = decoded.data {
                         buf.advance(range.start);
                         let data = buf.split_to(range.len()).freeze();
@@ -119,6 +121,11 @@ impl Left {
                     buf.advance(decoded.consumed);
                     if decoded.done {
                         *self = Left::Done;
+                        continue;
+                    }
+                    // Size lines or trailer lines were used up: what is
+                    // left may hold more before anything is read.
+                    if decoded.consumed > 0 {
                         continue;
                     }
                     return Ok(Step::More);

@@ -28,15 +28,10 @@ use crate::http1::conn::WireConn;
 use crate::http1::stream::Stream;
 use crate::util::exec::LocalExec;
 
-/// The request body on an HTTP/2 connection: hyper's HTTP/2 client wants an
-/// `Unpin` body, which `RequestBody` is (its idle timer is boxed only once
-/// the body has waited), so it goes as it is.
-pub(crate) type H2Body = RequestBody;
-
 /// The sending half of an upstream HTTP/2 connection, and the flag its
 /// reader sets when the endpoint announces GOAWAY (no new streams then).
 pub(crate) struct H2Sender {
-    pub(crate) sender: http2::SendRequest<H2Body>,
+    pub(crate) sender: http2::SendRequest<RequestBody>,
     pub(crate) going_away: Rc<Cell<bool>>,
 }
 

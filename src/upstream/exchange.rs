@@ -19,7 +19,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use super::connect::{self, Connected, H2Body};
+use super::connect::{self, Connected};
 use super::pool::{Conn, H2Conn, H2Stream, UpstreamPool};
 use super::wire::{self, Answer};
 use super::{Error, PoolKey, Protocol, UpstreamSpec};
@@ -356,21 +356,14 @@ impl Drop for Opening<'_> {
     }
 }
 
-/// A request to send again: as built, or as handed back by an HTTP/2
-/// connection (its body pinned in a box). Only on the rare, boxed path.
-#[allow(clippy::large_enum_variant)]
-enum Again {
-    Plain(Request<RequestBody>),
-    Pinned(Request<H2Body>),
-}
-
-/// Sends a request once more over a new connection (or, for an upstream
-/// that may speak HTTP/2, a stream other than on `avoid`).
+/// Sends a request the endpoint did not process once more over a new
+/// connection (or, for an upstream that may speak HTTP/2, a stream other
+/// than on `avoid`). Only on the rare, boxed path.
 async fn resend(
     pool: &Rc<UpstreamPool>,
     target: &Target<'_>,
     index: usize,
-    request: Again,
+    mut request: Request<RequestBody>,
     avoid: Option<&Rc<H2Conn>>,
 ) -> Result<Exchanged, Error> {
     let spec = target.spec;
@@ -379,8 +372,8 @@ async fn resend(
     } else {
         new_connection(pool, target, index).await?
     };
-    match (conn, request) {
-        (Conn::Http1(mut conn), Again::Plain(mut request)) => {
+    match conn {
+        Conn::Http1(mut conn) => {
             connect::http1_target(&mut request);
             let (parts, mut body) = request.into_parts();
             let headers = Headers::from_map(parts.headers);
@@ -391,11 +384,7 @@ async fn resend(
                 Err(failed) => Err(failed.error),
             }
         }
-        (Conn::Http1(_), Again::Pinned(_)) => Err(Error::Reset),
-        (Conn::Http2(stream), request) => {
-            let mut request = match request {
-                Again::Plain(request) | Again::Pinned(request) => request,
-            };
+        Conn::Http2(stream) => {
             connect::http2_target(&mut request, spec.tls.is_some());
             let response = stream
                 .conn
@@ -416,12 +405,11 @@ async fn exchange_h2(
     target: &Target<'_>,
     index: usize,
     stream: H2Stream,
-    request: Request<RequestBody>,
+    mut request: Request<RequestBody>,
     again: Option<Bytes>,
     timeout: Duration,
 ) -> Result<Exchanged, Error> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut request = request;
     connect::http2_target(&mut request, target.spec.tls.is_some());
     // A copy of the head, to rebuild the request if its stream is refused
     // (hyper does not hand back a request once its stream opened).
@@ -439,13 +427,13 @@ async fn exchange_h2(
         Ok(Err(e)) => e,
     };
     let request = match (failed.take_message(), head) {
-        (Some(unsent), _) => Again::Pinned(unsent),
+        (Some(unsent), _) => unsent,
         (None, Some((method, uri, headers, body))) if unprocessed(failed.error()) => {
             let mut request = Request::new(RequestBody::replay(body));
             *request.method_mut() = method;
             *request.uri_mut() = uri;
             *request.headers_mut() = headers;
-            Again::Plain(request)
+            request
         }
         _ => return Err(Error::of_exchange(failed.error())),
     };

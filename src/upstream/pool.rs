@@ -23,14 +23,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use bytes::BytesMut;
-
-use super::connect::{H2Body, H2Sender};
+use super::connect::H2Sender;
 use super::{PoolKey, PoolSettings, UpstreamSpec};
-use crate::context::body::{Lease, Lender};
+use crate::context::body::{Lease, Lender, RequestBody};
 use crate::http1::conn::{Home, WireConn, READ_BUFFER};
 use crate::metrics::{PoolCounters, PoolStats};
 
@@ -93,7 +92,7 @@ impl Entry {
 
 /// One multiplexed HTTP/2 connection.
 pub(crate) struct H2Conn {
-    sender: RefCell<hyper::client::conn::http2::SendRequest<H2Body>>,
+    sender: RefCell<hyper::client::conn::http2::SendRequest<RequestBody>>,
     /// Set by the connection's reader when the endpoint sent GOAWAY.
     going_away: Rc<Cell<bool>>,
     /// Streams in flight, counted on our side: from the pick to the end of
@@ -158,11 +157,11 @@ impl H2Conn {
     /// future waits for the response head).
     pub(crate) fn send(
         &self,
-        request: http::Request<H2Body>,
+        request: http::Request<RequestBody>,
     ) -> impl std::future::Future<
         Output = Result<
             http::Response<hyper::body::Incoming>,
-            hyper::client::conn::TrySendError<http::Request<H2Body>>,
+            hyper::client::conn::TrySendError<http::Request<RequestBody>>,
         >,
     > {
         self.sender.borrow_mut().try_send_request(request)

@@ -255,7 +255,6 @@ async fn read_head(
                 };
             }
             Ok(_) => conn.bytes_arrived(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(Refusal::Io),
         }
     }
@@ -304,10 +303,9 @@ async fn serve_one(
     let snapshot = local.snapshot();
     let response =
         crate::proxy::handle_wire(local.proxy.clone(), snapshot, tracked, peer, (), request).await;
-    // An owed `100 Continue` that was never sent: the body was not read.
-    if io.continue_left.get() > 0 {
-        io.continue_left.set(0);
-    }
+    // An owed `100 Continue` never sent: the body was not read (and the
+    // connection closes, below).
+    io.continue_left.set(0);
     let keep = info.keep_alive && conn.closed_for().is_none() && !io.body_open.get();
     let head_request = parts.method == Method::HEAD;
     write_response(local, io, response, head_request, info.http10, keep).await
@@ -600,6 +598,10 @@ impl Writer<'_> {
 }
 
 fn put_status(out: &mut BytesMut, status: http::StatusCode, reason: Option<&[u8]>) {
+    if let (None, Some(line)) = (reason, crate::http1::status_line(status.as_u16())) {
+        out.put_slice(line);
+        return;
+    }
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(status.as_str().as_bytes());
     out.put_u8(b' ');
