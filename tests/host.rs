@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LIMIT: Duration = Duration::from_secs(30);
 
 const MISSING: &str = "400 Bad Request: the request has no Host header\n";
-const BARE_LF: &str = "bare LF in the request head\n";
+const BARE_LF: &str = "bare LF in the head (CRLF required)\n";
 const REPEATED: &str = "400 Bad Request: the request has more than one Host header\n";
 const INVALID: &str = "400 Bad Request: the request's host is not a valid host[:port]\n";
 const MISMATCH: &str = "400 Bad Request: the Host header disagrees with the request target\n";

@@ -70,6 +70,10 @@ pub fn strait<'b>(data: &'b [u8], arena: &'b Bump) -> Verdict<Request<'b>> {
     match parse_request(data, arena, &LIMITS) {
         Ok(None) => Verdict::Incomplete,
         Err(e) => Verdict::Refused(format!("strait: {e:?} ({})", e.status())),
+        // A Host problem is the caller's to refuse (Strait's proxy does).
+        Ok(Some(strait::http1::RequestHead { host: Err(e), .. })) => {
+            Verdict::Refused(format!("strait: {e:?} ({})", e.status()))
+        }
         Ok(Some(h)) => Verdict::Head(Request {
             method: h.method,
             target: h.target,

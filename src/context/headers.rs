@@ -12,15 +12,11 @@ use bumpalo::Bump;
 use http::header::{GetAll, InvalidHeaderValue};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// A received header field, as views of the head's bytes (names keep the
-/// client's case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field<'b> {
-    /// The field name, as the client spelled it.
-    pub name: &'b str,
-    /// The field value, without the surrounding whitespace.
-    pub value: &'b [u8],
-}
+/// A received header field, as views of the head's bytes: `name` as the
+/// client spelled it, `value` without the surrounding whitespace. The
+/// codec's own type (httparse's), so the field list a parsed head keeps is
+/// the one the headers borrow, not a copy of it.
+pub use crate::http1::Field;
 
 /// The headers of the request that goes upstream. Lookups take a name in any
 /// case (`"x-api-key"`, `&HeaderName`, `header::HOST`); edits take a

@@ -164,11 +164,7 @@ pub(super) fn scan(
         if line > first && matches!(buf.get(line), Some(b' ' | b'\t')) {
             return Err(HeadError::ObsFold);
         }
-        let Some(end) = buf[line..]
-            .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .map(|p| line + p)
-        else {
+        let Some(end) = memchr::memchr2(b'\r', b'\n', &buf[line..]).map(|p| line + p) else {
             if request && line == first {
                 partial_request_line(&buf[first..], limits)?;
             }
@@ -182,6 +178,10 @@ pub(super) fn scan(
         }
         at = end + 2;
         if at > limits.max_head_bytes {
+            if request && line == first {
+                // A request line over the head's bound for its target: 414.
+                partial_request_line(&buf[first..end], limits)?;
+            }
             return Err(HeadError::HeadTooLarge);
         }
         if end == first {

@@ -31,14 +31,14 @@
 //! Beside the codec, what the data path's HTTP/1.1 runs on: `stream.rs`
 //! (plain or TLS, one enum), `conn.rs` (an upstream connection and the
 //! response body read off it), `server.rs` (a request body read off a
-//! client connection), and `interim.rs`, the first, looser parser the data
-//! path still calls until it is wired to `parse_request` and
+//! client connection). The data path reads every head with
+//! `request_head_len` / `response_head_len` on its buffer, splits the head
+//! off, and parses the split-off bytes with `parse_request` /
 //! `parse_response`.
 
 mod chunked;
 pub(crate) mod conn;
 mod head;
-pub(crate) mod interim;
 mod request;
 mod response;
 pub(crate) mod server;
@@ -50,8 +50,8 @@ pub use chunked::{
     LAST_CHUNK_LINE,
 };
 pub use head::{is_hop_by_hop_name, HeadError};
-pub use request::{parse_request, RequestHead};
-pub use response::{parse_response, Informational, RequestKind, ResponseHead};
+pub use request::{parse_request, request_head_len, RequestHead};
+pub use response::{parse_response, response_head_len, Informational, RequestKind, ResponseHead};
 pub use write::{decimal, status_line};
 
 /// The protocol version of a head: only these two exist in HTTP/1.x.

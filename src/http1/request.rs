@@ -29,8 +29,15 @@ pub struct RequestHead<'b> {
     pub head_len: usize,
     /// The body's framing: `None`, `Length` or `Chunked`.
     pub framing: Framing,
-    /// The one Host value, checked as `host[:port]`; `None` only on HTTP/1.0.
-    pub host: Option<&'b str>,
+    /// The one Host value, checked as `host[:port]`: `Ok(None)` only on
+    /// HTTP/1.0. `Err` when it is missing (HTTP/1.1), repeated, not a
+    /// `host[:port]`, or names another authority than an absolute-form
+    /// target (`MissingHost`, `RepeatedHost`, `InvalidHost`,
+    /// `HostMismatch`, each a 400). Everything else in the head is checked
+    /// and whole, so the caller may refuse it where it chooses: Strait's
+    /// proxy does after routing, so that the 400 counts in the route's
+    /// figures and access log.
+    pub host: Result<Option<&'b str>, HeadError>,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
     /// `Expect: 100-continue`.
@@ -66,22 +73,7 @@ pub fn parse_request<'b>(
     limits: &Limits,
 ) -> Result<Option<RequestHead<'b>>, HeadError> {
     let Some(scanned) = scan(buf, limits, true)? else {
-        // Incomplete: httparse still refuses what it sees already (a bad
-        // byte in a line already received), so a client sending garbage is
-        // answered now, not at its header timeout.
-        let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];
-        let mut req = httparse::Request::new(&mut []);
-        let config = httparse::ParserConfig::default();
-        return match config.parse_request_with_uninit_headers(&mut req, buf, &mut stack) {
-            _ if req.path.is_some_and(|p| p.len() > limits.max_target) => {
-                Err(HeadError::TargetTooLong)
-            }
-            Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
-            Err(e) => Err(request_error(e, req.method.is_some(), buf)),
-            // An end the strict scan did not find is a bare LF, which the
-            // scan refuses first: unreachable, and refused all the same.
-            Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
-        };
+        return partial(buf, limits);
     };
     let mut req =
         httparse::Request::new(arena.alloc_slice_fill_copy(scanned.fields, httparse::EMPTY_HEADER));
@@ -112,22 +104,7 @@ pub fn parse_request<'b>(
     if s.other_coding {
         return Err(HeadError::UnsupportedCoding);
     }
-    if s.hosts > 1 {
-        return Err(HeadError::RepeatedHost);
-    }
-    let host = match s.host {
-        Some(value) => Some(split_host(value).ok_or(HeadError::InvalidHost)?),
-        None if version == Version::Http11 => return Err(HeadError::MissingHost),
-        None => None,
-    };
-    if let Form::Absolute { scheme, authority } = form {
-        let target = target_authority(authority).ok_or(HeadError::InvalidHost)?;
-        if let Some(host) = host {
-            if !same_authority(scheme, target, host) {
-                return Err(HeadError::HostMismatch);
-            }
-        }
-    }
+    let host = request_host(&s, version, form);
     let framing = match (s.chunked, s.content_length) {
         (true, _) => Framing::Chunked,
         (false, Some(n)) => Framing::Length(n),
@@ -147,7 +124,7 @@ pub fn parse_request<'b>(
         fields,
         head_len,
         framing,
-        host: host.map(|h| h.text),
+        host,
         keep_alive: s.keep_alive(version),
         expect_continue: s.expect_continue,
         upgrade,
@@ -158,6 +135,61 @@ pub fn parse_request<'b>(
 
 /// httparse's `Token` is the method's error until the method is read, the
 /// target's after.
+/// Where the request head at the start of `buf` ends, once it is complete,
+/// with the same refusals as `parse_request` on the bytes so far (the line
+/// scan, the limits, and what httparse refuses of a partial head); the
+/// semantics (framing, Host, target form) are `parse_request`'s, on the
+/// complete head. So a connection can find a head's end in its read buffer,
+/// split the head off, and parse the split-off bytes once.
+pub fn request_head_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+    match scan(buf, limits, true)? {
+        Some(scanned) => Ok(Some(scanned.head_len)),
+        None => partial(buf, limits),
+    }
+}
+
+/// An incomplete head: httparse still refuses what it sees already (a bad
+/// byte in a line already received), so a client sending garbage is
+/// answered now, not at its header timeout.
+fn partial<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, HeadError> {
+    let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    match config.parse_request_with_uninit_headers(&mut req, buf, &mut stack) {
+        _ if req.path.is_some_and(|p| p.len() > limits.max_target) => Err(HeadError::TargetTooLong),
+        Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(request_error(e, req.method.is_some(), buf)),
+        // An end the strict scan did not find is a bare LF, which the
+        // scan refuses first: unreachable, and refused all the same.
+        Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
+    }
+}
+
+/// The Host verdict of a head otherwise whole (`RequestHead::host`).
+fn request_host<'b>(
+    s: &Semantics<'b>,
+    version: Version,
+    form: Form<'b>,
+) -> Result<Option<&'b str>, HeadError> {
+    if s.hosts > 1 {
+        return Err(HeadError::RepeatedHost);
+    }
+    let host = match s.host {
+        Some(value) => Some(split_host(value).ok_or(HeadError::InvalidHost)?),
+        None if version == Version::Http11 => return Err(HeadError::MissingHost),
+        None => None,
+    };
+    if let Form::Absolute { scheme, authority } = form {
+        let target = target_authority(authority).ok_or(HeadError::InvalidHost)?;
+        if let Some(host) = host {
+            if !same_authority(scheme, target, host) {
+                return Err(HeadError::HostMismatch);
+            }
+        }
+    }
+    Ok(host.map(|h| h.text))
+}
+
 fn request_error(e: httparse::Error, method_read: bool, buf: &[u8]) -> HeadError {
     match e {
         httparse::Error::Token if method_read => HeadError::InvalidTarget,

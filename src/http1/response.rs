@@ -85,14 +85,7 @@ pub fn parse_response<'b>(
     request: RequestKind,
 ) -> Result<Option<ResponseHead<'b>>, HeadError> {
     let Some(scanned) = scan(buf, limits, false)? else {
-        let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];
-        let mut res = httparse::Response::new(&mut []);
-        let config = httparse::ParserConfig::default();
-        return match config.parse_response_with_uninit_headers(&mut res, buf, &mut stack) {
-            Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
-            Err(e) => Err(head::field_error(e, buf)),
-            Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
-        };
+        return partial(buf);
     };
     let mut res = httparse::Response::new(
         arena.alloc_slice_fill_copy(scanned.fields, httparse::EMPTY_HEADER),
@@ -145,6 +138,29 @@ pub fn parse_response<'b>(
         keep_alive,
         names_fields: s.names_fields,
     }))
+}
+
+/// Where the response head at the start of `buf` ends, once it is
+/// complete, with `parse_response`'s refusals of the bytes so far (as
+/// `request_head_len` for requests): the caller splits the head off its
+/// buffer and parses the split-off bytes once.
+pub fn response_head_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+    match scan(buf, limits, false)? {
+        Some(scanned) => Ok(Some(scanned.head_len)),
+        None => partial(buf),
+    }
+}
+
+/// An incomplete head: what httparse refuses of it already.
+fn partial<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
+    let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];
+    let mut res = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    match config.parse_response_with_uninit_headers(&mut res, buf, &mut stack) {
+        Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(head::field_error(e, buf)),
+        Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
+    }
 }
 
 #[cfg(test)]

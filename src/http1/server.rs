@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::conn::Left;
-use super::interim::Framing;
+use super::Framing;
 
 /// A client connection a request body is read from.
 pub(crate) trait ClientRead {

@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::context::body::ClientBody;
+use bumpalo::Bump;
 use bytes::Bytes;
 use http::Response;
 use http_body::Body as _;
@@ -42,7 +43,7 @@ pub(super) async fn forward<'a>(
     headers: &mut Headers<'_>,
     body: &mut Option<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let target = target(snap, route.upstream);
+    let target = target(snap, route.upstream, ctx.arena());
     let spec = target.spec;
     if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
         if let Some(max) = spec.max_requests {
@@ -85,10 +86,12 @@ pub(super) async fn forward<'a>(
 }
 
 /// Upstream `id` of the snapshot as the exchange sees it: its spec, its
-/// statistics, the worker count its limits are shared out over.
+/// statistics, the worker count its limits are shared out over; the
+/// request's arena for the response head's field list.
 #[inline]
-pub(super) fn target(snap: &Snapshot, id: usize) -> Target<'_> {
+pub(super) fn target<'a>(snap: &'a Snapshot, id: usize, arena: &'a Bump) -> Target<'a> {
     Target {
+        arena,
         spec: &snap.upstreams[id],
         id,
         stats: snap.stats.upstreams.get(id),

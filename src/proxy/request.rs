@@ -26,6 +26,7 @@ use super::{headers, ProxyState};
 use crate::config::SnapshotRef;
 use crate::context::body::Tracked;
 use crate::context::{ConnTls, Headers, ProxyBody, RequestContext, UpstreamRequest};
+use crate::http1::HeadError;
 use crate::metrics::RequestOutcome;
 
 /// What the worker hands the proxy with each request: its per-worker state,
@@ -195,7 +196,21 @@ pub(crate) struct WireRequest<'a> {
     pub(crate) arena: &'a Bump,
     pub(crate) parts: &'a Parts,
     pub(crate) headers: Headers<'a>,
+    /// The codec's Host verdict (`http1::RequestHead::host`): the one Host
+    /// value, checked, or why the head is refused (here, after routing).
+    pub(crate) host: Result<Option<&'a str>, HeadError>,
     pub(crate) body: ClientBody,
+}
+
+/// The proxy's refusal for the codec's Host verdict: the same 400s, bodies
+/// and log causes as `headers.rs` `check_host` gives hyper's requests.
+fn host_refusal(e: HeadError) -> ProxyError {
+    match e {
+        HeadError::MissingHost => ProxyError::MissingHost,
+        HeadError::RepeatedHost => ProxyError::RepeatedHost,
+        HeadError::HostMismatch => ProxyError::HostMismatch,
+        _ => ProxyError::InvalidHost,
+    }
 }
 
 /// An ordinary request of our own HTTP/1.1 path, top to bottom: the same
@@ -210,19 +225,21 @@ pub(super) async fn serve_wire<T: ConnTls>(
         arena,
         parts,
         headers,
+        host,
         body,
     } = request;
-    let checked = headers::check_host(parts.version, &parts.uri, headers.get_all(header::HOST));
-    let (host, refused) = match checked {
+    let (host, refused) = match host {
         Ok(host) => (host, None),
-        Err(e) => (headers.get(header::HOST), Some(e)),
+        Err(e) => {
+            // Routed on the first Host line, if any, then refused.
+            let first = headers.get(header::HOST);
+            let first = first.and_then(|h| std::str::from_utf8(h).ok());
+            (first.map(|h| &*arena.alloc_str(h)), Some(host_refusal(e)))
+        }
     };
-    // The Host value, a few bytes, into the arena: the headers move on.
     let host = match parts.uri.authority() {
         Some(authority) => Some(authority.as_str()),
-        None => host
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .map(|h| &*arena.alloc_str(h)),
+        None => host,
     };
     let mut upstream = UpstreamRequest { headers };
     let mut ctx = RequestContext::new(arena, &r.state.tools, parts, host, r.client);

@@ -8,6 +8,8 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+
+use bumpalo::Bump;
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -42,6 +44,8 @@ pub(crate) struct Target<'a> {
     pub(crate) workers: usize,
     /// The most bytes a response head may take (`server.max_header_bytes`).
     pub(crate) max_head: usize,
+    /// The request's arena: an HTTP/1.1 response head's field list.
+    pub(crate) arena: &'a Bump,
 }
 
 impl Target<'_> {
@@ -200,7 +204,7 @@ async fn send_wire<'a>(
     mut body: RequestBody,
     (deadline, reused): (tokio::time::Instant, bool),
 ) -> Result<Exchanged, Error> {
-    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target.max_head);
+    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target);
     let failed = match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => return Err(Error::ResponseTimeout),
         Ok(Ok(answer)) => return Ok(Exchanged::Http1 { answer, conn }),
@@ -221,7 +225,7 @@ async fn send_wire<'a>(
         let Conn::Http1(mut conn) = new_connection(pool, target, index).await? else {
             return Err(Error::Reset);
         };
-        match wire::exchange(&mut conn, &head, &mut body, false, target.max_head).await {
+        match wire::exchange(&mut conn, &head, &mut body, false, target).await {
             Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
             Err(failed) => Err(failed.error),
         }
@@ -379,7 +383,7 @@ async fn resend(
             let headers = Headers::from_map(parts.headers);
             let head = wire::encode(&mut conn.buf, (&parts.method, &parts.uri, &headers), &body);
             drop(headers);
-            match wire::exchange(&mut conn, &head, &mut body, false, target.max_head).await {
+            match wire::exchange(&mut conn, &head, &mut body, false, target).await {
                 Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
                 Err(failed) => Err(failed.error),
             }

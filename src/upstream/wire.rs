@@ -11,17 +11,21 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bumpalo::Bump;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
+use super::exchange::Target;
 use super::Error;
 use crate::context::body::RequestBody;
 use crate::context::Headers;
 use crate::http1::chunk_head;
 use crate::http1::conn::WireConn;
-use crate::http1::interim::{parse_response, Framing};
+use crate::http1::{
+    parse_response, response_head_len, Framing, Informational, Limits, RequestKind, Version,
+};
 
 /// The most fields a response head may have.
 const MAX_RESPONSE_FIELDS: usize = 128;
@@ -111,7 +115,7 @@ pub(crate) async fn exchange(
     head: &Head,
     body: &mut RequestBody,
     reused: bool,
-    max_head: usize,
+    target: &Target<'_>,
 ) -> Result<Answer, Failed> {
     conn.buf.clear();
     let mut sending = Sending {
@@ -125,13 +129,31 @@ pub(crate) async fn exchange(
         prefix_len: 0,
         suffix: &[],
     };
-    let head_request = head.head_request;
-    let limits = (head_request, max_head);
-    let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, limits)).await;
+    let reading = Reading {
+        limits: Limits {
+            max_head_bytes: target.max_head,
+            max_fields: MAX_RESPONSE_FIELDS,
+            max_target: target.max_head,
+        },
+        kind: RequestKind {
+            head: head.head_request,
+            connect: false,
+        },
+        arena: target.arena,
+    };
+    let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, &reading)).await;
     result.map_err(|(error, answered)| Failed {
         error,
         again: reused && !answered && (!sending.touched || head.idempotent && !head.has_body),
     })
+}
+
+/// How the response head is read: its bounds, what the request was, and
+/// the arena its field list goes into.
+struct Reading<'a> {
+    limits: Limits,
+    kind: RequestKind,
+    arena: &'a Bump,
 }
 
 /// The sending half of an exchange in progress.
@@ -162,7 +184,7 @@ fn exchange_poll(
     conn: &mut WireConn,
     s: &mut Sending,
     body: &mut RequestBody,
-    (head_request, max_head): (bool, usize),
+    reading: &Reading<'_>,
 ) -> Poll<Result<Answer, (Error, bool)>> {
     // The head goes first, whole.
     while !s.head.is_empty() {
@@ -187,48 +209,51 @@ fn exchange_poll(
         }
     }
     loop {
-        match parse_response(&conn.buf, MAX_RESPONSE_FIELDS, head_request) {
-            Err(_) => return Poll::Ready(Err((Error::BadResponse, true))),
-            Ok(Some(head)) => {
+        let bad = Poll::Ready(Err((Error::BadResponse, true)));
+        match response_head_len(&conn.buf, &reading.limits) {
+            Err(_) => return bad,
+            Ok(Some(len)) => {
                 // The head's bytes, frozen: the header values are slices of
                 // them (no copy, no allocation per field).
-                let bytes = conn.buf.split_to(head.head_len).freeze();
-                if head.status == 100 || (102..200).contains(&head.status) {
+                let bytes = conn.buf.split_to(len).freeze();
+                let parsed = parse_response(&bytes, reading.arena, &reading.limits, reading.kind);
+                let Ok(Some(head)) = parsed else { return bad };
+                match head.informational() {
                     // An interim answer (103 Early Hints, a 100): on to the
                     // client as it came, then the next head.
-                    body.interim(cx, &bytes);
-                    continue;
+                    Some(Informational::Continue | Informational::Other(_)) => {
+                        body.interim(cx, &bytes);
+                        continue;
+                    }
+                    // Not asked for: upgrades are the tunnel code's.
+                    Some(Informational::SwitchingProtocols) => return bad,
+                    None => {}
                 }
                 let Ok(status) = http::StatusCode::from_u16(head.status) else {
-                    return Poll::Ready(Err((Error::BadResponse, true)));
+                    return bad;
                 };
-                if head.status == 101 {
-                    return Poll::Ready(Err((Error::BadResponse, true)));
-                }
                 let mut response = http::Response::new(());
                 *response.status_mut() = status;
-                *response.version_mut() = if head.http10 {
-                    http::Version::HTTP_10
-                } else {
-                    http::Version::HTTP_11
+                *response.version_mut() = match head.version {
+                    Version::Http10 => http::Version::HTTP_10,
+                    Version::Http11 => http::Version::HTTP_11,
                 };
                 let map = response.headers_mut();
                 // Room for the fields the response filter adds (a request id).
-                map.reserve(head.count + 2);
-                for &(n0, n1, v0, v1) in &head.fields[..head.count] {
-                    let name = &bytes[n0 as usize..n1 as usize];
-                    let Ok(name) = http::HeaderName::from_bytes(name) else {
-                        return Poll::Ready(Err((Error::BadResponse, true)));
+                map.reserve(head.fields.len() + 2);
+                for field in head.fields {
+                    let Ok(name) = http::HeaderName::from_bytes(field.name.as_bytes()) else {
+                        return bad;
                     };
-                    let value = bytes.slice(v0 as usize..v1 as usize);
+                    let value = bytes.slice_ref(field.value);
                     let Ok(value) = http::HeaderValue::from_maybe_shared(value) else {
-                        return Poll::Ready(Err((Error::BadResponse, true)));
+                        return bad;
                     };
                     map.append(name, value);
                 }
-                if let Some((r0, r1)) = head.reason {
+                if status.canonical_reason() != Some(head.reason) {
                     // Kept as the upstream wrote it (hyper writes it back).
-                    let reason = bytes.slice(r0 as usize..r1 as usize);
+                    let reason = bytes.slice_ref(head.reason.as_bytes());
                     if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
                         response.extensions_mut().insert(reason);
                     }
@@ -245,9 +270,6 @@ fn exchange_poll(
                 }));
             }
             Ok(None) => {
-                if conn.buf.len() > max_head {
-                    return Poll::Ready(Err((Error::BadResponse, true)));
-                }
                 let answered = !conn.buf.is_empty();
                 match ready!(conn.poll_fill(cx)) {
                     Ok(0) | Err(_) => return Poll::Ready(Err((Error::Reset, answered))),

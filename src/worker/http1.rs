@@ -31,10 +31,10 @@ use super::connection::{serve_hyper_h1, ClientError, OpenConnection};
 use super::local::WorkerLocal;
 use super::protocols::Protocols;
 use crate::context::body::ClientBody;
-use crate::context::{Field, Headers, ProxyBody};
+use crate::context::{Headers, ProxyBody};
 use crate::http1::conn::{Left, Step, READ_BUFFER};
-use crate::http1::interim::{parse_request, Framing, HeadError, RequestInfo};
 use crate::http1::server::{ClientRead, WireClientBody};
+use crate::http1::{parse_request, request_head_len, Framing, HeadError, Limits, RequestHead};
 use crate::proxy::request::WireRequest;
 
 /// The client connection: its stream and read buffer, shared by the loop
@@ -158,17 +158,12 @@ pub(super) async fn serve(
         interim: RefCell::new(BytesMut::new()),
     });
     loop {
-        let snapshot = local.snapshot();
-        let limits = (
-            snapshot.server.max_header_bytes,
-            snapshot.server.max_headers,
-        );
-        drop(snapshot);
-        let info = tokio::select! {
+        let limits = limits(&local);
+        let head_len = tokio::select! {
             biased;
             _ = conn.closing() => return,
-            read = read_head(&io, &local, &conn, limits) => match read {
-                Ok(Some(info)) => info,
+            read = read_head(&io, &local, &conn, &limits) => match read {
+                Ok(Some(len)) => len,
                 Ok(None) => return,
                 Err(Refusal::Head(e)) => {
                     open.failed_with(ClientError::BadRequest, &e.reason());
@@ -178,22 +173,38 @@ pub(super) async fn serve(
                 Err(Refusal::Io) => return,
             },
         };
-        if info.tunnel {
-            // Upgrades and CONNECT: hyper's connection, from this head on.
-            let Ok(io) = Rc::try_unwrap(io) else { return };
-            let rewind = Rewind {
-                prefix: io.buf.into_inner().freeze(),
-                inner: io.stream.into_inner(),
-            };
-            // Boxed: hyper's connection state is no part of this loop's.
-            return Box::pin(serve_hyper_h1(local, protocols, rewind, peer, (), open)).await;
-        }
+        let head = io.buf.borrow_mut().split_to(head_len).freeze();
         // Boxed: the request's future (the phases, the exchange) exists
         // only while it is in flight; the connection's task keeps only this
         // loop's few words while it is idle (one allocation per request,
         // from the allocator's thread cache, against kilobytes per idle
         // connection).
-        let keep = Box::pin(serve_one(&local, &io, &conn, peer, info)).await;
+        let next = Box::pin(serve_one(&local, &io, &conn, peer, head, limits)).await;
+        let keep = match next {
+            Next::Keep => true,
+            Next::Close => false,
+            Next::Refuse(e) => {
+                open.failed_with(ClientError::BadRequest, &e.reason());
+                refuse(&io, e).await;
+                return;
+            }
+            Next::Tunnel(head) => {
+                // Upgrades and CONNECT: hyper's connection, from this head
+                // on, with what was read after it.
+                let Ok(io) = Rc::try_unwrap(io) else { return };
+                let rest = io.buf.into_inner();
+                let prefix = match rest.is_empty() {
+                    true => head,
+                    false => [&head[..], &rest[..]].concat().into(),
+                };
+                let rewind = Rewind {
+                    prefix,
+                    inner: io.stream.into_inner(),
+                };
+                // Boxed: hyper's connection state is no part of this loop's.
+                return Box::pin(serve_hyper_h1(local, protocols, rewind, peer, (), open)).await;
+            }
+        };
         if !keep || io.body_open.get() || conn.closed_for().is_some() {
             if io.body_open.get() || !io.buf.borrow().is_empty() {
                 // Bytes the client sent that nobody read.
@@ -214,6 +225,32 @@ pub(super) async fn serve(
     }
 }
 
+/// The bounds a request head is read under: the server's
+/// `max_header_bytes` and `max_headers`, and a request line of 8 KiB at
+/// most (nginx's line buffer), or the head's bound if lower (414 beyond).
+fn limits(local: &WorkerLocal) -> Limits {
+    let snapshot = local.snapshot();
+    let server = &snapshot.server;
+    Limits {
+        max_head_bytes: server.max_header_bytes,
+        max_fields: server.max_headers,
+        max_target: server.max_header_bytes.min(8 * 1024),
+    }
+}
+
+/// What the loop does after a request.
+enum Next {
+    /// Read the next request.
+    Keep,
+    /// Close (the response said so, or the client, or the request's body
+    /// was not read to its end).
+    Close,
+    /// The head was refused: answer with its status and close.
+    Refuse(HeadError),
+    /// An upgrade or CONNECT: the head, for hyper's connection to read.
+    Tunnel(Bytes),
+}
+
 enum Refusal {
     Head(HeadError),
     Io,
@@ -225,16 +262,14 @@ async fn read_head(
     io: &ClientIo,
     local: &WorkerLocal,
     conn: &super::connections::Conn,
-    (max_head, max_fields): (usize, usize),
-) -> Result<Option<RequestInfo>, Refusal> {
+    limits: &Limits,
+) -> Result<Option<usize>, Refusal> {
     loop {
         {
             let buf = io.buf.borrow();
             if !buf.is_empty() {
-                if let Some(info) =
-                    parse_request(&buf, max_head, max_fields).map_err(Refusal::Head)?
-                {
-                    return Ok(Some(info));
+                if let Some(len) = request_head_len(&buf, limits).map_err(Refusal::Head)? {
+                    return Ok(Some(len));
                 }
             }
         }
@@ -260,43 +295,46 @@ async fn read_head(
     }
 }
 
-/// One request: the head frozen out of the buffer, the views in the arena,
-/// the proxy, the response written. Whether the connection may go on.
+/// One request: the head, frozen out of the buffer, parsed into views in
+/// the arena; the proxy; the response written.
 async fn serve_one(
     local: &Rc<WorkerLocal>,
     io: &Rc<ClientIo>,
     conn: &Rc<super::connections::Conn>,
     peer: SocketAddr,
-    info: RequestInfo,
-) -> bool {
-    let head = io.buf.borrow_mut().split_to(info.head_len).freeze();
-    let Some(parts) = parts(&head, &info) else {
-        refuse(io, HeadError::Bad("invalid method or target")).await;
-        return false;
-    };
+    head: Bytes,
+    limits: Limits,
+) -> Next {
     let arena = local.proxy.arenas.take();
-    let fields =
-        arena.alloc_slice_fill_iter(info.fields[..info.count].iter().map(|&(n0, n1, v0, v1)| {
-            Field {
-                name: std::str::from_utf8(&head[n0 as usize..n1 as usize]).unwrap_or(""),
-                value: &head[v0 as usize..v1 as usize],
-            }
-        }));
-    let has_body = info.framing != Framing::None;
+    let parsed = match parse_request(&head, &arena, &limits) {
+        Ok(Some(parsed)) => parsed,
+        Err(e) => return Next::Refuse(e),
+        // `request_head_len` found the end of this head: unreachable.
+        Ok(None) => return Next::Refuse(HeadError::BareLf),
+    };
+    if parsed.upgrade.is_some() || parsed.connect {
+        return Next::Tunnel(head);
+    }
+    let Some(parts) = parts(&head, &parsed) else {
+        return Next::Refuse(HeadError::InvalidTarget);
+    };
+    let http10 = parsed.version == crate::http1::Version::Http10;
+    let has_body = parsed.framing != Framing::None;
     io.body_open.set(has_body);
-    io.http10.set(info.http10);
+    io.http10.set(http10);
     io.continue_left
-        .set(if info.expect_continue && has_body && !info.http10 {
+        .set(if parsed.expect_continue && has_body && !http10 {
             CONTINUE.len()
         } else {
             0
         });
     let src: Rc<dyn ClientRead> = io.clone();
-    let body = ClientBody::Wire(WireClientBody::new(src, info.framing));
+    let body = ClientBody::Wire(WireClientBody::new(src, parsed.framing));
     let request = WireRequest {
         arena: &arena,
         parts: &parts,
-        headers: Headers::wire(fields, &arena),
+        headers: Headers::wire(parsed.fields, &arena),
+        host: parsed.host,
         body,
     };
     let tracked = conn.request();
@@ -306,24 +344,25 @@ async fn serve_one(
     // An owed `100 Continue` never sent: the body was not read (and the
     // connection closes, below).
     io.continue_left.set(0);
-    let keep = info.keep_alive && conn.closed_for().is_none() && !io.body_open.get();
+    let keep = parsed.keep_alive && conn.closed_for().is_none() && !io.body_open.get();
     let head_request = parts.method == Method::HEAD;
-    write_response(local, io, response, head_request, info.http10, keep).await
+    match write_response(local, io, response, head_request, http10, keep).await {
+        true => Next::Keep,
+        false => Next::Close,
+    }
 }
 
 /// The request's parts: method and target (the target's bytes shared with
 /// the head, not copied), version; no header map.
-fn parts(head: &Bytes, info: &RequestInfo) -> Option<http::request::Parts> {
-    let method = Method::from_bytes(&head[info.method.0 as usize..info.method.1 as usize]).ok()?;
-    let target = head.slice(info.target.0 as usize..info.target.1 as usize);
-    let uri = Uri::from_maybe_shared(target).ok()?;
+fn parts(head: &Bytes, parsed: &RequestHead<'_>) -> Option<http::request::Parts> {
+    let method = Method::from_bytes(parsed.method.as_bytes()).ok()?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.target.as_bytes())).ok()?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
-    parts.version = if info.http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
+    parts.version = match parsed.version {
+        crate::http1::Version::Http10 => Version::HTTP_10,
+        crate::http1::Version::Http11 => Version::HTTP_11,
     };
     Some(parts)
 }

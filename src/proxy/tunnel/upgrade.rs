@@ -185,7 +185,7 @@ async fn exchange<'a>(
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let target = attempt::target(snap, route.upstream);
+    let target = attempt::target(snap, route.upstream, ctx.arena());
     let spec = target.spec;
     // Counted like any exchange, until the answer's body ends; the tunnel
     // itself is not a request.
