@@ -576,7 +576,7 @@ start_proxy() {
   local name=$1 how=$2 port=$3 out=${4:-} cmd prefix vg=()
   case $how in
     native) ;;
-    callgrind) vg=(valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" --log-file="$out.log") ;;
+    callgrind) vg=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$out" --log-file="$out.log") ;;
     dhat) vg=(valgrind --tool=dhat --dhat-out-file="$out.json" --log-file="$out.log") ;;
   esac
   case $name in

@@ -146,52 +146,47 @@ pub(super) struct Scanned {
 /// and nothing refused so far. For requests, CRLFs before the request line
 /// are skipped (RFC 9112 §2.2) and count in `head_len`; a request line still
 /// incomplete whose target already exceeds `max_target` is refused.
+///
+/// One pass over the line feeds (`memchr`): each must follow a CR. A CR
+/// not followed by LF is left to httparse, which refuses it in every part
+/// of a head (`field_error` names it).
 pub(super) fn scan(
     buf: &[u8],
     limits: &Limits,
     request: bool,
 ) -> Result<Option<Scanned>, HeadError> {
-    let mut at = 0;
+    let mut first = 0;
     if request {
-        while buf[at..].starts_with(b"\r\n") {
-            at += 2;
+        while buf[first..].starts_with(b"\r\n") {
+            first += 2;
         }
     }
-    let first = at;
     let mut fields = 0;
-    loop {
-        let line = at;
-        if line > first && matches!(buf.get(line), Some(b' ' | b'\t')) {
+    let mut line = first;
+    for lf in memchr::memchr_iter(b'\n', &buf[first..]) {
+        let end = first + lf;
+        if line > first && matches!(buf[line], b' ' | b'\t') {
             return Err(HeadError::ObsFold);
         }
-        let Some(end) = memchr::memchr2(b'\r', b'\n', &buf[line..]).map(|p| line + p) else {
-            if request && line == first {
-                partial_request_line(&buf[first..], limits)?;
-            }
-            return too_large(buf.len(), limits);
-        };
-        match buf.get(end..end + 2) {
-            _ if buf[end] == b'\n' => return Err(HeadError::BareLf),
-            None => return too_large(buf.len(), limits),
-            Some(b"\r\n") => {}
-            Some(_) => return Err(HeadError::BareCr),
+        if end == line || buf[end - 1] != b'\r' {
+            return Err(HeadError::BareLf);
         }
-        at = end + 2;
-        if at > limits.max_head_bytes {
+        let (cr, next) = (end - 1, end + 1);
+        if next > limits.max_head_bytes {
             if request && line == first {
                 // A request line over the head's bound for its target: 414.
-                partial_request_line(&buf[first..end], limits)?;
+                partial_request_line(&buf[first..cr], limits)?;
             }
             return Err(HeadError::HeadTooLarge);
         }
-        if end == first {
+        if cr == first {
             // Only a response gets here: a request's empty lines are skipped.
             return Err(HeadError::InvalidStatusLine);
         }
-        if end == line {
+        if cr == line {
             return Ok(Some(Scanned {
                 fields,
-                head_len: at,
+                head_len: next,
             }));
         }
         if line > first {
@@ -200,7 +195,15 @@ pub(super) fn scan(
                 return Err(HeadError::TooManyFields);
             }
         }
+        line = next;
     }
+    if line > first && matches!(buf.get(line), Some(b' ' | b'\t')) {
+        return Err(HeadError::ObsFold);
+    }
+    if request && line == first {
+        partial_request_line(&buf[first..], limits)?;
+    }
+    too_large(buf.len(), limits)
 }
 
 fn too_large<T>(len: usize, limits: &Limits) -> Result<Option<T>, HeadError> {
@@ -227,8 +230,17 @@ fn partial_request_line(line: &[u8], limits: &Limits) -> Result<(), HeadError> {
     }
 }
 
+/// A CR not followed by LF: httparse refuses it wherever it is, under the
+/// name of the part it is in; the error paths name it first.
+pub(super) fn bare_cr(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1).is_some_and(|&b| b != b'\n'))
+}
+
 /// What an httparse error means, for the parts both heads share.
 pub(super) fn field_error(e: httparse::Error, head: &[u8]) -> HeadError {
+    if bare_cr(head) {
+        return HeadError::BareCr;
+    }
     match e {
         httparse::Error::HeaderName => name_error(head),
         httparse::Error::HeaderValue => HeadError::InvalidFieldValue,

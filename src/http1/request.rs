@@ -192,7 +192,7 @@ fn request_host<'b>(
 
 fn request_error(e: httparse::Error, method_read: bool, buf: &[u8]) -> HeadError {
     match e {
-        httparse::Error::Token if method_read => HeadError::InvalidTarget,
+        httparse::Error::Token if method_read && !head::bare_cr(buf) => HeadError::InvalidTarget,
         e => head::field_error(e, buf),
     }
 }
@@ -305,10 +305,7 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
         _ => host,
     };
     let literal = host.len() != inner.len();
-    let valid = !inner.is_empty()
-        && inner
-            .iter()
-            .all(|&b| REG_NAME.contains(&b) || b.is_ascii_alphanumeric() || (literal && b == b':'));
+    let valid = !inner.is_empty() && inner.iter().all(|&b| reg_name(b) || (literal && b == b':'));
     let port = match rest {
         [] => None,
         [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
@@ -335,9 +332,29 @@ fn target_authority(text: &[u8]) -> Option<HostPort<'_>> {
     split_host(text).filter(|h| h.host.first() == Some(&b'[') || !h.host.contains(&b'%'))
 }
 
-/// The reg-name bytes besides letters and digits: unreserved marks, `%`,
-/// sub-delims.
-const REG_NAME: &[u8] = b"-._~%!$&'()*+,;=";
+/// A reg-name byte: a letter, a digit, an unreserved mark, `%` or a
+/// sub-delim.
+fn reg_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
 
 /// Whether Host names the absolute-form target's authority: the same host
 /// (case aside) and port, the scheme's default port counting as none.

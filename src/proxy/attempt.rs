@@ -300,7 +300,9 @@ pub(super) async fn attempt<'a>(
     Ok(match exchanged {
         Exchanged::Http1 { answer, conn } => {
             let mut head = answer.head;
-            headers::response_head(&mut head, ctx.arena());
+            // Its hop-by-hop fields were left out as it was read
+            // (`upstream/wire.rs`); the proxy's version, as `response_head`.
+            head.version = http::Version::HTTP_11;
             let id = state.pool.lend_wire(key, spec.pool);
             let home: Rc<dyn Home> = state.pool.clone();
             let body = WireBody::new(conn, answer.framing, answer.keep_alive, (home, id));

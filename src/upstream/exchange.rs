@@ -204,7 +204,7 @@ async fn send_wire<'a>(
     mut body: RequestBody,
     (deadline, reused): (tokio::time::Instant, bool),
 ) -> Result<Exchanged, Error> {
-    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target);
+    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target, pool);
     let failed = match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => return Err(Error::ResponseTimeout),
         Ok(Ok(answer)) => return Ok(Exchanged::Http1 { answer, conn }),
@@ -225,7 +225,7 @@ async fn send_wire<'a>(
         let Conn::Http1(mut conn) = new_connection(pool, target, index).await? else {
             return Err(Error::Reset);
         };
-        match wire::exchange(&mut conn, &head, &mut body, false, target).await {
+        match wire::exchange(&mut conn, &head, &mut body, false, target, pool).await {
             Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
             Err(failed) => Err(failed.error),
         }
@@ -383,7 +383,7 @@ async fn resend(
             let headers = Headers::from_map(parts.headers);
             let head = wire::encode(&mut conn.buf, (&parts.method, &parts.uri, &headers), &body);
             drop(headers);
-            match wire::exchange(&mut conn, &head, &mut body, false, target).await {
+            match wire::exchange(&mut conn, &head, &mut body, false, target, pool).await {
                 Ok(answer) => Ok(Exchanged::Http1 { answer, conn }),
                 Err(failed) => Err(failed.error),
             }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use http::{HeaderMap, HeaderName};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
@@ -232,12 +233,22 @@ pub(crate) struct H2Count {
     pub(crate) opening: u32,
 }
 
-/// One worker's upstream connections. Always inside an `Rc`: what it lends
-/// (leases, stream slots) points back to it.
 /// Spare read buffers a worker keeps (16 KiB each): enough for the
 /// exchanges that end and start within one turn of the worker's loop.
 const MAX_SPARE_BUFFERS: usize = 64;
 
+/// Spare header maps a worker keeps for HTTP/1.1 response heads, and the
+/// most fields one may have room for to be kept (a map grown for a huge
+/// head is dropped rather than held).
+const MAX_SPARE_MAPS: usize = 64;
+const MAX_SPARE_MAP_FIELDS: usize = 64;
+
+/// Response header names a worker keeps, parsed (`UpstreamPool::header_name`);
+/// past this many the table starts over.
+const MAX_NAMES: usize = 256;
+
+/// One worker's upstream connections. Always inside an `Rc`: what it lends
+/// (leases, stream slots) points back to it.
 pub(crate) struct UpstreamPool {
     /// This worker's index: its shard of the pool gauges.
     worker: usize,
@@ -250,6 +261,14 @@ pub(crate) struct UpstreamPool {
     /// Read buffers of connections not in an exchange, for the next one
     /// (an idle connection holds none).
     buffers: RefCell<Vec<BytesMut>>,
+    /// Emptied header maps of response heads already written to their
+    /// client, with their room: the next HTTP/1.1 response head fills one
+    /// instead of allocating its own.
+    maps: RefCell<Vec<HeaderMap>>,
+    /// Response header names as the upstreams spelled them, parsed: a
+    /// `HeaderName` is a hash-table lookup and a clone, not a parse (and,
+    /// for a name that is not a standard one, an allocation) per field.
+    names: RefCell<FxHashMap<Box<[u8]>, HeaderName>>,
     /// Where requests wait for a connection to be freed.
     pub(crate) room: Room,
 }
@@ -265,6 +284,8 @@ impl UpstreamPool {
         let pool = UpstreamPool {
             worker,
             buffers: RefCell::default(),
+            maps: RefCell::default(),
+            names: RefCell::default(),
             entries: RefCell::new(FxHashMap::default()),
             lent: RefCell::default(),
             room: Room::default(),
@@ -358,6 +379,41 @@ impl UpstreamPool {
         let mut spares = self.buffers.borrow_mut();
         if spares.len() < MAX_SPARE_BUFFERS {
             spares.push(buf);
+        }
+    }
+
+    /// An empty header map for a response head: a spare one, with the
+    /// room it had, or a new one (which allocates only when filled).
+    pub(crate) fn header_map(&self) -> HeaderMap {
+        self.maps.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// The `HeaderName` of a response field name as received, or `None` if
+    /// it is not a valid one. Names seen before on this worker are found in
+    /// a bounded table (which starts over when full: an upstream sending
+    /// ever new names costs a parse each, as without it).
+    pub(crate) fn header_name(&self, name: &[u8]) -> Option<HeaderName> {
+        let mut names = self.names.borrow_mut();
+        if let Some(known) = names.get(name) {
+            return Some(known.clone());
+        }
+        let parsed = HeaderName::from_bytes(name).ok()?;
+        if names.len() >= MAX_NAMES {
+            names.clear();
+        }
+        names.insert(name.into(), parsed.clone());
+        Some(parsed)
+    }
+
+    /// Keeps a written response head's map, emptied, for the next one.
+    pub(crate) fn spare_map(&self, mut map: HeaderMap) {
+        if map.capacity() == 0 || map.capacity() > MAX_SPARE_MAP_FIELDS {
+            return;
+        }
+        map.clear();
+        let mut spares = self.maps.borrow_mut();
+        if spares.len() < MAX_SPARE_MAPS {
+            spares.push(map);
         }
     }
 

@@ -18,6 +18,7 @@ use http_body::Body;
 use tokio::io::AsyncWrite;
 
 use super::exchange::Target;
+use super::pool::UpstreamPool;
 use super::Error;
 use crate::context::body::RequestBody;
 use crate::context::Headers;
@@ -32,6 +33,7 @@ const MAX_RESPONSE_FIELDS: usize = 128;
 
 /// A response head read off a connection, and how its body is framed.
 pub(crate) struct Answer {
+    /// Status, version and fields, less the hop-by-hop ones.
     pub(crate) head: http::response::Parts,
     pub(crate) framing: Framing,
     /// The connection may carry another exchange after this body (the
@@ -116,6 +118,7 @@ pub(crate) async fn exchange(
     body: &mut RequestBody,
     reused: bool,
     target: &Target<'_>,
+    pool: &UpstreamPool,
 ) -> Result<Answer, Failed> {
     conn.buf.clear();
     let mut sending = Sending {
@@ -140,6 +143,7 @@ pub(crate) async fn exchange(
             connect: false,
         },
         arena: target.arena,
+        pool,
     };
     let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, &reading)).await;
     result.map_err(|(error, answered)| Failed {
@@ -154,6 +158,9 @@ struct Reading<'a> {
     limits: Limits,
     kind: RequestKind,
     arena: &'a Bump,
+    /// The worker's pool: a spare map for the head's fields, and their
+    /// names.
+    pool: &'a UpstreamPool,
 }
 
 /// The sending half of an exchange in progress.
@@ -239,10 +246,16 @@ fn exchange_poll(
                     Version::Http11 => http::Version::HTTP_11,
                 };
                 let map = response.headers_mut();
+                *map = reading.pool.header_map();
                 // Room for the fields the response filter adds (a request id).
                 map.reserve(head.fields.len() + 2);
                 for field in head.fields {
-                    let Ok(name) = http::HeaderName::from_bytes(field.name.as_bytes()) else {
+                    // Hop-by-hop fields (RFC 9110 §7.6.1: the fixed ones and
+                    // those Connection lists) stay on this connection.
+                    if head.is_hop_by_hop(field.name) {
+                        continue;
+                    }
+                    let Some(name) = reading.pool.header_name(field.name.as_bytes()) else {
                         return bad;
                     };
                     let value = bytes.slice_ref(field.value);

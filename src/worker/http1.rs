@@ -473,6 +473,8 @@ async fn write_response(
         local.proxy.tools.clock.http_date(&mut head);
         head.put_slice(b"\r\n");
     }
+    // Written: the map goes back, emptied, for the next response head.
+    local.proxy.pool.spare_map(parts.headers);
     match out {
         Out::Length(n) if length.is_none() => {
             head.put_slice(b"content-length: ");
