@@ -330,6 +330,126 @@ async fn alpn_chooses_http2_or_http11_and_upstreams_see_https() {
     gw.shutdown();
 }
 
+/// One response off a raw stream: the head, then a Content-Length body.
+async fn read_reply<S>(s: &mut S, buf: &mut Vec<u8>) -> (String, Vec<u8>)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            if buf.len() >= end + 4 + length {
+                let body = buf[end + 4..end + 4 + length].to_vec();
+                buf.drain(..end + 4 + length);
+                return (head, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, s.read(&mut chunk))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a whole reply: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// HTTP/1.1 over TLS is served by the gateway's own HTTP/1.1 path, as plain
+/// connections are: pipelined requests answered in order, `100 Continue`
+/// sent (and flushed out of the TLS layer) before the body is read, a
+/// connection idle between requests, and a smuggling-shaped head refused by
+/// the strict codec with its reason (hyper's server answers with an empty
+/// body).
+#[tokio::test]
+async fn http11_over_tls_is_served_by_the_gateways_own_path() {
+    let dir = TempDir::new("tls-own-h1");
+    let cert = TestCa::new("tls test CA")
+        .server(&["example.com"])
+        .write(&dir, "c");
+    let origin = Origin::echo();
+    let gw = gateway(&(tls_listener("https", "", &[(&cert, "")]) + &routes_to(origin.addr, "")));
+    let client = Client {
+        sni: Some("example.com"),
+        alpn: &["http/1.1"],
+        ..Default::default()
+    };
+    let mut s = client.connect(gw.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    // Two requests in one write: two answers, in order.
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: example.com\r\n\r\nGET /two HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for path in ["/one", "/two"] {
+        let (head, body) = read_reply(&mut s, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["path"], path);
+        assert_eq!(json["headers"]["x-forwarded-proto"][0], "https");
+    }
+    // Idle for a while (the connection holds no buffer), then a POST that
+    // waits for `100 Continue` before it sends its body.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(
+        b"POST /post HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (interim, _) = read_reply(&mut s, &mut buf).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let (head, body) = read_reply(&mut s, &mut buf).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (json["method"].clone(), json["body_bytes"].clone()),
+        ("POST".into(), 5.into())
+    );
+    // Two Content-Lengths: refused by the codec, with its reason, closed.
+    s.write_all(
+        b"POST /x HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    )
+    .await
+    .unwrap();
+    let (head, body) = read_reply(&mut s, &mut buf).await;
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+    assert_eq!(body, b"more than one Content-Length\n");
+    assert_eq!(
+        origin.requests(),
+        3,
+        "the refused request never reached the origin"
+    );
+    gw.shutdown();
+
+    // Plain too: one `100 Continue` (the gateway's), not the origin's after
+    // it as well; the next thing read is the answer.
+    let plain = gateway(&simple_config(&[origin.addr], ""));
+    let mut s = TcpStream::connect(plain.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    s.write_all(
+        b"POST /post HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (interim, _) = read_reply(&mut s, &mut buf).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let (head, _) = read_reply(&mut s, &mut buf).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    plain.shutdown();
+}
+
 #[test]
 fn expired_and_mismatched_certificates_are_refused_at_load() {
     let dir = TempDir::new("load");

@@ -231,7 +231,16 @@ fn authority(text: &[u8]) -> Option<http::uri::Authority> {
         rest.strip_prefix(':')
     };
     let digits = port.is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    let clean = !text.contains('@') && !a.host().is_empty() && digits;
+    // `http` takes brackets anywhere in a host (`p[a]`); RFC 3986, and
+    // check_host, only around an IP literal that is the whole host. Found
+    // by libFuzzer.
+    let host = a.host();
+    let inner = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) => inner,
+        None => host,
+    };
+    let brackets = !inner.contains(['[', ']']);
+    let clean = !text.contains('@') && !a.host().is_empty() && digits && brackets;
     clean.then_some(a)
 }
 
@@ -598,6 +607,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("no-host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n".into()),
         ("two-hosts", format!("GET / HTTP/1.1\r\n{H}{H}\r\n")),
         ("host-userinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n".into()),
+        // A bracket inside a reg-name (found by libFuzzer: `http` takes it).
+        ("host-bracket-inside", "GET / HTTP/1.1\r\nHost: p%[axmle.cD]\r\n\r\n".into()),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
 ("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),

@@ -1,8 +1,8 @@
 //! One client connection: on a plain listener, tell HTTP/1.1 from HTTP/2 prior
 //! knowledge by peeking at the first bytes; on a TLS listener, run the
 //! handshake and let ALPN decide (plain HTTP sent there is answered 400, as
-//! nginx does). Then serve it with hyper's connection for that protocol on a
-//! task of its own.
+//! nginx does). HTTP/1.1, plain or TLS, is then served by our own loop
+//! (`http1.rs`); HTTP/2 by hyper's connection on a task of its own.
 //!
 //! Each protocol gets its own task so the task's memory is sized for that
 //! protocol alone. (hyper-util's `auto` connection is one enum holding either
@@ -80,7 +80,7 @@ pub(crate) async fn serve(
     };
     if protocol == Protocol::Http1 {
         // Plain HTTP/1.1 is our own (`http1.rs`), on this task.
-        return super::http1::serve(local, protocols, stream, peer, open).await;
+        return super::http1::serve(local, protocols, stream, peer, (), open).await;
     }
     spawn_protocol(local, protocols, stream, peer, (), protocol, open);
 }
@@ -128,11 +128,14 @@ pub(crate) async fn serve_tls(
         c.tls_handshakes.inc();
     }
     let info = Rc::new(tls::connection_info(stream.get_ref().1));
-    let protocol = match info.alpn {
-        Some("h2") => Protocol::Http2,
-        _ => Protocol::Http1,
-    };
-    spawn_protocol(local, protocols, stream, peer, info, protocol, open);
+    if info.alpn == Some("h2") {
+        return spawn_protocol(local, protocols, stream, peer, info, Protocol::Http2, open);
+    }
+    // HTTP/1.1 over TLS is our own too (`http1.rs`), on a task of its own:
+    // the handshake's state is not kept in the connection's.
+    tokio::task::spawn_local(super::http1::serve(
+        local, protocols, stream, peer, info, open,
+    ));
 }
 
 /// Whether the client's first byte (peeked, not consumed) is an ASCII
@@ -203,11 +206,12 @@ fn handshake_failed(
     );
 }
 
-/// Spawns the task serving `stream` with `protocol`; the task owns `open`.
+/// Spawns the task serving `stream` with `protocol` (HTTP/2: HTTP/1.1 is
+/// `http1.rs` `serve`'s); the task owns `open`.
 /// The task ends when hyper's connection does, or when the worker closes
 /// it (`connections.rs`): at once when it is idle or too slow with its head,
-/// gracefully (a GOAWAY; `Connection: close` after the current response)
-/// when the gateway stops or it has served its requests.
+/// gracefully (a GOAWAY) when the gateway stops or it has served its
+/// requests.
 fn spawn_protocol<S, T>(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,
@@ -220,10 +224,6 @@ fn spawn_protocol<S, T>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: ConnTls,
 {
-    if protocol == Protocol::Http1 {
-        tokio::task::spawn_local(serve_hyper_h1(local, protocols, stream, peer, tls, open));
-        return;
-    }
     let conn = open.conn().clone();
     conn.serving(protocol == Protocol::Http2, protocols.max_requests);
     // Per request: its count in flight (on the connection, for the
@@ -243,7 +243,7 @@ fn spawn_protocol<S, T>(
         drop(open);
     };
     match protocol {
-        Protocol::Http1 => unreachable!("HTTP/1.1 is served by serve_hyper_h1"),
+        Protocol::Http1 => unreachable!("HTTP/1.1 is served by http1.rs"),
         Protocol::Http2 => {
             let io = TokioIo::new(stream);
             let drain = protocols.drain_timeout;
@@ -271,9 +271,8 @@ fn spawn_protocol<S, T>(
 
 /// Why a client connection ended with an error, for the counters. Clients
 /// decide how often these happen, so each is logged at debug only.
-/// Serves an HTTP/1.1 connection with hyper's, upgrades included: TLS
-/// connections, and plain ones from an upgrade or CONNECT on (`http1.rs`
-/// hands them over with what it read put back in front).
+/// Serves an HTTP/1.1 connection with hyper's from an upgrade or CONNECT
+/// on (`http1.rs` hands it over with what it read put back in front).
 pub(super) async fn serve_hyper_h1<S, T>(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,

@@ -1,4 +1,4 @@
-//! The server side of HTTP/1.1 of our own, for plain TCP connections: one
+//! The server side of HTTP/1.1 of our own, plain or over TLS: one
 //! loop per connection, on the connection's task, that reads a head, hands
 //! the request to the proxy and writes the response, in order (pipelined
 //! requests wait in the buffer). The request's head is frozen out of the
@@ -31,7 +31,7 @@ use super::connection::{serve_hyper_h1, ClientError, OpenConnection};
 use super::local::WorkerLocal;
 use super::protocols::Protocols;
 use crate::context::body::ClientBody;
-use crate::context::{Headers, ProxyBody};
+use crate::context::{ConnTls, Headers, ProxyBody};
 use crate::http1::conn::{Left, Step, READ_BUFFER};
 use crate::http1::server::{ClientRead, WireClientBody};
 use crate::http1::{parse_request, request_head_len, Framing, HeadError, Limits, RequestHead};
@@ -40,8 +40,8 @@ use crate::proxy::request::WireRequest;
 /// The client connection: its stream and read buffer, shared by the loop
 /// (between requests, and to write responses) and the request body (to
 /// read it). Single-threaded; no borrow is held across an await.
-struct ClientIo {
-    stream: RefCell<TcpStream>,
+struct ClientIo<S> {
+    stream: RefCell<S>,
     buf: RefCell<BytesMut>,
     /// A `100 Continue` is owed before the body is read: what is left of it.
     continue_left: Cell<usize>,
@@ -51,11 +51,17 @@ struct ClientIo {
     http10: Cell<bool>,
     /// Interim responses (1xx) forwarded but not written yet.
     interim: RefCell<BytesMut>,
+    /// An interim response (a `100 Continue`, a 1xx) was written and not
+    /// flushed yet.
+    owe_flush: Cell<bool>,
+    /// The request has `Expect: 100-continue` and a body: its `100` is the
+    /// gateway's own.
+    expects_continue: Cell<bool>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-impl ClientIo {
+impl<S: ClientStream> ClientIo<S> {
     /// Reads into the buffer. Ready with the count (0: the client closed).
     fn poll_fill(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut buf = self.buf.borrow_mut();
@@ -75,12 +81,14 @@ impl ClientIo {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.continue_left.set(self.continue_left.get() - n);
+            self.owe_flush.set(true);
         }
-        Poll::Ready(Ok(()))
+        // Out now (TLS): the client waits for it to send the body.
+        self.poll_owed_flush(cx)
     }
 }
 
-impl ClientIo {
+impl<S: ClientStream> ClientIo<S> {
     /// Writes what it can of the pending interim responses.
     fn poll_interim(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut pending = self.interim.borrow_mut();
@@ -91,14 +99,32 @@ impl ClientIo {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             pending.advance(n);
+            self.owe_flush.set(true);
+        }
+        drop(pending);
+        self.poll_owed_flush(cx)
+    }
+
+    /// Flushes what an interim write left in the stream's own buffer (TLS
+    /// records; a no-op on TCP).
+    fn poll_owed_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.owe_flush.get() {
+            ready!(Pin::new(&mut *self.stream.borrow_mut()).poll_flush(cx))?;
+            self.owe_flush.set(false);
         }
         Poll::Ready(Ok(()))
     }
 }
 
-impl ClientRead for ClientIo {
+impl<S: ClientStream> ClientRead for ClientIo<S> {
     fn interim(&self, cx: &mut Context<'_>, head: &[u8]) {
         if self.http10.get() {
+            return;
+        }
+        // The request asked for `100 Continue` and the gateway answers
+        // that itself (when the body is first read): the upstream's, after
+        // the fact, would be a second one.
+        if self.expects_continue.get() && head.get(9..12) == Some(b"100") {
             return;
         }
         self.interim.borrow_mut().extend_from_slice(head);
@@ -139,12 +165,39 @@ impl ClientRead for ClientIo {
     }
 }
 
-/// Serves a plain HTTP/1.1 connection until it ends.
-pub(super) async fn serve(
+/// A client connection's byte stream: plain TCP, or TLS over it.
+pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once bytes can be read, with no buffer held meanwhile: the
+    /// socket is readable (or, for TLS, decrypted bytes are waiting).
+    fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ClientStream for TcpStream {
+    fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (tcp, session) = self.get_ref();
+        // rustls holds decrypted bytes not read yet (or has seen the
+        // close): no need to wait for the socket.
+        if !session.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        tcp.poll_read_ready(cx)
+    }
+}
+
+/// Serves an HTTP/1.1 connection (plain, or TLS after its handshake) until
+/// it ends.
+pub(super) async fn serve<S: ClientStream, T: ConnTls>(
     local: Rc<WorkerLocal>,
     protocols: Rc<Protocols>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
+    tls: T,
     open: OpenConnection,
 ) {
     let conn = open.conn().clone();
@@ -156,6 +209,8 @@ pub(super) async fn serve(
         body_open: Cell::new(false),
         http10: Cell::new(false),
         interim: RefCell::new(BytesMut::new()),
+        owe_flush: Cell::new(false),
+        expects_continue: Cell::new(false),
     });
     loop {
         let limits = limits(&local);
@@ -179,7 +234,7 @@ pub(super) async fn serve(
         // loop's few words while it is idle (one allocation per request,
         // from the allocator's thread cache, against kilobytes per idle
         // connection).
-        let next = Box::pin(serve_one(&local, &io, &conn, peer, head, limits)).await;
+        let next = Box::pin(serve_one(&local, &io, &conn, (peer, &tls), head, limits)).await;
         let keep = match next {
             Next::Keep => true,
             Next::Close => false,
@@ -202,7 +257,7 @@ pub(super) async fn serve(
                     inner: io.stream.into_inner(),
                 };
                 // Boxed: hyper's connection state is no part of this loop's.
-                return Box::pin(serve_hyper_h1(local, protocols, rewind, peer, (), open)).await;
+                return Box::pin(serve_hyper_h1(local, protocols, rewind, peer, tls, open)).await;
             }
         };
         if !keep || io.body_open.get() || conn.closed_for().is_some() {
@@ -258,8 +313,8 @@ enum Refusal {
 
 /// Reads until the buffer holds a whole head (or the client closes:
 /// `None`). The first byte after an idle spell starts the header timer.
-async fn read_head(
-    io: &ClientIo,
+async fn read_head<S: ClientStream>(
+    io: &ClientIo<S>,
     local: &WorkerLocal,
     conn: &super::connections::Conn,
     limits: &Limits,
@@ -275,7 +330,7 @@ async fn read_head(
         }
         if io.buf.borrow().capacity() == 0 {
             // Idle: wait for bytes without a buffer, then take one.
-            let ready = std::future::poll_fn(|cx| io.stream.borrow().poll_read_ready(cx)).await;
+            let ready = std::future::poll_fn(|cx| io.stream.borrow().poll_idle(cx)).await;
             if ready.is_err() {
                 return Err(Refusal::Io);
             }
@@ -297,11 +352,11 @@ async fn read_head(
 
 /// One request: the head, frozen out of the buffer, parsed into views in
 /// the arena; the proxy; the response written.
-async fn serve_one(
+async fn serve_one<S: ClientStream, T: ConnTls>(
     local: &Rc<WorkerLocal>,
-    io: &Rc<ClientIo>,
+    io: &Rc<ClientIo<S>>,
     conn: &Rc<super::connections::Conn>,
-    peer: SocketAddr,
+    (peer, tls): (SocketAddr, &T),
     head: Bytes,
     limits: Limits,
 ) -> Next {
@@ -322,12 +377,12 @@ async fn serve_one(
     let has_body = parsed.framing != Framing::None;
     io.body_open.set(has_body);
     io.http10.set(http10);
-    io.continue_left
-        .set(if parsed.expect_continue && has_body && !http10 {
-            CONTINUE.len()
-        } else {
-            0
-        });
+    let expects_continue = parsed.expect_continue && has_body && !http10;
+    io.expects_continue.set(expects_continue);
+    io.continue_left.set(match expects_continue {
+        true => CONTINUE.len(),
+        false => 0,
+    });
     let src: Rc<dyn ClientRead> = io.clone();
     let body = ClientBody::Wire(WireClientBody::new(src, parsed.framing));
     let request = WireRequest {
@@ -339,8 +394,15 @@ async fn serve_one(
     };
     let tracked = conn.request();
     let snapshot = local.snapshot();
-    let response =
-        crate::proxy::handle_wire(local.proxy.clone(), snapshot, tracked, peer, (), request).await;
+    let response = crate::proxy::handle_wire(
+        local.proxy.clone(),
+        snapshot,
+        tracked,
+        peer,
+        tls.clone(),
+        request,
+    )
+    .await;
     // An owed `100 Continue` never sent: the body was not read (and the
     // connection closes, below).
     io.continue_left.set(0);
@@ -368,7 +430,7 @@ fn parts(head: &Bytes, parsed: &RequestHead<'_>) -> Option<http::request::Parts>
 }
 
 /// Answers a head the parser refused, and closes.
-async fn refuse(io: &ClientIo, e: HeadError) {
+async fn refuse<S: ClientStream>(io: &ClientIo<S>, e: HeadError) {
     let reason = e.reason();
     let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
     let mut out = BytesMut::with_capacity(160 + reason.len());
@@ -392,7 +454,7 @@ async fn refuse(io: &ClientIo, e: HeadError) {
 }
 
 /// Shuts the connection's write side (the client reads to the end).
-async fn shutdown(io: &ClientIo) {
+async fn shutdown<S: ClientStream>(io: &ClientIo<S>) {
     let _ =
         std::future::poll_fn(|cx| Pin::new(&mut *io.stream.borrow_mut()).poll_shutdown(cx)).await;
 }
@@ -406,7 +468,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// Shuts the write side, then reads and discards (bounded) until the
 /// client closes.
-async fn linger(io: &ClientIo) {
+async fn linger<S: ClientStream>(io: &ClientIo<S>) {
     shutdown(io).await;
     let drain = async {
         let mut left = LINGER_BYTES;
@@ -435,9 +497,9 @@ enum Out {
 /// Writes the response: the head (and the first body bytes, when they are
 /// ready, in the same write), then the body as it comes. Whether the
 /// connection may carry another request.
-async fn write_response(
+async fn write_response<S: ClientStream>(
     local: &WorkerLocal,
-    io: &ClientIo,
+    io: &ClientIo<S>,
     response: Response<ProxyBody>,
     head_request: bool,
     http10: bool,
@@ -503,12 +565,14 @@ async fn write_response(
     } else {
         writer.body(&mut body).await.is_ok()
     };
-    ok && keep
+    // Out of the stream's own buffer (TLS), before the next request is read.
+    let flushed = std::future::poll_fn(|cx| Pin::new(&mut *io.stream.borrow_mut()).poll_flush(cx));
+    ok && flushed.await.is_ok() && keep
 }
 
 /// The writing of one response.
-struct Writer<'s> {
-    stream: &'s RefCell<TcpStream>,
+struct Writer<'s, S> {
+    stream: &'s RefCell<S>,
     /// What is left of the head to write.
     head: Bytes,
     out: Out,
@@ -516,19 +580,26 @@ struct Writer<'s> {
     sent: u64,
 }
 
-impl Writer<'_> {
+impl<S: ClientStream> Writer<'_, S> {
     async fn flush_head(&mut self) -> io::Result<()> {
         self.write_parts(&[], Bytes::new(), b"").await
     }
 
     /// Streams the body, each frame after what is left of the head.
     async fn body(&mut self, body: &mut ProxyBody) -> io::Result<()> {
+        let stream = self.stream;
         loop {
             let frame = std::future::poll_fn(|cx| {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     // Nothing yet: the head goes now rather than wait.
                     Poll::Pending if !self.head.is_empty() => Poll::Ready(None::<Option<_>>),
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        // What the stream holds back (TLS records) goes out
+                        // while the body waits; an error shows at the next
+                        // write.
+                        let _ = Pin::new(&mut *stream.borrow_mut()).poll_flush(cx);
+                        Poll::Pending
+                    }
                     Poll::Ready(f) => Poll::Ready(Some(f)),
                 }
             })
@@ -668,12 +739,12 @@ fn put_decimal(out: &mut BytesMut, n: u64) {
 
 /// A stream with bytes already read put back in front of it, for hyper's
 /// connection to read first.
-pub(super) struct Rewind {
+pub(super) struct Rewind<S> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -689,7 +760,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
