@@ -793,9 +793,18 @@ lat_round() {
   ((errs == 0)) || log "WARNING: $name had $errs errors or unsent requests in latency round $round (see $f)"
   awk "BEGIN { exit !($foreign > 20) }" &&
     log "WARNING: other programs used ${foreign%.*}% of a core during this run: the latency rows are disturbed"
+  # the generator's lateness is in every latency it reports: well above a few
+  # tens of µs means something else held the load core
+  if awk "BEGIN { exit !($lag > 200) }"; then
+    log "WARNING: the generator woke up to ${lag}µs late (p99): the load core was busy; this run's latencies include that"
+    LAT_DISTURBED=$((LAT_DISTURBED + 1))
+  fi
+  LAT_RUNS=$((LAT_RUNS + 1))
   return 0
 }
 
+LAT_RUNS=0
+LAT_DISTURBED=0
 phase_latency() {
   local r i name order
   log "latency: origin alone, $RATE req/s for $LAT_DURATION"
@@ -811,6 +820,8 @@ phase_latency() {
       lat_round "$name" "${PROXY_PORT[$name]}" "$r"
     done
   done
+  ((LAT_DISTURBED == 0)) ||
+    echo "note=latency: in $LAT_DISTURBED of $LAT_RUNS runs (origin alone included) the generator's wake-up lag p99 was above 200 µs: the load core was busy, and those runs' latencies include it (raw outputs: results/raw/latency.*.txt)." >>"$INFO"
 }
 
 phase_strace() { # strace -c on the running native proxies, N sequential requests
