@@ -20,6 +20,7 @@ Subcommands:
                                     second for AFTER s after they closed
   metric ADMIN_PORT FAMILY          sum of a Prometheus family's samples
   wrk FILE                          parse `wrk --latency` output
+  latency FILE                      parse bench/loadgen's output (its last line, JSON)
   callgrind FILE                    total Ir of a callgrind dump
   strace FILE                       total syscalls of an `strace -c` summary
   dhat FILE                         total blocks/bytes from a DHAT log
@@ -704,6 +705,19 @@ def wrk(path):
     print(out["rps"], out["p50_ms"], out["p99_ms"], out["requests"], out["errors"])
 
 
+def latency(path):
+    """bench/loadgen's last line (JSON) -> one line for bash: achieved_rate
+    p50 p90 p99 p99.9 max (µs) errors+unsent lag_p99 (µs)."""
+    lines = [line for line in open(path).read().splitlines() if line.startswith("{")]
+    if not lines:
+        die(f"{path}: no JSON line from the load generator")
+    r = json.loads(lines[-1])
+    if r["ok"] == 0:
+        die(f"{path}: no successful request")
+    print(r["achieved_rate"], r["p50_us"], r["p90_us"], r["p99_us"], r["p999_us"], r["max_us"],
+          r["errors"] + r["unsent"], r["lag_p99_us"])
+
+
 def h2load(path):
     """h2load's summary -> one line for bash: rps requests errors."""
     text = open(path).read()
@@ -755,7 +769,7 @@ def dhat(path):
 
 # ---------------------------------------------------------------- report
 
-# (key, label, format, note); lower is better unless the label says otherwise
+# (key, label, format); lower is better unless the label says otherwise
 METRICS = [
     ("rps", "Requests/s (higher is better)", "{:,.0f}"),
     ("p50_ms", "Latency p50 (ms)", "{:.3f}"),
@@ -764,6 +778,17 @@ METRICS = [
     ("cpu_busy", "Proxy CPU busy under load (% of a core)", "{:.0f}"),
     ("errors", "wrk errors, all rounds (socket + non-2xx)", "{:.0f}"),
     ("foreign", "Other CPU use during load (% of a core; <~10 is accounting noise)", "{:.0f}"),
+    # the latency phase; {rate} is filled in from the run's settings
+    ("lat_p50_us", "p50 at {rate} req/s (µs)", "{:,.1f}"),
+    ("lat_p90_us", "p90 at {rate} req/s (µs)", "{:,.1f}"),
+    ("lat_p99_us", "p99 at {rate} req/s (µs)", "{:,.1f}"),
+    ("lat_p999_us", "p99.9 at {rate} req/s (µs)", "{:,.1f}"),
+    ("lat_max_us", "max at {rate} req/s (µs; one slow request)", "{:,.1f}"),
+    ("lat_rate", "Achieved rate of the {rate} req/s runs (req/s)", "{:,.0f}"),
+    ("lat_cpu_busy", "Proxy CPU busy at {rate} req/s (% of a core)", "{:.1f}"),
+    ("lat_errors", "Latency-run errors, all rounds (socket, status, length, unsent)", "{:.0f}"),
+    ("lat_lag_p99_us", "Load generator's own wake-up lag p99 (µs; its timing error)", "{:.1f}"),
+    ("lat_foreign", "Other CPU use during the latency runs (% of a core)", "{:.0f}"),
     ("ir", "Instructions per request (callgrind Ir)", "{:,.0f}"),
     ("syscalls", "Syscalls per request (strace)", "{:.2f}"),
     ("allocs", "Heap allocations per request (DHAT blocks)", "{:.2f}"),
@@ -771,6 +796,9 @@ METRICS = [
     ("idle_kib", "RSS per idle keep-alive connection (KiB)", "{:.2f}"),
     ("rss_start", "RSS after start-up (KiB)", "{:,.0f}"),
 ]
+
+# rows about the measurement itself, where strait ÷ nginx means nothing
+NO_RATIO = {"lat_lag_p99_us"}
 
 
 def _read_info(path):
@@ -803,17 +831,21 @@ def report(results_path, info_path):
         v = values.get((proxy, key))
         if not v:
             return None
-        if key == "errors":
+        if key.endswith("errors"):
             return sum(v)
         return statistics.median(v)
 
     rows = []
+    rate = f"{int(info['rate']):,}" if info.get("rate") else "?"
     for key, label, fmt in METRICS:
+        label = label.replace("{rate}", rate)
         s, n = agg("strait", key), agg("nginx", key)
         if s is None and n is None:
             continue
         cell = lambda x: "n/a" if x is None else fmt.format(x)  # noqa: E731
-        if s is not None and n not in (None, 0):
+        if key in NO_RATIO:
+            ratio = "—"
+        elif s is not None and n not in (None, 0):
             ratio = f"{s / n:.2f}"
         elif s is not None and n == 0 and s == 0:
             ratio = "—"
@@ -833,7 +865,11 @@ def report(results_path, info_path):
                f"CONNS={info['conns']} N={info['n']} IDLE_CONNS={info['idle_conns']}; "
                f"proxy on CPU {info['proxy_cpu']}, wrk + origin on CPU {info['load_cpu']}; "
                f"load average before the run: {info.get('loadavg', '?')}")
-    if info.get("phases", "").split() != ["load", "strace", "idle", "callgrind", "dhat"]:
+    if info.get("rate"):
+        out.append(f"Latency phase: RATE={info['rate']} LAT_DURATION={info.get('lat_duration')} "
+                   f"LAT_CONNS={info.get('lat_conns')} (open loop, bench/loadgen; latency "
+                   "from each request's scheduled send time)  ")
+    if info.get("phases", "").split() != ["load", "latency", "strace", "idle", "callgrind", "dhat"]:
         out.append("")
         out.append(f"Partial run: PHASES={info.get('phases')}")
     out.append("")
@@ -841,12 +877,19 @@ def report(results_path, info_path):
     out.append("| --- | ---: | ---: | ---: |")
     out.extend(rows)
     out.append("")
-    out.append("Load-test rows are medians over the rounds. Every ratio is strait ÷ nginx: "
-               "below 1 is better for strait in every row but requests/s.")
+    out.append("Load-test and latency rows are medians over the rounds (errors: the sum). "
+               "Every ratio is strait ÷ nginx: below 1 is better for strait in every row but "
+               "requests/s and the achieved rate.")
     if info.get("origin_rps"):
         out.append("")
         out.append(f"Origin alone (wrk straight to the origin, same settings, one run): "
                    f"{float(info['origin_rps']):,.0f} requests/s.")
+    o = {k: agg("origin", k) for k in ("lat_p50_us", "lat_p99_us", "lat_p999_us")}
+    if all(v is not None for v in o.values()):
+        out.append("")
+        out.append(f"Origin alone at {rate} req/s (the generator straight to the origin, one "
+                   f"run): p50 {o['lat_p50_us']:,.1f} µs, p99 {o['lat_p99_us']:,.1f} µs, "
+                   f"p99.9 {o['lat_p999_us']:,.1f} µs.")
     for note in info.get("notes", []):
         out.append("")
         out.append(f"Note: {note}")
@@ -1111,7 +1154,7 @@ def floods_report(results_path, info_path):
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
     "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
-    "idle": idle, "wrk": wrk, "callgrind": callgrind, "strace": strace,
+    "idle": idle, "wrk": wrk, "latency": latency, "callgrind": callgrind, "strace": strace,
     "dhat": dhat, "report": report, "balance-report": balance_report,
     "origin-requests": origin_requests, "h2load": h2load,
     "protocols-report": protocols_report, "flood": flood, "big-flood": big_flood,

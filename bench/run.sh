@@ -17,8 +17,16 @@
 #   SKIP_INSTALL=1    don't apt-get install missing tools
 #   SKIP_BUILD=1      don't run `cargo build --release`; use the existing binary
 #   STRAIT_BIN=path   strait binary (default: target/release/strait)
-#   PHASES="load strace idle callgrind dhat"   which measurements to run
+#   PHASES="load latency strace idle callgrind dhat"   which measurements to run
 #                     (MODE=balance: default "load callgrind"; only those two)
+#   RATE=5000         latency phase: requests/s of the open-loop generator
+#                     (bench/loadgen, built when missing), latency measured
+#                     from each request's scheduled time; ROUNDS rounds
+#   LAT_DURATION=30s  latency phase: length of one measured run (after 2 s of
+#                     warm-up in the same run)
+#   LAT_CONNS=50      latency phase: keep-alive connections, requests spread
+#                     evenly over them
+#   LOADGEN_BIN=path  the generator (default bench/loadgen/target/release/strait-loadgen)
 #   PROXY_CPU=0 LOAD_CPU=1   cores for the proxy, and for wrk + origin
 #   VG_TIMEOUT=600    seconds allowed for one valgrind step
 #   MODE=single       upstream layout: one origin, strait vs nginx.
@@ -83,8 +91,12 @@ elif [[ $MODE == protocols ]]; then
 elif [[ $MODE == floods ]]; then
   PHASES=floods
 else
-  PHASES=${PHASES:-load strace idle callgrind dhat}
+  PHASES=${PHASES:-load latency strace idle callgrind dhat}
 fi
+RATE=${RATE:-5000}
+LAT_DURATION=${LAT_DURATION:-30s}
+LAT_CONNS=${LAT_CONNS:-50}
+LOADGEN_BIN=${LOADGEN_BIN:-$BENCH_DIR/loadgen/target/release/strait-loadgen}
 ALGOS=${ALGOS:-round_robin weighted random least_request peak_ewma ring maglev}
 ORIGINS=${ORIGINS:-4}
 BALANCE_PATHS=${BALANCE_PATHS:-64}
@@ -123,7 +135,15 @@ WRK_ARGS=()
 SEQ_ARGS=()
 ORIGIN_STATUS=""
 case $MODE in
-  single) ;;
+  single)
+    for v in RATE LAT_CONNS; do
+      [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v} is not a positive number"
+    done
+    [[ $LAT_DURATION =~ ^[0-9]+(\.[0-9]+)?(s|ms)$ ]] || die "LAT_DURATION=$LAT_DURATION is not a duration like 30s"
+    for ph in $PHASES; do
+      case $ph in load | latency | strace | idle | callgrind | dhat) ;; *) die "unknown phase $ph" ;; esac
+    done
+    ;;
   balance)
     [[ -z $STRAIT_STANDIN ]] || die "STRAIT_STANDIN is for MODE=single only"
     [[ $ORIGINS =~ ^[1-9][0-9]*$ ]] || die "ORIGINS=$ORIGINS is not a positive number"
@@ -135,7 +155,7 @@ case $MODE in
     for ph in $PHASES; do
       case $ph in
         load | callgrind) kept+="$ph " ;;
-        strace | idle | dhat) log "MODE=balance: phase $ph is not run in this mode (only load and callgrind)" ;;
+        latency | strace | idle | dhat) log "MODE=balance: phase $ph is not run in this mode (only load and callgrind)" ;;
         *) die "unknown phase $ph" ;;
       esac
     done
@@ -244,6 +264,17 @@ build_strait() {
     die "'$STRAIT_BIN proxy --help' fails: this strait has no proxy command yet"
   [[ $help == *--listen* && $help == *--to* ]] ||
     die "'$STRAIT_BIN proxy --help' does not list --listen and --to: this strait has no proxy command yet"
+}
+
+# build_loadgen: the latency phase's generator, its own cargo package
+build_loadgen() {
+  has_phase latency || return 0
+  if [[ ! -x $LOADGEN_BIN ]]; then
+    log "cargo build --release --manifest-path bench/loadgen/Cargo.toml"
+    cargo build --release --manifest-path "$BENCH_DIR/loadgen/Cargo.toml" ||
+      die "could not build the load generator (bench/loadgen)"
+  fi
+  [[ -x $LOADGEN_BIN ]] || die "no load generator at $LOADGEN_BIN"
 }
 
 raise_nofile() {
@@ -719,6 +750,80 @@ phase_load() {
   done
 }
 
+# lat_round NAME PORT ROUND: one run of the fixed-rate generator (2 s of
+# warm-up, then LAT_DURATION measured), with the proxy's CPU time as in
+# load_round
+lat_round() {
+  local name=$1 port=$2 round=$3 pids opids t0 t1 o0 o1 m0 m1 s0 s1 wt f foreign
+  local rate p50 p90 p99 p999 max errs lag
+  f=$RAW/latency.$name.$round.txt
+  wait_quiet
+  read -ra opids <<<"$(pidtree "$ORIGIN_PID")"
+  # NAME origin: the generator straight to the origin, whose CPU is then t
+  if [[ $name == origin ]]; then pids=("${opids[@]}"); else read -ra pids <<<"$(pidtree "${PROXY_PID[$name]}")"; fi
+  m0=$("${BT[@]}" cpustat)
+  t0=$(cputicks "${pids[@]}")
+  o0=$(cputicks "${opids[@]}")
+  s0=$(date +%s.%N)
+  wt=$("${BT[@]}" timed "$f" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} "$LOADGEN_BIN" --addr "127.0.0.1:$port" \
+    --rate "$RATE" --duration "$LAT_DURATION" --warmup 2s --conns "$LAT_CONNS" --body-len 1024) ||
+    die "the load generator failed against $name: $(tail -3 "$f")"
+  s1=$(date +%s.%N)
+  t1=$(cputicks "${pids[@]}")
+  o1=$(cputicks "${opids[@]}")
+  m1=$("${BT[@]}" cpustat)
+  read -r rate p50 p90 p99 p999 max errs lag <<<"$("${BT[@]}" latency "$f")"
+  emit "$name" lat_rate "$rate"
+  emit "$name" lat_p50_us "$p50"
+  emit "$name" lat_p90_us "$p90"
+  emit "$name" lat_p99_us "$p99"
+  emit "$name" lat_p999_us "$p999"
+  emit "$name" lat_max_us "$max"
+  emit "$name" lat_errors "$errs"
+  emit "$name" lat_lag_p99_us "$lag"
+  if [[ $name != origin ]]; then
+    # the whole run, warm-up included: a share of a core, not per request
+    emit "$name" lat_cpu_busy "$(calc "($t1 - $t0) * 100 / $CLK_TCK / ($s1 - $s0)")"
+    foreign=$(calc "(($m1 - $m0) - ($t1 - $t0) - ($o1 - $o0) - $wt) * 100 / $CLK_TCK / ($s1 - $s0)")
+    emit "$name" lat_foreign "$foreign"
+  else
+    foreign=$(calc "(($m1 - $m0) - ($o1 - $o0) - $wt) * 100 / $CLK_TCK / ($s1 - $s0)")
+  fi
+  log "latency round $round $name: $rate req/s, p50 ${p50}µs, p90 ${p90}µs, p99 ${p99}µs, p99.9 ${p999}µs, max ${max}µs, $errs errors; generator's wake-up lag p99 ${lag}µs; others ${foreign%.*}% of a core"
+  ((errs == 0)) || log "WARNING: $name had $errs errors or unsent requests in latency round $round (see $f)"
+  awk "BEGIN { exit !($foreign > 20) }" &&
+    log "WARNING: other programs used ${foreign%.*}% of a core during this run: the latency rows are disturbed"
+  # the generator's lateness is in every latency it reports: well above a few
+  # tens of µs means something else held the load core
+  if awk "BEGIN { exit !($lag > 200) }"; then
+    log "WARNING: the generator woke up to ${lag}µs late (p99): the load core was busy; this run's latencies include that"
+    LAT_DISTURBED=$((LAT_DISTURBED + 1))
+  fi
+  LAT_RUNS=$((LAT_RUNS + 1))
+  return 0
+}
+
+LAT_RUNS=0
+LAT_DISTURBED=0
+phase_latency() {
+  local r i name order
+  log "latency: origin alone, $RATE req/s for $LAT_DURATION"
+  lat_round origin "$ORIGIN_PORT" origin
+  for ((r = 1; r <= ROUNDS; r++)); do
+    # alternate as in phase_load
+    order=("${PROXIES[@]}")
+    if ! ((r % 2)); then
+      order=()
+      for ((i = ${#PROXIES[@]} - 1; i >= 0; i--)); do order+=("${PROXIES[i]}"); done
+    fi
+    for name in "${order[@]}"; do
+      lat_round "$name" "${PROXY_PORT[$name]}" "$r"
+    done
+  done
+  ((LAT_DISTURBED == 0)) ||
+    echo "note=latency: in $LAT_DISTURBED of $LAT_RUNS runs (origin alone included) the generator's wake-up lag p99 was above 200 µs: the load core was busy, and those runs' latencies include it (raw outputs: results/raw/latency.*.txt)." >>"$INFO"
+}
+
 phase_strace() { # strace -c on the running native proxies, N sequential requests
   local name pids sp out p args calls tid
   for name in "${PROXIES[@]}"; do
@@ -961,6 +1066,7 @@ phase_big() {
 # ------------------------------------------------------------------ main
 install_tools
 build_strait
+build_loadgen
 raise_nofile
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -1002,6 +1108,11 @@ INFO=$RAW/info.txt
   echo "n=$N"
   echo "idle_conns=$IDLE_CONNS"
   echo "phases=$PHASES"
+  if has_phase latency; then
+    echo "rate=$RATE"
+    echo "lat_duration=$LAT_DURATION"
+    echo "lat_conns=$LAT_CONNS"
+  fi
   echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "proxy_cpu=$([[ $CPU_PIN == 1 ]] && echo "$PROXY_CPU" || echo any)"
   echo "load_cpu=$([[ $CPU_PIN == 1 ]] && echo "$LOAD_CPU" || echo any)"
@@ -1095,7 +1206,7 @@ if [[ $MODE == balance ]]; then
 fi
 
 declare -A PROXY_PORT PROXY_PID
-if has_phase load || has_phase strace || has_phase idle; then
+if has_phase load || has_phase latency || has_phase strace || has_phase idle; then
   for name in "${PROXIES[@]}"; do
     PROXY_PORT[$name]=$(freeport)
     start_proxy "$name" native "${PROXY_PORT[$name]}"
@@ -1110,10 +1221,11 @@ if has_phase load || has_phase strace || has_phase idle; then
 fi
 
 has_phase load && phase_load
+has_phase latency && phase_latency
 has_phase strace && phase_strace
 has_phase idle && phase_idle
 
-if has_phase load || has_phase strace || has_phase idle; then
+if has_phase load || has_phase latency || has_phase strace || has_phase idle; then
   for name in "${PROXIES[@]}"; do
     kill -0 "${PROXY_PID[$name]}" 2>/dev/null || log "WARNING: $name exited during the tests"
     stop_pid "${PROXY_PID[$name]}" 10
