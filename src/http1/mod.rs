@@ -31,10 +31,11 @@
 //! Beside the codec, what the data path's HTTP/1.1 runs on: `stream.rs`
 //! (plain or TLS, one enum), `conn.rs` (an upstream connection and the
 //! response body read off it), `server.rs` (a request body read off a
-//! client connection). The data path reads every head with
-//! `request_head_len` / `response_head_len` on its buffer, splits the head
-//! off, and parses the split-off bytes with `parse_request` /
-//! `parse_response`.
+//! client connection). The data path finds a request head's end with
+//! `request_head_len`, splits the head off its buffer and parses the
+//! split-off bytes once with `parse_request` (the views borrow them for the
+//! request's life); a response head is parsed in place by `parse_response`
+//! and frozen out after (its values become slices of the frozen bytes).
 
 mod chunked;
 pub(crate) mod conn;
@@ -51,7 +52,7 @@ pub use chunked::{
 };
 pub use head::{is_hop_by_hop_name, HeadError};
 pub use request::{parse_request, request_head_len, RequestHead};
-pub use response::{parse_response, response_head_len, Informational, RequestKind, ResponseHead};
+pub use response::{parse_response, Informational, RequestKind, ResponseHead};
 pub use write::{decimal, status_line};
 
 /// The protocol version of a head: only these two exist in HTTP/1.x.

@@ -140,17 +140,6 @@ pub fn parse_response<'b>(
     }))
 }
 
-/// Where the response head at the start of `buf` ends, once it is
-/// complete, with `parse_response`'s refusals of the bytes so far (as
-/// `request_head_len` for requests): the caller splits the head off its
-/// buffer and parses the split-off bytes once.
-pub fn response_head_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
-    match scan(buf, limits, false)? {
-        Some(scanned) => Ok(Some(scanned.head_len)),
-        None => partial(buf),
-    }
-}
-
 /// An incomplete head: what httparse refuses of it already.
 fn partial<T>(buf: &[u8]) -> Result<Option<T>, HeadError> {
     let mut stack = [const { MaybeUninit::uninit() }; PARTIAL_FIELDS];

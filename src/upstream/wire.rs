@@ -11,6 +11,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::Method;
@@ -24,9 +25,7 @@ use crate::context::body::RequestBody;
 use crate::context::Headers;
 use crate::http1::chunk_head;
 use crate::http1::conn::WireConn;
-use crate::http1::{
-    parse_response, response_head_len, Framing, Informational, Limits, RequestKind, Version,
-};
+use crate::http1::{parse_response, Framing, Informational, Limits, RequestKind, Version};
 
 /// The most fields a response head may have.
 const MAX_RESPONSE_FIELDS: usize = 128;
@@ -217,15 +216,43 @@ fn exchange_poll(
     }
     loop {
         let bad = Poll::Ready(Err((Error::BadResponse, true)));
-        match response_head_len(&conn.buf, &reading.limits) {
+        let parsed = parse_response(&conn.buf, reading.arena, &reading.limits, reading.kind);
+        match parsed {
             Err(_) => return bad,
-            Ok(Some(len)) => {
-                // The head's bytes, frozen: the header values are slices of
-                // them (no copy, no allocation per field).
-                let bytes = conn.buf.split_to(len).freeze();
-                let parsed = parse_response(&bytes, reading.arena, &reading.limits, reading.kind);
-                let Ok(Some(head)) = parsed else { return bad };
-                match head.informational() {
+            Ok(Some(head)) => {
+                // Parsed in place, once: what the map needs of each field is
+                // its name and where its value lies, so that the head can be
+                // frozen out of the buffer and the values be slices of it
+                // (no copy, no allocation per field).
+                let base = conn.buf.as_ptr() as usize;
+                let at = |part: &[u8]| (part.as_ptr() as usize - base, part.len());
+                let informational = head.informational();
+                let mut fields = BumpVec::with_capacity_in(head.fields.len(), reading.arena);
+                if informational.is_none() {
+                    for field in head.fields {
+                        // Hop-by-hop fields (RFC 9110 §7.6.1: the fixed ones
+                        // and those Connection lists) stay on this connection.
+                        if head.is_hop_by_hop(field.name) {
+                            continue;
+                        }
+                        let Some(name) = reading.pool.header_name(field.name.as_bytes()) else {
+                            return bad;
+                        };
+                        fields.push((name, at(field.value)));
+                    }
+                }
+                let Ok(status) = http::StatusCode::from_u16(head.status) else {
+                    return bad;
+                };
+                let reason = (status.canonical_reason() != Some(head.reason))
+                    .then(|| at(head.reason.as_bytes()));
+                let (version, framing, keep_alive) = (head.version, head.framing, head.keep_alive);
+                let bytes = conn.buf.split_to(head.head_len).freeze();
+                let slice = |(start, len): (usize, usize)| match len {
+                    0 => Bytes::new(),
+                    _ => bytes.slice(start..start + len),
+                };
+                match informational {
                     // An interim answer (103 Early Hints, a 100): on to the
                     // client as it came, then the next head.
                     Some(Informational::Continue | Informational::Other(_)) => {
@@ -236,46 +263,33 @@ fn exchange_poll(
                     Some(Informational::SwitchingProtocols) => return bad,
                     None => {}
                 }
-                let Ok(status) = http::StatusCode::from_u16(head.status) else {
-                    return bad;
-                };
                 let mut response = http::Response::new(());
                 *response.status_mut() = status;
-                *response.version_mut() = match head.version {
+                *response.version_mut() = match version {
                     Version::Http10 => http::Version::HTTP_10,
                     Version::Http11 => http::Version::HTTP_11,
                 };
                 let map = response.headers_mut();
                 *map = reading.pool.header_map();
                 // Room for the fields the response filter adds (a request id).
-                map.reserve(head.fields.len() + 2);
-                for field in head.fields {
-                    // Hop-by-hop fields (RFC 9110 §7.6.1: the fixed ones and
-                    // those Connection lists) stay on this connection.
-                    if head.is_hop_by_hop(field.name) {
-                        continue;
-                    }
-                    let Some(name) = reading.pool.header_name(field.name.as_bytes()) else {
-                        return bad;
-                    };
-                    let value = bytes.slice_ref(field.value);
-                    let Ok(value) = http::HeaderValue::from_maybe_shared(value) else {
+                map.reserve(fields.len() + 2);
+                for (name, value) in fields {
+                    let Ok(value) = http::HeaderValue::from_maybe_shared(slice(value)) else {
                         return bad;
                     };
                     map.append(name, value);
                 }
-                if status.canonical_reason() != Some(head.reason) {
+                if let Some(reason) = reason {
                     // Kept as the upstream wrote it (hyper writes it back).
-                    let reason = bytes.slice_ref(head.reason.as_bytes());
-                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(slice(reason)) {
                         response.extensions_mut().insert(reason);
                     }
                 }
                 let (parts, ()) = response.into_parts();
                 return Poll::Ready(Ok(Answer {
                     head: parts,
-                    framing: head.framing,
-                    keep_alive: head.keep_alive
+                    framing,
+                    keep_alive: keep_alive
                         && !s.broken
                         && s.body_done
                         && s.frame.is_none()
