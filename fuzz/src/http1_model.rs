@@ -239,7 +239,8 @@ fn authority(text: &[u8]) -> Option<http::uri::Authority> {
         Some(inner) => inner,
         None => host,
     };
-    let brackets = !inner.contains(['[', ']']);
+    // And an IP literal is not empty (`[]`, also found by libFuzzer).
+    let brackets = !inner.contains(['[', ']']) && !inner.is_empty();
     let clean = !text.contains('@') && !a.host().is_empty() && digits && brackets;
     clean.then_some(a)
 }
@@ -609,6 +610,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("host-userinfo", "GET / HTTP/1.1\r\nHost: user@example.com\r\n\r\n".into()),
         // A bracket inside a reg-name (found by libFuzzer: `http` takes it).
         ("host-bracket-inside", "GET / HTTP/1.1\r\nHost: p%[axmle.cD]\r\n\r\n".into()),
+        ("host-empty-literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n".into()),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
 ("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),
