@@ -226,11 +226,6 @@ where
 const GAPS: &[(&str, &str, &str)] = &[
     (
         "request",
-        "post_chunked_trailers",
-        "request trailers are not sent upstream",
-    ),
-    (
-        "request",
         "http_1_2",
         "refused (RFC 9110 §2.5: handle as 1.1)",
     ),
@@ -238,11 +233,6 @@ const GAPS: &[(&str, &str, &str)] = &[
         "response",
         "field_order_kept",
         "a HeaderMap groups repeated names",
-    ),
-    (
-        "response",
-        "chunked_trailers",
-        "response trailers are not forwarded",
     ),
 ];
 

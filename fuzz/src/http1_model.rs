@@ -611,6 +611,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         // A bracket inside a reg-name (found by libFuzzer: `http` takes it).
         ("host-bracket-inside", "GET / HTTP/1.1\r\nHost: p%[axmle.cD]\r\n\r\n".into()),
         ("host-empty-literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n".into()),
+        // A scheme over the 64 bytes `http` takes (found by libFuzzer).
+        ("scheme-too-long", format!("GET {}://a/ HTTP/1.1\r\nHost: a\r\n\r\n", "w".repeat(65))),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
 ("connect-signed-port", "CONNECT example.com:+443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".into()),

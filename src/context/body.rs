@@ -119,8 +119,8 @@ impl Body for ClientBody {
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BodyError::Peer))),
             ClientBody::Wire(body) => body
-                .poll_data(cx)
-                .map(|d| d.map(|r| r.map(Frame::data).map_err(BodyError::Upstream))),
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::Upstream))),
         }
     }
 

@@ -8,10 +8,10 @@
 //! `;name[=token|quoted-string]` with no whitespace; every line ends in
 //! CRLF; the trailer section is at most 16 KiB and 100 field lines, each a
 //! valid field line (no obs-fold, no control but HTAB). A trailer field that
-//! frames, routes or is hop-by-hop (`FORBIDDEN_TRAILERS`) is refused, not
-//! dropped: it exists only to confuse a recipient that merges trailers into
-//! the header section, and refusing keeps the reported trailer bytes
-//! forwardable as they are.
+//! frames, routes, carries credentials or is hop-by-hop (`FORBIDDEN_TRAILERS`,
+//! `is_forbidden_trailer`) is a valid line the recipient drops (RFC 9110
+//! §6.5.1): it exists only to confuse a recipient that merges trailers into
+//! the header section, and dropping it keeps the message's other trailers.
 
 use std::ops::Range;
 
@@ -35,8 +35,8 @@ const MAX_TRAILERS: usize = 100;
 /// (a 64-bit size that wraps is a classic smuggling lever).
 const MAX_CHUNK: u64 = i64::MAX as u64;
 
-/// Trailer fields refused (RFC 9110 §6.5.1): framing, routing, hop-by-hop,
-/// the content's processing, request modifiers and credentials.
+/// Trailer fields never forwarded (RFC 9110 §6.5.1): framing, routing,
+/// hop-by-hop, the content's processing, request modifiers and credentials.
 pub const FORBIDDEN_TRAILERS: [&str; 16] = [
     "content-length",
     "transfer-encoding",
@@ -79,8 +79,6 @@ pub enum ChunkError {
     TooManyTrailers,
     /// A trailer line that is not a valid field line.
     InvalidTrailer,
-    /// A trailer field of `FORBIDDEN_TRAILERS`.
-    ForbiddenTrailer,
 }
 
 impl ChunkError {
@@ -98,7 +96,6 @@ impl ChunkError {
             TrailersTooLarge => "trailer section too large",
             TooManyTrailers => "too many trailer fields",
             InvalidTrailer => "invalid trailer field",
-            ForbiddenTrailer => "forbidden trailer field",
         }
     }
 }
@@ -120,7 +117,8 @@ pub struct Decoded {
     /// Payload bytes, as a range of the input.
     pub data: Option<Range<usize>>,
     /// Complete trailer field lines (each with its CRLF), a range of the
-    /// input, to forward after `LAST_CHUNK_LINE`.
+    /// input, to forward after `LAST_CHUNK_LINE` without the lines whose
+    /// name `is_forbidden_trailer`.
     pub trailers: Option<Range<usize>>,
     /// The body ended (the final CRLF is consumed).
     pub done: bool,
@@ -332,7 +330,7 @@ impl ChunkedDecoder {
 
 /// A trailer line (CRLF removed): `name: value`, the name a token with no
 /// whitespace before the colon, the value without controls but HTAB (so no
-/// CR), the name not forbidden.
+/// CR).
 fn trailer_field(text: &[u8]) -> Result<(), ChunkError> {
     let colon = text
         .iter()
@@ -345,13 +343,15 @@ fn trailer_field(text: &[u8]) -> Result<(), ChunkError> {
     if !value.iter().all(|&b| b == b'\t' || b >= 0x20 && b != 0x7f) {
         return Err(ChunkError::InvalidTrailer);
     }
-    if FORBIDDEN_TRAILERS
+    Ok(())
+}
+
+/// Whether a trailer field of this name (any case) must be dropped rather
+/// than forwarded: it is one of `FORBIDDEN_TRAILERS`.
+pub fn is_forbidden_trailer(name: &[u8]) -> bool {
+    FORBIDDEN_TRAILERS
         .iter()
         .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
-    {
-        return Err(ChunkError::ForbiddenTrailer);
-    }
-    Ok(())
 }
 
 fn hex(b: u8) -> u8 {

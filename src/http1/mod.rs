@@ -47,8 +47,8 @@ pub(crate) mod stream;
 mod write;
 
 pub use chunked::{
-    chunk_head, ChunkError, ChunkedDecoder, Decoded, FORBIDDEN_TRAILERS, LAST_CHUNK,
-    LAST_CHUNK_LINE,
+    chunk_head, is_forbidden_trailer, ChunkError, ChunkedDecoder, Decoded, FORBIDDEN_TRAILERS,
+    LAST_CHUNK, LAST_CHUNK_LINE,
 };
 pub use head::{is_hop_by_hop_name, HeadError};
 pub use request::{parse_request, request_head_len, RequestHead};

@@ -8,16 +8,22 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body::Frame;
 
 use super::conn::Left;
 use super::Framing;
 
 /// A client connection a request body is read from.
 pub(crate) trait ClientRead {
-    /// The next bytes of the body `left` describes (slices of the
-    /// connection's read buffer); `None` at its end. Sends `100 Continue`
-    /// first if the client asked for it and nothing was sent yet.
-    fn poll_body(&self, cx: &mut Context<'_>, left: &mut Left) -> Poll<Option<io::Result<Bytes>>>;
+    /// The next frame of the body `left` describes: bytes (slices of the
+    /// connection's read buffer), or a chunked body's trailers at its end;
+    /// `None` at its end. Sends `100 Continue` first if the client asked
+    /// for it and nothing was sent yet.
+    fn poll_body(
+        &self,
+        cx: &mut Context<'_>,
+        left: &mut Left,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>>;
 
     /// An interim response (1xx) of the upstream, as it came, to go to the
     /// client before the final one: written now if the socket takes it,
@@ -40,7 +46,10 @@ impl WireClientBody {
         }
     }
 
-    pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if matches!(self.left, Left::Done) {
             return Poll::Ready(None);
         }

@@ -4,7 +4,9 @@
 //! known) while the response head is awaited, the response head parsed off
 //! the same buffer; what follows the head stays there for the response
 //! body (`http1/conn.rs` `WireBody`). No task, no channel, no buffer of its
-//! own: a connection's buffer is its only one.
+//! own: a connection's buffer is its only one. A request body's trailers
+//! go as the chunked body's trailer fields (forbidden ones dropped); a body
+//! sent with a Content-Length cannot carry them, and they are dropped.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -24,7 +26,7 @@ use super::Error;
 use crate::context::body::RequestBody;
 use crate::context::Headers;
 use crate::http1::chunk_head;
-use crate::http1::conn::WireConn;
+use crate::http1::conn::{last_chunk, WireConn};
 use crate::http1::{parse_response, Framing, Informational, Limits, RequestKind, Version};
 
 /// The most fields a response head may have.
@@ -171,7 +173,8 @@ struct Sending {
     chunked: bool,
     body_done: bool,
     /// A body frame was taken from the client (the request can no longer
-    /// be sent again as it was).
+    /// be sent again as it was). The trailers, when there are any, are
+    /// the last frame: the last chunk with its trailer fields.
     touched: bool,
     /// A body write failed: nothing more is sent, the answer is still read.
     broken: bool,
@@ -333,9 +336,18 @@ fn poll_send_body(
                 Poll::Ready(Some(Err(_))) => return Err(Error::ClientBody),
                 Poll::Ready(Some(Ok(frame))) => {
                     s.touched = true;
-                    let Ok(data) = frame.into_data() else {
-                        // Trailers are not forwarded upstream.
-                        continue;
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(frame) => {
+                            // Trailers end the body; only chunked carries
+                            // them (with a Content-Length they are dropped,
+                            // and the body's end is its last byte).
+                            if let (true, Ok(trailers)) = (s.chunked, frame.into_trailers()) {
+                                s.body_done = true;
+                                s.frame = Some(last_chunk(&trailers));
+                            }
+                            continue;
+                        }
                     };
                     if data.is_empty() {
                         continue;

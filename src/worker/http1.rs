@@ -23,7 +23,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, Uri, Version};
-use http_body::Body;
+use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -32,7 +32,7 @@ use super::local::WorkerLocal;
 use super::protocols::Protocols;
 use crate::context::body::ClientBody;
 use crate::context::{ConnTls, Headers, ProxyBody};
-use crate::http1::conn::{Left, Step, READ_BUFFER};
+use crate::http1::conn::{last_chunk, Left, Step, READ_BUFFER};
 use crate::http1::server::{ClientRead, WireClientBody};
 use crate::http1::{parse_request, request_head_len, Framing, HeadError, Limits, RequestHead};
 use crate::proxy::request::WireRequest;
@@ -133,7 +133,11 @@ impl<S: ClientStream> ClientRead for ClientIo<S> {
         let _ = self.poll_interim(cx);
     }
 
-    fn poll_body(&self, cx: &mut Context<'_>, left: &mut Left) -> Poll<Option<io::Result<Bytes>>> {
+    fn poll_body(
+        &self,
+        cx: &mut Context<'_>,
+        left: &mut Left,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if let Err(e) = ready!(self.poll_continue(cx)) {
             return Poll::Ready(Some(Err(e)));
         }
@@ -145,7 +149,11 @@ impl<S: ClientStream> ClientRead for ClientIo<S> {
                     if matches!(left, Left::Done) {
                         self.body_open.set(false);
                     }
-                    return Poll::Ready(Some(Ok(data)));
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Trailers(trailers)) => {
+                    self.body_open.set(false);
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
                 Ok(Step::Done) => {
                     self.body_open.set(false);
@@ -557,6 +565,7 @@ async fn write_response<S: ClientStream>(
         head: head.split().freeze(),
         out,
         sent: 0,
+        started: false,
     };
     local.proxy.pool.spare(head);
     let ok = if out == Out::None {
@@ -578,7 +587,16 @@ struct Writer<'s, S> {
     out: Out,
     /// Body bytes written (checked against a Content-Length).
     sent: u64,
+    /// Some byte of the response went out.
+    started: bool,
 }
+
+/// What a client gets instead when a response's body fails before any byte
+/// of its head went out (bad chunked framing or trailers over their bounds
+/// in the first bytes read): the head was not sent, so the failure can
+/// still be a response.
+const BODY_FAILED: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\
+    content-length: 30\r\nconnection: close\r\n\r\nthe upstream's body is broken\n";
 
 impl<S: ClientStream> Writer<'_, S> {
     async fn flush_head(&mut self) -> io::Result<()> {
@@ -612,7 +630,12 @@ impl<S: ClientStream> Writer<'_, S> {
                 Some(None) => return self.end().await,
                 Some(Some(Err(_))) => {
                     // A body that fails mid-way cannot be finished: the
-                    // client sees the connection close before its end.
+                    // client sees the connection close before its end; if
+                    // nothing was sent yet, a 502 (and the close).
+                    if !self.started {
+                        self.head = Bytes::from_static(BODY_FAILED);
+                        self.flush_head().await?;
+                    }
                     return Err(io::ErrorKind::BrokenPipe.into());
                 }
                 Some(Some(Ok(frame))) => frame,
@@ -654,16 +677,18 @@ impl<S: ClientStream> Writer<'_, S> {
         self.end_with(None).await
     }
 
+    /// Ends the body: the last chunk (with the trailer fields that may be
+    /// forwarded, if there are trailers: a chunked response is the only one
+    /// that carries them, so an HTTP/1.0 client or a Content-Length loses
+    /// them), or a check that the length was met.
     async fn end_with(&mut self, trailers: Option<&HeaderMap>) -> io::Result<()> {
         match self.out {
             Out::Chunked => {
-                let mut last = BytesMut::with_capacity(64);
-                last.put_slice(b"0\r\n");
-                if let Some(t) = trailers {
-                    put_fields(&mut last, t);
-                }
-                last.put_slice(b"\r\n");
-                self.write_parts(&[], last.freeze(), b"").await
+                let last = match trailers {
+                    Some(t) => last_chunk(t),
+                    None => Bytes::from_static(crate::http1::LAST_CHUNK),
+                };
+                self.write_parts(&[], last, b"").await
             }
             Out::Length(n) if self.sent != n => Err(io::ErrorKind::UnexpectedEof.into()),
             _ => self.flush_head().await,
@@ -694,6 +719,7 @@ impl<S: ClientStream> Writer<'_, S> {
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
+            self.started = true;
             let h = n.min(self.head.len());
             self.head.advance(h);
             n -= h;

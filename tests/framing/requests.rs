@@ -155,6 +155,23 @@ pub(crate) fn cases() -> Vec<Case> {
             post_chunked("5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Two: 2\r\n\r\n"),
             vec![post(b"hello", Want::Chunked).trailers(&[("x-checksum", "abc"), ("x-two", "2")])],
         ),
+        // Trailer fields that frame, route, carry credentials or are
+        // hop-by-hop (RFC 9110 §6.5.1) are dropped; the others go on.
+        forwarded(
+            "post_chunked_forbidden_trailers_dropped",
+            post_chunked(
+                "5\r\nhello\r\n0\r\nContent-Length: 5\r\nX-Kept: 1\r\nHost: evil.test\r\n\
+                Transfer-Encoding: chunked\r\nAuthorization: Basic eA==\r\nCookie: a=b\r\n\
+                X-Also:  kept \r\n\r\n",
+            ),
+            vec![post(b"hello", Want::Chunked).trailers(&[("x-kept", "1"), ("x-also", "kept")])],
+        ),
+        // Only forbidden ones: the body ends with the plain last chunk.
+        forwarded(
+            "post_chunked_only_forbidden_trailers",
+            post_chunked("5\r\nhello\r\n0\r\nTrailer: X\r\nTE: trailers\r\n\r\n"),
+            vec![post(b"hello", Want::Chunked)],
+        ),
         // Transfer codings are case-insensitive (RFC 9112 §7).
         forwarded(
             "te_mixed_case",
@@ -550,6 +567,11 @@ pub(crate) fn cases() -> Vec<Case> {
             .into_bytes()],
             expect: Expect::BodyRejected(&[400, 431]),
         },
+        // 100 trailer fields at most: the 101st is the client's 400.
+        body_rejected(
+            "trailer_too_many",
+            &format!("5\r\nhello\r\n0\r\n{}\r\n", "X-N: 1\r\n".repeat(101)),
+        ),
         body_rejected(
             "trailer_obs_fold",
             "5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n",

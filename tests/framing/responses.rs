@@ -31,6 +31,10 @@ pub(crate) enum Expect {
     /// The client gets a 502, or a head and part of a body and then the
     /// close: never something that parses as a whole response.
     Truncated,
+    /// The client gets the head (a 200) and these body bytes of it (a
+    /// chunked body, de-chunked), never its end, then the close; the
+    /// upstream connection is closed.
+    Cut(&'static [u8]),
 }
 
 pub(crate) struct Case {
@@ -124,6 +128,30 @@ pub(crate) fn cases() -> Vec<Case> {
                 responses: vec![ok(&[("trailer", "X-Sum")], b"hello", Want::Chunked)
                     .trailers(&[("x-sum", "1")])],
                 closes: Some(false),
+            },
+        },
+        // Forbidden trailer fields (RFC 9110 §6.5.1) are dropped, the
+        // others go on.
+        relayed(
+            "chunked_forbidden_trailers_dropped",
+            reply(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\
+                Content-Length: 99\r\nX-Sum: 1\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\nContent-Type: text/evil\r\n\r\n",
+            ),
+            vec![ok(&[], b"hello", Want::Chunked).trailers(&[("x-sum", "1")])],
+        ),
+        // An HTTP/1.0 client gets no chunked body, so no trailers.
+        Case {
+            name: "http10_client_trailers_dropped",
+            send: vec![b"GET /r HTTP/1.0\r\nHost: test.local\r\n\r\n".to_vec()],
+            replies: vec![reply(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n\
+                0\r\nX-Sum: 1\r\n\r\n",
+            )],
+            expect: Expect::Relayed {
+                responses: vec![ok(&[("connection", "close")], b"hello", Want::Any)],
+                closes: Some(true),
             },
         },
         Case {
@@ -324,8 +352,79 @@ pub(crate) fn cases() -> Vec<Case> {
             then_close(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
             Expect::Truncated,
         ),
+        // ------------------------------------- trailers over their bounds
+        // Nothing of the response was sent yet (the body failed in the
+        // first bytes read): a 502 in its place.
+        broken(
+            "trailers_too_many_before_any_byte",
+            reply(TOO_MANY_TRAILERS),
+            Expect::BadGateway,
+        ),
+        // The head and the data before went out: the client gets them, no
+        // last chunk, and the close.
+        broken(
+            "trailers_too_large_after_data",
+            reply(TOO_LARGE_TRAILERS),
+            Expect::Cut(b"hello"),
+        ),
     ]
 }
+
+/// 101 trailer fields after an empty body.
+const TOO_MANY_TRAILERS: &[u8] = {
+    const LINE: &[u8] = b"X-N: 1\r\n";
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+    const LEN: usize = HEAD.len() + 101 * LINE.len() + 2 + 6;
+    const fn build() -> [u8; LEN] {
+        let mut out = [0u8; LEN];
+        let mut i = 0;
+        while i < HEAD.len() {
+            out[i] = HEAD[i];
+            i += 1;
+        }
+        let mut n = 0;
+        while n < 101 {
+            let mut j = 0;
+            while j < LINE.len() {
+                out[HEAD.len() + n * LINE.len() + j] = LINE[j];
+                j += 1;
+            }
+            n += 1;
+        }
+        let tail = b"\r\nSECRET";
+        let mut k = 0;
+        while k < tail.len() {
+            out[LEN - tail.len() + k] = tail[k];
+            k += 1;
+        }
+        out
+    }
+    &build()
+};
+
+/// One trailer line over the 16 KiB bound, after 5 bytes of data.
+const TOO_LARGE_TRAILERS: &[u8] = {
+    const HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: ";
+    const FILL: usize = 17 * 1024;
+    const TAIL: &[u8] = b"\r\n\r\nSECRET";
+    const LEN: usize = HEAD.len() + FILL + TAIL.len();
+    const fn build() -> [u8; LEN] {
+        let mut out = [b't'; LEN];
+        let mut i = 0;
+        while i < HEAD.len() {
+            out[i] = HEAD[i];
+            i += 1;
+        }
+        let mut k = 0;
+        while k < TAIL.len() {
+            out[LEN - TAIL.len() + k] = TAIL[k];
+            k += 1;
+        }
+        out
+    }
+    &build()
+};
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -401,6 +500,7 @@ pub(crate) async fn run(case: Case, relay: bool) -> Vec<String> {
                 errs.push("the upstream connection was kept after an invalid answer".into());
             }
         }
+        Expect::Cut(_) => {}
         Expect::Truncated => {
             let only_502 = answers.len() == 1
                 && answers[0].status() == 502
@@ -409,6 +509,22 @@ pub(crate) async fn run(case: Case, relay: bool) -> Vec<String> {
             if !(only_502 || cut) {
                 errs.push(format!("want a 502 or a cut answer; {client}"));
             }
+        }
+    }
+    if let Expect::Cut(data) = &case.expect {
+        let text = String::from_utf8_lossy(&seen.bytes);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b);
+        let chunk = format!("{:x}\r\n{}\r\n", data.len(), String::from_utf8_lossy(data));
+        let ok = answers.is_empty()
+            && seen.end != End::Open
+            && text.starts_with("HTTP/1.1 200 ")
+            && text.contains("\r\ntransfer-encoding: chunked\r\n")
+            && body == Some(chunk.as_str());
+        if !ok {
+            errs.push(format!("want the head, {data:?} and the close; {client}"));
+        }
+        if !origin.all_closed(CLOSE_WITHIN).await {
+            errs.push("the upstream connection was kept after a broken body".into());
         }
     }
     if contains(&seen.bytes, SECRET) && !matches!(case.expect, Expect::Relayed { .. }) {

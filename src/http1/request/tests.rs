@@ -333,3 +333,13 @@ fn many_fields_beyond_the_partial_stack_array() {
         .unwrap();
     assert_eq!((h.fields.len(), h.fields[300].name), (301, "X-299"));
 }
+
+#[test]
+fn a_scheme_is_at_most_64_bytes() {
+    let at = |n: usize| format!("GET {}://a/ HTTP/1.1\r\nHost: a\r\n\r\n", "w".repeat(n));
+    assert!(parse(at(64).as_bytes()).is_ok_and(|h| h.is_some()));
+    assert_eq!(
+        parse(at(65).as_bytes()).err(),
+        Some(HeadError::InvalidTarget)
+    );
+}
