@@ -272,11 +272,23 @@ fn host_rule(http11: bool, target: &str, fields: &[(&str, &[u8])]) -> Option<&'s
         };
         if let Some(host) = host {
             let default = match scheme.to_ascii_lowercase().as_str() {
-                "http" => Some(80),
-                "https" => Some(443),
-                _ => None,
+                "http" => "80",
+                "https" => "443",
+                _ => "",
             };
-            let port = |a: &http::uri::Authority| a.port_u16().filter(|p| Some(*p) != default);
+            // Ports compared as written, as check_host does (not as u16s:
+            // `http` has no number for a port over 65535, found by
+            // libFuzzer).
+            let port = |a: &http::uri::Authority| {
+                let text = a.as_str();
+                let after = text.get(a.host().len()..).unwrap_or_default();
+                let p = after.strip_prefix(':').unwrap_or_default().to_string();
+                if p == default {
+                    String::new()
+                } else {
+                    p
+                }
+            };
             if !target.host().eq_ignore_ascii_case(host.host()) || port(&target) != port(&host) {
                 return Some("Host does not match the target");
             }
@@ -612,6 +624,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("host-bracket-inside", "GET / HTTP/1.1\r\nHost: p%[axmle.cD]\r\n\r\n".into()),
         ("host-empty-literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n".into()),
         // A scheme over the 64 bytes `http` takes (found by libFuzzer).
+        // A target port over 65535 is not Host's default port (libFuzzer).
+        ("port-overflow", "GET http://a:801111111111111111111/x HTTP/1.1\r\nHost: a\r\n\r\n".into()),
         ("scheme-too-long", format!("GET {}://a/ HTTP/1.1\r\nHost: a\r\n\r\n", "w".repeat(65))),
         ("host-mismatch", format!("GET http://other.example/ HTTP/1.1\r\n{H}\r\n")),
         ("connect-origin", format!("CONNECT / HTTP/1.1\r\n{H}\r\n")),
