@@ -81,6 +81,16 @@ pub fn parse_request<'b>(
         Ok(httparse::Status::Complete(n)) => n,
         // The scan saw the blank line, so httparse does: unreachable.
         Ok(httparse::Status::Partial) => return Err(HeadError::BareLf),
+        Err(httparse::Error::Version) if later_minor(buf).is_some() => {
+            // HTTP/1.2 and later 1.x: read as 1.1 (RFC 9110 §2.5), from a
+            // copy of the head in the arena with the minor version set to
+            // 1 (httparse reads 1.0 and 1.1 only). Rare, so copied.
+            let copy = arena.alloc_slice_copy(&buf[..scanned.head_len]);
+            if let Some(minor) = later_minor(copy) {
+                copy[minor] = b'1';
+            }
+            return parse_request(copy, arena, limits);
+        }
         Err(e) => return Err(request_error(e, req.method.is_some(), buf)),
     };
     debug_assert_eq!(head_len, scanned.head_len);
@@ -158,11 +168,44 @@ fn partial<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, HeadError> {
     match config.parse_request_with_uninit_headers(&mut req, buf, &mut stack) {
         _ if req.path.is_some_and(|p| p.len() > limits.max_target) => Err(HeadError::TargetTooLong),
         Err(httparse::Error::TooManyHeaders) | Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::Version) => match later_minor(buf) {
+            // As a 1.1 head, so that its other lines are checked as they
+            // come (a copy: only clients that send HTTP/1.2 pay for it).
+            Some(minor) => {
+                let mut copy = buf.to_vec();
+                copy[minor] = b'1';
+                partial(&copy, limits)
+            }
+            None => Err(request_error(
+                httparse::Error::Version,
+                req.method.is_some(),
+                buf,
+            )),
+        },
         Err(e) => Err(request_error(e, req.method.is_some(), buf)),
         // An end the strict scan did not find is a bare LF, which the
         // scan refuses first: unreachable, and refused all the same.
         Ok(httparse::Status::Complete(_)) => Err(HeadError::BareLf),
     }
+}
+
+/// Where the minor version digit is when the request line (after the
+/// empty lines before it) ends in `HTTP/1.2` to `HTTP/1.9`: versions the
+/// codec reads as HTTP/1.1 (RFC 9110 §2.5: a recipient treats a later minor
+/// version as the highest it supports).
+fn later_minor(buf: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let end = start + memchr::memchr2(b'\r', b'\n', &buf[start..]).unwrap_or(buf.len() - start);
+    let line = &buf[start..end];
+    let version = line.get(line.len().checked_sub(9)?..)?;
+    matches!(
+        version,
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    )
+    .then_some(end - 1)
 }
 
 /// The Host verdict of a head otherwise whole (`RequestHead::host`).

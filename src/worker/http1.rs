@@ -426,7 +426,15 @@ async fn serve_one<S: ClientStream, T: ConnTls>(
 /// the head, not copied), version; no header map.
 fn parts(head: &Bytes, parsed: &RequestHead<'_>) -> Option<http::request::Parts> {
     let method = Method::from_bytes(parsed.method.as_bytes()).ok()?;
-    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.target.as_bytes())).ok()?;
+    let target = parsed.target.as_bytes();
+    let (at, base) = (target.as_ptr() as usize, head.as_ptr() as usize);
+    let shared = match at.checked_sub(base) {
+        Some(offset) if offset + target.len() <= head.len() => head.slice_ref(target),
+        // Read from a copy of the head (an HTTP/1.2 request line, read as
+        // 1.1): copied.
+        _ => Bytes::copy_from_slice(target),
+    };
+    let uri = Uri::from_maybe_shared(shared).ok()?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;

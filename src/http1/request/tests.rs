@@ -52,7 +52,7 @@ const RULES: &[(&str, HeadError, &str)] = &[
     ("CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::InvalidTarget, "CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("CONNECT a:65536 HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::InvalidTarget, "CONNECT a:065535 HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", HeadError::TargetFormForMethod, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"),
-    ("GET / HTTP/1.2\r\nHost: a\r\n\r\n", HeadError::UnsupportedVersion, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", HeadError::UnsupportedVersion, "GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
     ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", HeadError::UnsupportedVersion, "GET / HTTP/1.0\r\nHost: a\r\n\r\n"),
     ("GET / HTTP/1.1x\r\nHost: a\r\n\r\n", HeadError::InvalidVersion, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("GET / http/1.1\r\nHost: a\r\n\r\n", HeadError::InvalidVersion, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
@@ -342,4 +342,23 @@ fn a_scheme_is_at_most_64_bytes() {
         parse(at(65).as_bytes()).err(),
         Some(HeadError::InvalidTarget)
     );
+}
+
+#[test]
+fn a_later_http1_minor_version_is_read_as_11() {
+    let h = head(b"GET /x HTTP/1.2\r\nHost: a\r\n\r\nGET");
+    assert_eq!(
+        (h.version, h.target, h.head_len),
+        (Version::Http11, "/x", 28)
+    );
+    assert_eq!(h.fields[0].name, "Host");
+    // Still checked line by line: a bad field in a later line is refused,
+    // complete or not.
+    for bad in [
+        &b"GET / HTTP/1.9\r\nHost: a\r\nX : 1\r\n\r\n"[..],
+        b"GET / HTTP/1.9\r\nX : 1\r\n",
+    ] {
+        assert_eq!(parse(bad).err(), Some(HeadError::WhitespaceBeforeColon));
+    }
+    assert!(matches!(parse(b"GET / HTTP/1.2\r\nHost"), Ok(None)));
 }
