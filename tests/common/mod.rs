@@ -213,9 +213,17 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// An address where nothing listens (connection refused).
+/// An address where nothing listens (connection refused), for the whole
+/// test process: a socket bound to it and never listening, kept open. (A
+/// port merely freed could be handed to the next listener a test binds,
+/// say a silent origin, and a "refused" upstream would then hang.)
 pub fn dead_addr() -> SocketAddr {
-    free_addr()
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    std::mem::forget(socket);
+    addr
 }
 
 /// A TCP server that accepts and reads but never answers (for timeouts).
