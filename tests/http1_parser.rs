@@ -104,6 +104,7 @@ fn seeds_have_their_expected_verdicts() {
         "many-fields",
         "long-target",
         "http12",
+        "host-ipv6",
     ];
     let ours = |d: &[u8]| head(strait(d, &Bump::new()));
     let theirs = |d: &[u8]| {

@@ -234,13 +234,13 @@ fn authority(text: &[u8]) -> Option<http::uri::Authority> {
     // `http` takes brackets anywhere in a host (`p[a]`); RFC 3986, and
     // check_host, only around an IP literal that is the whole host. Found
     // by libFuzzer.
+    // And an IP literal is an IPv6 address (`[]` and `[m::e.!]` found by
+    // libFuzzer; `http` takes either).
     let host = a.host();
-    let inner = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(inner) => inner,
-        None => host,
+    let brackets = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.contains(['[', ']']),
     };
-    // And an IP literal is not empty (`[]`, also found by libFuzzer).
-    let brackets = !inner.contains(['[', ']']) && !inner.is_empty();
     let clean = !text.contains('@') && !a.host().is_empty() && digits && brackets;
     clean.then_some(a)
 }
@@ -653,6 +653,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         // A bracket inside a reg-name (found by libFuzzer: `http` takes it).
         ("host-bracket-inside", "GET / HTTP/1.1\r\nHost: p%[axmle.cD]\r\n\r\n".into()),
         ("host-empty-literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n".into()),
+        ("host-literal-not-ipv6", "GET / HTTP/1.1\r\nHost: [m::e.e.!]\r\n\r\n".into()),
+        ("host-ipv6", "GET / HTTP/1.1\r\nHost: [::ffff:10.0.0.1]:8080\r\n\r\n".into()),
         // A scheme over the 64 bytes `http` takes (found by libFuzzer).
         // A target port over 65535 is not Host's default port (libFuzzer).
         // A later HTTP/1 minor version is read as 1.1 (RFC 9110 §2.5).

@@ -341,7 +341,7 @@ struct HostPort<'b> {
 
 /// `host[:port]` as `proxy/headers.rs` `check_host` reads it, so the two
 /// paths agree on what a Host is: a reg-name or IPv4 address (unreserved,
-/// `%` and sub-delims, RFC 3986 §3.2.2) or an IP literal in brackets, then
+/// `%` and sub-delims, RFC 3986 §3.2.2) or an IPv6 address in brackets, then
 /// an optional `:` and digits. No userinfo, no path, no space, no control.
 fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
     let host_end = match text.first()? {
@@ -353,8 +353,10 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
         [b'[', inner @ .., b']'] => inner,
         _ => host,
     };
-    let literal = host.len() != inner.len();
-    let valid = !inner.is_empty() && inner.iter().all(|&b| reg_name(b) || (literal && b == b':'));
+    let valid = match host.len() != inner.len() {
+        true => ipv6_literal(inner),
+        false => !inner.is_empty() && inner.iter().all(|&b| reg_name(b)),
+    };
     let port = match rest {
         [] => None,
         [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
@@ -366,6 +368,13 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
         port,
     })
     .filter(|_| valid)
+}
+
+/// The inside of an IP literal (RFC 3986 §3.2.2) as the gateway takes it:
+/// an IPv6 address, nothing else (no IPvFuture, which no client sends, no
+/// zone). Found by libFuzzer: `[m::…:e.e.!]` passed a byte-class check.
+pub(crate) fn ipv6_literal(inner: &[u8]) -> bool {
+    std::str::from_utf8(inner).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// A CONNECT port: digits naming a TCP port (0 to 65535, leading zeros

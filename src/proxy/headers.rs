@@ -86,14 +86,14 @@ pub(crate) fn check_host<V: AsRef<[u8]>>(
 /// `host[:port]` split into the host and the port (`None` if absent or
 /// empty), or `None` if it is not one: a reg-name or IPv4 address
 /// (unreserved, percent-encoded and sub-delims characters, RFC 3986 §3.2.2)
-/// or an IP literal in brackets, and a port of digits. So no userinfo, no
+/// or an IPv6 address in brackets (the codec's `ipv6_literal`), and a port
+/// of digits. So no userinfo, no
 /// path, no space, no control character.
 fn split_host(text: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let (host, rest) = match text.first() {
         Some(b'[') => {
             let end = text.iter().position(|&b| b == b']')?;
-            let inner = &text[1..end];
-            if inner.is_empty() || !inner.iter().all(|&b| b == b':' || reg_name(b)) {
+            if !crate::http1::ipv6_literal(&text[1..end]) {
                 return None;
             }
             text.split_at(end + 1)
