@@ -364,6 +364,26 @@ where
     }
 }
 
+/// A POST with `Expect: 100-continue`: exactly one `100 Continue` comes
+/// back before the body is sent (a second one would be read as the
+/// answer), then a 200, whose body is returned.
+async fn post_after_continue<S>(s: &mut S, buf: &mut Vec<u8>) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    s.write_all(
+        b"POST /post HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (interim, _) = read_reply(s, buf).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let (head, body) = read_reply(s, buf).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    body
+}
+
 /// HTTP/1.1 over TLS is served by the gateway's own HTTP/1.1 path, as plain
 /// connections are: pipelined requests answered in order, `100 Continue`
 /// sent (and flushed out of the TLS layer) before the body is read, a
@@ -401,16 +421,7 @@ async fn http11_over_tls_is_served_by_the_gateways_own_path() {
     // Idle for a while (the connection holds no buffer), then a POST that
     // waits for `100 Continue` before it sends its body.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    s.write_all(
-        b"POST /post HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let (interim, _) = read_reply(&mut s, &mut buf).await;
-    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
-    s.write_all(b"hello").await.unwrap();
-    let (head, body) = read_reply(&mut s, &mut buf).await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let body = post_after_continue(&mut s, &mut buf).await;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         (json["method"].clone(), json["body_bytes"].clone()),
@@ -437,16 +448,7 @@ async fn http11_over_tls_is_served_by_the_gateways_own_path() {
     let plain = gateway(&simple_config(&[origin.addr], ""));
     let mut s = TcpStream::connect(plain.addr()).await.unwrap();
     let mut buf = Vec::new();
-    s.write_all(
-        b"POST /post HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let (interim, _) = read_reply(&mut s, &mut buf).await;
-    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
-    s.write_all(b"hello").await.unwrap();
-    let (head, _) = read_reply(&mut s, &mut buf).await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    post_after_continue(&mut s, &mut buf).await;
     plain.shutdown();
 }
 

@@ -51,8 +51,8 @@ pub use chunked::{
     LAST_CHUNK, LAST_CHUNK_LINE,
 };
 pub use head::{is_hop_by_hop_name, HeadError};
-pub(crate) use request::ipv6_literal;
 pub use request::{parse_request, request_head_len, RequestHead};
+pub(crate) use request::{same_authority, split_host};
 pub use response::{parse_response, Informational, RequestKind, ResponseHead};
 pub use write::{decimal, status_line};
 

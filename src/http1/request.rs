@@ -330,20 +330,21 @@ fn path_and_query(bytes: &[u8]) -> bool {
     path.iter().all(path_byte) && query.iter().all(query_byte)
 }
 
-/// A Host or authority split: the whole text, the host, the port (empty
-/// after a bare `:`).
+/// A Host or authority split: the whole text, the host (an IP literal with
+/// its brackets), the port (`None` if absent or empty).
 #[derive(Clone, Copy, Debug)]
-struct HostPort<'b> {
-    text: &'b str,
-    host: &'b [u8],
-    port: Option<&'b [u8]>,
+pub(crate) struct HostPort<'b> {
+    pub(crate) text: &'b str,
+    pub(crate) host: &'b [u8],
+    pub(crate) port: Option<&'b [u8]>,
 }
 
-/// `host[:port]` as `proxy/headers.rs` `check_host` reads it, so the two
-/// paths agree on what a Host is: a reg-name or IPv4 address (unreserved,
+/// `host[:port]`, for this codec and for `proxy/headers.rs` `check_host`
+/// (hyper's HTTP/2 requests) alike, so the two paths agree on what a Host
+/// is: a reg-name or IPv4 address (unreserved,
 /// `%` and sub-delims, RFC 3986 §3.2.2) or an IPv6 address in brackets, then
 /// an optional `:` and digits. No userinfo, no path, no space, no control.
-fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
+pub(crate) fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
     let host_end = match text.first()? {
         b'[' => text.iter().position(|&b| b == b']')? + 1,
         _ => text.iter().position(|&b| b == b':').unwrap_or(text.len()),
@@ -358,7 +359,7 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
         false => !inner.is_empty() && inner.iter().all(|&b| reg_name(b)),
     };
     let port = match rest {
-        [] => None,
+        [] | [b':'] => None,
         [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
         _ => return None,
     };
@@ -373,7 +374,7 @@ fn split_host(text: &[u8]) -> Option<HostPort<'_>> {
 /// The inside of an IP literal (RFC 3986 §3.2.2) as the gateway takes it:
 /// an IPv6 address, nothing else (no IPvFuture, which no client sends, no
 /// zone). Found by libFuzzer: `[m::…:e.e.!]` passed a byte-class check.
-pub(crate) fn ipv6_literal(inner: &[u8]) -> bool {
+fn ipv6_literal(inner: &[u8]) -> bool {
     std::str::from_utf8(inner).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
@@ -416,7 +417,7 @@ fn reg_name(b: u8) -> bool {
 
 /// Whether Host names the absolute-form target's authority: the same host
 /// (case aside) and port, the scheme's default port counting as none.
-fn same_authority(scheme: &[u8], target: HostPort<'_>, host: HostPort<'_>) -> bool {
+pub(crate) fn same_authority(scheme: &[u8], target: HostPort<'_>, host: HostPort<'_>) -> bool {
     let default: &[u8] = match scheme {
         s if s.eq_ignore_ascii_case(b"http") => b"80",
         s if s.eq_ignore_ascii_case(b"https") => b"443",

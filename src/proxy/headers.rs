@@ -11,12 +11,13 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
-use http::uri::{Authority, Scheme};
+
 use http::{HeaderMap, HeaderValue, Uri, Version};
 
 use super::error::ProxyError;
 use crate::config::ServerSettings;
 use crate::context::{visible_str, Headers, RequestContext};
+use crate::http1::{same_authority, split_host};
 use crate::upstream::EndpointSpec;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -55,12 +56,15 @@ pub(crate) fn check_host<V: AsRef<[u8]>>(
     if lines.next().is_some() {
         return Err(ProxyError::RepeatedHost);
     }
-    let authority = uri.authority().filter(|_| uri.scheme().is_some());
-    if let Some(authority) = authority {
-        if split_host(authority.as_str().as_bytes()).is_none() {
-            return Err(ProxyError::InvalidHost);
-        }
-    }
+    // The codec's reading of a `host[:port]` (`http1/request.rs`), so both
+    // paths agree on what a Host is.
+    let target = match uri.authority().filter(|_| uri.scheme().is_some()) {
+        Some(authority) => match split_host(authority.as_str().as_bytes()) {
+            Some(target) => Some(target),
+            None => return Err(ProxyError::InvalidHost),
+        },
+        None => None,
+    };
     let Some(value) = host else {
         let required = match version {
             Version::HTTP_09 | Version::HTTP_10 => false,
@@ -75,88 +79,12 @@ pub(crate) fn check_host<V: AsRef<[u8]>>(
     let Some(parts) = split_host(value.as_ref()) else {
         return Err(ProxyError::InvalidHost);
     };
-    if let (Some(authority), Some(scheme)) = (authority, uri.scheme()) {
-        if !same_authority(scheme, authority, parts) {
+    if let (Some(target), Some(scheme)) = (target, uri.scheme()) {
+        if !same_authority(scheme.as_str().as_bytes(), target, parts) {
             return Err(ProxyError::HostMismatch);
         }
     }
     Ok(Some(value))
-}
-
-/// `host[:port]` split into the host and the port (`None` if absent or
-/// empty), or `None` if it is not one: a reg-name or IPv4 address
-/// (unreserved, percent-encoded and sub-delims characters, RFC 3986 §3.2.2)
-/// or an IPv6 address in brackets (the codec's `ipv6_literal`), and a port
-/// of digits. So no userinfo, no
-/// path, no space, no control character.
-fn split_host(text: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
-    let (host, rest) = match text.first() {
-        Some(b'[') => {
-            let end = text.iter().position(|&b| b == b']')?;
-            if !crate::http1::ipv6_literal(&text[1..end]) {
-                return None;
-            }
-            text.split_at(end + 1)
-        }
-        _ => {
-            let end = text.iter().position(|&b| b == b':').unwrap_or(text.len());
-            let host = &text[..end];
-            if host.is_empty() || !host.iter().all(|&b| reg_name(b)) {
-                return None;
-            }
-            text.split_at(end)
-        }
-    };
-    let port = match rest {
-        [] | [b':'] => None,
-        [b':', port @ ..] if port.iter().all(u8::is_ascii_digit) => Some(port),
-        _ => return None,
-    };
-    Some((host, port))
-}
-
-/// A character of a reg-name: unreserved, `%` of a percent-encoding, or a
-/// sub-delim (RFC 3986 §3.2.2).
-#[inline]
-fn reg_name(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'%'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
-}
-
-/// Whether a Host (split) names the target's authority: the same host
-/// (case aside) and the same port, the scheme's default port counting as
-/// none.
-fn same_authority(scheme: &Scheme, authority: &Authority, host: (&[u8], Option<&[u8]>)) -> bool {
-    let Some(target) = split_host(authority.as_str().as_bytes()) else {
-        return false;
-    };
-    let default: &[u8] = match scheme.as_str() {
-        "http" => b"80",
-        "https" => b"443",
-        _ => b"",
-    };
-    fn explicit<'p>(port: Option<&'p [u8]>, default: &[u8]) -> &'p [u8] {
-        port.filter(|p| *p != default).unwrap_or_default()
-    }
-    target.0.eq_ignore_ascii_case(host.0)
-        && explicit(target.1, default) == explicit(host.1, default)
 }
 
 /// Removes the request's hop-by-hop headers, including every field named by
@@ -439,9 +367,9 @@ mod tests {
     #[test]
     fn hosts_are_split_or_refused() {
         let split = |s: &str| {
-            split_host(s.as_bytes()).map(|(h, p)| {
+            split_host(s.as_bytes()).map(|h| {
                 let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-                (text(h), p.map(text))
+                (text(h.host), h.port.map(text))
             })
         };
         let some = |h: &str, p: Option<&str>| Some((h.to_string(), p.map(str::to_string)));

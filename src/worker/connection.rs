@@ -269,8 +269,6 @@ fn spawn_protocol<S, T>(
     }
 }
 
-/// Why a client connection ended with an error, for the counters. Clients
-/// decide how often these happen, so each is logged at debug only.
 /// Serves an HTTP/1.1 connection with hyper's from an upgrade or CONNECT
 /// on (`http1.rs` hands it over with what it read put back in front).
 pub(super) async fn serve_hyper_h1<S, T>(
@@ -318,6 +316,8 @@ pub(super) async fn serve_hyper_h1<S, T>(
     }
 }
 
+/// Why a client connection ended with an error, for the counters. Clients
+/// decide how often these happen, so each is logged at debug only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientError {
     /// A request hyper could not parse (it answered 400 or 431 itself).
