@@ -390,6 +390,49 @@ impl<'a> Headers<'a> {
         }
     }
 
+    /// [`insert`](Self::insert) with a value that lives as long as the
+    /// request (bytes of its head, or of its arena): a wire head keeps the
+    /// reference and the name's static text, nothing copied; a map takes a
+    /// copy (a value a map refuses is left out, as `to_map` leaves it).
+    pub(crate) fn insert_lasting(&mut self, name: &'static HeaderName, value: &'a [u8]) {
+        match &mut self.repr {
+            Repr::Map(map) => {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    map.insert(name.clone(), value);
+                }
+            }
+            Repr::Wire(wire) => {
+                let name = name.as_str();
+                wire.remove(name);
+                wire.added.push(Field { name, value });
+            }
+        }
+    }
+
+    /// The first value of `name`, for as long as the request: a wire
+    /// head's own bytes (no copy), a map's copied into `arena`.
+    pub(crate) fn get_lasting<K: HeaderKey>(&self, name: K, arena: &'a Bump) -> Option<&'a [u8]> {
+        match &self.repr {
+            Repr::Map(map) => name
+                .get_in(map)
+                .map(|v| &*arena.alloc_slice_copy(v.as_bytes())),
+            Repr::Wire(wire) => {
+                let name = name.name();
+                let mut received = wire.received.iter().enumerate();
+                let received = received
+                    .find(|(i, f)| f.name.eq_ignore_ascii_case(name) && !wire.is_removed(*i));
+                match received {
+                    Some((_, f)) => Some(f.value),
+                    None => wire
+                        .added
+                        .iter()
+                        .find(|f| f.name.eq_ignore_ascii_case(name))
+                        .map(|f| f.value),
+                }
+            }
+        }
+    }
+
     /// [`append`](Self::append) taking the name and value by value.
     pub(crate) fn append_owned(&mut self, name: HeaderName, value: HeaderValue) {
         match &mut self.repr {

@@ -40,7 +40,7 @@ pub(super) async fn forward<'a>(
     snap: &'a SnapshotRef,
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
-    headers: &mut Headers<'_>,
+    headers: &mut Headers<'a>,
     body: &mut Option<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = target(snap, route.upstream, ctx.arena());
@@ -112,7 +112,7 @@ async fn forward_with_retries<'a>(
     target: &Target<'a>,
     policy: &RetryPolicy,
     ctx: &mut RequestContext<'a>,
-    headers: &mut Headers<'_>,
+    headers: &mut Headers<'a>,
     body: Option<ClientBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let worker = state.tools.id;
@@ -209,7 +209,7 @@ pub(super) async fn attempt<'a>(
     snap: &'a SnapshotRef,
     target: &Target<'a>,
     ctx: &mut RequestContext<'a>,
-    headers: &mut Headers<'_>,
+    headers: &mut Headers<'a>,
     payload: Payload<'_>,
     tried: u64,
     timeout: Duration,

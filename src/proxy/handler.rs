@@ -39,7 +39,7 @@ pub(super) trait Path {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         parts: &'a Parts,
-        upstream: &mut UpstreamRequest<'_>,
+        upstream: &mut UpstreamRequest<'a>,
         body: &mut Option<ClientBody>,
         taken: Self::Taken,
     ) -> (Response<ProxyBody>, Chain<'a>);
@@ -59,7 +59,7 @@ impl Path for Plain {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         _: &'a Parts,
-        upstream: &mut UpstreamRequest<'_>,
+        upstream: &mut UpstreamRequest<'a>,
         body: &mut Option<ClientBody>,
         (): (),
     ) -> impl Future<Output = (Response<ProxyBody>, Chain<'a>)> {
@@ -79,7 +79,7 @@ pub(super) async fn process<'a>(
     state: &Rc<ProxyState>,
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
-    upstream: &mut UpstreamRequest<'_>,
+    upstream: &mut UpstreamRequest<'a>,
     body: &mut Option<ClientBody>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
     // A gRPC call (HTTP/2 only, so HTTP/1.1 pays one comparison) has its

@@ -20,9 +20,12 @@ use crate::context::{visible_str, Headers, RequestContext};
 use crate::http1::{same_authority, split_host};
 use crate::upstream::EndpointSpec;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+// Statics, not consts: a field added from one borrows its name's text for
+// the request's lifetime (`Headers::insert_lasting`).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static HOST: HeaderName = header::HOST;
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
@@ -200,9 +203,9 @@ pub(crate) fn remove_hop_by_hop_for_upgrade_map(
 }
 
 /// Readies the client's headers for the upstream.
-pub(crate) fn prepare_headers(
-    headers: &mut Headers<'_>,
-    ctx: &RequestContext<'_>,
+pub(crate) fn prepare_headers<'a>(
+    headers: &mut Headers<'a>,
+    ctx: &RequestContext<'a>,
     server: &ServerSettings,
     endpoint: &EndpointSpec,
 ) {
@@ -217,9 +220,7 @@ pub(crate) fn prepare_headers(
     let mut unnamed = false;
     if ctx.uri.authority().is_some() || !headers.contains(header::HOST) {
         match ctx.host {
-            Some(host) => {
-                headers.insert_owned(header::HOST, ctx.tools.slab.value(&[host.as_bytes()]));
-            }
+            Some(host) => headers.insert_lasting(&HOST, host.as_bytes()),
             None => unnamed = true,
         }
     }
@@ -227,7 +228,8 @@ pub(crate) fn prepare_headers(
         add_forwarded(headers, ctx, server);
     }
     if !server.preserve_host || unnamed {
-        headers.insert(&header::HOST, &endpoint.host_value);
+        let host = ctx.arena().alloc_slice_copy(endpoint.host_value.as_bytes());
+        headers.insert_lasting(&HOST, host);
     }
 }
 
@@ -246,42 +248,41 @@ pub(crate) fn response_head(head: &mut http::response::Parts, arena: &Bump) {
 /// X-Forwarded-For/-Proto/-Host. From a trusted proxy the incoming values are
 /// kept (and the peer appended to X-Forwarded-For); from anyone else they are
 /// replaced, so a client cannot forge them.
-fn add_forwarded(headers: &mut Headers<'_>, ctx: &RequestContext<'_>, server: &ServerSettings) {
-    let slab = &ctx.tools.slab;
+fn add_forwarded<'a>(headers: &mut Headers<'a>, ctx: &RequestContext<'a>, server: &ServerSettings) {
+    let arena = ctx.arena();
     let peer = ctx.client_addr.ip();
     let trusted = server.trusted_proxies.iter().any(|net| net.contains(&peer));
     let mut ip = [0u8; 48];
     let ip_len = format_ip(peer, &mut ip);
     let ip = &ip[..ip_len];
 
-    let xff = if trusted && headers.contains(&X_FORWARDED_FOR) {
+    // The values are written into the request's arena and the fields point
+    // at them: nothing goes through a `HeaderValue`.
+    let xff: &[u8] = if trusted && headers.contains(&X_FORWARDED_FOR) {
         // Several field lines are one comma-separated list (RFC 9110 §5.3).
-        let mut parts: BumpVec<'_, &[u8]> = BumpVec::new_in(ctx.arena());
+        let mut list: BumpVec<'_, u8> = BumpVec::new_in(arena);
         for prior in headers.get_all(&X_FORWARDED_FOR) {
-            parts.extend_from_slice(&[prior, b", "]);
+            list.extend_from_slice(prior);
+            list.extend_from_slice(b", ");
         }
-        parts.push(ip);
-        slab.value(&parts)
+        list.extend_from_slice(ip);
+        list.into_bump_slice()
     } else {
-        slab.value(&[ip])
+        arena.alloc_slice_copy(ip)
     };
     // `insert` also drops any extra X-Forwarded-For lines a client sent.
-    headers.insert_owned(X_FORWARDED_FOR, xff);
+    headers.insert_lasting(&X_FORWARDED_FOR, xff);
     if !(trusted && headers.contains(&X_FORWARDED_PROTO)) {
-        let proto = if ctx.tls.is_some() { "https" } else { "http" };
-        headers.insert_owned(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        let proto: &'static [u8] = if ctx.tls.is_some() { b"https" } else { b"http" };
+        headers.insert_lasting(&X_FORWARDED_PROTO, proto);
     }
     if !(trusted && headers.contains(&X_FORWARDED_HOST)) {
-        let host = match headers.as_map() {
-            // A counted handle to the same bytes: no copy.
-            Some(map) => map.get(header::HOST).cloned(),
-            None => headers.get(header::HOST).map(|host| slab.value(&[host])),
-        };
-        let host = host.or_else(|| ctx.host.map(|host| slab.value(&[host.as_bytes()])));
+        let host = headers.get_lasting(header::HOST, arena);
+        let host = host.or_else(|| ctx.host.map(str::as_bytes));
         match host {
-            Some(host) => headers.insert_owned(X_FORWARDED_HOST, host),
+            Some(host) => headers.insert_lasting(&X_FORWARDED_HOST, host),
             None => {
-                headers.remove(X_FORWARDED_HOST);
+                headers.remove(&X_FORWARDED_HOST);
             }
         }
     }

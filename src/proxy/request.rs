@@ -142,8 +142,11 @@ async fn run<P: Path, T: ConnTls>(
     let mut ctx = RequestContext::new(&arena, &r.state.tools, parts, host, r.client);
     ctx.tls = tls.info();
     let (state, snapshot) = (&r.state, &r.snapshot);
-    let (upstream, body) = (&mut head.upstream, &mut head.body);
-    let phases = P::phases(state, snapshot, &mut ctx, parts, upstream, body, taken);
+    // Moved out (a few words): fields the phases add borrow the arena, so
+    // the headers' lifetime is the arena's, not the `'static` of the head.
+    let mut upstream = head.upstream;
+    let body = &mut head.body;
+    let phases = P::phases(state, snapshot, &mut ctx, parts, &mut upstream, body, taken);
     let (mut response, chain) = phases.await;
     response_filter(chain, &mut ctx, &mut response).await;
     epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);

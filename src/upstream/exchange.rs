@@ -29,6 +29,7 @@ use crate::context::body::RequestBody;
 use crate::context::Headers;
 use crate::http1::conn::WireConn;
 use crate::metrics::{UpstreamCounters, UpstreamStats};
+use crate::util::deadline::Elapsed;
 
 /// Which upstream a request goes to and what it counts into: the upstream,
 /// its place in the snapshot, its statistics and how many workers share its
@@ -137,7 +138,7 @@ pub(crate) fn send<'a>(
     again: Option<Bytes>,
     timeout: Duration,
     (reused, sent): (bool, Instant),
-) -> Sending<'a, impl Future<Output = Result<Exchanged, Error>> + 'a> {
+) -> Sending<'a, impl Future<Output = Result<Result<Exchanged, Error>, Elapsed>> + 'a> {
     match conn {
         Conn::Http1(mut conn) => {
             // The head is encoded now and the request's parts dropped: only
@@ -152,8 +153,9 @@ pub(crate) fn send<'a>(
             let head = wire::encode(&mut conn.buf, (&method, &uri, &headers), &body);
             drop(headers);
             let deadline = tokio::time::Instant::from_std(sent + timeout);
+            let exchange = send_wire(pool, target, index, conn, head, body, reused);
             Sending::Wire {
-                inner: send_wire(pool, target, index, conn, head, body, (deadline, reused)),
+                inner: pool.deadlines.within(deadline, timeout, exchange),
             }
         }
         Conn::Http2(stream) => {
@@ -177,24 +179,26 @@ pin_project! {
     }
 }
 
-impl<F: Future<Output = Result<Exchanged, Error>>> Future for Sending<'_, F> {
+impl<F: Future<Output = Result<Result<Exchanged, Error>, Elapsed>>> Future for Sending<'_, F> {
     type Output = Result<Exchanged, Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            SendingProj::Wire { inner } => inner.poll(cx),
+            SendingProj::Wire { inner } => inner
+                .poll(cx)
+                .map(|within| within.unwrap_or(Err(Error::ResponseTimeout))),
             SendingProj::Boxed { inner } => inner.as_mut().poll(cx),
         }
     }
 }
 
-/// The HTTP/1.1 exchange of an encoded head and its body over `conn`, by
-/// `deadline`. A pooled connection the endpoint had closed meanwhile
-/// (nothing of a response came back, and the request can go again as it
-/// was) is replaced by a new one, once; not for an upstream that may speak
-/// HTTP/2 (the bytes are HTTP/1.1's).
-#[allow(clippy::too_many_arguments)]
+/// The HTTP/1.1 exchange of an encoded head and its body over `conn` (under
+/// the deadline `send` sets, in the worker's `Deadlines`). A pooled
+/// connection the endpoint had closed meanwhile (nothing of a response came
+/// back, and the request can go again as it was) is replaced by a new one,
+/// once; not for an upstream that may speak HTTP/2 (the bytes are
+/// HTTP/1.1's).
 async fn send_wire<'a>(
     pool: &'a Rc<UpstreamPool>,
     target: &'a Target<'a>,
@@ -202,19 +206,17 @@ async fn send_wire<'a>(
     mut conn: WireConn,
     head: wire::Head,
     mut body: RequestBody,
-    (deadline, reused): (tokio::time::Instant, bool),
+    reused: bool,
 ) -> Result<Exchanged, Error> {
-    let exchange = wire::exchange(&mut conn, &head, &mut body, reused, target, pool);
-    let failed = match tokio::time::timeout_at(deadline, exchange).await {
-        Err(_) => return Err(Error::ResponseTimeout),
-        Ok(Ok(answer)) => return Ok(Exchanged::Http1 { answer, conn }),
-        Ok(Err(failed)) => failed,
+    let failed = match wire::exchange(&mut conn, &head, &mut body, reused, target, pool).await {
+        Ok(answer) => return Ok(Exchanged::Http1 { answer, conn }),
+        Err(failed) => failed,
     };
     if !failed.again || target.spec.may_use_http2() {
         return Err(failed.error);
     }
     // The same bytes once more over a new connection, within what is left
-    // of the timeout. Rare, hence boxed.
+    // of the deadline. Rare, hence boxed.
     drop(conn);
     tracing::debug!(
         upstream = %target.spec.name,
@@ -230,10 +232,7 @@ async fn send_wire<'a>(
             Err(failed) => Err(failed.error),
         }
     });
-    match tokio::time::timeout_at(deadline, retry).await {
-        Err(_) => Err(Error::ResponseTimeout),
-        Ok(result) => result,
-    }
+    retry.await
 }
 
 /// The pool keys of the upstream's other endpoints (whose idle connections

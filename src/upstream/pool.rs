@@ -33,6 +33,7 @@ use super::{PoolKey, PoolSettings, UpstreamSpec};
 use crate::context::body::{Lease, Lender, RequestBody};
 use crate::http1::conn::{Home, WireConn, READ_BUFFER};
 use crate::metrics::{PoolCounters, PoolStats};
+use crate::util::deadline::Deadlines;
 
 struct Idle {
     conn: WireConn,
@@ -271,6 +272,9 @@ pub(crate) struct UpstreamPool {
     names: RefCell<FxHashMap<Box<[u8]>, HeaderName>>,
     /// Where requests wait for a connection to be freed.
     pub(crate) room: Room,
+    /// The worker's deadlines for the exchanges over these connections
+    /// (driven by a task of the worker's: `Deadlines::run`).
+    pub(crate) deadlines: Deadlines,
 }
 
 impl UpstreamPool {
@@ -289,6 +293,7 @@ impl UpstreamPool {
             entries: RefCell::new(FxHashMap::default()),
             lent: RefCell::default(),
             room: Room::default(),
+            deadlines: Deadlines::default(),
         };
         pool.retarget(upstreams, stats);
         Rc::new(pool)

@@ -3,6 +3,7 @@
 //! worker's thread, and the published-value cell the two planes meet in.
 //! Nothing here knows about requests, snapshots or workers.
 
+pub(crate) mod deadline;
 pub(crate) mod exec;
 pub(crate) mod published;
 pub(crate) mod time;

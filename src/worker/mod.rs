@@ -110,6 +110,8 @@ async fn run(
     tokio::task::spawn_local(housekeeping(local.clone()));
     tokio::task::spawn_local(sweep(local.clone()));
     tokio::task::spawn_local(make_room(local.clone()));
+    let pool = local.proxy.pool.clone();
+    tokio::task::spawn_local(async move { pool.deadlines.run().await });
     // Until the control plane says stop.
     while !*shutdown.borrow_and_update() {
         tokio::select! {

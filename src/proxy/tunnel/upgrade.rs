@@ -112,7 +112,7 @@ impl Path for Upgrade {
         snap: &'a SnapshotRef,
         ctx: &mut RequestContext<'a>,
         parts: &'a http::request::Parts,
-        upstream: &mut UpstreamRequest<'_>,
+        upstream: &mut UpstreamRequest<'a>,
         body: &mut Option<ClientBody>,
         on_upgrade: Option<OnUpgrade>,
     ) -> impl std::future::Future<Output = (Response<ProxyBody>, Chain<'a>)> {
@@ -126,7 +126,7 @@ async fn switch<'a>(
     snap: &'a SnapshotRef,
     ctx: &mut RequestContext<'a>,
     parts: &http::request::Parts,
-    upstream: &mut UpstreamRequest<'_>,
+    upstream: &mut UpstreamRequest<'a>,
     body: &mut Option<ClientBody>,
     on_upgrade: Option<OnUpgrade>,
 ) -> (Response<ProxyBody>, Chain<'a>) {
@@ -180,7 +180,7 @@ async fn exchange<'a>(
     snap: &'a SnapshotRef,
     route: &'a Route,
     ctx: &mut RequestContext<'a>,
-    headers: &mut Headers<'_>,
+    headers: &mut Headers<'a>,
     body: &mut Option<ClientBody>,
     bridge: bool,
     on_upgrade: Option<OnUpgrade>,
