@@ -493,11 +493,24 @@ impl<'a> Headers<'a> {
     /// Writes every field as `name: value\r\n`, in iteration order, names
     /// as stored (the client's case for a received field).
     pub(crate) fn write_http1(&self, out: &mut impl bytes::BufMut) {
-        for (name, value) in self.iter() {
+        let mut put = |name: &str, value: &[u8]| {
             out.put_slice(name.as_bytes());
             out.put_slice(b": ");
             out.put_slice(value);
             out.put_slice(b"\r\n");
+        };
+        match &self.repr {
+            Repr::Map(map) => map.iter().for_each(|(n, v)| put(n.as_str(), v.as_bytes())),
+            // The received fields and the added ones in two plain loops: no
+            // iterator state to step through per field.
+            Repr::Wire(wire) => {
+                for (i, f) in wire.received.iter().enumerate() {
+                    if !wire.is_removed(i) {
+                        put(f.name, f.value);
+                    }
+                }
+                wire.added.iter().for_each(|f| put(f.name, f.value));
+            }
         }
     }
 }

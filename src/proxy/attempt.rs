@@ -223,7 +223,10 @@ pub(super) async fn attempt<'a>(
     // Connect: a pooled connection, or a new one.
     let started = Instant::now();
     let (conn, reused) = exchange::acquire(&state.pool, target, index).await?;
-    ctx.log.upstream_connect = Some(started.elapsed());
+    // The exchange's clock starts here: what follows until the head is
+    // written is synchronous (one reading of the clock, not two).
+    let sent = Instant::now();
+    ctx.log.upstream_connect = Some(sent - started);
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
         if reused {
@@ -262,7 +265,6 @@ pub(super) async fn attempt<'a>(
         body,
     };
     let observes = snap.balancing[target.id].observes();
-    let sent = Instant::now();
     let exchanged = exchange::send(
         &state.pool,
         target,

@@ -76,16 +76,12 @@ pub(crate) fn encode(
     let has_body = !body.is_end_stream();
     let chunked = has_body && !headers.contains(http::header::CONTENT_LENGTH);
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let len = method.as_str().len()
-        + target.len()
-        + 40
-        + headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>();
+    // Room for an ordinary head without a pass over the fields to size it;
+    // a larger one grows the buffer as it is written.
+    let room = crate::http1::conn::READ_BUFFER;
     buf.clear();
-    if !buf.try_reclaim(len) {
-        buf.reserve(len.max(crate::http1::conn::READ_BUFFER));
+    if !buf.try_reclaim(room) {
+        buf.reserve(room);
     }
     buf.put_slice(method.as_str().as_bytes());
     buf.put_u8(b' ');
