@@ -32,9 +32,9 @@
 //! (plain or TLS, one enum), `conn.rs` (an upstream connection and the
 //! response body read off it), `server.rs` (a request body read off a
 //! client connection). The data path finds a request head's end with
-//! `request_head_len`, splits the head off its buffer and parses the
-//! split-off bytes once with `parse_request` (the views borrow them for the
-//! request's life); a response head is parsed in place by `parse_response`
+//! `request_head_end` (one line scan), splits the head off its buffer and
+//! parses the split-off bytes once with `parse_scanned_request` (the scan
+//! is not run again; the views borrow the bytes for the request's life); a response head is parsed in place by `parse_response`
 //! and frozen out after (its values become slices of the frozen bytes).
 
 mod chunked;
@@ -51,7 +51,9 @@ pub use chunked::{
     LAST_CHUNK, LAST_CHUNK_LINE,
 };
 pub use head::{is_hop_by_hop_name, HeadError};
-pub use request::{parse_request, request_head_len, RequestHead};
+pub use request::{
+    parse_request, parse_scanned_request, request_head_end, request_head_len, HeadEnd, RequestHead,
+};
 pub(crate) use request::{same_authority, split_host};
 pub use response::{parse_response, Informational, RequestKind, ResponseHead};
 pub use write::{decimal, status_line};

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use bumpalo::Bump;
 
-use super::head::{self, scan, Semantics, PARTIAL_FIELDS};
+use super::head::{self, scan, Scanned, Semantics, PARTIAL_FIELDS};
 use super::{Field, Framing, HeadError, Limits, Version};
 
 /// A complete, checked request head. Everything borrows the buffer it was
@@ -75,6 +75,18 @@ pub fn parse_request<'b>(
     let Some(scanned) = scan(buf, limits, true)? else {
         return partial(buf, limits);
     };
+    parse_scanned_request(buf, HeadEnd(scanned), arena, limits).map(Some)
+}
+
+/// [`parse_request`] of a head whose end [`request_head_end`] found: `buf`
+/// holds those bytes (the head split off the buffer it was scanned in), so
+/// its lines are not scanned again.
+pub fn parse_scanned_request<'b>(
+    buf: &'b [u8],
+    HeadEnd(scanned): HeadEnd,
+    arena: &'b Bump,
+    limits: &Limits,
+) -> Result<RequestHead<'b>, HeadError> {
     let mut req =
         httparse::Request::new(arena.alloc_slice_fill_copy(scanned.fields, httparse::EMPTY_HEADER));
     let head_len = match req.parse(buf) {
@@ -89,7 +101,7 @@ pub fn parse_request<'b>(
             if let Some(minor) = later_minor(copy) {
                 copy[minor] = b'1';
             }
-            return parse_request(copy, arena, limits);
+            return parse_scanned_request(copy, HeadEnd(scanned), arena, limits);
         }
         Err(e) => return Err(request_error(e, req.method.is_some(), buf)),
     };
@@ -127,7 +139,7 @@ pub fn parse_request<'b>(
         (Version::Http11, true, Some(_)) => return Err(HeadError::InvalidUpgrade),
         _ => None,
     };
-    Ok(Some(RequestHead {
+    Ok(RequestHead {
         method,
         target,
         version,
@@ -140,11 +152,9 @@ pub fn parse_request<'b>(
         upgrade,
         connect,
         names_fields: s.names_fields,
-    }))
+    })
 }
 
-/// httparse's `Token` is the method's error until the method is read, the
-/// target's after.
 /// Where the request head at the start of `buf` ends, once it is complete,
 /// with the same refusals as `parse_request` on the bytes so far (the line
 /// scan, the limits, and what httparse refuses of a partial head); the
@@ -152,8 +162,26 @@ pub fn parse_request<'b>(
 /// complete head. So a connection can find a head's end in its read buffer,
 /// split the head off, and parse the split-off bytes once.
 pub fn request_head_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, HeadError> {
+    Ok(request_head_end(buf, limits)?.map(|end| end.head_len()))
+}
+
+/// A complete request head's end as [`request_head_end`] found it: its
+/// length, and what [`parse_scanned_request`] needs to parse it without
+/// scanning its lines again.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadEnd(Scanned);
+
+impl HeadEnd {
+    /// Bytes through the blank line.
+    pub fn head_len(&self) -> usize {
+        self.0.head_len
+    }
+}
+
+/// [`request_head_len`], keeping what the scan found for the parse.
+pub fn request_head_end(buf: &[u8], limits: &Limits) -> Result<Option<HeadEnd>, HeadError> {
     match scan(buf, limits, true)? {
-        Some(scanned) => Ok(Some(scanned.head_len)),
+        Some(scanned) => Ok(Some(HeadEnd(scanned))),
         None => partial(buf, limits),
     }
 }
@@ -233,6 +261,8 @@ fn request_host<'b>(
     Ok(host.map(|h| h.text))
 }
 
+/// httparse's `Token` is the method's error until the method is read, the
+/// target's after.
 fn request_error(e: httparse::Error, method_read: bool, buf: &[u8]) -> HeadError {
     match e {
         httparse::Error::Token if method_read && !head::bare_cr(buf) => HeadError::InvalidTarget,

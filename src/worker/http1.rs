@@ -34,7 +34,9 @@ use crate::context::body::ClientBody;
 use crate::context::{ConnTls, Headers};
 use crate::http1::conn::{Left, Step, READ_BUFFER};
 use crate::http1::server::{ClientRead, WireClientBody};
-use crate::http1::{parse_request, request_head_len, Framing, HeadError, Limits, RequestHead};
+use crate::http1::{
+    parse_scanned_request, request_head_end, Framing, HeadEnd, HeadError, Limits, RequestHead,
+};
 use crate::proxy::request::WireRequest;
 
 mod response;
@@ -225,11 +227,11 @@ pub(super) async fn serve<S: ClientStream, T: ConnTls>(
     });
     loop {
         let limits = limits(&local);
-        let head_len = tokio::select! {
+        let end = tokio::select! {
             biased;
             _ = conn.closing() => return,
             read = read_head(&io, &local, &conn, &limits) => match read {
-                Ok(Some(len)) => len,
+                Ok(Some(end)) => end,
                 Ok(None) => return,
                 Err(Refusal::Head(e)) => {
                     open.failed_with(ClientError::BadRequest, &e.reason());
@@ -239,13 +241,21 @@ pub(super) async fn serve<S: ClientStream, T: ConnTls>(
                 Err(Refusal::Io) => return,
             },
         };
-        let head = io.buf.borrow_mut().split_to(head_len).freeze();
+        let head = io.buf.borrow_mut().split_to(end.head_len()).freeze();
         // Boxed: the request's future (the phases, the exchange) exists
         // only while it is in flight; the connection's task keeps only this
         // loop's few words while it is idle (one allocation per request,
         // from the allocator's thread cache, against kilobytes per idle
         // connection).
-        let next = Box::pin(serve_one(&local, &io, &conn, (peer, &tls), head, limits)).await;
+        let next = Box::pin(serve_one(
+            &local,
+            &io,
+            &conn,
+            (peer, &tls),
+            (head, end),
+            limits,
+        ))
+        .await;
         let keep = match next {
             Next::Keep => true,
             Next::Close => false,
@@ -329,13 +339,13 @@ async fn read_head<S: ClientStream>(
     local: &WorkerLocal,
     conn: &super::connections::Conn,
     limits: &Limits,
-) -> Result<Option<usize>, Refusal> {
+) -> Result<Option<HeadEnd>, Refusal> {
     loop {
         {
             let buf = io.buf.borrow();
             if !buf.is_empty() {
-                if let Some(len) = request_head_len(&buf, limits).map_err(Refusal::Head)? {
-                    return Ok(Some(len));
+                if let Some(end) = request_head_end(&buf, limits).map_err(Refusal::Head)? {
+                    return Ok(Some(end));
                 }
             }
         }
@@ -368,15 +378,13 @@ async fn serve_one<S: ClientStream, T: ConnTls>(
     io: &Rc<ClientIo<S>>,
     conn: &Rc<super::connections::Conn>,
     (peer, tls): (SocketAddr, &T),
-    head: Bytes,
+    (head, end): (Bytes, HeadEnd),
     limits: Limits,
 ) -> Next {
     let arena = local.proxy.arenas.take();
-    let parsed = match parse_request(&head, &arena, &limits) {
-        Ok(Some(parsed)) => parsed,
+    let parsed = match parse_scanned_request(&head, end, &arena, &limits) {
+        Ok(parsed) => parsed,
         Err(e) => return Next::Refuse(e),
-        // `request_head_len` found the end of this head: unreachable.
-        Ok(None) => return Next::Refuse(HeadError::BareLf),
     };
     if parsed.upgrade.is_some() || parsed.connect {
         return Next::Tunnel(head);
