@@ -15,7 +15,7 @@ use http::HeaderValue;
 
 use crate::log::LogBuffers;
 
-/// Bytes a header slab chunk holds (request ids, X-Forwarded-For values).
+/// Bytes a header slab chunk holds (request ids, rewritten targets).
 const SLAB_CHUNK: usize = 16 * 1024;
 
 /// One worker's tools for its requests.
@@ -42,10 +42,11 @@ impl WorkerTools {
     }
 }
 
-/// Header values made per request (request ids, X-Forwarded-For, Host for
-/// HTTP/2 clients, rewritten targets, redirect locations), carved out of one
-/// 16 KiB chunk after another: one allocation per chunk instead of one per
-/// value, and the chunk's refcount is only ever touched by its own worker.
+/// Header values made per request that outlive its arena (request ids, in
+/// the response and the log; rewritten targets, redirect locations), carved
+/// out of one 16 KiB chunk after another: one allocation per chunk instead
+/// of one per value, and the chunk's refcount is only ever touched by its
+/// own worker.
 pub(crate) struct HeaderSlab {
     chunk: RefCell<BytesMut>,
     /// Random per worker and process: the high half of every request id.

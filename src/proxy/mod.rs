@@ -103,22 +103,7 @@ pub(crate) fn handle<T: ConnTls>(
 /// The entry for a request read by the server side of our own
 /// (`worker/http1.rs`): always the ordinary path (the worker hands
 /// upgrades and CONNECT to hyper's connection, which runs `handle`).
-pub(crate) async fn handle_wire<T: ConnTls>(
-    state: Rc<ProxyState>,
-    snapshot: SnapshotRef,
-    tracked: Tracked,
-    client: SocketAddr,
-    tls: T,
-    request: request::WireRequest<'_>,
-) -> Response<ProxyBody> {
-    let r = request::Received {
-        state,
-        snapshot,
-        tracked,
-        client,
-    };
-    request::serve_wire(r, tls, request).await
-}
+pub(crate) use request::serve_wire as handle_wire;
 
 pin_project! {
     /// The future of one request: the ordinary path inline, or the tunnel

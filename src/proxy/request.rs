@@ -198,11 +198,13 @@ fn epilogue(
 pub(crate) struct WireRequest<'a> {
     pub(crate) arena: &'a Bump,
     pub(crate) parts: &'a Parts,
-    pub(crate) headers: Headers<'a>,
+    /// The fields, as the phases see and edit them.
+    pub(crate) upstream: UpstreamRequest<'a>,
     /// The codec's Host verdict (`http1::RequestHead::host`): the one Host
     /// value, checked, or why the head is refused (here, after routing).
     pub(crate) host: Result<Option<&'a str>, HeadError>,
-    pub(crate) body: ClientBody,
+    /// Taken by the exchange that forwards it.
+    pub(crate) body: Option<ClientBody>,
 }
 
 /// The proxy's refusal for the codec's Host verdict: the same 400s, bodies
@@ -219,23 +221,24 @@ fn host_refusal(e: HeadError) -> ProxyError {
 /// An ordinary request of our own HTTP/1.1 path, top to bottom: the same
 /// prologue (Host checked), phases and epilogue as hyper's requests, over
 /// the head's byte views instead of a header map.
-pub(super) async fn serve_wire<T: ConnTls>(
-    r: Received,
-    tls: T,
-    request: WireRequest<'_>,
+///
+/// The request is lent, not moved: it stays in the connection loop's
+/// future, once, and this one keeps a reference (each level an argument is
+/// moved through is a copy, and an async fn keeps its arguments' slots for
+/// its whole life).
+pub(crate) async fn serve_wire<'a, T: ConnTls>(
+    (state, snapshot): (&'a Rc<ProxyState>, &'a SnapshotRef),
+    tracked: Tracked,
+    client: SocketAddr,
+    tls: &'a T,
+    request: &mut WireRequest<'a>,
 ) -> Response<ProxyBody> {
-    let WireRequest {
-        arena,
-        parts,
-        headers,
-        host,
-        body,
-    } = request;
-    let (host, refused) = match host {
+    let (arena, parts) = (request.arena, request.parts);
+    let (host, refused) = match request.host {
         Ok(host) => (host, None),
         Err(e) => {
             // Routed on the first Host line, if any, then refused.
-            let first = headers.get(header::HOST);
+            let first = request.upstream.headers.get(header::HOST);
             let first = first.and_then(|h| std::str::from_utf8(h).ok());
             (first.map(|h| &*arena.alloc_str(h)), Some(host_refusal(e)))
         }
@@ -244,27 +247,17 @@ pub(super) async fn serve_wire<T: ConnTls>(
         Some(authority) => Some(authority.as_str()),
         None => host,
     };
-    let mut upstream = UpstreamRequest { headers };
-    let mut ctx = RequestContext::new(arena, &r.state.tools, parts, host, r.client);
+    let mut ctx = RequestContext::new(arena, &state.tools, parts, host, client);
     ctx.tls = tls.info();
     if let Some(e) = refused {
-        let mut response = refused_head(&r.snapshot, &mut ctx, &upstream, e);
-        epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+        let mut response = refused_head(snapshot, &mut ctx, &request.upstream, e);
+        epilogue(state, snapshot, &ctx, &mut response, tracked);
         return response;
     }
-    let mut body = Some(body);
-    let (state, snapshot) = (&r.state, &r.snapshot);
-    let phases = Plain::phases(
-        state,
-        snapshot,
-        &mut ctx,
-        parts,
-        &mut upstream,
-        &mut body,
-        (),
-    );
+    let (upstream, body) = (&mut request.upstream, &mut request.body);
+    let phases = Plain::phases(state, snapshot, &mut ctx, parts, upstream, body, ());
     let (mut response, chain) = phases.await;
     response_filter(chain, &mut ctx, &mut response).await;
-    epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+    epilogue(state, snapshot, &ctx, &mut response, tracked);
     response
 }

@@ -31,7 +31,7 @@ use super::connection::{serve_hyper_h1, ClientError, OpenConnection};
 use super::local::WorkerLocal;
 use super::protocols::Protocols;
 use crate::context::body::ClientBody;
-use crate::context::{ConnTls, Headers};
+use crate::context::{ConnTls, Headers, UpstreamRequest};
 use crate::http1::conn::{Left, Step, READ_BUFFER};
 use crate::http1::server::{ClientRead, WireClientBody};
 use crate::http1::{
@@ -404,24 +404,21 @@ async fn serve_one<S: ClientStream, T: ConnTls>(
     });
     let src: Rc<dyn ClientRead> = io.clone();
     let body = ClientBody::Wire(WireClientBody::new(src, parsed.framing));
-    let request = WireRequest {
+    let snapshot = local.snapshot();
+    let mut request = WireRequest {
         arena: &arena,
         parts: &parts,
-        headers: Headers::wire(parsed.fields, &arena),
+        upstream: UpstreamRequest {
+            headers: Headers::wire(parsed.fields, &arena),
+        },
         host: parsed.host,
-        body,
+        body: Some(body),
     };
-    let tracked = conn.request();
-    let snapshot = local.snapshot();
-    let response = crate::proxy::handle_wire(
-        local.proxy.clone(),
-        snapshot,
-        tracked,
-        peer,
-        tls.clone(),
-        request,
-    )
-    .await;
+    let received = (&local.proxy, &snapshot);
+    let response =
+        crate::proxy::handle_wire(received, conn.request(), peer, tls, &mut request).await;
+    // Its fields and body go now, as when the proxy owned them.
+    drop(request);
     // An owed `100 Continue` never sent: the body was not read (and the
     // connection closes, below).
     io.continue_left.set(0);
