@@ -165,9 +165,14 @@ impl<'a> Wire<'a> {
                 any = true;
             }
         }
-        let before = self.added.len();
-        self.added.retain(|f| !f.name.eq_ignore_ascii_case(name));
-        any || self.added.len() != before
+        // Most removals find nothing among the added fields (often none
+        // were): no `retain` pass then.
+        let matches = |f: &Field<'_>| f.name.eq_ignore_ascii_case(name);
+        if !self.added.iter().any(matches) {
+            return any;
+        }
+        self.added.retain(|f| !matches(f));
+        true
     }
 
     fn push(&mut self, name: &HeaderName, value: &[u8]) {

@@ -220,13 +220,13 @@ pub(super) async fn attempt<'a>(
     headers::prepare_headers(headers, ctx, &snap.server, endpoint);
     let uri = headers::upstream_uri(ctx)?;
 
-    // Connect: a pooled connection, or a new one.
-    let started = Instant::now();
-    let (conn, reused) = exchange::acquire(&state.pool, target, index).await?;
+    // Connect: a pooled connection, or a new one (and when that began: an
+    // idle HTTP/1.1 connection is taken at once, without a clock reading).
+    let (conn, reused, started) = exchange::acquire(&state.pool, target, index).await?;
     // The exchange's clock starts here: what follows until the head is
-    // written is synchronous (one reading of the clock, not two).
+    // written is synchronous.
     let sent = Instant::now();
-    ctx.log.upstream_connect = Some(sent - started);
+    ctx.log.upstream_connect = Some(started.map_or(Duration::ZERO, |t| sent - t));
     ctx.log.reused_connection = reused;
     if let Some(u) = snap.stats.upstream(target.id, state.tools.id) {
         if reused {

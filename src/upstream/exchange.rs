@@ -77,24 +77,32 @@ pub(crate) async fn acquire(
     pool: &Rc<UpstreamPool>,
     target: &Target<'_>,
     index: usize,
-) -> Result<(Conn, bool), Error> {
+) -> Result<(Conn, bool, Option<Instant>), Error> {
     let spec = target.spec;
     if spec.may_use_http2() {
-        return Box::pin(acquire_multiplexed(pool, target, index, None)).await;
+        let started = Instant::now();
+        let (conn, reused) = Box::pin(acquire_multiplexed(pool, target, index, None)).await?;
+        return Ok((conn, reused, Some(started)));
     }
     if let Some(conn) = pool.checkout(target.key(index)) {
-        return Ok((Conn::Http1(conn), true));
+        // An idle keep-alive connection, taken at once: no connect time
+        // (nginx's `$upstream_connect_time` is 0 for one too).
+        return Ok((Conn::Http1(conn), true, None));
     }
+    let started = Instant::now();
     if let Some(max) = spec.max_connections {
         let share = target.share(max);
         if let Some(u) = target.counters(pool.worker()) {
             if u.connections.get() >= i64::from(share) {
                 // At the limit: rare, hence boxed.
-                return Box::pin(wait_for_connection(pool, target, index, share)).await;
+                let waited = Box::pin(wait_for_connection(pool, target, index, share));
+                let (conn, reused) = waited.await?;
+                return Ok((conn, reused, Some(started)));
             }
         }
     }
-    Ok((new_connection(pool, target, index).await?, false))
+    let conn = new_connection(pool, target, index).await?;
+    Ok((conn, false, Some(started)))
 }
 
 /// What an exchange answered: a response head read off one of our HTTP/1.1
