@@ -134,6 +134,9 @@ fn check_value(value: &[u8]) -> Result<(), InvalidHeaderValue> {
     HeaderValue::from_bytes(value).map(drop)
 }
 
+/// The added fields a wire head has room for at first (see [`Headers::wire`]).
+const ADDED_ROOM: usize = 6;
+
 impl<'a> Wire<'a> {
     #[inline]
     fn is_removed(&self, i: usize) -> bool {
@@ -264,7 +267,10 @@ impl<'a> Headers<'a> {
                 arena,
                 received,
                 removed: BumpVec::new_in(arena),
-                added: BumpVec::new_in(arena),
+                // Room for what the proxy adds to every request (three
+                // X-Forwarded-* fields, a request id, a Host) without
+                // growing the list in the arena on the way.
+                added: BumpVec::with_capacity_in(ADDED_ROOM, arena),
             }),
         }
     }

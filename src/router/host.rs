@@ -93,20 +93,27 @@ fn validate_name(raw: &str, name: &str) -> Result<(), String> {
 /// Strips the port and one trailing dot from a received host and lowercases it into `buf`.
 /// Returns `None` for hosts that cannot match any host condition (empty, malformed IPv6
 /// literal, longer than [`MAX_HOST_LEN`]).
-pub(crate) fn normalize<'b>(host: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b str> {
-    let name = if host.starts_with('[') {
-        let end = host.find(']')?;
+pub(crate) fn normalize<'b>(host: &'b str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b str> {
+    let bytes = host.as_bytes();
+    let name = if bytes.first() == Some(&b'[') {
+        let end = bytes.iter().position(|&b| b == b']')?;
         let (literal, after) = host.split_at(end + 1);
         if !(after.is_empty() || after.starts_with(':')) {
             return None;
         }
         literal
     } else {
-        let name = host.split_once(':').map_or(host, |(name, _port)| name);
+        // Bytes, not `split_once(':')`: this runs for every request.
+        let end = bytes.iter().position(|&b| b == b':').unwrap_or(host.len());
+        let name = &host[..end];
         name.strip_suffix('.').unwrap_or(name)
     };
     if name.is_empty() || name.len() > MAX_HOST_LEN {
         return None;
+    }
+    // Already lowercase (as clients send it): the name itself, not a copy.
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(name);
     }
     let out = &mut buf[..name.len()];
     out.copy_from_slice(name.as_bytes());
