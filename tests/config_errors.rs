@@ -110,6 +110,98 @@ const BROKEN: &[(&str, &[Expected])] = &[
         )],
     ),
     (
+        "bad_ip_filter.toml",
+        &[
+            (
+                8,
+                1,
+                r#"middleware "a_prefix": ip_filter allow: invalid CIDR "10.0.0.0/33": expected a prefix length from 0 to 32"#,
+            ),
+            (
+                12,
+                1,
+                r#"middleware "b_host_bits": ip_filter deny: CIDR "10.0.0.1/8" has host bits set: expected the network address "10.0.0.0/8" (or "10.0.0.1" for the one address)"#,
+            ),
+            (
+                16,
+                1,
+                r#"middleware "c_empty": ip_filter has no entries: expected at least one address or CIDR in allow or deny, e.g. deny = ["192.0.2.0/24"]"#,
+            ),
+            (
+                20,
+                1,
+                r#"middleware "d_mapped": ip_filter deny: address "::ffff:192.0.2.0/120" is IPv4-mapped: expected it as IPv4, "192.0.2.0/24" (mapped client addresses are matched as IPv4)"#,
+            ),
+            (
+                24,
+                1,
+                r#"middleware "e_garbage": ip_filter allow: invalid address "localhost": expected an IP address or CIDR, e.g. "10.0.0.0/8", "::1" or "2001:db8::/32""#,
+            ),
+        ],
+    ),
+    (
+        "bad_ip_filter_key.toml",
+        &[(8, 1, "unknown field `alow`, expected `allow` or `deny`")],
+    ),
+    (
+        "bad_request_limits.toml",
+        &[
+            (
+                8,
+                1,
+                r#"middleware "a_nothing": request_limits sets no limit: expected at least one of max_body, methods, max_header_count, max_header_bytes, max_url_length"#,
+            ),
+            (
+                11,
+                1,
+                r#"middleware "b_zero_body": request_limits max_body = "0MiB" is out of range: expected 1 byte to 1TiB"#,
+            ),
+            (
+                15,
+                1,
+                r#"middleware "c_bad_size": request_limits max_body: invalid size "10 megabytes": expected a number and a unit (B, KiB, MiB, GiB, or decimal k, KB, M, MB, G, GB), e.g. "10MiB""#,
+            ),
+            (
+                19,
+                1,
+                r#"middleware "d_lowercase": request_limits method "post" is invalid: methods are case-sensitive; did you mean "POST"?"#,
+            ),
+            (
+                23,
+                1,
+                r#"middleware "e_not_a_token": request_limits method "GET POST" is invalid: expected a token such as "GET""#,
+            ),
+            (
+                27,
+                1,
+                r#"middleware "f_no_methods": request_limits methods is empty: expected at least one method, e.g. ["GET", "HEAD"]"#,
+            ),
+            (
+                31,
+                1,
+                r#"middleware "g_zero_count": request_limits max_header_count = 0 is out of range: expected 1 to 1000"#,
+            ),
+            (
+                35,
+                1,
+                r#"middleware "h_huge_url": request_limits max_url_length = 10000000 is out of range: expected 1 to 1048576"#,
+            ),
+            (
+                39,
+                1,
+                r#"middleware "i_twice": request_limits method "GET" is listed twice"#,
+            ),
+        ],
+    ),
+    (
+        "bad_request_limits_key.toml",
+        &[(
+            8,
+            1,
+            "unknown field `max_bdy`, expected one of `max_body`, `methods`, `max_header_count`, `max_header_bytes`, `max_url_length`",
+        )],
+    ),
+    (
         "bad_cidr.toml",
         &[(
             5,

@@ -1,5 +1,5 @@
 //! Parsers for values serde sees only as strings or loose TOML values: durations,
-//! addresses, endpoints, CIDRs, status ranges, header names and values, connect
+//! addresses, endpoints, CIDRs, sizes, status ranges, header names and values, connect
 //! targets, and friendlier wording for serde's own messages. Text in, value or
 //! message out: the caller adds where in the file the value was.
 
@@ -81,16 +81,105 @@ pub(crate) fn parse_endpoint(text: &str) -> Result<EndpointAddr, String> {
     }
 }
 
+/// A CIDR (`10.0.0.0/8`) or a single IP (a `/32` or `/128`).
+fn net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
 /// Parses a trusted-proxy entry: a CIDR (`10.0.0.0/8`) or a single IP.
 pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net);
-    }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+    net(text).ok_or_else(|| {
         format!(
             "invalid trusted proxy {text:?}: expected an IP address or CIDR, e.g. \"10.0.0.0/8\""
         )
     })
+}
+
+/// Parses an `ip_filter` entry as [`parse_cidr`] does, more strictly: a
+/// CIDR with host bits set (`10.0.0.1/8`, usually a typo for the network
+/// or for a single address) and an IPv4-mapped IPv6 entry (which would
+/// never match: mapped client addresses are matched as IPv4) are refused
+/// with the entry to write instead.
+pub(crate) fn parse_filter_net(text: &str) -> Result<IpNet, String> {
+    let Some(parsed) = net(text) else {
+        if let Some((addr, len)) = text.split_once('/') {
+            let max = match addr.parse::<IpAddr>() {
+                Ok(IpAddr::V4(_)) => 32,
+                Ok(IpAddr::V6(_)) => 128,
+                Err(_) => 0,
+            };
+            if max > 0 && len.parse::<u32>().is_ok_and(|len| len > max) {
+                return Err(format!(
+                    "invalid CIDR {text:?}: expected a prefix length from 0 to {max}"
+                ));
+            }
+        }
+        return Err(format!(
+            "invalid address {text:?}: expected an IP address or CIDR, e.g. \"10.0.0.0/8\", \"::1\" or \"2001:db8::/32\""
+        ));
+    };
+    if parsed.trunc() != parsed {
+        return Err(format!(
+            "CIDR {text:?} has host bits set: expected the network address {:?} (or {:?} for the one address)",
+            parsed.trunc().to_string(),
+            parsed.addr().to_string()
+        ));
+    }
+    if let IpNet::V6(v6) = parsed {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            let v4 = IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_err(|e| e.to_string())?;
+            let v4 = match v4.prefix_len() {
+                32 => v4.addr().to_string(),
+                _ => v4.to_string(),
+            };
+            return Err(format!(
+                "address {text:?} is IPv4-mapped: expected it as IPv4, {v4:?} (mapped client addresses are matched as IPv4)"
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// Parses a size: bytes as a TOML integer, or a string of a number and a
+/// unit: `B`, binary `KiB` `MiB` `GiB`, decimal `k` (or `K`, `kB`, `KB`),
+/// `M` (`MB`) and `G` (`GB`). No spaces, no fractions.
+pub(crate) fn parse_size(v: &toml::Value) -> Result<u64, String> {
+    let text = match v {
+        toml::Value::Integer(n) => {
+            return u64::try_from(*n)
+                .map_err(|_| format!("invalid size {n}: expected a non-negative number of bytes"))
+        }
+        toml::Value::String(s) => s.as_str(),
+        other => {
+            return Err(format!(
+                "invalid size {other}: expected a number of bytes or a string such as \"10MiB\""
+            ))
+        }
+    };
+    let bad = || {
+        format!("invalid size {text:?}: expected a number and a unit (B, KiB, MiB, GiB, or decimal k, KB, M, MB, G, GB), e.g. \"10MiB\"")
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = text[..digits].parse().map_err(|_| bad())?;
+    let unit: u64 = match &text[digits..] {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// `200`, `"200-399"` or `"2xx"` as an inclusive range of statuses.
@@ -236,6 +325,55 @@ mod tests {
         assert!(parse_cidr("10.0.0.0/8").is_ok());
         assert!(parse_cidr("::1").is_ok());
         assert!(parse_cidr("10.0.0.0/99").is_err());
+    }
+
+    #[test]
+    fn filter_entries() {
+        let net = |s: &str| parse_filter_net(s).map(|n| n.to_string());
+        assert_eq!(net("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
+        assert_eq!(net("::1"), Ok("::1/128".into()));
+        assert_eq!(net("2001:db8::/32"), Ok("2001:db8::/32".into()));
+        assert_eq!(
+            net("10.0.0.0/33"),
+            Err(r#"invalid CIDR "10.0.0.0/33": expected a prefix length from 0 to 32"#.into())
+        );
+        assert_eq!(
+            net("10.0.0.1/8"),
+            Err(r#"CIDR "10.0.0.1/8" has host bits set: expected the network address "10.0.0.0/8" (or "10.0.0.1" for the one address)"#.into())
+        );
+        assert_eq!(
+            net("::ffff:10.1.2.3"),
+            Err(r#"address "::ffff:10.1.2.3" is IPv4-mapped: expected it as IPv4, "10.1.2.3" (mapped client addresses are matched as IPv4)"#.into())
+        );
+        assert!(net("::ffff:0:0/96").is_err());
+        assert!(net("localhost").is_err());
+        assert!(net("2001:db8::/129").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        let size = |s: &str| parse_size(&toml::Value::String(s.into()));
+        assert_eq!(size("10MiB"), Ok(10 << 20));
+        assert_eq!(size("512B"), Ok(512));
+        assert_eq!(size("1k"), Ok(1000));
+        assert_eq!(size("2KB"), Ok(2000));
+        assert_eq!(size("3KiB"), Ok(3072));
+        assert_eq!(size("1M"), Ok(1_000_000));
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert_eq!(size("42"), Ok(42));
+        assert_eq!(parse_size(&toml::Value::Integer(7)), Ok(7));
+        assert!(parse_size(&toml::Value::Integer(-1)).is_err());
+        for bad in [
+            "",
+            "MiB",
+            "1.5MiB",
+            "10 MiB",
+            "10mib",
+            "10XB",
+            "99999999999999GiB",
+        ] {
+            assert!(size(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

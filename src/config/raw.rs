@@ -319,6 +319,20 @@ pub(crate) enum RawMiddleware {
         port: Option<i64>,
         status: Option<i64>,
     },
+    IpFilter {
+        #[serde(default)]
+        allow: Vec<String>,
+        #[serde(default)]
+        deny: Vec<String>,
+    },
+    RequestLimits {
+        /// A size: bytes as an integer, or a string with a unit.
+        max_body: Option<toml::Value>,
+        methods: Option<Vec<String>>,
+        max_header_count: Option<i64>,
+        max_header_bytes: Option<i64>,
+        max_url_length: Option<i64>,
+    },
     Custom {
         name: String,
         #[serde(default)]

@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub(crate) balancing: Vec<BalancePolicy>,
     /// Logs requests that matched no route.
     pub(crate) fallback_log: Option<AccessLog>,
+    /// The policy middlewares (`ip_filter`, `request_limits`) by the index
+    /// their instances count refusals under: name and type.
+    pub(crate) policies: PolicyNames,
     /// The admin API listener.
     pub(crate) admin: AdminSettings,
     /// What the routes and upstreams count into (filled by the control plane).
@@ -44,6 +47,9 @@ pub struct Snapshot {
     /// `[connect]`: plain CONNECT tunnelling; `None`: off (405).
     pub(crate) connect: Option<ConnectSettings>,
 }
+
+/// The policy middlewares of a snapshot, each as its name and type.
+pub(crate) type PolicyNames = Vec<(Box<str>, &'static str)>;
 
 /// A worker's counted handle to a snapshot. `Rc<Arc<_>>` on purpose:
 /// requests clone the `Rc` (a plain increment on this thread); cloning the

@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 use std::future::Future as _;
 use tokio::time::Sleep;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::http1::conn::WireBody;
@@ -36,6 +37,9 @@ pub enum BodyError {
     /// The upstream connection failed while its body was read (closed
     /// early, bad chunked framing).
     Upstream(std::io::Error),
+    /// The client's request body grew past the route's `max_body`
+    /// (`request_limits`); what was over it was not passed on.
+    TooLarge(u64),
     /// A custom error from a middleware that replaced the body.
     Other(Box<dyn StdError + Send + Sync>),
 }
@@ -46,6 +50,7 @@ impl fmt::Display for BodyError {
             BodyError::Idle(d) => write!(f, "body idle for {d:?}"),
             BodyError::Peer(e) => write!(f, "peer body error: {e}"),
             BodyError::Upstream(e) => write!(f, "upstream body error: {e}"),
+            BodyError::TooLarge(max) => write!(f, "request body larger than {max} bytes"),
             BodyError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -149,6 +154,8 @@ pin_project! {
         inner: Source,
         idle: IdleTimer,
         meter: Option<BytesIn>,
+        // `request_limits` `max_body`; `None`: not counted.
+        limit: Option<Limit>,
     }
 }
 
@@ -156,6 +163,28 @@ enum Source {
     Client(ClientBody),
     /// The whole body, read before the first attempt (`None` once sent).
     Replay(Option<Bytes>),
+    /// The client's body went over its limit (of this many bytes): the
+    /// client's side is dropped and every later poll fails too, so no
+    /// byte after the limit, and no end of the body, ever goes upstream.
+    Over(u64),
+}
+
+/// A request body's limit: the bytes still allowed, the limit, and the flag
+/// raised when the body went over it.
+struct Limit {
+    left: u64,
+    max: u64,
+    over: Rc<Cell<bool>>,
+}
+
+/// Tells whether a limited body went over its limit: an HTTP/2 upstream's
+/// client reports only the stream it reset when the body fails, not why.
+pub(crate) struct Overrun(Rc<Cell<bool>>);
+
+impl Overrun {
+    pub(crate) fn happened(&self) -> bool {
+        self.0.get()
+    }
 }
 
 /// Counts request body bytes into the route's `bytes_in` as they pass.
@@ -173,7 +202,21 @@ impl RequestBody {
             inner: Source::Client(inner),
             idle: IdleTimer::new(idle_timeout),
             meter,
+            limit: None,
         }
+    }
+
+    /// Fails the body (`BodyError::TooLarge`) instead of passing on the
+    /// frame that would take it past `max` bytes. One allocation (the
+    /// flag), only for a route with the limit.
+    pub(crate) fn limited(&mut self, max: u64) -> Overrun {
+        let over = Rc::new(Cell::new(false));
+        self.limit = Some(Limit {
+            left: max,
+            max,
+            over: over.clone(),
+        });
+        Overrun(over)
     }
 
     /// A body sent from a buffer (counted once, when it was read).
@@ -182,6 +225,7 @@ impl RequestBody {
             inner: Source::Replay((!data.is_empty()).then_some(data)),
             idle: IdleTimer::new(Duration::MAX),
             meter: None,
+            limit: None,
         }
     }
 }
@@ -209,10 +253,21 @@ impl Body for RequestBody {
         let body = match this.inner {
             Source::Client(body) => body,
             Source::Replay(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Source::Over(max) => return Poll::Ready(Some(Err(BodyError::TooLarge(*max)))),
         };
         match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.activity();
+                if let (Some(limit), Some(data)) = (this.limit.as_mut(), frame.data_ref()) {
+                    match limit.left.checked_sub(data.len() as u64) {
+                        Some(rest) => limit.left = rest,
+                        None => {
+                            limit.over.set(true);
+                            *this.inner = Source::Over(limit.max);
+                            return Poll::Ready(Some(Err(BodyError::TooLarge(limit.max))));
+                        }
+                    }
+                }
                 if let (Some(m), Some(data)) = (this.meter.as_ref(), frame.data_ref()) {
                     if let Some(r) = m.stats.stats().route(m.route, m.worker) {
                         r.bytes_in.add(data.len() as u64);
@@ -230,12 +285,14 @@ impl Body for RequestBody {
         match &self.inner {
             Source::Client(body) => body.is_end_stream(),
             Source::Replay(data) => data.is_none(),
+            Source::Over(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Source::Client(body) => body.size_hint(),
+            Source::Over(_) => SizeHint::default(),
             Source::Replay(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

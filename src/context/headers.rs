@@ -331,6 +331,24 @@ impl<'a> Headers<'a> {
         }
     }
 
+    /// The fields as the client sent them, for limits on what it sent:
+    /// their number and the bytes of their names and values. An HTTP/1.1
+    /// head's are its received fields (those the phases removed included,
+    /// those they added not); a map's are the map as it is when asked.
+    pub(crate) fn sent_size(&self) -> (usize, usize) {
+        match &self.repr {
+            Repr::Map(map) => {
+                let bytes = map.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+                (map.len(), bytes)
+            }
+            Repr::Wire(wire) => {
+                let fields = wire.received.iter();
+                let bytes = fields.map(|f| f.name.len() + f.value.len()).sum();
+                (wire.received.len(), bytes)
+            }
+        }
+    }
+
     /// Whether there is no field at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

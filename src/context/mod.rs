@@ -19,12 +19,13 @@ mod log_info;
 mod tls_info;
 pub(crate) mod tools;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
-use http::{HeaderValue, Method, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Uri, Version};
+use ipnet::IpNet;
 
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
@@ -70,7 +71,72 @@ pub struct RequestContext<'a> {
     pub log: LogInfo<'a>,
     /// Where the request counts in the metrics.
     pub(crate) ids: StatIds,
+    /// The most body bytes the upstream may be sent, set by a
+    /// `request_limits` middleware; `None` (every other route): the body
+    /// is not counted.
+    pub(crate) body_limit: Option<BodyLimit>,
+    /// The client's address after `server.trusted_proxies`, once asked for
+    /// ([`RequestContext::client_ip`]).
+    client_ip: Option<IpAddr>,
     vars: BumpVec<'a, (&'static str, &'a str)>,
+}
+
+/// A request body's limit, and the policy middleware that set it (its
+/// index in the snapshot's policies, for the refusal's counter).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit {
+    pub(crate) max: u64,
+    pub(crate) policy: u16,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The walk of [`RequestContext::client_ip`] from `peer` leftwards over
+/// the X-Forwarded-For lines (the last line first, each read from its end).
+fn forwarded_client(peer: IpAddr, headers: &Headers<'_>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut hop = peer;
+    // Lines are few (bounded by the head's limits); walking them backwards
+    // by index spares a buffer.
+    let lines = headers.get_all(&X_FORWARDED_FOR).count();
+    for i in (0..lines).rev() {
+        let Some(line) = headers.get_all(&X_FORWARDED_FOR).nth(i) else {
+            break;
+        };
+        for entry in line.rsplit(|&b| b == b',') {
+            let entry = entry.trim_ascii();
+            if entry.is_empty() {
+                // An empty list element (RFC 9110 §5.6.1): skipped.
+                continue;
+            }
+            let Some(ip) = forwarded_entry(entry) else {
+                return hop;
+            };
+            if !is_trusted(&ip) {
+                return ip;
+            }
+            hop = ip;
+        }
+    }
+    hop
+}
+
+/// One X-Forwarded-For entry: an address, or an address with a port
+/// (`10.1.2.3:5000`, `[::1]:5000`) or in brackets, as some proxies write.
+fn forwarded_entry(entry: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?;
+    let ip = text
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<IpAddr>().ok()
+        })?;
+    Some(ip.to_canonical())
 }
 
 /// The request that will be sent upstream. Its headers are the client's,
@@ -108,8 +174,29 @@ impl<'a> RequestContext<'a> {
             request_id: None,
             log: LogInfo::new(Instant::now()),
             ids: StatIds::default(),
+            body_limit: None,
+            client_ip: None,
             vars: BumpVec::new_in(arena),
         }
+    }
+
+    /// The client's address as the gateway believes it: the TCP peer, or,
+    /// when the peer is in `trusted` (`server.trusted_proxies`), the
+    /// address its `X-Forwarded-For` names. The list is read from the
+    /// right (the nearest hop) and trusted proxies are skipped: the first
+    /// address not in `trusted` is the client (nginx's `real_ip_recursive
+    /// on`); when every entry is trusted, the leftmost is; an entry that is
+    /// not an address ends the walk at the last trusted hop before it. An
+    /// IPv4-mapped IPv6 address is the IPv4 address. Worked out on first
+    /// use and kept (no allocation); every caller passes the snapshot's
+    /// one list.
+    pub(crate) fn client_ip(&mut self, headers: &Headers<'_>, trusted: &[IpNet]) -> IpAddr {
+        if let Some(ip) = self.client_ip {
+            return ip;
+        }
+        let ip = forwarded_client(self.client_addr.ip().to_canonical(), headers, trusted);
+        self.client_ip = Some(ip);
+        ip
     }
 
     /// The request's arena, for per-request scratch that dies with the request.
@@ -152,5 +239,58 @@ impl<'a> RequestContext<'a> {
     /// The name of the route that matched, once routing is done.
     pub fn route_name(&self) -> Option<&'a str> {
         Some(self.log.route).filter(|r| !r.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, xff: &[&str], trusted: &[&str]) -> IpAddr {
+        let mut map = http::HeaderMap::new();
+        for line in xff {
+            map.append(&X_FORWARDED_FOR, HeaderValue::from_str(line).unwrap());
+        }
+        let headers = Headers::from_map(map);
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        let peer: IpAddr = peer.parse().unwrap();
+        forwarded_client(peer.to_canonical(), &headers, &trusted)
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop_from_the_right() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxies = ["10.0.0.0/8"];
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client("192.0.2.1", &["203.0.113.7"], &proxies),
+            ip("192.0.2.1")
+        );
+        // A trusted peer: the nearest untrusted entry.
+        let chain = ["198.51.100.1, 203.0.113.7, 10.0.0.5"];
+        assert_eq!(client("10.0.0.2", &chain, &proxies), ip("203.0.113.7"));
+        // Several lines are one list, the last line nearest.
+        let lines = ["198.51.100.1", "203.0.113.7:4711, 10.0.0.5"];
+        assert_eq!(client("10.0.0.2", &lines, &proxies), ip("203.0.113.7"));
+        // All trusted: the leftmost; no header: the peer.
+        assert_eq!(
+            client("10.0.0.2", &["10.1.1.1, 10.0.0.5"], &proxies),
+            ip("10.1.1.1")
+        );
+        assert_eq!(client("10.0.0.2", &[], &proxies), ip("10.0.0.2"));
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(
+            client("10.0.0.2", &["203.0.113.7, junk"], &proxies),
+            ip("10.0.0.2")
+        );
+        // Mapped addresses are IPv4, brackets and empty elements are fine.
+        assert_eq!(
+            client("::ffff:10.0.0.2", &["[2001:db8::1], ,"], &proxies),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.2", &["::ffff:192.0.2.9"], &proxies),
+            ip("192.0.2.9")
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::config::Snapshot;
-use crate::metrics::{EndpointStats, PoolStats, RouteStats, Shards, SnapshotStats, UpstreamStats};
+use crate::metrics::{
+    EndpointStats, PolicyStats, PoolStats, RouteStats, Shards, SnapshotStats, UpstreamStats,
+};
 use crate::upstream::health_state::EndpointState;
 use crate::util::published::Published;
 
@@ -33,6 +35,8 @@ struct Live {
     upstreams: HashMap<Box<str>, Arc<UpstreamStats>>,
     endpoints: HashMap<(Box<str>, SocketAddr), Endpoint>,
     pools: HashMap<SocketAddr, Arc<PoolStats>>,
+    /// By middleware name and type.
+    policies: HashMap<(Box<str>, &'static str), Arc<PolicyStats>>,
 }
 
 /// One endpoint's statistics and health state.
@@ -139,6 +143,18 @@ impl Live {
             }
             stats.endpoints.push(eps);
             states.push(up_states);
+        }
+        for (name, kind) in &snap.policies {
+            let key = (name.clone(), *kind);
+            let s = self.policies.remove(&key).unwrap_or_else(|| {
+                Arc::new(PolicyStats {
+                    name: name.clone(),
+                    kind,
+                    shards: Shards::new(workers),
+                })
+            });
+            next.policies.insert(key, s.clone());
+            stats.policies.push(s);
         }
         *self = next;
         snap.stats = stats;

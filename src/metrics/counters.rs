@@ -74,6 +74,58 @@ pub(crate) struct EndpointCounters {
     pub(crate) consecutive_connect_failures: Counter,
 }
 
+/// One worker's refusals by one policy middleware (`ip_filter`,
+/// `request_limits`), by reason (indexed like [`Refusal::ALL`]).
+#[derive(Debug, Default)]
+pub(crate) struct PolicyCounters {
+    pub(crate) refusals: [Counter; Refusal::ALL.len()],
+}
+
+/// Why a policy middleware refused a request: one counter each, and the
+/// `reason` label of `strait_middleware_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `ip_filter`: the client address is in `deny` (403).
+    Denied,
+    /// `ip_filter`: `allow` is set and the client address is not in it (403).
+    NotAllowed,
+    /// `request_limits`: the body is over `max_body` (413).
+    BodyTooLarge,
+    /// `request_limits`: the method is not in `methods` (405).
+    Method,
+    /// `request_limits`: more fields than `max_header_count` (431).
+    HeaderCount,
+    /// `request_limits`: more field bytes than `max_header_bytes` (431).
+    HeaderBytes,
+    /// `request_limits`: a request target over `max_url_length` (414).
+    UrlLength,
+}
+
+impl Refusal {
+    pub(crate) const ALL: [Refusal; 7] = [
+        Refusal::Denied,
+        Refusal::NotAllowed,
+        Refusal::BodyTooLarge,
+        Refusal::Method,
+        Refusal::HeaderCount,
+        Refusal::HeaderBytes,
+        Refusal::UrlLength,
+    ];
+
+    /// The metric label, and the access log's cause.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Refusal::Denied => "ip_denied",
+            Refusal::NotAllowed => "ip_not_allowed",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::Method => "method_not_allowed",
+            Refusal::HeaderCount => "too_many_headers",
+            Refusal::HeaderBytes => "headers_too_large",
+            Refusal::UrlLength => "url_too_long",
+        }
+    }
+}
+
 /// One worker's connection pool figures for one address (shared by every
 /// upstream that lists it, like the pool itself).
 #[derive(Debug, Default)]

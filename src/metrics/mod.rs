@@ -5,10 +5,11 @@
 //! the control plane sums the shards when the admin API is asked. Nothing here
 //! is written by two threads, so the request path never contends on a line.
 //!
-//! The statistics of a route, an upstream and an endpoint live in `Arc`s that
-//! the control plane carries from one snapshot to the next by name
-//! (`control/publish.rs`), so counters keep counting across reloads and
-//! requests still running on an old snapshot count into the same place.
+//! The statistics of a route, an upstream, an endpoint and a policy
+//! middleware live in `Arc`s that the control plane carries from one
+//! snapshot to the next by name (`control/publish.rs`), so counters keep
+//! counting across reloads and requests still running on an old snapshot
+//! count into the same place.
 //!
 //! `shard.rs` holds the counter lines, `counters.rs` what a worker counts,
 //! `stats.rs` where a snapshot's figures live and how a request reaches them.
@@ -17,9 +18,9 @@ mod counters;
 mod shard;
 mod stats;
 
-pub(crate) use counters::{PoolCounters, UpstreamCounters, WorkerCounters};
+pub(crate) use counters::{PoolCounters, Refusal, UpstreamCounters, WorkerCounters};
 pub(crate) use shard::{status_class, sum_classes, HistogramSum, Padded, Shards, STATUS_CLASSES};
 pub(crate) use stats::{
-    EndpointStats, HoldsStats, Metrics, PoolStats, RequestOutcome, RouteStats, SnapshotStats,
-    StatIds, StatsRef, UpstreamStats,
+    EndpointStats, HoldsStats, Metrics, PolicyStats, PoolStats, RequestOutcome, RouteStats,
+    SnapshotStats, StatIds, StatsRef, UpstreamStats,
 };

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::counters::{
-    EndpointCounters, PoolCounters, RouteCounters, UpstreamCounters, WorkerCounters,
+    EndpointCounters, PolicyCounters, PoolCounters, Refusal, RouteCounters, UpstreamCounters,
+    WorkerCounters,
 };
 use super::shard::{status_class, Shards};
 
@@ -28,6 +29,16 @@ pub(crate) struct RouteStats {
 pub(crate) struct UpstreamStats {
     pub(crate) name: Box<str>,
     pub(crate) shards: Shards<UpstreamCounters>,
+}
+
+/// A policy middleware's refusals (`ip_filter`, `request_limits`), carried
+/// across reloads by its `[middlewares.NAME]` name.
+#[derive(Debug)]
+pub(crate) struct PolicyStats {
+    pub(crate) name: Box<str>,
+    /// Its `type`, for the metric's label.
+    pub(crate) kind: &'static str,
+    pub(crate) shards: Shards<PolicyCounters>,
 }
 
 /// The pool figures of one address, carried across reloads while some
@@ -67,6 +78,8 @@ pub(crate) struct SnapshotStats {
     pub(crate) endpoints: Vec<Vec<Arc<EndpointStats>>>,
     /// By endpoint address.
     pub(crate) pools: HashMap<SocketAddr, Arc<PoolStats>>,
+    /// Indexed like `Snapshot::policies`.
+    pub(crate) policies: Vec<Arc<PolicyStats>>,
 }
 
 /// Where a request counts: its route and, once picked, its endpoint. Plain
@@ -78,6 +91,9 @@ pub(crate) struct StatIds {
     route: Option<u32>,
     /// `(upstream, endpoint)`.
     endpoint: Option<(u32, u32)>,
+    /// The policy middleware that refused the request, and why: counted
+    /// with the request's outcome.
+    refusal: Option<(u16, Refusal)>,
 }
 
 impl StatIds {
@@ -93,6 +109,16 @@ impl StatIds {
 
     pub(crate) fn route(&self) -> Option<usize> {
         self.route.map(|r| r as usize)
+    }
+
+    /// Policy `policy` (an index into `Snapshot::policies`) refused the
+    /// request for `reason`.
+    pub(crate) fn set_refusal(&mut self, policy: u16, reason: Refusal) {
+        self.refusal = Some((policy, reason));
+    }
+
+    pub(crate) fn refusal(&self) -> Option<(usize, Refusal)> {
+        self.refusal.map(|(p, r)| (p as usize, r))
     }
 
     pub(crate) fn endpoint(&self) -> Option<(usize, usize)> {
@@ -138,6 +164,11 @@ impl SnapshotStats {
             r.responses[status_class(status)].inc();
             r.latency.observe(elapsed);
             r.bytes_out.add(bytes_out);
+        }
+        if let Some((policy, reason)) = ids.refusal() {
+            if let Some(p) = self.policies.get(policy).and_then(|p| p.shards.get(worker)) {
+                p.refusals[reason as usize].inc();
+            }
         }
         if let Some((u, e)) = ids.endpoint() {
             if let Some(e) = self.endpoint((u, e), worker) {

@@ -10,17 +10,22 @@ mod access_log;
 mod custom;
 mod headers;
 mod https_redirect;
+mod ip_filter;
 mod request_id;
+mod request_limits;
 mod rewrite;
 
-use http::Response;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
 
 pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
 pub(crate) use https_redirect::HttpsRedirect;
+pub(crate) use ip_filter::IpFilter;
 pub(crate) use request_id::RequestId;
+pub(crate) use request_limits::{RequestLimits, BODY_TOO_LARGE};
 pub(crate) use rewrite::{Rewrite, StripPrefix};
 
 use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
@@ -34,6 +39,8 @@ pub(crate) enum Middleware {
     Rewrite(Rewrite),
     AccessLog(AccessLog),
     HttpsRedirect(HttpsRedirect),
+    IpFilter(IpFilter),
+    RequestLimits(RequestLimits),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -51,6 +58,8 @@ impl Middleware {
             Middleware::Rewrite(m) => m.on_request(ctx),
             Middleware::AccessLog(m) => m.on_request(ctx, req),
             Middleware::HttpsRedirect(m) => m.on_request(ctx),
+            Middleware::IpFilter(m) => m.on_request(ctx, req),
+            Middleware::RequestLimits(m) => m.on_request(ctx, req),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -64,7 +73,11 @@ impl Middleware {
         match self {
             Middleware::RequestId(m) => m.on_response(ctx, resp),
             Middleware::Headers(m) => m.on_response(resp),
-            Middleware::StripPrefix(_) | Middleware::Rewrite(_) | Middleware::HttpsRedirect(_) => {}
+            Middleware::StripPrefix(_)
+            | Middleware::Rewrite(_)
+            | Middleware::HttpsRedirect(_)
+            | Middleware::IpFilter(_)
+            | Middleware::RequestLimits(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,
         }
@@ -78,6 +91,20 @@ impl Middleware {
             _ => None,
         }
     }
+}
+
+/// A policy's refusal: a short plain-text answer with a static body (no
+/// allocation per refusal).
+fn refusal(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
 }
 
 /// Runs the request phases in order. Returns the decision and how many

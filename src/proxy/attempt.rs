@@ -240,6 +240,7 @@ pub(super) async fn attempt<'a>(
     // it never sits in this future's state across an await. An HTTP/2 stream
     // the endpoint refuses can go again only with a body that can be sent
     // again: a buffered one, or none.
+    let mut overrun = None;
     let (body, again) = match payload {
         Payload::Client(body) => {
             let Some(body) = body.take() else {
@@ -251,7 +252,11 @@ pub(super) async fn attempt<'a>(
                 worker: state.tools.id,
             });
             let again = body.is_end_stream().then(Bytes::new);
-            (RequestBody::new(body, spec.body_idle_timeout, meter), again)
+            let mut body = RequestBody::new(body, spec.body_idle_timeout, meter);
+            if let Some(limit) = ctx.body_limit {
+                overrun = Some(body.limited(limit.max));
+            }
+            (body, again)
         }
         Payload::Replay(data) => (RequestBody::replay(data.clone()), Some(data.clone())),
     };
@@ -280,6 +285,11 @@ pub(super) async fn attempt<'a>(
     // Observe.
     let exchanged = match exchanged {
         Ok(done) => done,
+        Err(_) if overrun.is_some_and(|o| o.happened()) => {
+            // Whatever the connection says (an HTTP/2 stream reset), the
+            // exchange failed because the body went over its limit.
+            return Err(ProxyError::BodyTooLarge);
+        }
         Err(e) => {
             if e == crate::upstream::Error::ResponseTimeout && observes {
                 // For peak_ewma a timeout counts as a (long) latency.

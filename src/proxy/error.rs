@@ -52,6 +52,9 @@ pub enum ProxyError {
     BadResponse,
     /// The client's request body failed or stalled while it was being forwarded.
     ClientBody,
+    /// The client's request body grew past the route's `max_body`
+    /// (`request_limits`) while it was being forwarded.
+    BodyTooLarge,
     /// A rewrite produced a path that is not a valid request target.
     BadRewrite,
     /// A gRPC call's `grpc-timeout` passed before the upstream's response
@@ -107,6 +110,7 @@ impl ProxyError {
             | ProxyError::RepeatedHost
             | ProxyError::InvalidHost
             | ProxyError::HostMismatch => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRewrite => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::GrpcDeadline => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -132,6 +136,7 @@ impl ProxyError {
             ProxyError::ResponseTimeout => "upstream_response_timeout",
             ProxyError::BadResponse => "upstream_bad_response",
             ProxyError::ClientBody => "client_body_error",
+            ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::GrpcDeadline => "grpc_deadline_exceeded",
             ProxyError::MissingHost => "missing_host",
@@ -175,6 +180,7 @@ impl ProxyError {
             ProxyError::ResponseTimeout => "504 Gateway Timeout: upstream response timed out\n",
             ProxyError::BadResponse => "502 Bad Gateway: upstream sent an invalid response\n",
             ProxyError::ClientBody => "400 Bad Request: request body could not be read\n",
+            ProxyError::BodyTooLarge => crate::middleware::BODY_TOO_LARGE,
             ProxyError::BadRewrite => "500 Internal Server Error: rewritten path is invalid\n",
             ProxyError::GrpcDeadline => {
                 "504 Gateway Timeout: grpc-timeout reached before the upstream responded\n"
@@ -214,6 +220,7 @@ impl From<upstream::Error> for ProxyError {
             U::ResponseTimeout => ProxyError::ResponseTimeout,
             U::BadResponse => ProxyError::BadResponse,
             U::ClientBody => ProxyError::ClientBody,
+            U::ClientBodyTooLarge => ProxyError::BodyTooLarge,
         }
     }
 }
@@ -265,6 +272,7 @@ mod tests {
             ResponseTimeout,
             BadResponse,
             ClientBody,
+            BodyTooLarge,
             BadRewrite,
             GrpcDeadline,
             MissingHost,

@@ -18,7 +18,7 @@ use super::error::ProxyError;
 use super::{attempt, grpc, headers, ProxyState};
 use crate::config::{Route, Snapshot, SnapshotRef};
 use crate::context::{Flow, ProxyBody, RequestContext, UpstreamRequest};
-use crate::metrics::status_class;
+use crate::metrics::{status_class, Refusal};
 use crate::middleware;
 use crate::router::RouteInput;
 use crate::upstream::outlier;
@@ -194,6 +194,10 @@ fn upstream_answer(
     let response = match result {
         Ok(response) => response,
         Err(e) => {
+            if let (ProxyError::BodyTooLarge, Some(limit)) = (e, ctx.body_limit) {
+                // The limit's policy refused it, as if at the head.
+                ctx.ids.set_refusal(limit.policy, Refusal::BodyTooLarge);
+            }
             failed(snap, state.tools.id, route.upstream, ctx, e, "");
             match grpc {
                 false => e.response(),
@@ -286,6 +290,16 @@ pub(super) fn failed(
 ) {
     attempt::count_failure(snap, worker, upstream, ctx, e);
     ctx.log.cause = Some(e.cause());
+    if e == ProxyError::BodyTooLarge {
+        // The client's doing, and clients choose how often: not a warning.
+        tracing::debug!(
+            route = ctx.log.route,
+            "{what}{} {} answered 413: the request body is over max_body",
+            ctx.method,
+            ctx.path
+        );
+        return;
+    }
     tracing::warn!(
         route = ctx.log.route,
         upstream = ctx.log.upstream,

@@ -36,6 +36,9 @@ pub(crate) enum Error {
     BadResponse,
     /// The client's request body failed or stalled while it was being sent.
     ClientBody,
+    /// The client's request body grew past its limit while it was being
+    /// sent (the exchange is abandoned, never finished with a shorter body).
+    ClientBodyTooLarge,
 }
 
 impl Error {
@@ -48,13 +51,21 @@ impl Error {
         }
     }
 
+    /// The class of a client body's failure.
+    pub(crate) fn of_client_body(e: &crate::context::BodyError) -> Error {
+        match e {
+            crate::context::BodyError::TooLarge(_) => Error::ClientBodyTooLarge,
+            _ => Error::ClientBody,
+        }
+    }
+
     /// The class of a failed exchange as hyper reports it: a client body
     /// that failed is the client's doing, not the endpoint's.
     pub(crate) fn of_exchange(e: &hyper::Error) -> Error {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = source {
-            if err.downcast_ref::<crate::context::BodyError>().is_some() {
-                return Error::ClientBody;
+            if let Some(body) = err.downcast_ref::<crate::context::BodyError>() {
+                return Error::of_client_body(body);
             }
             source = err.source();
         }

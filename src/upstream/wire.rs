@@ -145,7 +145,12 @@ pub(crate) async fn exchange(
     let result = poll_fn(|cx| exchange_poll(cx, conn, &mut sending, body, &reading)).await;
     result.map_err(|(error, answered)| Failed {
         error,
-        again: reused && !answered && (!sending.touched || head.idempotent && !head.has_body),
+        // Never after the client's body failed: sent again, it would go on
+        // from where it failed.
+        again: reused
+            && !answered
+            && !matches!(error, Error::ClientBody | Error::ClientBodyTooLarge)
+            && (!sending.touched || head.idempotent && !head.has_body),
     })
 }
 
@@ -209,7 +214,9 @@ fn exchange_poll(
     if !s.broken {
         match poll_send_body(cx, conn, s, body) {
             Ok(()) => {}
-            Err(Error::ClientBody) => return Poll::Ready(Err((Error::ClientBody, false))),
+            Err(e @ (Error::ClientBody | Error::ClientBodyTooLarge)) => {
+                return Poll::Ready(Err((e, false)))
+            }
             Err(_) => s.broken = true,
         }
     }
@@ -329,7 +336,7 @@ fn poll_send_body(
                         return Ok(());
                     }
                 }
-                Poll::Ready(Some(Err(_))) => return Err(Error::ClientBody),
+                Poll::Ready(Some(Err(e))) => return Err(Error::of_client_body(&e)),
                 Poll::Ready(Some(Ok(frame))) => {
                     s.touched = true;
                     let data = match frame.into_data() {

@@ -1,4 +1,5 @@
-//! Compiles `[middlewares.NAME]` definitions, access logs (their outputs opened
+//! Compiles `[middlewares.NAME]` definitions (the policy middlewares with
+//! `policies`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -6,23 +7,63 @@ use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 
+use super::policies::{self, RawLimits};
 use super::{span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
 use crate::config::raw::{RawMiddleware, RawServer};
+use crate::config::snapshot::{PolicyNames, ServerSettings};
 use crate::middleware::{
     AccessLog, HeaderOps, HttpsRedirect, LogFormat, Middleware, RequestId, Rewrite, StripPrefix,
 };
 
 impl Compiler<'_, '_> {
+    /// The definitions by name, and the policy middlewares among them (name
+    /// and type), indexed as their instances count refusals.
     pub(super) fn middlewares(
         &mut self,
         raw: &BTreeMap<Spanned<String>, Spanned<RawMiddleware>>,
-    ) -> HashMap<String, Defined> {
+        server: &ServerSettings,
+    ) -> (HashMap<String, Defined>, PolicyNames) {
         let mut out = HashMap::new();
+        let mut policies = Vec::new();
         for (name, def) in raw {
-            let built = match self.middleware(name.get_ref(), def.get_ref()) {
-                Ok(m) => Defined::Ready(m),
+            // At most one per definition, so never near the bound.
+            let policy = u16::try_from(policies.len()).unwrap_or(u16::MAX);
+            let built = match def.get_ref() {
+                RawMiddleware::IpFilter { allow, deny } => {
+                    policies::ip_filter(allow, deny, &server.trusted_proxies, policy)
+                }
+                RawMiddleware::RequestLimits {
+                    max_body,
+                    methods,
+                    max_header_count,
+                    max_header_bytes,
+                    max_url_length,
+                } => policies::request_limits(
+                    RawLimits {
+                        max_body,
+                        methods,
+                        max_header_count: *max_header_count,
+                        max_header_bytes: *max_header_bytes,
+                        max_url_length: *max_url_length,
+                    },
+                    policy,
+                ),
+                other => self.middleware(name.get_ref(), other),
+            };
+            let built = match built {
+                Ok(m) => {
+                    let kind = match &m {
+                        Middleware::IpFilter(_) => Some("ip_filter"),
+                        Middleware::RequestLimits(_) => Some("request_limits"),
+                        _ => None,
+                    };
+                    if let Some(kind) = kind {
+                        policies.push((name.get_ref().as_str().into(), kind));
+                    }
+                    Defined::Ready(m)
+                }
                 Err(msg) => {
                     self.d
                         .at(span(def), format!("middleware {:?}: {msg}", name.get_ref()));
@@ -31,7 +72,7 @@ impl Compiler<'_, '_> {
             };
             out.insert(name.get_ref().clone(), built);
         }
-        out
+        (out, policies)
     }
 
     fn middleware(&mut self, _name: &str, raw: &RawMiddleware) -> Result<Middleware, String> {
@@ -107,6 +148,11 @@ impl Compiler<'_, '_> {
                     ));
                 }
                 Middleware::HttpsRedirect(HttpsRedirect::new(port, status as u16))
+            }
+            // Compiled by `middlewares` (they need the server's settings
+            // and a policy index); never a built-in.
+            RawMiddleware::IpFilter { .. } | RawMiddleware::RequestLimits { .. } => {
+                return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {
                 let factory = self.registry.get(name).ok_or_else(|| {

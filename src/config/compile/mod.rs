@@ -7,6 +7,7 @@ mod checks;
 mod hash;
 mod listeners;
 mod middlewares;
+mod policies;
 mod routes;
 mod server;
 mod tls;
@@ -78,7 +79,7 @@ pub(crate) fn compile(
     let listeners = c.listeners(&raw, &server);
     let admin = c.admin(&raw.admin);
     let (upstreams, balancing, upstream_ids) = c.upstreams(&raw.upstreams);
-    let middlewares = c.middlewares(&raw.middlewares);
+    let (middlewares, policies) = c.middlewares(&raw.middlewares, &server);
     let fallback_log = c.fallback_log(&raw.server, &middlewares);
     let (router, routes) = c.routes(&raw.routes, &upstream_ids, &middlewares);
     let connect = raw.connect.as_ref().map(|raw| c.connect(raw.get_ref()));
@@ -99,6 +100,7 @@ pub(crate) fn compile(
         upstreams,
         balancing,
         fallback_log,
+        policies,
         admin,
         stats: Default::default(),
         endpoint_states: Vec::new(),

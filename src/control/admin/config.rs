@@ -330,6 +330,20 @@ fn middleware(m: &Middleware) -> Value {
         Middleware::HttpsRedirect(r) => {
             json!({ "type": "https_redirect", "port": r.port, "status": r.status.as_u16() })
         }
+        Middleware::IpFilter(f) => json!({
+            "type": "ip_filter",
+            "allow": f.allow().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "deny": f.deny().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        }),
+        Middleware::RequestLimits(l) => json!({
+            "type": "request_limits",
+            "max_body": l.max_body,
+            "methods": (!l.methods.is_empty())
+                .then(|| l.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+            "max_header_count": l.max_header_count,
+            "max_header_bytes": l.max_header_bytes,
+            "max_url_length": l.max_url_length,
+        }),
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

@@ -101,6 +101,54 @@ fn middlewares_in_a_chain() {
 }
 
 #[test]
+fn policy_middlewares_are_indexed_for_their_counters() {
+    let snap = compiled(&[
+        "[middlewares.gate]",
+        r#"type = "ip_filter""#,
+        r#"allow = ["10.0.0.0/8", "::1"]"#,
+        "[middlewares.limits]",
+        r#"type = "request_limits""#,
+        "max_body = 2048",
+        r#"methods = ["GET", "PROPFIND"]"#,
+        "[middlewares.tag]",
+        r#"type = "headers""#,
+        "[middlewares.upload]",
+        r#"type = "request_limits""#,
+        r#"max_body = "10MiB""#,
+        "[[routes]]",
+        r#"middlewares = ["gate", "tag", "limits", "upload"]"#,
+        r#"upstream = "base""#,
+    ]);
+    // In name order, policies only: the index each counts refusals under.
+    let policies: Vec<(&str, &str)> = snap.policies.iter().map(|(n, k)| (&**n, *k)).collect();
+    assert_eq!(
+        policies,
+        [
+            ("gate", "ip_filter"),
+            ("limits", "request_limits"),
+            ("upload", "request_limits")
+        ]
+    );
+    let chain = &snap.routes[0].chain;
+    let Middleware::IpFilter(gate) = &chain[0] else {
+        panic!("gate")
+    };
+    let allow: Vec<String> = gate.allow().iter().map(|n| n.to_string()).collect();
+    assert_eq!(allow, ["10.0.0.0/8", "::1/128"]);
+    assert!(gate.deny().is_empty());
+    let (Middleware::RequestLimits(limits), Middleware::RequestLimits(upload)) =
+        (&chain[2], &chain[3])
+    else {
+        panic!("limits")
+    };
+    assert_eq!((limits.policy, limits.max_body), (1, Some(2048)));
+    assert_eq!(limits.allow.as_ref().unwrap(), "GET, PROPFIND");
+    assert_eq!(limits.max_url_length, None);
+    assert_eq!((upload.policy, upload.max_body), (2, Some(10 << 20)));
+    assert!(upload.methods.is_empty() && upload.allow.is_none());
+}
+
+#[test]
 fn middleware_errors() {
     assert_errors(&[
         (

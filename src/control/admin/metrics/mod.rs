@@ -8,6 +8,7 @@
 mod endpoints;
 mod gateway;
 mod names;
+mod policies;
 mod pools;
 mod routes;
 #[cfg(test)]
@@ -109,6 +110,7 @@ struct Figures<'a> {
 fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
     let stats = &f.snapshot.stats;
     routes::encode(&mut enc, &stats.routes)?;
+    policies::encode(&mut enc, &stats.policies)?;
     upstreams::encode(&mut enc, &stats.upstreams)?;
     endpoints::encode(&mut enc, f.snapshot)?;
     pools::encode(&mut enc, &stats.pools)?;

@@ -1,0 +1,44 @@
+//! The policy middlewares' family: refusals by middleware name, type and
+//! reason (`ip_filter`, `request_limits`), one row per reason its type can
+//! give.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::counters;
+use crate::metrics::{PolicyStats, Refusal};
+
+pub(super) fn encode(enc: &mut DescriptorEncoder, policies: &[Arc<PolicyStats>]) -> fmt::Result {
+    counters(
+        enc,
+        "strait_middleware_refusals",
+        "Requests a policy middleware refused, by middleware, type and reason.",
+        policies.iter().flat_map(|p| {
+            reasons(p.kind).iter().map(move |&reason| {
+                let n = p.shards.sum(|c| c.refusals[reason as usize].get());
+                let labels = [
+                    ("middleware", &*p.name),
+                    ("type", p.kind),
+                    ("reason", reason.label()),
+                ];
+                (labels, n)
+            })
+        }),
+    )
+}
+
+/// The reasons a policy of type `kind` refuses for.
+fn reasons(kind: &str) -> &'static [Refusal] {
+    match kind {
+        "ip_filter" => &[Refusal::Denied, Refusal::NotAllowed],
+        _ => &[
+            Refusal::BodyTooLarge,
+            Refusal::Method,
+            Refusal::HeaderCount,
+            Refusal::HeaderBytes,
+            Refusal::UrlLength,
+        ],
+    }
+}
