@@ -1,6 +1,7 @@
 //! What a request phase decides: go on, or answer here.
 
-use http::Response;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
 
 use super::ProxyBody;
 
@@ -20,4 +21,18 @@ impl Flow {
     pub fn respond(response: Response<ProxyBody>) -> Flow {
         Flow::Respond(Box::new(response))
     }
+}
+
+/// A short plain-text answer with a static body (no allocation for the
+/// body): the proxy's own errors and the policies' refusals.
+pub(crate) fn plain_text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
 }

@@ -29,6 +29,7 @@ use ipnet::IpNet;
 
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
+pub(crate) use flow::plain_text;
 pub use flow::Flow;
 pub(crate) use headers::visible_str;
 pub use headers::{Field, HeaderKey, Headers};

@@ -15,8 +15,7 @@ mod request_id;
 mod request_limits;
 mod rewrite;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::Response;
 
 pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
@@ -93,19 +92,8 @@ impl Middleware {
     }
 }
 
-/// A policy's refusal: a short plain-text answer with a static body (no
-/// allocation per refusal).
-fn refusal(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
-}
+/// A policy's refusal: a short plain-text answer with a static body.
+use crate::context::plain_text as refusal;
 
 /// Runs the request phases in order. Returns the decision and how many
 /// middlewares ran, so that only those see the response phase.

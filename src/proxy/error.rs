@@ -2,8 +2,7 @@
 //! naming the cause, and one log cause (its gRPC form is `grpc.rs`'s). The layers below answer with errors
 //! of their own (the upstream side, the balancer); they are mapped here.
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::balance::set::PickError;
 use crate::context::ProxyBody;
@@ -234,18 +233,7 @@ impl From<PickError> for ProxyError {
     }
 }
 
-/// A short plain-text answer with a static body (no allocation).
-pub(crate) fn plain_text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
-}
+pub(crate) use crate::context::plain_text;
 
 #[cfg(test)]
 mod tests {
