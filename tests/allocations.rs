@@ -1,5 +1,6 @@
 //! The zero-copy law, measured: heap allocations per proxied request on a
-//! worker thread (HTTP/1.1 keep-alive, default chain), and the same figure for a
+//! worker thread (HTTP/1.1 keep-alive, default chain, and with a `cors`
+//! middleware answering a listed origin), and the same figure for a
 //! bare hyper proxy doing the same exchange with no router, context, arena or
 //! middleware. A counting global allocator counts only on threads that opted
 //! in (the gateway's worker, the bare proxy's thread), so the test's client and
@@ -64,13 +65,20 @@ const MEASURED: u64 = 2000;
 /// Allocations per request on the counted threads for `MEASURED` sequential
 /// keep-alive requests to `addr`, after a warm-up.
 async fn allocations_per_request(addr: SocketAddr) -> f64 {
+    allocations_per_request_with(addr, &[]).await
+}
+
+/// [`allocations_per_request`] with these request headers.
+async fn allocations_per_request_with(addr: SocketAddr, headers: &[(&str, &str)]) -> f64 {
     let mut client = H1::connect(addr).await;
     for _ in 0..WARMUP {
-        assert_eq!(client.get("/bench").await.status, 200);
+        let r = client.send(request("GET", "/bench", headers)).await;
+        assert_eq!(r.status, 200);
     }
     let before = COUNTED.load(Ordering::SeqCst);
     for _ in 0..MEASURED {
-        assert_eq!(client.get("/bench").await.status, 200);
+        let r = client.send(request("GET", "/bench", headers)).await;
+        assert_eq!(r.status, 200);
     }
     let after = COUNTED.load(Ordering::SeqCst);
     (after - before) as f64 / MEASURED as f64
@@ -93,12 +101,32 @@ async fn allocations_per_proxied_request() {
     let strait_per_request = allocations_per_request(gw.addr()).await;
     gw.shutdown();
 
+    // The same with a `cors` middleware and a listed `Origin` (the CORS
+    // headers and `Vary: Origin` added from interned values): nothing more.
+    let cors = format!(
+        "[middlewares.c]\ntype = \"cors\"\nallow_origins = [\"https://app.example.com\"]\nexpose_headers = [\"x-origin\"]\n{}",
+        simple_config(&[origin.addr], r#""request_id", "c""#)
+    );
+    let gw = strait::Gateway::builder()
+        .admin_listen(None)
+        .workers(1)
+        .on_worker_start(|_| COUNT_HERE.with(|c| c.set(true)))
+        .start_toml("alloc_cors.toml", &cors)
+        .unwrap();
+    let cors_per_request =
+        allocations_per_request_with(gw.addr(), &[("origin", "https://app.example.com")]).await;
+    gw.shutdown();
+
     // The bare hyper proxy: the same server builder settings and the same
     // upstream exchange, nothing else.
     let bare = start_bare_proxy(origin.addr);
     let bare_per_request = allocations_per_request(bare).await;
 
-    println!("allocations per request: strait {strait_per_request:.3}, bare hyper proxy {bare_per_request:.3}");
+    println!("allocations per request: strait {strait_per_request:.3}, with cors {cors_per_request:.3}, bare hyper proxy {bare_per_request:.3}");
+    assert!(
+        cors_per_request <= strait_per_request + 0.05,
+        "cors {cors_per_request:.3} vs plain {strait_per_request:.3} allocations per request"
+    );
 
     // Measured on the development machine (2 cores, 2026-12-02): strait
     // 1.046, bare hyper 8.000 per request (strait was 7.006 on hyper's

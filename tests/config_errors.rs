@@ -194,6 +194,85 @@ const BROKEN: &[(&str, &[Expected])] = &[
         ],
     ),
     (
+        "bad_cors.toml",
+        &[
+            (
+                8,
+                1,
+                r#"middleware "a_star_credentials": cors allow_credentials = true with allow_origins = ["*"] is refused: the Fetch standard forbids "*" with credentials; list the origins instead"#,
+            ),
+            (
+                13,
+                1,
+                r#"middleware "b_any_header_credentials": cors allow_credentials = true with allow_headers = ["*"] is refused: the Fetch standard forbids "*" with credentials; list the headers instead"#,
+            ),
+            (
+                19,
+                1,
+                r#"middleware "c_path": cors origin "https://app.example.com/api" is invalid: expected scheme://host[:port], e.g. "https://app.example.com" (an origin has no path, not even "/")"#,
+            ),
+            (
+                23,
+                1,
+                r#"middleware "d_trailing_slash": cors origin "https://app.example.com/" is invalid: expected scheme://host[:port], e.g. "https://app.example.com" (an origin has no path, not even "/")"#,
+            ),
+            (
+                27,
+                1,
+                r#"middleware "e_no_scheme": cors origin "app.example.com" is invalid: expected scheme://host[:port], e.g. "https://app.example.com" (it has no scheme)"#,
+            ),
+            (
+                31,
+                1,
+                r#"middleware "f_bad_port": cors origin "https://app.example.com:70000" is invalid: expected scheme://host[:port], e.g. "https://app.example.com" (the port must be 1 to 65535)"#,
+            ),
+            (
+                35,
+                1,
+                r#"middleware "g_inner_wildcard": cors origin "https://api.*.example.com" is invalid: expected scheme://host[:port], e.g. "https://app.example.com" (a wildcard is only allowed as the whole first label, as in "https://*.example.com")"#,
+            ),
+            (
+                39,
+                1,
+                r#"middleware "h_method": cors allow_methods entry "PO ST" is invalid: expected a token such as "GET""#,
+            ),
+            (
+                44,
+                1,
+                r#"middleware "i_lowercase_method": cors allow_methods entry "put" is invalid: methods are case-sensitive; did you mean "PUT"?"#,
+            ),
+            (
+                49,
+                1,
+                r#"middleware "j_header": cors allow_headers entry "x bad" is invalid: expected a header name such as "content-type""#,
+            ),
+            (
+                54,
+                1,
+                r#"middleware "k_expose": cors expose_headers entry "bad:name" is invalid: expected a header name such as "content-type""#,
+            ),
+            (
+                59,
+                1,
+                r#"middleware "l_no_origins": cors allow_origins is empty: expected at least one origin such as "https://app.example.com", or ["*"] for any"#,
+            ),
+            (
+                63,
+                1,
+                r#"middleware "m_max_age": cors max_age: invalid duration "2d": expected a number with a unit (ms, s, m, h), e.g. "500ms" or "30s""#,
+            ),
+            (
+                68,
+                1,
+                r#"middleware "n_max_age_long": cors max_age = "25h" is out of range: expected at most 24h"#,
+            ),
+        ],
+    ),
+    (
+        "bad_cors_key.toml",
+        &[(8, 1, "unknown field `allowed_origins`, expected one of `allow_origins`, `allow_methods`, `allow_headers`, `expose_headers`, `allow_credentials`, `max_age`")],
+    ),
+    (
         "bad_request_limits_key.toml",
         &[(
             8,

@@ -333,6 +333,17 @@ pub(crate) enum RawMiddleware {
         max_header_bytes: Option<i64>,
         max_url_length: Option<i64>,
     },
+    Cors {
+        #[serde(default)]
+        allow_origins: Vec<String>,
+        allow_methods: Option<Vec<String>>,
+        #[serde(default)]
+        allow_headers: Vec<String>,
+        #[serde(default)]
+        expose_headers: Vec<String>,
+        allow_credentials: Option<bool>,
+        max_age: Option<String>,
+    },
     Custom {
         name: String,
         #[serde(default)]

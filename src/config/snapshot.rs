@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub(crate) balancing: Vec<BalancePolicy>,
     /// Logs requests that matched no route.
     pub(crate) fallback_log: Option<AccessLog>,
-    /// The policy middlewares (`ip_filter`, `request_limits`) by the index
+    /// The policy middlewares (`ip_filter`, `request_limits`, `cors`) by the index
     /// their instances count refusals under: name and type.
     pub(crate) policies: PolicyNames,
     /// The admin API listener.

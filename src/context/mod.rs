@@ -76,6 +76,9 @@ pub struct RequestContext<'a> {
     /// `request_limits` middleware; `None` (every other route): the body
     /// is not counted.
     pub(crate) body_limit: Option<BodyLimit>,
+    /// What a `cors` middleware found on the request, for its response
+    /// phase (`Nothing` on every other route).
+    pub(crate) cors: CorsSeen<'a>,
     /// The client's address after `server.trusted_proxies`, once asked for
     /// ([`RequestContext::client_ip`]).
     client_ip: Option<IpAddr>,
@@ -91,6 +94,21 @@ pub(crate) struct BodyLimit {
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// A `cors` middleware's verdict on the request's `Origin`, left for its
+/// response phase: nothing to do (no `Origin`, no such middleware, or a
+/// preflight answered already), refused, any origin (`*`), the listed
+/// origin of that index, or an origin echoed as sent (bytes of the head,
+/// or of the arena).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) enum CorsSeen<'a> {
+    #[default]
+    Nothing,
+    Refused,
+    Any,
+    Listed(u16),
+    Echo(&'a [u8]),
+}
 
 /// The walk of [`RequestContext::client_ip`] from `peer` leftwards over
 /// the X-Forwarded-For lines (the last line first, each read from its end).
@@ -176,6 +194,7 @@ impl<'a> RequestContext<'a> {
             log: LogInfo::new(Instant::now()),
             ids: StatIds::default(),
             body_limit: None,
+            cors: CorsSeen::Nothing,
             client_ip: None,
             vars: BumpVec::new_in(arena),
         }

@@ -75,7 +75,8 @@ pub(crate) struct EndpointCounters {
 }
 
 /// One worker's refusals by one policy middleware (`ip_filter`,
-/// `request_limits`), by reason (indexed like [`Refusal::ALL`]).
+/// `request_limits`, `cors`, whose answered preflights count here too), by
+/// reason (indexed like [`Refusal::ALL`]).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCounters {
     pub(crate) refusals: [Counter; Refusal::ALL.len()],
@@ -99,10 +100,19 @@ pub(crate) enum Refusal {
     HeaderBytes,
     /// `request_limits`: a request target over `max_url_length` (414).
     UrlLength,
+    /// `cors`: a preflight from an origin not in `allow_origins` (403).
+    CorsOrigin,
+    /// `cors`: a preflight for a method not in `allow_methods` (403).
+    CorsMethod,
+    /// `cors`: a preflight for a header not in `allow_headers` (403).
+    CorsHeaders,
+    /// `cors`: not a refusal: a preflight answered `204`, counted in its
+    /// own family (`strait_cors_preflights_total`).
+    CorsPreflight,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 7] = [
+    pub(crate) const ALL: [Refusal; 11] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -110,6 +120,10 @@ impl Refusal {
         Refusal::HeaderCount,
         Refusal::HeaderBytes,
         Refusal::UrlLength,
+        Refusal::CorsOrigin,
+        Refusal::CorsMethod,
+        Refusal::CorsHeaders,
+        Refusal::CorsPreflight,
     ];
 
     /// The metric label, and the access log's cause.
@@ -122,6 +136,10 @@ impl Refusal {
             Refusal::HeaderCount => "too_many_headers",
             Refusal::HeaderBytes => "headers_too_large",
             Refusal::UrlLength => "url_too_long",
+            Refusal::CorsOrigin => "cors_origin_not_allowed",
+            Refusal::CorsMethod => "cors_method_not_allowed",
+            Refusal::CorsHeaders => "cors_header_not_allowed",
+            Refusal::CorsPreflight => "cors_preflight",
         }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct UpstreamStats {
     pub(crate) shards: Shards<UpstreamCounters>,
 }
 
-/// A policy middleware's refusals (`ip_filter`, `request_limits`), carried
+/// A policy middleware's refusals (`ip_filter`, `request_limits`, `cors`), carried
 /// across reloads by its `[middlewares.NAME]` name.
 #[derive(Debug)]
 pub(crate) struct PolicyStats {

@@ -7,6 +7,7 @@
 //! middlewares pay for a boxed future.
 
 mod access_log;
+mod cors;
 mod custom;
 mod headers;
 mod https_redirect;
@@ -19,6 +20,7 @@ use http::Response;
 
 pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
+pub(crate) use cors::{Cors, Settings as CorsSettings, Wildcard as CorsWildcard};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
 pub(crate) use https_redirect::HttpsRedirect;
@@ -40,6 +42,7 @@ pub(crate) enum Middleware {
     HttpsRedirect(HttpsRedirect),
     IpFilter(IpFilter),
     RequestLimits(RequestLimits),
+    Cors(Cors),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -59,6 +62,7 @@ impl Middleware {
             Middleware::HttpsRedirect(m) => m.on_request(ctx),
             Middleware::IpFilter(m) => m.on_request(ctx, req),
             Middleware::RequestLimits(m) => m.on_request(ctx, req),
+            Middleware::Cors(m) => m.on_request(ctx, req),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -78,6 +82,7 @@ impl Middleware {
             | Middleware::IpFilter(_)
             | Middleware::RequestLimits(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
+            Middleware::Cors(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,
         }
     }

@@ -1,5 +1,5 @@
-//! Compiles `[middlewares.NAME]` definitions (the policy middlewares with
-//! `policies`), access logs (their outputs opened
+//! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
+//! `ip_filter`, `request_limits` and `cors`, with `policies`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 
-use super::policies::{self, RawLimits};
+use super::policies::{self, RawCors, RawLimits};
 use super::{span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
@@ -50,6 +50,24 @@ impl Compiler<'_, '_> {
                     },
                     policy,
                 ),
+                RawMiddleware::Cors {
+                    allow_origins,
+                    allow_methods,
+                    allow_headers,
+                    expose_headers,
+                    allow_credentials,
+                    max_age,
+                } => policies::cors(
+                    RawCors {
+                        allow_origins,
+                        allow_methods,
+                        allow_headers,
+                        expose_headers,
+                        allow_credentials: allow_credentials.unwrap_or(false),
+                        max_age,
+                    },
+                    policy,
+                ),
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -57,6 +75,7 @@ impl Compiler<'_, '_> {
                     let kind = match &m {
                         Middleware::IpFilter(_) => Some("ip_filter"),
                         Middleware::RequestLimits(_) => Some("request_limits"),
+                        Middleware::Cors(_) => Some("cors"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -151,7 +170,9 @@ impl Compiler<'_, '_> {
             }
             // Compiled by `middlewares` (they need the server's settings
             // and a policy index); never a built-in.
-            RawMiddleware::IpFilter { .. } | RawMiddleware::RequestLimits { .. } => {
+            RawMiddleware::IpFilter { .. }
+            | RawMiddleware::RequestLimits { .. }
+            | RawMiddleware::Cors { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

@@ -344,6 +344,20 @@ fn middleware(m: &Middleware) -> Value {
             "max_header_bytes": l.max_header_bytes,
             "max_url_length": l.max_url_length,
         }),
+        Middleware::Cors(c) => {
+            let s = &c.settings;
+            json!({
+                "type": "cors",
+                "allow_origins": s.origins.iter().map(|o| &**o).collect::<Vec<_>>(),
+                "allow_methods": s.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "allow_headers": s.any_header.then_some("*").into_iter()
+                    .chain(header_names(&s.headers))
+                    .collect::<Vec<_>>(),
+                "expose_headers": header_names(&s.expose_names),
+                "allow_credentials": s.credentials,
+                "max_age": s.max_age,
+            })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

@@ -1,6 +1,6 @@
-//! The policy middlewares' family: refusals by middleware name, type and
-//! reason (`ip_filter`, `request_limits`), one row per reason its type can
-//! give.
+//! The policy middlewares' families: refusals by middleware name, type and
+//! reason (`ip_filter`, `request_limits`, `cors`), one row per reason its
+//! type can give; and the preflights each `cors` middleware answered.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +26,17 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, policies: &[Arc<PolicyStats>])
                 (labels, n)
             })
         }),
+    )?;
+    counters(
+        enc,
+        "strait_cors_preflights",
+        "CORS preflights a cors middleware answered itself (204), by middleware.",
+        policies.iter().filter(|p| p.kind == "cors").map(|p| {
+            let n = p
+                .shards
+                .sum(|c| c.refusals[Refusal::CorsPreflight as usize].get());
+            ([("middleware", &*p.name)], n)
+        }),
     )
 }
 
@@ -33,6 +44,11 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, policies: &[Arc<PolicyStats>])
 fn reasons(kind: &str) -> &'static [Refusal] {
     match kind {
         "ip_filter" => &[Refusal::Denied, Refusal::NotAllowed],
+        "cors" => &[
+            Refusal::CorsOrigin,
+            Refusal::CorsMethod,
+            Refusal::CorsHeaders,
+        ],
         _ => &[
             Refusal::BodyTooLarge,
             Refusal::Method,

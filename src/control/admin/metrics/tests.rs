@@ -320,6 +320,7 @@ fn every_family_is_exposed_in_its_order_and_documented() {
         "strait_route_received_bytes_total counter",
         "strait_route_sent_bytes_total counter",
         "strait_middleware_refusals_total counter",
+        "strait_cors_preflights_total counter",
         "strait_upstream_responses_total counter",
         "strait_upstream_response_duration_seconds histogram",
         "strait_upstream_connect_failures_total counter",
