@@ -582,6 +582,13 @@ upstream = "backend"
         assert!(rec["time"].as_str().unwrap().ends_with('Z'));
     }
     let a_rec = by_path("/api/a");
+    // A new upstream connection's connect time is measured; the pooled one
+    // the second request took has none (nginx's `$upstream_connect_time`).
+    assert_eq!(a_rec["reused_connection"], false);
+    assert!(a_rec["upstream_connect_ms"].as_f64().is_some(), "{a_rec}");
+    let b_rec = by_path("/api/b");
+    assert_eq!(b_rec["reused_connection"], true, "{b_rec}");
+    assert_eq!(b_rec["upstream_connect_ms"], 0.0, "{b_rec}");
     assert_eq!(a_rec["query"], "x=1");
     assert_eq!(a_rec["user_agent"], "log-test/1.0");
     assert!(by_path("/api/b")["query"].is_null());
