@@ -18,12 +18,10 @@ mod in_flight;
 mod local;
 mod protocols;
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
@@ -86,53 +84,8 @@ pub(crate) fn spawn(
                 }
             };
             let tasks = tokio::task::LocalSet::new();
-            // The worker's own loop runs as a task, and the runtime waits on
-            // a flag: the future `block_on` is given is polled again each
-            // time any task of the set is woken (every read and write of
-            // every connection), and polling `run`'s `select!` there each
-            // time cost ~0.8k instructions per proxied request.
-            let finished = Rc::new(Finished::default());
-            let guard = Finishing(finished.clone());
-            tasks.spawn_local(async move {
-                let _guard = guard;
-                run(id, shared, listeners, commands).await;
-            });
-            tasks.block_on(&runtime, std::future::poll_fn(|cx| finished.poll(cx)));
+            tasks.block_on(&runtime, run(id, shared, listeners, commands));
         })
-}
-
-/// Whether the worker's loop has ended (returned, or panicked: its task's
-/// future is dropped either way), and the waker of the thread waiting on it.
-#[derive(Default)]
-struct Finished {
-    done: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Finished {
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done.get() {
-            return Poll::Ready(());
-        }
-        let mut waker = self.waker.borrow_mut();
-        match &*waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-}
-
-/// Sets [`Finished`] when the worker's loop goes, however it goes.
-struct Finishing(Rc<Finished>);
-
-impl Drop for Finishing {
-    fn drop(&mut self) {
-        self.0.done.set(true);
-        if let Some(w) = self.0.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
 }
 
 async fn run(
