@@ -68,6 +68,13 @@ pub struct RequestContext<'a> {
     pub upstream_query: Option<&'a str>,
     /// The request id, once the request-id middleware has set it.
     pub request_id: Option<HeaderValue>,
+    /// The authenticated identity (the *consumer*), once an authentication
+    /// middleware (`basic_auth`, `jwt`, `api_key`, `forward_auth`) has set
+    /// it: the user name, the token's subject, the key's consumer name.
+    /// Later middlewares (a `rate_limit` keyed on `consumer`), the headers
+    /// sent upstream and the access log (combined's user field, JSON's
+    /// `consumer`) read it.
+    pub consumer: Option<&'a str>,
     /// The per-request log record.
     pub log: LogInfo<'a>,
     /// Where the request counts in the metrics.
@@ -191,6 +198,7 @@ impl<'a> RequestContext<'a> {
             upstream_path: path,
             upstream_query: query,
             request_id: None,
+            consumer: None,
             log: LogInfo::new(Instant::now()),
             ids: StatIds::default(),
             body_limit: None,

@@ -82,7 +82,13 @@ fn begin(log: &AccessLog, ctx: &RequestContext<'_>, status: u16) -> LogTail {
 }
 
 fn write_combined(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize {
-    let _ = write!(buf, "{} - - [", ctx.client_addr.ip());
+    let _ = write!(buf, "{} - ", ctx.client_addr.ip());
+    // Apache's %u: the authenticated user, `-` when there is none.
+    match ctx.consumer {
+        Some(user) if !user.is_empty() => write_escaped(buf, user),
+        _ => buf.push(b'-'),
+    }
+    buf.extend_from_slice(b" [");
     // Apache's %t: the time the request was received.
     clf_time(buf, ctx.tools.clock.wall_clock_at(ctx.log.start));
     let _ = write!(buf, "] \"{} ", ctx.method);
@@ -145,6 +151,8 @@ fn write_json(buf: &mut Vec<u8>, ctx: &RequestContext<'_>, status: u16) -> usize
         ctx.log.reused_connection
     );
     json_opt(buf, ctx.request_id.as_ref().and_then(|v| v.to_str().ok()));
+    buf.extend_from_slice(b",\"consumer\":");
+    json_opt(buf, ctx.consumer);
     buf.extend_from_slice(b",\"user_agent\":");
     json_opt(buf, ctx.log.user_agent);
     buf.extend_from_slice(b",\"referer\":");
