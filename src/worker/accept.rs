@@ -58,11 +58,19 @@ async fn accept_loop(
 ) {
     let mut errors = AcceptErrors::default();
     loop {
+        // Stopping first: once the shutdown is sent, this loop accepts no
+        // connection more, so the drain (`run`'s `none_open`) counts every
+        // connection this worker will ever have. Left to `select!`'s random
+        // order, an accept ready at the same time could win, register a
+        // connection after the drain found none open, and the worker's
+        // end would close it unanswered (the successor's socket queue is
+        // where it belonged).
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = shutdown.changed() => return,
             // Dropping the listener closes the socket.
             () = stop.notified() => return,
+            accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
