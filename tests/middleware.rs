@@ -360,6 +360,8 @@ impl Custom for Deny {
     ) -> PhaseFuture<'f, Flow> {
         let flow = if req.headers.contains(&self.header) {
             ctx.set_var("deny", "passed");
+            // What an authentication middleware does: name the consumer.
+            ctx.consumer = Some("holder");
             Flow::Continue
         } else {
             let mut resp = Response::new(ProxyBody::full(Bytes::from_static(
@@ -456,6 +458,53 @@ async fn custom_middleware_answers_early_and_the_origin_is_not_called() {
     let r = send(&mut client, request("GET", "/private", &[])).await;
     assert_eq!(r.status, 401);
     assert_eq!(origin.requests(), 1);
+}
+
+/// The log lines of an unauthenticated request (`/anon`, 401) and one the
+/// custom middleware named a consumer for (`/known`), in `format`.
+async fn consumer_log_lines(format: &str) -> (String, String) {
+    let origin = Origin::fixed("o", 200, "ok");
+    let dir = TempDir::new("consumer-log");
+    let log = dir.path("access.log");
+    let defs = format!(
+        "{DENY_DEFS}\n[middlewares.log]\ntype = \"access_log\"\nformat = {format:?}\noutput = {log:?}\n"
+    );
+    let gw = strait::Gateway::builder()
+        .admin_listen(None)
+        .custom("deny", deny_factory(Arc::new(AtomicUsize::new(0))))
+        .start_toml(
+            "test.toml",
+            &chain_config(origin.addr, &defs, r#""log", "deny""#),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut client = H1::connect(gw.addr()).await;
+    let r = send(&mut client, request("GET", "/anon", &[])).await;
+    assert_eq!(r.status, 401);
+    let r = send(&mut client, request("GET", "/known", &[("x-api-key", "k")])).await;
+    assert_eq!(r.status, 200);
+    gw.shutdown();
+    let lines = lines_of(&log);
+    let line = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"))
+            .clone()
+    };
+    (line("/anon"), line("/known"))
+}
+
+#[tokio::test]
+async fn the_consumer_a_middleware_names_is_in_both_access_log_formats() {
+    let (anon, known) = consumer_log_lines("json").await;
+    let consumer =
+        |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap()["consumer"].clone();
+    assert!(consumer(&anon).is_null(), "{anon}");
+    assert_eq!(consumer(&known), "holder", "{known}");
+    // Apache's %u: the consumer, `-` without one.
+    let (anon, known) = consumer_log_lines("combined").await;
+    assert!(anon.starts_with("127.0.0.1 - - ["), "{anon}");
+    assert!(known.starts_with("127.0.0.1 - holder ["), "{known}");
 }
 
 #[tokio::test]

@@ -68,12 +68,10 @@ pub struct RequestContext<'a> {
     pub upstream_query: Option<&'a str>,
     /// The request id, once the request-id middleware has set it.
     pub request_id: Option<HeaderValue>,
-    /// The authenticated identity (the *consumer*), once an authentication
-    /// middleware (`basic_auth`, `jwt`, `api_key`, `forward_auth`) has set
-    /// it: the user name, the token's subject, the key's consumer name.
-    /// Later middlewares (a `rate_limit` keyed on `consumer`), the headers
-    /// sent upstream and the access log (combined's user field, JSON's
-    /// `consumer`) read it.
+    /// The authenticated identity (the *consumer*), once a middleware that
+    /// authenticates the request has named it (a `Custom` one today; the
+    /// built-in authentication middlewares are still to come). The access
+    /// log writes it: combined's user field, JSON's `consumer`.
     pub consumer: Option<&'a str>,
     /// The per-request log record.
     pub log: LogInfo<'a>,
