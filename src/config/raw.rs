@@ -344,6 +344,22 @@ pub(crate) enum RawMiddleware {
         allow_credentials: Option<bool>,
         max_age: Option<String>,
     },
+    BasicAuth {
+        realm: Option<String>,
+        htpasswd: Option<String>,
+        consumer_header: Option<String>,
+        forward_credentials: Option<bool>,
+        max_verifications: Option<i64>,
+    },
+    ApiKey {
+        keys_file: Option<String>,
+        keys: Option<BTreeMap<String, String>>,
+        header: Option<String>,
+        query: Option<String>,
+        realm: Option<String>,
+        consumer_header: Option<String>,
+        forward_credentials: Option<bool>,
+    },
     Custom {
         name: String,
         #[serde(default)]

@@ -75,7 +75,8 @@ pub(crate) struct EndpointCounters {
 }
 
 /// One worker's refusals by one policy middleware (`ip_filter`,
-/// `request_limits`, `cors`, whose answered preflights count here too), by
+/// `request_limits`, `cors`, whose answered preflights count here too,
+/// `basic_auth`, `api_key`), by
 /// reason (indexed like [`Refusal::ALL`]).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCounters {
@@ -109,10 +110,24 @@ pub(crate) enum Refusal {
     /// `cors`: not a refusal: a preflight answered `204`, counted in its
     /// own family (`strait_cors_preflights_total`).
     CorsPreflight,
+    /// `basic_auth`, `api_key`: no credentials (401).
+    CredentialsMissing,
+    /// `basic_auth`: an `Authorization` that is not well-formed Basic
+    /// credentials (401).
+    CredentialsMalformed,
+    /// `basic_auth`: a user not in the htpasswd file (401).
+    UnknownUser,
+    /// `basic_auth`: the password does not match (401).
+    BadPassword,
+    /// `basic_auth`: `max_verifications` password checks already running
+    /// (503).
+    VerifierBusy,
+    /// `api_key`: a key that matches no consumer's (401).
+    UnknownKey,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 11] = [
+    pub(crate) const ALL: [Refusal; 17] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -124,6 +139,12 @@ impl Refusal {
         Refusal::CorsMethod,
         Refusal::CorsHeaders,
         Refusal::CorsPreflight,
+        Refusal::CredentialsMissing,
+        Refusal::CredentialsMalformed,
+        Refusal::UnknownUser,
+        Refusal::BadPassword,
+        Refusal::VerifierBusy,
+        Refusal::UnknownKey,
     ];
 
     /// The metric label, and the access log's cause.
@@ -140,6 +161,12 @@ impl Refusal {
             Refusal::CorsMethod => "cors_method_not_allowed",
             Refusal::CorsHeaders => "cors_header_not_allowed",
             Refusal::CorsPreflight => "cors_preflight",
+            Refusal::CredentialsMissing => "credentials_missing",
+            Refusal::CredentialsMalformed => "credentials_malformed",
+            Refusal::UnknownUser => "unknown_user",
+            Refusal::BadPassword => "bad_password",
+            Refusal::VerifierBusy => "verifier_busy",
+            Refusal::UnknownKey => "unknown_key",
         }
     }
 }

@@ -7,6 +7,9 @@
 //! middlewares pay for a boxed future.
 
 mod access_log;
+mod api_key;
+mod basic_auth;
+mod consumer;
 mod cors;
 mod custom;
 mod headers;
@@ -20,6 +23,8 @@ use http::Response;
 
 pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
+pub(crate) use api_key::{ApiKey, Settings as ApiKeySettings};
+pub(crate) use basic_auth::{BasicAuth, PasswordHash, Settings as BasicAuthSettings};
 pub(crate) use cors::{Cors, Settings as CorsSettings, Wildcard as CorsWildcard};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
@@ -43,6 +48,8 @@ pub(crate) enum Middleware {
     IpFilter(IpFilter),
     RequestLimits(RequestLimits),
     Cors(Cors),
+    BasicAuth(BasicAuth),
+    ApiKey(ApiKey),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -63,6 +70,8 @@ impl Middleware {
             Middleware::IpFilter(m) => m.on_request(ctx, req),
             Middleware::RequestLimits(m) => m.on_request(ctx, req),
             Middleware::Cors(m) => m.on_request(ctx, req),
+            Middleware::BasicAuth(m) => m.on_request(ctx, req).await,
+            Middleware::ApiKey(m) => m.on_request(ctx, req),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -80,7 +89,9 @@ impl Middleware {
             | Middleware::Rewrite(_)
             | Middleware::HttpsRedirect(_)
             | Middleware::IpFilter(_)
-            | Middleware::RequestLimits(_) => {}
+            | Middleware::RequestLimits(_)
+            | Middleware::BasicAuth(_)
+            | Middleware::ApiKey(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Cors(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,

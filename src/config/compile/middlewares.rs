@@ -1,5 +1,6 @@
 //! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
-//! `ip_filter`, `request_limits` and `cors`, with `policies`), access logs (their outputs opened
+//! `ip_filter`, `request_limits`, `cors`, `basic_auth` and `api_key`, with
+//! `policies` and `auth`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -8,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
 use super::policies::{self, RawCors, RawLimits};
-use super::{span, Compiler, Defined};
+use super::{auth, span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
 use crate::config::raw::{RawMiddleware, RawServer};
@@ -68,6 +69,9 @@ impl Compiler<'_, '_> {
                     },
                     policy,
                 ),
+                raw @ (RawMiddleware::BasicAuth { .. } | RawMiddleware::ApiKey { .. }) => {
+                    auth::compile(raw, policy)
+                }
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -76,6 +80,8 @@ impl Compiler<'_, '_> {
                         Middleware::IpFilter(_) => Some("ip_filter"),
                         Middleware::RequestLimits(_) => Some("request_limits"),
                         Middleware::Cors(_) => Some("cors"),
+                        Middleware::BasicAuth(_) => Some("basic_auth"),
+                        Middleware::ApiKey(_) => Some("api_key"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -172,7 +178,9 @@ impl Compiler<'_, '_> {
             // and a policy index); never a built-in.
             RawMiddleware::IpFilter { .. }
             | RawMiddleware::RequestLimits { .. }
-            | RawMiddleware::Cors { .. } => {
+            | RawMiddleware::Cors { .. }
+            | RawMiddleware::BasicAuth { .. }
+            | RawMiddleware::ApiKey { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

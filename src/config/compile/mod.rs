@@ -3,6 +3,7 @@
 //! reports every problem), and the helpers its parts share. Each part of the file
 //! is compiled by a child module; a snapshot is built only when none reported an error.
 
+mod auth;
 mod checks;
 mod hash;
 mod listeners;

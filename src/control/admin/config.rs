@@ -358,6 +358,32 @@ fn middleware(m: &Middleware) -> Value {
                 "max_age": s.max_age,
             })
         }
+        // Never a hash nor a key: the file, the counts, the names.
+        Middleware::BasicAuth(b) => {
+            let s = b.settings();
+            json!({
+                "type": "basic_auth",
+                "realm": &*s.realm,
+                "htpasswd": &*s.htpasswd,
+                "users": s.users.len(),
+                "consumer_header": s.consumer_header.as_ref().map(HeaderName::as_str),
+                "forward_credentials": s.forward_credentials,
+                "max_verifications": s.max_verifications,
+            })
+        }
+        Middleware::ApiKey(k) => {
+            let s = k.settings();
+            json!({
+                "type": "api_key",
+                "keys_file": s.keys_file.as_deref(),
+                "keys": s.keys.len(),
+                "header": s.header.as_ref().map(HeaderName::as_str),
+                "query": s.query.as_deref(),
+                "realm": &*s.realm,
+                "consumer_header": s.consumer_header.as_ref().map(HeaderName::as_str),
+                "forward_credentials": s.forward_credentials,
+            })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

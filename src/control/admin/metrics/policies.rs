@@ -1,5 +1,5 @@
 //! The policy middlewares' families: refusals by middleware name, type and
-//! reason (`ip_filter`, `request_limits`, `cors`), one row per reason its
+//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`), one row per reason its
 //! type can give; and the preflights each `cors` middleware answered.
 
 use std::fmt;
@@ -49,6 +49,14 @@ fn reasons(kind: &str) -> &'static [Refusal] {
             Refusal::CorsMethod,
             Refusal::CorsHeaders,
         ],
+        "basic_auth" => &[
+            Refusal::CredentialsMissing,
+            Refusal::CredentialsMalformed,
+            Refusal::UnknownUser,
+            Refusal::BadPassword,
+            Refusal::VerifierBusy,
+        ],
+        "api_key" => &[Refusal::CredentialsMissing, Refusal::UnknownKey],
         _ => &[
             Refusal::BodyTooLarge,
             Refusal::Method,
