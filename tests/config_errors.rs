@@ -498,6 +498,141 @@ const BROKEN: &[(&str, &[Expected])] = &[
             "unknown field `insecure_skip_verfy`, expected one of `ca_file`, `server_name`, `client_cert`, `client_key`, `insecure_skip_verify`",
         )],
     ),
+    (
+        "bad_basic_auth.toml",
+        &[
+            (
+                11,
+                1,
+                r##"middleware "a_no_file": basic_auth needs htpasswd: expected the path of an htpasswd file, e.g. htpasswd = "/etc/strait/htpasswd""##,
+            ),
+            (
+                15,
+                1,
+                r##"middleware "b_missing": cannot read htpasswd file "tests/configs/broken/auth/missing.htpasswd": No such file or directory (os error 2)"##,
+            ),
+            (
+                19,
+                1,
+                r##"middleware "c_apr1": htpasswd file "tests/configs/broken/auth/apr1.htpasswd" line 1: user "alice" has an Apache MD5 ($apr1$) hash, which is insecure and refused: regenerate the line with htpasswd -B (bcrypt)"##,
+            ),
+            (
+                23,
+                1,
+                r##"middleware "d_plain": htpasswd file "tests/configs/broken/auth/plain.htpasswd" line 2: user "bob" has a password that is not a supported hash (plain text, or an unknown format): expected bcrypt ($2y$, $2b$, $2a$) or SHA-crypt ($5$, $6$); regenerate the line with htpasswd -B (bcrypt)"##,
+            ),
+            (
+                27,
+                1,
+                r##"middleware "e_realm": basic_auth realm "say \"hi\"" is invalid: expected printable ASCII without '"' or '\', at most 128 bytes (it is sent as a quoted string), e.g. "admin""##,
+            ),
+            (
+                32,
+                1,
+                r##"middleware "f_reserved_header": basic_auth consumer_header "Authorization" is refused: the proxy or the credentials use that header; choose another, e.g. "x-consumer""##,
+            ),
+            (
+                37,
+                1,
+                r##"middleware "g_bound": basic_auth max_verifications = 0 is out of range: expected 1 to 1024"##,
+            ),
+        ],
+    ),
+    (
+        "bad_api_key.toml",
+        &[
+            (
+                11,
+                1,
+                r##"middleware "a_no_keys": api_key has no keys: expected keys_file or keys = { NAME = "sha256:<64 hex digits>" }"##,
+            ),
+            (
+                15,
+                1,
+                r##"middleware "b_plain_inline": api_key keys: the key of consumer "alice" is not hashed (plain keys are refused): write sha256:<64 hex digits>, made with printf %s "$KEY" | sha256sum"##,
+            ),
+            (
+                19,
+                1,
+                r##"middleware "c_plain_file": api_key keys_file "tests/configs/broken/auth/plain.keys" line 2: the key of consumer "bob" is not hashed (plain keys are refused): write sha256:<64 hex digits>, made with printf %s "$KEY" | sha256sum"##,
+            ),
+            (
+                23,
+                1,
+                r##"middleware "d_short_hash": api_key keys: the key of consumer "alice" has a hash of 3 hex digits: expected 64; write sha256:<64 hex digits>, made with printf %s "$KEY" | sha256sum"##,
+            ),
+            (
+                27,
+                1,
+                r##"middleware "e_query": api_key query "api key" is invalid: expected a parameter name of letters, digits and - . _ ~, e.g. "api_key""##,
+            ),
+            (
+                32,
+                1,
+                r##"middleware "f_consumer": api_key keys: consumer name "bad name" is invalid: expected 1 to 128 letters, digits and . _ @ + -"##,
+            ),
+            (
+                36,
+                1,
+                r##"middleware "g_missing_file": cannot read api_key keys_file "tests/configs/broken/auth/missing.keys": No such file or directory (os error 2)"##,
+            ),
+        ],
+    ),
+    (
+        "bad_jwt.toml",
+        &[
+            (
+                11,
+                1,
+                r##"middleware "a_no_keys": jwt has no keys: expected jwks_file, jwks_url, public_keys, secret or secret_file, e.g. jwks_url = "https://idp.example/.well-known/jwks.json""##,
+            ),
+            (
+                15,
+                1,
+                r##"middleware "b_none": jwt algorithms lists "none": unsigned tokens are never accepted"##,
+            ),
+            (
+                20,
+                1,
+                r##"middleware "c_unknown_alg": jwt algorithm "RS1024" is not supported: expected one of HS256, HS384, HS512, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA"##,
+            ),
+            (
+                25,
+                1,
+                r##"middleware "d_short_secret": jwt secret is 7 bytes: expected at least 32 (RFC 7518 §3.2), e.g. made with openssl rand -base64 48"##,
+            ),
+            (
+                29,
+                1,
+                r##"middleware "e_url": jwt jwks_url "ftp://idp.example/jwks.json" is invalid: the scheme must be http or https; expected e.g. "https://idp.example/.well-known/jwks.json""##,
+            ),
+            (
+                33,
+                1,
+                r##"middleware "f_bad_jwks": jwt jwks_file "tests/configs/broken/auth/bad.jwks.json" key 0 (kid "a") lacks "e", which a key of kty "RSA" needs"##,
+            ),
+            (
+                37,
+                1,
+                r##"middleware "g_private_pem": jwt public key "tests/configs/broken/auth/private.pem" holds a private key: give the public key only (openssl pkey -pubout)"##,
+            ),
+            (
+                41,
+                1,
+                r##"middleware "h_header": jwt claims_to_headers "sub" = "authorization" is refused: the proxy or the credentials use that header; choose another, e.g. "x-user""##,
+            ),
+            (
+                46,
+                1,
+                r##"middleware "i_nowhere": jwt reads the token nowhere: token_header = false needs token_cookie or token_query"##,
+            ),
+            (
+                51,
+                1,
+                r##"middleware "j_missing_file": cannot read jwt jwks_file "tests/configs/broken/auth/missing.jwks.json": No such file or directory (os error 2)"##,
+            ),
+        ],
+    ),
 ];
 
 /// `bad_tunnel.toml`: upgrade protocols and tunnel idle timeouts of routes.

@@ -281,6 +281,9 @@ pub(crate) struct RawEndpointDetailed {
 }
 
 /// `[middlewares.NAME]`: a named, configured middleware instance.
+// Read once per load and dropped after the compile: the size of its
+// largest variant (`jwt`) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum RawMiddleware {
@@ -360,9 +363,50 @@ pub(crate) enum RawMiddleware {
         consumer_header: Option<String>,
         forward_credentials: Option<bool>,
     },
+    Jwt {
+        jwks_file: Option<String>,
+        jwks_url: Option<String>,
+        jwks_refresh: Option<String>,
+        jwks_cooldown: Option<String>,
+        jwks_ca_file: Option<String>,
+        public_keys: Option<Vec<String>>,
+        secret: Option<String>,
+        secret_file: Option<String>,
+        algorithms: Option<Vec<String>>,
+        issuer: Option<OneOrMany>,
+        audiences: Option<Vec<String>>,
+        leeway: Option<String>,
+        require_exp: Option<bool>,
+        required_claims: Option<Vec<String>>,
+        token_header: Option<bool>,
+        token_cookie: Option<String>,
+        token_query: Option<String>,
+        consumer_claim: Option<String>,
+        claims_to_headers: Option<BTreeMap<String, String>>,
+        forward_credentials: Option<bool>,
+        realm: Option<String>,
+    },
     Custom {
         name: String,
         #[serde(default)]
         settings: toml::Table,
     },
+}
+
+/// A string, or a list of strings (`issuer = "https://idp.example"` or
+/// `issuer = ["https://a.example", "https://b.example"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }

@@ -305,6 +305,28 @@ impl<'a> Headers<'a> {
         }
     }
 
+    /// The value of cookie `name` in the `Cookie` fields (`a=1; b=2`, RFC
+    /// 6265 §4.2.1; several fields, as HTTP/2 sends them, are all
+    /// searched; a quoted value is the same value), borrowed.
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        for value in self.get_all(http::header::COOKIE) {
+            for pair in value.split(|&b| b == b';') {
+                let pair = pair.trim_ascii_start();
+                if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
+                    if let Some(v) = rest.strip_prefix(b"=") {
+                        let v = v.trim_ascii_end();
+                        let v = v
+                            .strip_prefix(b"\"")
+                            .and_then(|v| v.strip_suffix(b"\""))
+                            .unwrap_or(v);
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Whether a field named `name` is present.
     #[inline]
     pub fn contains<K: HeaderKey>(&self, name: K) -> bool {

@@ -69,9 +69,9 @@ pub struct RequestContext<'a> {
     /// The request id, once the request-id middleware has set it.
     pub request_id: Option<HeaderValue>,
     /// The authenticated identity (the *consumer*), once a middleware that
-    /// authenticates the request has named it (a `Custom` one today; the
-    /// built-in authentication middlewares are still to come). The access
-    /// log writes it: combined's user field, JSON's `consumer`.
+    /// authenticates the request has named it (`basic_auth`: the user;
+    /// `api_key`: the key's consumer; or a `Custom` one). The access log
+    /// writes it: combined's user field, JSON's `consumer`.
     pub consumer: Option<&'a str>,
     /// The per-request log record.
     pub log: LogInfo<'a>,

@@ -11,6 +11,7 @@ pub(crate) mod admin;
 mod bind;
 pub(crate) mod dns;
 pub(crate) mod health;
+pub(crate) mod jwks;
 mod limits;
 pub(crate) mod log_writer;
 pub(crate) mod publish;
@@ -525,6 +526,7 @@ fn spawn_control(
                     }
                 }
                 tokio::spawn(health::run(control.clone()));
+                tokio::spawn(jwks::run(control.clone()));
                 tokio::spawn(health::watch_returns(control.clone()));
                 tokio::spawn(dns::run(control.clone()));
                 if control.snapshot().server.watch_config {

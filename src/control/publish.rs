@@ -70,6 +70,7 @@ impl Publisher {
     pub(crate) fn publish(&self, mut snapshot: Snapshot) -> u64 {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.attach(&mut snapshot, self.workers);
+        super::jwks::adopt(&self.current(), &snapshot);
         let generation = self.store.generation() + 1;
         snapshot.generation = generation;
         self.store.store(snapshot, generation);

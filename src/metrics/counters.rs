@@ -124,10 +124,31 @@ pub(crate) enum Refusal {
     VerifierBusy,
     /// `api_key`: a key that matches no consumer's (401).
     UnknownKey,
+    /// `jwt`: no token in any configured place (401).
+    JwtMissing,
+    /// `jwt`: not three base64url parts of JSON, or too long (401).
+    JwtMalformed,
+    /// `jwt`: an algorithm not accepted (`none` above all), or one no key
+    /// of that `kid` verifies (401).
+    JwtAlgorithm,
+    /// `jwt`: a `kid` no key has (401; a fetched set is refreshed early).
+    JwtUnknownKid,
+    /// `jwt`: the signature does not verify (401).
+    JwtSignature,
+    /// `jwt`: past its `exp`, beyond the leeway (401).
+    JwtExpired,
+    /// `jwt`: before its `nbf`, beyond the leeway (401).
+    JwtNotYetValid,
+    /// `jwt`: no `iss`, or one not in `issuer` (401).
+    JwtIssuer,
+    /// `jwt`: no `aud`, or none in `audiences` (401).
+    JwtAudience,
+    /// `jwt`: a required claim missing (401).
+    JwtClaim,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 17] = [
+    pub(crate) const ALL: [Refusal; 27] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -145,6 +166,16 @@ impl Refusal {
         Refusal::BadPassword,
         Refusal::VerifierBusy,
         Refusal::UnknownKey,
+        Refusal::JwtMissing,
+        Refusal::JwtMalformed,
+        Refusal::JwtAlgorithm,
+        Refusal::JwtUnknownKid,
+        Refusal::JwtSignature,
+        Refusal::JwtExpired,
+        Refusal::JwtNotYetValid,
+        Refusal::JwtIssuer,
+        Refusal::JwtAudience,
+        Refusal::JwtClaim,
     ];
 
     /// The metric label, and the access log's cause.
@@ -167,6 +198,16 @@ impl Refusal {
             Refusal::BadPassword => "bad_password",
             Refusal::VerifierBusy => "verifier_busy",
             Refusal::UnknownKey => "unknown_key",
+            Refusal::JwtMissing => "jwt_missing",
+            Refusal::JwtMalformed => "jwt_malformed",
+            Refusal::JwtAlgorithm => "jwt_algorithm",
+            Refusal::JwtUnknownKid => "jwt_unknown_kid",
+            Refusal::JwtSignature => "jwt_signature",
+            Refusal::JwtExpired => "jwt_expired",
+            Refusal::JwtNotYetValid => "jwt_not_yet_valid",
+            Refusal::JwtIssuer => "jwt_issuer",
+            Refusal::JwtAudience => "jwt_audience",
+            Refusal::JwtClaim => "jwt_claim",
         }
     }
 }

@@ -98,7 +98,7 @@ impl ApiKey {
 /// The first non-empty value of the query parameter `name`,
 /// percent-decoded (into the arena when it has escapes; `+` is kept as
 /// it is).
-fn query_key<'a>(ctx: &RequestContext<'a>, name: &str) -> Option<&'a [u8]> {
+pub(super) fn query_key<'a>(ctx: &RequestContext<'a>, name: &str) -> Option<&'a [u8]> {
     let query = ctx.query?;
     let value = query.split('&').find_map(|pair| {
         let (n, v) = pair.split_once('=')?;
@@ -139,7 +139,7 @@ fn percent_decode(src: &[u8], out: &mut [u8]) -> usize {
 
 /// `query` without its `name=` parameters (copied into the arena; `None`
 /// when nothing is left).
-fn without<'a>(arena: &'a bumpalo::Bump, query: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn without<'a>(arena: &'a bumpalo::Bump, query: &'a str, name: &str) -> Option<&'a str> {
     let is_key = |pair: &str| pair.split_once('=').map_or(pair, |(n, _)| n) == name;
     if !query.split('&').any(is_key) {
         return Some(query);

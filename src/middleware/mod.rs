@@ -15,6 +15,7 @@ mod custom;
 mod headers;
 mod https_redirect;
 mod ip_filter;
+pub(crate) mod jwt;
 mod request_id;
 mod request_limits;
 mod rewrite;
@@ -50,6 +51,7 @@ pub(crate) enum Middleware {
     Cors(Cors),
     BasicAuth(BasicAuth),
     ApiKey(ApiKey),
+    Jwt(jwt::Jwt),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -72,6 +74,7 @@ impl Middleware {
             Middleware::Cors(m) => m.on_request(ctx, req),
             Middleware::BasicAuth(m) => m.on_request(ctx, req).await,
             Middleware::ApiKey(m) => m.on_request(ctx, req),
+            Middleware::Jwt(m) => m.on_request(ctx, req),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -91,7 +94,8 @@ impl Middleware {
             | Middleware::IpFilter(_)
             | Middleware::RequestLimits(_)
             | Middleware::BasicAuth(_)
-            | Middleware::ApiKey(_) => {}
+            | Middleware::ApiKey(_)
+            | Middleware::Jwt(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Cors(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,

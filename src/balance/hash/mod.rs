@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use http::{header, HeaderName};
+use http::HeaderName;
 
 use super::random::mix64;
 use crate::context::Headers;
@@ -113,7 +113,7 @@ impl HashKey {
     pub(crate) fn hash(&self, path: &str, client: IpAddr, headers: &Headers<'_>) -> Option<u64> {
         let bytes = match self {
             HashKey::Header(name) => headers.get(name)?,
-            HashKey::Cookie(name) => cookie(headers, name)?,
+            HashKey::Cookie(name) => headers.cookie(name)?,
             HashKey::ClientIp => {
                 return Some(match client {
                     IpAddr::V4(ip) => hash_bytes(&ip.octets()),
@@ -127,29 +127,6 @@ impl HashKey {
         };
         (!bytes.is_empty()).then(|| hash_bytes(bytes))
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers
-/// (`a=1; b=2`, RFC 6265 §4.2.1; several `Cookie` fields, as HTTP/2 sends
-/// them, are all searched), borrowed from the header value.
-pub(super) fn cookie<'h>(headers: &'h Headers<'_>, name: &str) -> Option<&'h [u8]> {
-    for value in headers.get_all(header::COOKIE) {
-        for pair in value.split(|&b| b == b';') {
-            let pair = pair.trim_ascii_start();
-            if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
-                if let Some(v) = rest.strip_prefix(b"=") {
-                    let v = v.trim_ascii_end();
-                    // A quoted value is the same value (RFC 6265 cookie-value).
-                    let v = v
-                        .strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(v);
-                    return Some(v);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// What a hashed upstream does with a request that has no key.

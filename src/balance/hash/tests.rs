@@ -1,6 +1,7 @@
 //! Consistent hashing's tests: key extraction, ring and Maglev distribution, movement when endpoints change, health-aware picks.
 
 use super::*;
+use http::header;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -199,9 +200,9 @@ fn cookie_and_key_extraction() {
     h.insert("x-user", "alice".parse().unwrap());
     h.insert("x-empty", "".parse().unwrap());
     let h = crate::context::Headers::from_map(h);
-    assert_eq!(cookie(&h, "session"), Some(&b"abc"[..]));
-    assert_eq!(cookie(&h, "z"), Some(&b"quoted"[..]));
-    assert_eq!(cookie(&h, "sess"), None);
+    assert_eq!(h.cookie("session"), Some(&b"abc"[..]));
+    assert_eq!(h.cookie("z"), Some(&b"quoted"[..]));
+    assert_eq!(h.cookie("sess"), None);
     let ip: IpAddr = [192, 0, 2, 1].into();
     let k = |s: &str| HashKey::parse(s).unwrap().hash("/p", ip, &h);
     assert_eq!(k("header:x-user"), Some(hash_bytes(b"alice")));

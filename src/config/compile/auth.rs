@@ -98,8 +98,7 @@ pub(super) fn compile(raw: &RawMiddleware, policy: u16) -> Result<Middleware, St
                 keys_from_file(path, &text, &mut hashes)?;
             }
             for (name, hash) in keys.iter().flatten() {
-                let at = format!("api_key keys: consumer {name:?}");
-                add_key(&at, name, hash, &mut hashes)?;
+                add_key("api_key keys", name, hash, &mut hashes)?;
             }
             if hashes.is_empty() {
                 return Err("api_key has no keys: expected keys_file or keys = { NAME = \"sha256:<64 hex digits>\" }".into());

@@ -1,6 +1,6 @@
 //! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
-//! `ip_filter`, `request_limits`, `cors`, `basic_auth` and `api_key`, with
-//! `policies` and `auth`), access logs (their outputs opened
+//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key` and
+//! `jwt`, with `policies`, `auth` and `jwt`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
 use super::policies::{self, RawCors, RawLimits};
-use super::{auth, span, Compiler, Defined};
+use super::{auth, jwt, span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
 use crate::config::raw::{RawMiddleware, RawServer};
@@ -72,6 +72,7 @@ impl Compiler<'_, '_> {
                 raw @ (RawMiddleware::BasicAuth { .. } | RawMiddleware::ApiKey { .. }) => {
                     auth::compile(raw, policy)
                 }
+                raw @ RawMiddleware::Jwt { .. } => jwt::compile(raw, policy),
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -82,6 +83,7 @@ impl Compiler<'_, '_> {
                         Middleware::Cors(_) => Some("cors"),
                         Middleware::BasicAuth(_) => Some("basic_auth"),
                         Middleware::ApiKey(_) => Some("api_key"),
+                        Middleware::Jwt(_) => Some("jwt"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -180,7 +182,8 @@ impl Compiler<'_, '_> {
             | RawMiddleware::RequestLimits { .. }
             | RawMiddleware::Cors { .. }
             | RawMiddleware::BasicAuth { .. }
-            | RawMiddleware::ApiKey { .. } => {
+            | RawMiddleware::ApiKey { .. }
+            | RawMiddleware::Jwt { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

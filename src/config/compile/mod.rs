@@ -6,6 +6,7 @@
 mod auth;
 mod checks;
 mod hash;
+mod jwt;
 mod listeners;
 mod middlewares;
 mod policies;

@@ -384,6 +384,49 @@ fn middleware(m: &Middleware) -> Value {
                 "forward_credentials": s.forward_credentials,
             })
         }
+        // The key files and the URL, never a secret.
+        Middleware::Jwt(j) => {
+            let s = j.settings();
+            let algorithms: Vec<&str> = s
+                .algorithms
+                .iter()
+                .map(|a| crate::middleware::jwt::algorithm_name(*a))
+                .collect();
+            let headers: serde_json::Map<String, Value> = s
+                .claims_to_headers
+                .iter()
+                .map(|(c, h)| (c.to_string(), Value::from(h.as_str())))
+                .collect();
+            let remote = s.remote.as_ref().map(|r| {
+                let keys = r.keys.load();
+                json!({
+                    "url": &*r.url,
+                    "refresh_seconds": r.refresh.as_secs(),
+                    "cooldown_seconds": r.cooldown.as_secs(),
+                    "kids": keys.kids(),
+                })
+            });
+            json!({
+                "type": "jwt",
+                "key_files": s.key_files.iter().map(|f| &**f).collect::<Vec<_>>(),
+                "keys": s.local.keys.len(),
+                "secret": s.has_secret.then_some("<redacted>"),
+                "jwks_url": remote,
+                "algorithms": algorithms,
+                "issuer": s.issuers.iter().map(|i| &**i).collect::<Vec<_>>(),
+                "audiences": s.audiences.iter().map(|a| &**a).collect::<Vec<_>>(),
+                "leeway_seconds": s.leeway,
+                "require_exp": s.require_exp,
+                "required_claims": s.required_claims.iter().map(|c| &**c).collect::<Vec<_>>(),
+                "token_header": s.sources.header,
+                "token_cookie": s.sources.cookie.as_deref(),
+                "token_query": s.sources.query.as_deref(),
+                "consumer_claim": s.consumer_claim.as_deref(),
+                "claims_to_headers": headers,
+                "forward_credentials": s.forward_credentials,
+                "realm": &*s.realm,
+            })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

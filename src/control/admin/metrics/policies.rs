@@ -1,5 +1,5 @@
 //! The policy middlewares' families: refusals by middleware name, type and
-//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`), one row per reason its
+//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`), one row per reason its
 //! type can give; and the preflights each `cors` middleware answered.
 
 use std::fmt;
@@ -57,6 +57,18 @@ fn reasons(kind: &str) -> &'static [Refusal] {
             Refusal::VerifierBusy,
         ],
         "api_key" => &[Refusal::CredentialsMissing, Refusal::UnknownKey],
+        "jwt" => &[
+            Refusal::JwtMissing,
+            Refusal::JwtMalformed,
+            Refusal::JwtAlgorithm,
+            Refusal::JwtUnknownKid,
+            Refusal::JwtSignature,
+            Refusal::JwtExpired,
+            Refusal::JwtNotYetValid,
+            Refusal::JwtIssuer,
+            Refusal::JwtAudience,
+            Refusal::JwtClaim,
+        ],
         _ => &[
             Refusal::BodyTooLarge,
             Refusal::Method,
