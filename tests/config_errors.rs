@@ -633,6 +633,41 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    (
+        "bad_forward_auth.toml",
+        &[
+            (
+                11,
+                1,
+                r##"middleware "a_no_url": forward_auth needs url: expected the auth service's URL, e.g. url = "http://127.0.0.1:9001/auth""##,
+            ),
+            (
+                15,
+                1,
+                r##"middleware "b_scheme": forward_auth url "ftp://127.0.0.1:9001/auth" is invalid: the scheme must be http or https; expected e.g. "http://127.0.0.1:9001/auth""##,
+            ),
+            (
+                19,
+                1,
+                r##"middleware "c_timeout": forward_auth timeout 300s is out of range: expected more than 0 and at most 60s"##,
+            ),
+            (
+                24,
+                1,
+                r##"middleware "d_reserved": forward_auth response_headers: "content-length" is refused: the proxy sets that header itself"##,
+            ),
+            (
+                29,
+                1,
+                r##"middleware "e_bad_name": forward_auth request_headers: invalid header name "bad header": expected a token such as "x-user""##,
+            ),
+            (
+                34,
+                1,
+                r##"middleware "f_ca_plain": forward_auth ca_file needs an https url"##,
+            ),
+        ],
+    ),
 ];
 
 /// `bad_tunnel.toml`: upgrade protocols and tunnel idle timeouts of routes.

@@ -386,6 +386,15 @@ pub(crate) enum RawMiddleware {
         forward_credentials: Option<bool>,
         realm: Option<String>,
     },
+    ForwardAuth {
+        url: Option<String>,
+        timeout: Option<String>,
+        request_headers: Option<Vec<String>>,
+        response_headers: Option<Vec<String>>,
+        consumer_header: Option<String>,
+        fail_open: Option<bool>,
+        ca_file: Option<String>,
+    },
     Custom {
         name: String,
         #[serde(default)]

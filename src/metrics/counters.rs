@@ -145,10 +145,18 @@ pub(crate) enum Refusal {
     JwtAudience,
     /// `jwt`: a required claim missing (401).
     JwtClaim,
+    /// `forward_auth`: the auth service answered other than `2xx` (its
+    /// answer goes to the client).
+    AuthDenied,
+    /// `forward_auth`: no usable answer in time (503).
+    AuthUnavailable,
+    /// `forward_auth` with `fail_open`: no usable answer, and the request
+    /// was let through (not a refusal; counted so that it shows).
+    AuthFailedOpen,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 27] = [
+    pub(crate) const ALL: [Refusal; 30] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -176,6 +184,9 @@ impl Refusal {
         Refusal::JwtIssuer,
         Refusal::JwtAudience,
         Refusal::JwtClaim,
+        Refusal::AuthDenied,
+        Refusal::AuthUnavailable,
+        Refusal::AuthFailedOpen,
     ];
 
     /// The metric label, and the access log's cause.
@@ -208,6 +219,9 @@ impl Refusal {
             Refusal::JwtIssuer => "jwt_issuer",
             Refusal::JwtAudience => "jwt_audience",
             Refusal::JwtClaim => "jwt_claim",
+            Refusal::AuthDenied => "forward_auth_denied",
+            Refusal::AuthUnavailable => "forward_auth_unavailable",
+            Refusal::AuthFailedOpen => "forward_auth_failed_open",
         }
     }
 }

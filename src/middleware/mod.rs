@@ -12,6 +12,7 @@ mod basic_auth;
 mod consumer;
 mod cors;
 mod custom;
+mod forward_auth;
 mod headers;
 mod https_redirect;
 mod ip_filter;
@@ -28,6 +29,7 @@ pub(crate) use api_key::{ApiKey, Settings as ApiKeySettings};
 pub(crate) use basic_auth::{BasicAuth, PasswordHash, Settings as BasicAuthSettings};
 pub(crate) use cors::{Cors, Settings as CorsSettings, Wildcard as CorsWildcard};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
+pub(crate) use forward_auth::{ForwardAuth, Settings as ForwardAuthSettings};
 pub(crate) use headers::HeaderOps;
 pub(crate) use https_redirect::HttpsRedirect;
 pub(crate) use ip_filter::IpFilter;
@@ -52,6 +54,7 @@ pub(crate) enum Middleware {
     BasicAuth(BasicAuth),
     ApiKey(ApiKey),
     Jwt(jwt::Jwt),
+    ForwardAuth(ForwardAuth),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -75,6 +78,7 @@ impl Middleware {
             Middleware::BasicAuth(m) => m.on_request(ctx, req).await,
             Middleware::ApiKey(m) => m.on_request(ctx, req),
             Middleware::Jwt(m) => m.on_request(ctx, req),
+            Middleware::ForwardAuth(m) => m.on_request(ctx, req).await,
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -95,7 +99,8 @@ impl Middleware {
             | Middleware::RequestLimits(_)
             | Middleware::BasicAuth(_)
             | Middleware::ApiKey(_)
-            | Middleware::Jwt(_) => {}
+            | Middleware::Jwt(_)
+            | Middleware::ForwardAuth(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Cors(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,

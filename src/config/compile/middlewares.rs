@@ -1,6 +1,6 @@
 //! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
-//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key` and
-//! `jwt`, with `policies`, `auth` and `jwt`), access logs (their outputs opened
+//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`
+//! and `forward_auth`, with `policies`, `auth`, `jwt` and `forward_auth`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
 use super::policies::{self, RawCors, RawLimits};
-use super::{auth, jwt, span, Compiler, Defined};
+use super::{auth, forward_auth, jwt, span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
 use crate::config::raw::{RawMiddleware, RawServer};
@@ -73,6 +73,9 @@ impl Compiler<'_, '_> {
                     auth::compile(raw, policy)
                 }
                 raw @ RawMiddleware::Jwt { .. } => jwt::compile(raw, policy),
+                raw @ RawMiddleware::ForwardAuth { .. } => {
+                    forward_auth::compile(raw, &server.trusted_proxies, policy)
+                }
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -84,6 +87,7 @@ impl Compiler<'_, '_> {
                         Middleware::BasicAuth(_) => Some("basic_auth"),
                         Middleware::ApiKey(_) => Some("api_key"),
                         Middleware::Jwt(_) => Some("jwt"),
+                        Middleware::ForwardAuth(_) => Some("forward_auth"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -183,7 +187,8 @@ impl Compiler<'_, '_> {
             | RawMiddleware::Cors { .. }
             | RawMiddleware::BasicAuth { .. }
             | RawMiddleware::ApiKey { .. }
-            | RawMiddleware::Jwt { .. } => {
+            | RawMiddleware::Jwt { .. }
+            | RawMiddleware::ForwardAuth { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

@@ -427,6 +427,25 @@ fn middleware(m: &Middleware) -> Value {
                 "realm": &*s.realm,
             })
         }
+        Middleware::ForwardAuth(f) => {
+            let s = f.settings();
+            fn list(l: &[HeaderName]) -> Vec<&str> {
+                l.iter().map(HeaderName::as_str).collect()
+            }
+            json!({
+                "type": "forward_auth",
+                "url": &*s.url,
+                "address": s.addr.to_string(),
+                "timeout_ms": s.timeout.as_millis() as u64,
+                "request_headers": match &s.request_headers {
+                    None => json!("*"),
+                    Some(l) => json!(list(l)),
+                },
+                "response_headers": list(&s.response_headers),
+                "consumer_header": s.consumer_header.as_ref().map(HeaderName::as_str),
+                "fail_open": s.fail_open,
+            })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),

@@ -1,5 +1,5 @@
 //! The policy middlewares' families: refusals by middleware name, type and
-//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`), one row per reason its
+//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`, `forward_auth`), one row per reason its
 //! type can give; and the preflights each `cors` middleware answered.
 
 use std::fmt;
@@ -68,6 +68,11 @@ fn reasons(kind: &str) -> &'static [Refusal] {
             Refusal::JwtIssuer,
             Refusal::JwtAudience,
             Refusal::JwtClaim,
+        ],
+        "forward_auth" => &[
+            Refusal::AuthDenied,
+            Refusal::AuthUnavailable,
+            Refusal::AuthFailedOpen,
         ],
         _ => &[
             Refusal::BodyTooLarge,
