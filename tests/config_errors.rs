@@ -668,6 +668,41 @@ const BROKEN: &[(&str, &[Expected])] = &[
             ),
         ],
     ),
+    (
+        "bad_compress.toml",
+        &[
+            (
+                11,
+                1,
+                r##"middleware "a_coding": compress encoding "deflate" is not supported: expected "zstd", "br" or "gzip""##,
+            ),
+            (
+                15,
+                1,
+                r##"middleware "b_twice": compress encoding "br" is listed twice"##,
+            ),
+            (
+                19,
+                1,
+                r##"middleware "c_level": compress brotli_level = 12 is out of range: expected 0 to 6"##,
+            ),
+            (
+                23,
+                1,
+                r##"middleware "d_type": compress type "text" is invalid: expected type/subtype, type/* or type/*+suffix, e.g. "application/json""##,
+            ),
+            (
+                27,
+                1,
+                r##"middleware "e_size": compress min_size: invalid size "1 KiB": expected a number and a unit (B, KiB, MiB, GiB, or decimal k, KB, M, MB, G, GB), e.g. "10MiB""##,
+            ),
+            (
+                31,
+                1,
+                r##"middleware "f_empty": compress encodings is empty: expected some of "zstd", "br", "gzip""##,
+            ),
+        ],
+    ),
 ];
 
 /// `bad_tunnel.toml`: upgrade protocols and tunnel idle timeouts of routes.

@@ -386,6 +386,16 @@ pub(crate) enum RawMiddleware {
         forward_credentials: Option<bool>,
         realm: Option<String>,
     },
+    Compress {
+        encodings: Option<Vec<String>>,
+        /// A size: bytes as an integer, or a string with a unit.
+        min_size: Option<toml::Value>,
+        types: Option<Vec<String>>,
+        gzip_level: Option<i64>,
+        brotli_level: Option<i64>,
+        zstd_level: Option<i64>,
+        max_streams: Option<i64>,
+    },
     ForwardAuth {
         url: Option<String>,
         timeout: Option<String>,

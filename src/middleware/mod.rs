@@ -9,6 +9,7 @@
 mod access_log;
 mod api_key;
 mod basic_auth;
+pub(crate) mod compress;
 mod consumer;
 mod cors;
 mod custom;
@@ -27,6 +28,7 @@ pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
 pub(crate) use api_key::{ApiKey, Settings as ApiKeySettings};
 pub(crate) use basic_auth::{BasicAuth, PasswordHash, Settings as BasicAuthSettings};
+pub(crate) use compress::Compress;
 pub(crate) use cors::{Cors, Settings as CorsSettings, Wildcard as CorsWildcard};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use forward_auth::{ForwardAuth, Settings as ForwardAuthSettings};
@@ -55,6 +57,7 @@ pub(crate) enum Middleware {
     ApiKey(ApiKey),
     Jwt(jwt::Jwt),
     ForwardAuth(ForwardAuth),
+    Compress(Compress),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -79,6 +82,10 @@ impl Middleware {
             Middleware::ApiKey(m) => m.on_request(ctx, req),
             Middleware::Jwt(m) => m.on_request(ctx, req),
             Middleware::ForwardAuth(m) => m.on_request(ctx, req).await,
+            Middleware::Compress(m) => {
+                m.on_request(ctx, req);
+                Flow::Continue
+            }
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -103,6 +110,7 @@ impl Middleware {
             | Middleware::ForwardAuth(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Cors(m) => m.on_response(ctx, resp),
+            Middleware::Compress(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,
         }
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
 use super::policies::{self, RawCors, RawLimits};
-use super::{auth, forward_auth, jwt, span, Compiler, Defined};
+use super::{auth, compress, forward_auth, jwt, span, Compiler, Defined};
 use crate::config::intern;
 use crate::config::parse::{header_names, header_pairs};
 use crate::config::raw::{RawMiddleware, RawServer};
@@ -73,6 +73,7 @@ impl Compiler<'_, '_> {
                     auth::compile(raw, policy)
                 }
                 raw @ RawMiddleware::Jwt { .. } => jwt::compile(raw, policy),
+                raw @ RawMiddleware::Compress { .. } => compress::compile(raw),
                 raw @ RawMiddleware::ForwardAuth { .. } => {
                     forward_auth::compile(raw, &server.trusted_proxies, policy)
                 }
@@ -188,7 +189,8 @@ impl Compiler<'_, '_> {
             | RawMiddleware::BasicAuth { .. }
             | RawMiddleware::ApiKey { .. }
             | RawMiddleware::Jwt { .. }
-            | RawMiddleware::ForwardAuth { .. } => {
+            | RawMiddleware::ForwardAuth { .. }
+            | RawMiddleware::Compress { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

@@ -5,6 +5,7 @@
 
 mod auth;
 mod checks;
+mod compress;
 mod forward_auth;
 mod hash;
 mod jwt;

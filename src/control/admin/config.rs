@@ -427,6 +427,19 @@ fn middleware(m: &Middleware) -> Value {
                 "realm": &*s.realm,
             })
         }
+        Middleware::Compress(c) => {
+            let s = c.settings();
+            json!({
+                "type": "compress",
+                "encodings": s.codings.iter().map(|c| c.token()).collect::<Vec<_>>(),
+                "min_size": s.min_size,
+                "types": s.types.iter().map(|t| &**t).collect::<Vec<_>>(),
+                "gzip_level": s.levels.gzip,
+                "brotli_level": s.levels.brotli,
+                "zstd_level": s.levels.zstd,
+                "max_streams": s.max_streams,
+            })
+        }
         Middleware::ForwardAuth(f) => {
             let s = f.settings();
             fn list(l: &[HeaderName]) -> Vec<&str> {
