@@ -260,9 +260,17 @@ def _read_response(sock, buf):
     return status, clen, buf[clen:]
 
 
-def _request(path):
+def _request(path, extra=""):
     return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            "User-Agent: strait-bench\r\n\r\n").encode()
+            f"User-Agent: strait-bench\r\n{extra}\r\n").encode()
+
+
+def _extra_headers():
+    """MODE=policies: BENCH_HEADERS holds header lines ("Name: value",
+    one per line) every request carries (credentials, Origin,
+    Accept-Encoding)."""
+    lines = [l.strip() for l in os.environ.get("BENCH_HEADERS", "").splitlines() if l.strip()]
+    return "".join(f"{l}\r\n" for l in lines)
 
 
 def seq(port, n, paths=1, timeout=120):
@@ -274,7 +282,13 @@ def seq(port, n, paths=1, timeout=120):
     different keys; with 1 every request is GET /."""
     n = int(n)
     paths = int(paths)
-    requests = [REQUEST] if paths <= 1 else [_request(f"/p/{k}") for k in range(paths)]
+    extra = _extra_headers()
+    if paths <= 1:
+        requests = [REQUEST] if not extra else [_request("/", extra)]
+    else:
+        requests = [_request(f"/p/{k}", extra) for k in range(paths)]
+    # MODE=policies, compress: the body is compressed, so any length goes
+    any_body = os.environ.get("BENCH_ANY_BODY") == "1"
 
     def connect():
         s = socket.create_connection((HOST, int(port)), timeout=float(timeout))
@@ -298,7 +312,7 @@ def seq(port, n, paths=1, timeout=120):
             continue
         except (OSError, ValueError) as e:
             die(f"request {i + 1}/{n} to port {port} failed: {e}")
-        if status != 200 or blen != BODY_LEN:
+        if status != 200 or (blen != BODY_LEN and not any_body):
             die(f"request {i + 1}/{n} to port {port}: status {status}, body {blen} bytes")
         i += 1
     sock.close()
@@ -1151,6 +1165,54 @@ def floods_report(results_path, info_path):
     print("\n".join(out))
 
 
+
+# What nginx does for each strait policy, where it has one.
+POLICY_NGINX = {
+    "none": "none",
+    "ip_filter": "allow",
+    "rate_limit": "limit_req",
+    "basic_auth": "auth_basic",
+    "forward_auth": "auth_request",
+    "compress": "gzip",
+}
+
+
+def policies_report(results_path, info_path):
+    """MODE=policies: callgrind instructions per request of each policy on
+    the same request, each beside strait with no policy, and beside nginx's
+    equivalent (and nginx with none) where nginx has one."""
+    info = _read_info(info_path)
+    ir = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            if r["metric"] == "ir":
+                ir[r["proxy"]] = r["value"]
+    base_s, base_n = ir.get("strait-none"), ir.get("nginx-none")
+    out = [
+        f"# Policies: instructions per request (callgrind, {info.get('n', '?')} "
+        f"sequential keep-alive requests, one worker)",
+        "",
+        f"Machine: {info.get('cpu', '?')}, {info.get('nproc', '?')} cores; "
+        f"strait {info.get('git', '?')}; nginx {info.get('nginx_version', '?')}; {info.get('date', '?')}.",
+        "",
+        "| policy | strait Ir/req | strait + | nginx equivalent | nginx Ir/req | nginx + |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for policy in info.get("policies", "").split():
+        s = ir.get(f"strait-{policy}")
+        ng = POLICY_NGINX.get(policy)
+        n = ir.get(f"nginx-{policy}") if ng else None
+        cell = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
+        plus = lambda x, b: "—" if x is None or b is None else f"{x - b:+,.0f}"  # noqa: E731
+        out.append(
+            f"| {policy} | {cell(s)} | {plus(s, base_s)} | {ng or '—'} | "
+            f"{cell(n) if ng else '—'} | {plus(n, base_n) if ng else '—'} |"
+        )
+    out += ["", "How each was asked for is in bench/policies.sh (the same request to both proxies)."]
+    print("\n".join(out))
+
 COMMANDS = {
     "freeport": freeport, "pidtree": pidtree, "cputicks": cputicks,
     "rss": lambda *p: print(rss_kib(p)), "cpustat": cpustat, "timed": timed, "wait-port": wait_port, "seq": seq,
@@ -1158,7 +1220,7 @@ COMMANDS = {
     "dhat": dhat, "report": report, "balance-report": balance_report,
     "origin-requests": origin_requests, "h2load": h2load,
     "protocols-report": protocols_report, "flood": flood, "big-flood": big_flood,
-    "metric": metric, "floods-report": floods_report,
+    "metric": metric, "floods-report": floods_report, "policies-report": policies_report,
 }
 
 if __name__ == "__main__":

@@ -59,6 +59,16 @@
 #   FLOOD_CONNS=2000  (MODE=floods) connections of the partial, h1, h2 floods
 #   FLOOD_HOLD=5      (MODE=floods) seconds CPU is measured while a flood sits
 #   BIG_CONNS=20000 BIG_AFTER=60   (MODE=floods) the big flood
+#   MODE=policies     the cost per request of each policy middleware under
+#                     callgrind (PHASES=callgrind only): one strait row per
+#                     policy in POLICIES (a route through that one
+#                     middleware; "none": no middleware) and nginx rows for
+#                     the ones nginx has (allow, auth_basic, limit_req,
+#                     auth_request, gzip), every request carrying the same
+#                     credentials; table in bench/results/policies.md; the
+#                     configurations are in bench/policies.sh
+#   POLICIES="none ip_filter request_limits cors basic_auth api_key jwt rate_limit forward_auth compress"
+#                     (MODE=policies) which policies
 #   STRAIT_STANDIN=nginx  A/A test of this harness: the "strait" column runs a
 #                     second nginx proxy instead of strait (ratios should be ~1)
 #   KEEP_TMP=1        keep the temporary directory (configs, logs) on exit
@@ -90,6 +100,8 @@ elif [[ $MODE == protocols ]]; then
   PHASES=load
 elif [[ $MODE == floods ]]; then
   PHASES=floods
+elif [[ $MODE == policies ]]; then
+  PHASES=callgrind
 else
   PHASES=${PHASES:-load latency strace idle callgrind dhat}
 fi
@@ -115,6 +127,11 @@ FLOOD_CONNS=${FLOOD_CONNS:-2000}
 FLOOD_HOLD=${FLOOD_HOLD:-5}
 BIG_CONNS=${BIG_CONNS:-20000}
 BIG_AFTER=${BIG_AFTER:-60}
+POLICIES=${POLICIES:-none ip_filter request_limits cors basic_auth api_key jwt rate_limit forward_auth compress}
+# MODE=policies: the one-line nginx directives of the proxy being started
+NGINX_HTTP_EXTRA="" NGINX_SERVER_EXTRA="" NGINX_LOCATION_EXTRA=""
+# shellcheck source=bench/policies.sh
+source "$(dirname "${BASH_SOURCE[0]}")/policies.sh"
 # MODE=single's DHAT row needs a strait on the system allocator (DHAT sees
 # only malloc and free, not jemalloc's); built by build_strait
 SYSALLOC_BIN=${SYSALLOC_BIN:-$ROOT/target/release/strait-sysalloc}
@@ -180,6 +197,14 @@ case $MODE in
       [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v} is not a positive number"
     done
     ((FLOOD_HOLD <= 30 && BIG_AFTER <= 120)) || die "FLOOD_HOLD is at most 30 and BIG_AFTER at most 120 (seconds)"
+    ;;
+  policies)
+    [[ -z $STRAIT_STANDIN ]] || die "STRAIT_STANDIN is for MODE=single only"
+    for p in $POLICIES; do
+      case $p in none | ip_filter | request_limits | cors | basic_auth | api_key | jwt | rate_limit | forward_auth | compress) ;;
+        *) die "unknown policy '$p' in POLICIES" ;;
+      esac
+    done
     ;;
   *) die "unknown MODE=$MODE" ;;
 esac
@@ -356,7 +381,9 @@ nginx_conf() { # TEMPLATE PREFIX PORT MASTER_PROCESS -> writes PREFIX/nginx.conf
     -e "s#@UPSTREAM_SERVERS@#$servers#g" -e "s#@MASTER_PROCESS@#$master#g" \
     -e "s#@NOFILE@#$NOFILE#g" -e "s#@WORKER_CONNECTIONS@#$WORKER_CONNECTIONS#g" \
     -e "s#@BODY@#$BODY#g" -e "s#@ORIGIN_STATUS@#$ORIGIN_STATUS#g" \
-    -e "s#@PORT2@#${PORT2:-}#g" -e "s#@CERT@#${CERT:-}#g" -e "s#@KEY@#${KEY:-}#g" "$tpl" >"$prefix/nginx.conf"
+    -e "s#@PORT2@#${PORT2:-}#g" -e "s#@CERT@#${CERT:-}#g" -e "s#@KEY@#${KEY:-}#g" \
+    -e "s#@HTTP_EXTRA@#$NGINX_HTTP_EXTRA#g" -e "s#@SERVER_EXTRA@#$NGINX_SERVER_EXTRA#g" \
+    -e "s#@LOCATION_EXTRA@#$NGINX_LOCATION_EXTRA#g" "$tpl" >"$prefix/nginx.conf"
 }
 
 start_origins() {
@@ -613,7 +640,11 @@ start_proxy() {
   case $name in
     strait-*)
       prefix=""
-      strait_conf "${name#strait-}" "$port" "$TMP/$name.$how.toml"
+      if [[ $MODE == policies ]]; then
+        strait_policy_conf "${name#strait-}" "$port" "$TMP/$name.$how.toml"
+      else
+        strait_conf "${name#strait-}" "$port" "$TMP/$name.$how.toml"
+      fi
       cmd=("$STRAIT_BIN" --config "$TMP/$name.$how.toml" --workers 1)
       ;;
     strait)
@@ -633,6 +664,14 @@ start_proxy() {
       else
         cmd=("$STRAIT_BIN" proxy --listen "127.0.0.1:$port" --to "127.0.0.1:$ORIGIN_PORT" --workers 1)
       fi
+      ;;
+    nginx-*)
+      prefix=$TMP/$name-$how
+      nginx_policy "${name#nginx-}" || die "nginx has no equivalent of ${name#nginx-}"
+      nginx_conf "$BENCH_DIR/nginx/policies.conf.in" "$prefix" "$port" \
+        "$([[ $how == native ]] && echo on || echo off)"
+      NGINX_HTTP_EXTRA="" NGINX_SERVER_EXTRA="" NGINX_LOCATION_EXTRA=""
+      cmd=(nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log")
       ;;
     nginx)
       prefix=$TMP/nginx-$how
@@ -886,6 +925,12 @@ phase_callgrind() {
     out=$RAW/callgrind.$name.out
     rm -f "$out" "$out".*
     log "callgrind: starting $name under valgrind"
+    if [[ $MODE == policies ]]; then
+      # the same request to strait-P and nginx-P
+      BENCH_HEADERS=$(policy_headers "${name#*-}")
+      BENCH_ANY_BODY=$([[ ${name#*-} == compress ]] && echo 1 || echo 0)
+      export BENCH_HEADERS BENCH_ANY_BODY
+    fi
     start_proxy "$name" callgrind "$port" "$out"
     pid=$STARTED_PID
     vg_requests "$port" "$WARMUP"
@@ -1192,6 +1237,25 @@ if [[ $MODE == floods ]]; then
   phase_floods
   REPORT=$RESULTS_DIR/floods.md
   "${BT[@]}" floods-report "$RESULTS" "$INFO" >"$REPORT"
+  cat "$REPORT"
+  log "written to $REPORT (raw outputs in $RAW)"
+  exit 0
+fi
+
+if [[ $MODE == policies ]]; then
+  {
+    echo "mode=policies"
+    echo "policies=$POLICIES"
+  } >>"$INFO"
+  policies_prepare
+  PROXIES=()
+  for p in $POLICIES; do PROXIES+=("strait-$p"); done
+  for p in $POLICIES; do nginx_policy "$p" && PROXIES+=("nginx-$p"); done
+  NGINX_HTTP_EXTRA="" NGINX_SERVER_EXTRA="" NGINX_LOCATION_EXTRA=""
+  log "policies: rows ${PROXIES[*]}"
+  phase_callgrind
+  REPORT=$RESULTS_DIR/policies.md
+  "${BT[@]}" policies-report "$RESULTS" "$INFO" >"$REPORT"
   cat "$REPORT"
   log "written to $REPORT (raw outputs in $RAW)"
   exit 0
