@@ -27,6 +27,7 @@ use bumpalo::Bump;
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use ipnet::IpNet;
 
+use crate::limit::ConnGuard;
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
 pub(crate) use flow::plain_text;
@@ -84,6 +85,10 @@ pub struct RequestContext<'a> {
     /// What a `cors` middleware found on the request, for its response
     /// phase (`Nothing` on every other route).
     pub(crate) cors: CorsSeen<'a>,
+    /// The request's counts at `connection_limit` tables, given back when
+    /// dropped: handed to the response body by the epilogue, so they end
+    /// with the body (`None` on every other route).
+    pub(crate) held: Option<ConnGuard>,
     /// The client's address after `server.trusted_proxies`, once asked for
     /// ([`RequestContext::client_ip`]).
     client_ip: Option<IpAddr>,
@@ -201,6 +206,7 @@ impl<'a> RequestContext<'a> {
             ids: StatIds::default(),
             body_limit: None,
             cors: CorsSeen::Nothing,
+            held: None,
             client_ip: None,
             vars: BumpVec::new_in(arena),
         }
@@ -223,6 +229,12 @@ impl<'a> RequestContext<'a> {
         let ip = forwarded_client(self.client_addr.ip().to_canonical(), headers, trusted);
         self.client_ip = Some(ip);
         ip
+    }
+
+    /// Keeps `guard` (a `connection_limit` count) for the rest of the
+    /// request, with those already held.
+    pub(crate) fn hold(&mut self, guard: ConnGuard) {
+        self.held = Some(guard.chain(self.held.take()));
     }
 
     /// The request's arena, for per-request scratch that dies with the request.

@@ -76,7 +76,7 @@ pub(crate) struct EndpointCounters {
 
 /// One worker's refusals by one policy middleware (`ip_filter`,
 /// `request_limits`, `cors`, whose answered preflights count here too,
-/// `basic_auth`, `api_key`), by
+/// `basic_auth`, `api_key`, `rate_limit`, `connection_limit`), by
 /// reason (indexed like [`Refusal::ALL`]).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCounters {
@@ -124,10 +124,16 @@ pub(crate) enum Refusal {
     VerifierBusy,
     /// `api_key`: a key that matches no consumer's (401).
     UnknownKey,
+    /// `rate_limit`: the key is over its rate and burst (429, or the
+    /// configured status).
+    Rate,
+    /// `connection_limit`: the key has `max` requests in flight (429, or
+    /// the configured status).
+    Connections,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 17] = [
+    pub(crate) const ALL: [Refusal; 19] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -145,6 +151,8 @@ impl Refusal {
         Refusal::BadPassword,
         Refusal::VerifierBusy,
         Refusal::UnknownKey,
+        Refusal::Rate,
+        Refusal::Connections,
     ];
 
     /// The metric label, and the access log's cause.
@@ -167,6 +175,8 @@ impl Refusal {
             Refusal::BadPassword => "bad_password",
             Refusal::VerifierBusy => "verifier_busy",
             Refusal::UnknownKey => "unknown_key",
+            Refusal::Rate => "rate_limited",
+            Refusal::Connections => "too_many_in_flight",
         }
     }
 }

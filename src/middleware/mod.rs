@@ -9,12 +9,15 @@
 mod access_log;
 mod api_key;
 mod basic_auth;
+mod connection_limit;
 mod consumer;
 mod cors;
 mod custom;
 mod headers;
 mod https_redirect;
 mod ip_filter;
+mod limit_key;
+mod rate_limit;
 mod request_id;
 mod request_limits;
 mod rewrite;
@@ -25,11 +28,14 @@ pub(crate) use crate::log::LogFormat;
 pub(crate) use access_log::AccessLog;
 pub(crate) use api_key::{ApiKey, Settings as ApiKeySettings};
 pub(crate) use basic_auth::{BasicAuth, PasswordHash, Settings as BasicAuthSettings};
+pub(crate) use connection_limit::{ConnSettings, ConnectionLimit};
 pub(crate) use cors::{Cors, Settings as CorsSettings, Wildcard as CorsWildcard};
 pub use custom::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub(crate) use headers::HeaderOps;
 pub(crate) use https_redirect::HttpsRedirect;
 pub(crate) use ip_filter::IpFilter;
+pub(crate) use limit_key::{KeySource, LimitKey};
+pub(crate) use rate_limit::{Per, RateLimit, RateSettings};
 pub(crate) use request_id::RequestId;
 pub(crate) use request_limits::{RequestLimits, BODY_TOO_LARGE};
 pub(crate) use rewrite::{Rewrite, StripPrefix};
@@ -50,6 +56,8 @@ pub(crate) enum Middleware {
     Cors(Cors),
     BasicAuth(BasicAuth),
     ApiKey(ApiKey),
+    RateLimit(RateLimit),
+    ConnectionLimit(ConnectionLimit),
     Custom(std::sync::Arc<dyn Custom>),
 }
 
@@ -72,6 +80,17 @@ impl Middleware {
             Middleware::Cors(m) => m.on_request(ctx, req),
             Middleware::BasicAuth(m) => m.on_request(ctx, req).await,
             Middleware::ApiKey(m) => m.on_request(ctx, req),
+            Middleware::RateLimit(m) => match m.on_request(ctx, req) {
+                rate_limit::Decided::Flow(flow) => flow,
+                rate_limit::Decided::WaitUntil(at) => {
+                    // Boxed: the timer entry is large, and only a delayed
+                    // request of a `delay` rate limit should pay for it
+                    // (an inline one would grow every request's future).
+                    Box::pin(tokio::time::sleep_until(at.into())).await;
+                    Flow::Continue
+                }
+            },
+            Middleware::ConnectionLimit(m) => m.on_request(ctx, req),
             Middleware::Custom(m) => m.on_request(ctx, req).await,
         }
     }
@@ -91,7 +110,9 @@ impl Middleware {
             | Middleware::IpFilter(_)
             | Middleware::RequestLimits(_)
             | Middleware::BasicAuth(_)
-            | Middleware::ApiKey(_) => {}
+            | Middleware::ApiKey(_)
+            | Middleware::RateLimit(_)
+            | Middleware::ConnectionLimit(_) => {}
             Middleware::AccessLog(m) => m.on_response(ctx, resp),
             Middleware::Cors(m) => m.on_response(ctx, resp),
             Middleware::Custom(m) => m.on_response(ctx, resp).await,

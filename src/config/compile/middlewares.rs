@@ -1,6 +1,6 @@
 //! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
-//! `ip_filter`, `request_limits`, `cors`, `basic_auth` and `api_key`, with
-//! `policies` and `auth`), access logs (their outputs opened
+//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`,
+//! `rate_limit` and `connection_limit`, with `policies`, `auth` and `limits`), access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 
+use super::limits::{self, RawConns, RawRate};
 use super::policies::{self, RawCors, RawLimits};
 use super::{auth, span, Compiler, Defined};
 use crate::config::intern;
@@ -72,6 +73,44 @@ impl Compiler<'_, '_> {
                 raw @ (RawMiddleware::BasicAuth { .. } | RawMiddleware::ApiKey { .. }) => {
                     auth::compile(raw, policy)
                 }
+                RawMiddleware::RateLimit {
+                    rate,
+                    burst,
+                    delay,
+                    key,
+                    max_keys,
+                    status,
+                } => limits::rate_limit(
+                    name.get_ref(),
+                    RawRate {
+                        rate,
+                        burst: *burst,
+                        delay: *delay,
+                        key,
+                        max_keys: *max_keys,
+                        status: *status,
+                    },
+                    &server.trusted_proxies,
+                    self.limits,
+                    policy,
+                ),
+                RawMiddleware::ConnectionLimit {
+                    max,
+                    key,
+                    max_keys,
+                    status,
+                } => limits::connection_limit(
+                    name.get_ref(),
+                    RawConns {
+                        max: *max,
+                        key,
+                        max_keys: *max_keys,
+                        status: *status,
+                    },
+                    &server.trusted_proxies,
+                    self.limits,
+                    policy,
+                ),
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -82,6 +121,8 @@ impl Compiler<'_, '_> {
                         Middleware::Cors(_) => Some("cors"),
                         Middleware::BasicAuth(_) => Some("basic_auth"),
                         Middleware::ApiKey(_) => Some("api_key"),
+                        Middleware::RateLimit(_) => Some("rate_limit"),
+                        Middleware::ConnectionLimit(_) => Some("connection_limit"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -180,7 +221,9 @@ impl Compiler<'_, '_> {
             | RawMiddleware::RequestLimits { .. }
             | RawMiddleware::Cors { .. }
             | RawMiddleware::BasicAuth { .. }
-            | RawMiddleware::ApiKey { .. } => {
+            | RawMiddleware::ApiKey { .. }
+            | RawMiddleware::RateLimit { .. }
+            | RawMiddleware::ConnectionLimit { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

@@ -6,6 +6,7 @@
 mod auth;
 mod checks;
 mod hash;
+mod limits;
 mod listeners;
 mod middlewares;
 mod policies;
@@ -28,6 +29,7 @@ use crate::config::names::Names;
 use crate::config::parse::{humanize, parse_duration};
 use crate::config::raw::RawConfig;
 use crate::config::snapshot::Snapshot;
+use crate::limit::LimitTables;
 use crate::log::Sink;
 use crate::middleware::{CustomRegistry, Middleware};
 
@@ -58,6 +60,7 @@ pub(crate) fn compile(
     registry: &CustomRegistry,
     sinks: &dyn SinkOpener,
     names: &Names<'_>,
+    limits: &LimitTables,
 ) -> Result<Snapshot, ConfigErrors> {
     let mut d = Diagnostics::new(file, source);
     let raw: RawConfig = match toml::from_str(source) {
@@ -75,6 +78,7 @@ pub(crate) fn compile(
         registry,
         sinks,
         names,
+        limits,
     };
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw, &server);
@@ -121,6 +125,8 @@ struct Compiler<'s, 'r> {
     registry: &'r CustomRegistry,
     sinks: &'r dyn SinkOpener,
     names: &'r Names<'r>,
+    /// The control plane's limit tables, kept across compiles.
+    limits: &'r LimitTables,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {

@@ -1,5 +1,6 @@
 //! The policy middlewares' families: refusals by middleware name, type and
-//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`), one row per reason its
+//! reason (`ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`,
+//! `rate_limit`, `connection_limit`), one row per reason its
 //! type can give; and the preflights each `cors` middleware answered.
 
 use std::fmt;
@@ -57,6 +58,8 @@ fn reasons(kind: &str) -> &'static [Refusal] {
             Refusal::VerifierBusy,
         ],
         "api_key" => &[Refusal::CredentialsMissing, Refusal::UnknownKey],
+        "rate_limit" => &[Refusal::Rate],
+        "connection_limit" => &[Refusal::Connections],
         _ => &[
             Refusal::BodyTooLarge,
             Refusal::Method,

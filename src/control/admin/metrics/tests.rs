@@ -68,6 +68,7 @@ fn fixture() -> (Arc<Snapshot>, Arc<Metrics>) {
         &CustomRegistry::default(),
         &DetachedSinks,
         &crate::config::names::Names::fresh(&crate::config::names::SystemResolver),
+        &crate::limit::LimitTables::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(2));
