@@ -326,6 +326,11 @@ async fn refusals_are_counted_and_the_settings_shown() {
         within(metric_becomes(admin, sample, refused as f64, LIMIT)).await,
         refused as f64
     );
+    // One key (the loopback client) in a table of 1000 slots.
+    let keys = r#"strait_limit_keys{middleware="per_client",type="rate_limit"}"#;
+    assert_eq!(within(metric(admin, keys)).await, 1.0);
+    let slots = r#"strait_limit_key_slots{middleware="per_client",type="rate_limit"}"#;
+    assert_eq!(within(metric(admin, slots)).await, 1000.0);
     let config = within(get(admin, "/config", &[])).await.json();
     assert_eq!(
         config["middlewares"]["per_client"],
@@ -393,6 +398,11 @@ async fn connection_limit_refuses_past_max_until_one_is_done() {
         assert!(Instant::now() < deadline, "the other tenant was refused");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let admin = gw.admin_addr().unwrap();
+    let in_flight = r#"strait_connection_limit_in_flight{middleware="per_client"}"#;
+    assert_eq!(within(metric(admin, in_flight)).await, 3.0);
+    let keys = r#"strait_limit_keys{middleware="per_client",type="connection_limit"}"#;
+    assert_eq!(within(metric(admin, keys)).await, 2.0);
     release.add_permits(3);
     for h in held {
         assert_eq!(within(h).await.unwrap(), StatusCode::OK);
@@ -402,6 +412,9 @@ async fn connection_limit_refuses_past_max_until_one_is_done() {
     release.add_permits(1);
     assert_eq!(within(get(addr, "/", &tenant)).await.status, StatusCode::OK);
     let sample = r#"strait_middleware_refusals_total{middleware="per_client",type="connection_limit",reason="too_many_in_flight"}"#;
-    let admin = gw.admin_addr().unwrap();
     assert_eq!(within(metric_becomes(admin, sample, 1.0, LIMIT)).await, 1.0);
+    assert_eq!(
+        within(metric_becomes(admin, in_flight, 0.0, LIMIT)).await,
+        0.0
+    );
 }
