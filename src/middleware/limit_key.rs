@@ -118,3 +118,34 @@ fn cookie<'r>(req: &'r UpstreamRequest<'_>, name: &str) -> Option<&'r [u8]> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::context::Headers;
+
+    fn request(lines: &[&'static str]) -> UpstreamRequest<'static> {
+        let mut map = HeaderMap::new();
+        for line in lines {
+            map.append(header::COOKIE, HeaderValue::from_static(line));
+        }
+        UpstreamRequest {
+            headers: Headers::from_map(map),
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_in_every_line() {
+        let req = request(&["theme=dark; session=\"s1\"", "other=1;session=s2"]);
+        assert_eq!(cookie(&req, "session"), Some(&b"s1"[..]));
+        assert_eq!(cookie(&req, "other"), Some(&b"1"[..]));
+        assert_eq!(cookie(&req, "theme"), Some(&b"dark"[..]));
+        // A name is matched whole, not as a prefix or a value.
+        assert_eq!(cookie(&req, "sess"), None);
+        assert_eq!(cookie(&req, "dark"), None);
+        assert_eq!(cookie(&request(&["flag"]), "flag"), None);
+        assert_eq!(cookie(&request(&["empty="]), "empty"), Some(&b""[..]));
+    }
+}
