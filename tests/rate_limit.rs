@@ -7,8 +7,9 @@
 //! leaves the definition alone and started afresh by one that changes it,
 //! the refusals in `/metrics` and the settings in `/config`; and
 //! `connection_limit` refusing the request past `max` while an origin holds
-//! the others, then taking one once they are done. The tables' bound under
-//! 100,000 keys is a unit test of `limit/` (`rate.rs`, `conns.rs`); load
+//! the others, then taking one once they are done; a table of 16 slots
+//! under 1,000 keys. The tables' bound under 100,000 keys is a unit test
+//! of `limit/` (`rate.rs`, `conns.rs`); load
 //! errors are in `tests/config_errors.rs` (`bad_rate_limit.toml`).
 
 mod common;
@@ -44,6 +45,7 @@ async fn within<F: std::future::Future>(f: F) -> F::Output {
 #[track_caller]
 fn within_5_percent(got: usize, want: f64) {
     let slack = (want * 0.05).max(2.0);
+    eprintln!("{got} accepted, expected {want:.1} ± {slack:.1}");
     assert!(
         (got as f64 - want).abs() <= slack,
         "{got} accepted, expected {want:.1} ± {slack:.1}"
@@ -343,6 +345,46 @@ async fn refusals_are_counted_and_the_settings_shown() {
             "max_keys": 1000,
             "status": 503,
         })
+    );
+}
+
+#[tokio::test]
+async fn the_table_holds_at_most_max_keys_and_evicts_the_oldest() {
+    let origin = Origin::echo();
+    let gw = gateway_with_admin(
+        &config(
+            origin.addr,
+            "rate_limit",
+            "rate = \"1/m\"\nkey = \"header:x-api-key\"\nmax_keys = 16",
+        ),
+        2,
+    );
+    let mut client = H1::connect(gw.addr()).await;
+    let mut ok = 0;
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        let r = within(client.send(request("GET", "/", &[("x-api-key", &key)]))).await;
+        ok += usize::from(r.status == StatusCode::OK);
+    }
+    // Each new key passes (a fingerprint shared with one of the 3 others
+    // of its set, 3 in 2^20, would not).
+    assert!(ok >= 998, "{ok} of 1000 new keys passed");
+    let admin = gw.admin_addr().unwrap();
+    let keys = r#"strait_limit_keys{middleware="per_client",type="rate_limit"}"#;
+    let slots = r#"strait_limit_key_slots{middleware="per_client",type="rate_limit"}"#;
+    assert_eq!(within(metric(admin, slots)).await, 16.0);
+    let held = within(metric(admin, keys)).await;
+    assert!(held <= 16.0 && held >= 12.0, "{held} keys held");
+    // The first key was evicted long ago: it starts again; the last one
+    // is still held.
+    let again = |key: &'static str| request("GET", "/", &[("x-api-key", key)]);
+    assert_eq!(
+        within(client.send(again("k0"))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        within(client.send(again("k999"))).await.status,
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
 

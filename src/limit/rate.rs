@@ -15,10 +15,10 @@ const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
 /// The fingerprint's bits (0 is a free slot, never a fingerprint).
 const FP_MASK: u64 = (1 << (64 - TAT_BITS)) - 1;
 
-/// How far two workers' views of now may differ (a request's start, read
-/// on its worker, against another's): a TAT further ahead than the
-/// tolerance plus this is stale (written more than 100 days ago), not a
-/// limit.
+/// How far two requests' views of now may differ (each reads the clock
+/// just before its check; a thread may be preempted in between): a TAT
+/// further ahead than the tolerance, one interval and this is stale (left
+/// by a key at rest for longer than the wrap, 203 days), not a limit.
 const SKEW_US: u64 = 1_000_000;
 
 /// The largest tolerance plus interval a table takes (`burst` ×

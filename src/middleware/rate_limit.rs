@@ -98,12 +98,16 @@ impl RateLimit {
         let Some(hash) = s.key.hash(s.table.seed(), ctx, req) else {
             return Decided::Flow(Flow::Continue);
         };
-        match s.table.check(hash, ctx.log.start) {
+        // Now, not the request's start: a middleware before this one may
+        // have waited (a password check), and a stale time would read a
+        // key's arrival time as further ahead than it is.
+        let now = Instant::now();
+        match s.table.check(hash, now) {
             // `wait_us` is how far ahead of its rate the key is: the
             // request is the (wait_us / interval)-th of a burst.
             Verdict::Pass { wait_us } if wait_us > s.delay_us => {
                 let wait = Duration::from_micros(wait_us - s.delay_us);
-                Decided::WaitUntil(ctx.log.start + wait)
+                Decided::WaitUntil(now + wait)
             }
             Verdict::Pass { .. } => Decided::Flow(Flow::Continue),
             Verdict::Refuse { retry_us } => Decided::Flow(self.refuse(ctx, retry_us)),
