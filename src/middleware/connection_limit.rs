@@ -29,10 +29,15 @@ pub(crate) struct ConnectionLimit {
 
 /// What a `connection_limit` was compiled into.
 pub(crate) struct ConnSettings {
+    /// The process-wide counts (kept across reloads by the registry).
     pub(crate) table: Arc<ConnTable>,
+    /// What a request counts under.
     pub(crate) key: LimitKey,
+    /// The most requests of one key in flight.
     pub(crate) max: u32,
+    /// As configured (the table has it rounded up to whole sets), for /config.
     pub(crate) max_keys: u64,
+    /// 429, or 503 when configured.
     pub(crate) status: StatusCode,
 }
 

@@ -61,11 +61,14 @@ pub(crate) struct RateLimit {
 
 /// What a `rate_limit` was compiled into.
 pub(crate) struct RateSettings {
+    /// The process-wide GCRA states (kept across reloads by the registry).
     pub(crate) table: Arc<RateTable>,
+    /// What a request counts under.
     pub(crate) key: LimitKey,
     /// `rate` as configured: `count` per `per`.
     pub(crate) count: u64,
     pub(crate) per: Per,
+    /// Requests a key may send above the rate at once.
     pub(crate) burst: u64,
     /// `delay`: how many requests of a burst pass at once (`burst`, nginx
     /// `nodelay`, unless configured); later ones wait for their time.
@@ -73,7 +76,9 @@ pub(crate) struct RateSettings {
     /// `delay` intervals in microseconds: the head start a request of a
     /// burst is given before it waits.
     pub(crate) delay_us: u64,
+    /// As configured (the table has it rounded up to whole sets), for /config.
     pub(crate) max_keys: u64,
+    /// 429, or 503 when configured.
     pub(crate) status: StatusCode,
     /// `RateLimit-Policy: "NAME";q=COUNT;w=SECONDS` (interned at load).
     pub(crate) policy_value: HeaderValue,
