@@ -7,10 +7,11 @@
 //! leaves the definition alone and started afresh by one that changes it,
 //! the refusals in `/metrics` and the settings in `/config`; and
 //! `connection_limit` refusing the request past `max` while an origin holds
-//! the others, then taking one once they are done; a table of 16 slots
-//! under 1,000 keys. The tables' bound under 100,000 keys is a unit test
-//! of `limit/` (`rate.rs`, `conns.rs`); load
-//! errors are in `tests/config_errors.rs` (`bad_rate_limit.toml`).
+//! the others, then taking one once they are done, and counting a request
+//! until its response body ends (not its head) or is dropped with its
+//! client gone; a table of 16 slots under 1,000 keys. The tables' bound
+//! under 100,000 keys is a unit test of `limit/` (`rate.rs`, `conns.rs`);
+//! load errors are in `tests/config_errors.rs` (`bad_rate_limit.toml`).
 
 mod common;
 
@@ -459,4 +460,101 @@ async fn connection_limit_refuses_past_max_until_one_is_done() {
         within(metric_becomes(admin, in_flight, 0.0, LIMIT)).await,
         0.0
     );
+}
+
+/// A response body the test feeds (and ends by dropping the sender).
+struct Fed(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for Fed {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
+/// Sends `GET path` on a new connection and reads only the response head:
+/// the connection and the status.
+async fn head_only(addr: SocketAddr, path: &str) -> (tokio::net::TcpStream, u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+    (s, status)
+}
+
+#[tokio::test]
+async fn connection_limit_counts_a_request_until_its_body_ends_or_is_dropped() {
+    type Senders = Arc<std::sync::Mutex<Vec<tokio::sync::mpsc::Sender<bytes::Bytes>>>>;
+    let senders: Senders = Arc::default();
+    let feeds = senders.clone();
+    // Answers at once with a head, and a body the test sends.
+    let origin = Origin::start(Arc::new(move |req| {
+        let feeds = feeds.clone();
+        Box::pin(async move {
+            drain(req).await;
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            feeds.lock().unwrap().push(tx);
+            http::Response::new(http_body_util::combinators::BoxBody::new(Fed(rx)))
+        })
+    }));
+    let gw = gateway(&config(origin.addr, "connection_limit", "max = 1"));
+    let addr = gw.addr();
+    let take = |i: usize| senders.lock().unwrap()[i].clone();
+    // A: its head arrives, its body does not end: still counted.
+    let (a, status) = within(head_only(addr, "/a")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        within(get(addr, "/b", &[])).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A's body ends: the count is given back, C passes.
+    let feed = take(0);
+    feed.send(bytes::Bytes::from_static(b"a")).await.unwrap();
+    drop(feed);
+    senders.lock().unwrap().remove(0);
+    let deadline = Instant::now() + LIMIT;
+    let (c, status) = loop {
+        let (c, status) = within(head_only(addr, "/c")).await;
+        if status == 200 || Instant::now() > deadline {
+            break (c, status);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status, 200, "the count outlived A's body");
+    drop(a);
+    // C's client goes away mid-body: the gateway finds out when it writes
+    // to it (the first write after the FIN draws a reset, the next fails),
+    // drops the body and gives the count back.
+    drop(c);
+    let feed = take(0);
+    for _ in 0..2 {
+        let _ = feed.send(bytes::Bytes::from_static(b"c")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (d, status) = loop {
+        let (d, status) = within(head_only(addr, "/d")).await;
+        if status == 200 || Instant::now() > deadline {
+            break (d, status);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status, 200, "the count outlived C's dropped body");
+    // D's body ends, so the shutdown has nothing to drain.
+    senders.lock().unwrap().clear();
+    drop(d);
 }
