@@ -2,7 +2,8 @@
 //! on a gateway of 2 workers: a burst then the rate for one client on one
 //! keep-alive connection and for many clients on many connections sharing
 //! one key (within 5 % of `rate × t + burst + 1`), the 429's `Retry-After`
-//! and IETF RateLimit fields, keys that do not share a limit, `delay`
+//! and IETF RateLimit fields, each HTTP/2 stream counted, keys that do not
+//! share a limit, `delay`
 //! spacing a burst instead of refusing it, a table kept by a reload that
 //! leaves the definition alone and started afresh by one that changes it,
 //! the refusals in `/metrics` and the settings in `/config`; and
@@ -386,6 +387,48 @@ async fn the_table_holds_at_most_max_keys_and_evicts_the_oldest() {
     assert_eq!(
         within(client.send(again("k999"))).await.status,
         StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn streams_of_one_http2_connection_each_count() {
+    use http_body_util::Full;
+    let origin = Origin::echo();
+    let gw = gateway(&config(
+        origin.addr,
+        "rate_limit",
+        "rate = \"1/m\"\nburst = 2",
+    ));
+    let h2 = h2_connect::<Full<bytes::Bytes>>(gw.addr()).await;
+    let streams: Vec<_> = (0..5)
+        .map(|_| {
+            let mut h2 = h2.clone();
+            tokio::spawn(async move {
+                let req = http::Request::builder()
+                    .uri("http://h2.test/")
+                    .version(http::Version::HTTP_2)
+                    .body(Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                h2.ready().await.unwrap();
+                let resp = h2.send_request(req).await.unwrap();
+                (resp.status(), resp.headers().contains_key("ratelimit"))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for s in streams {
+        answers.push(within(s).await.unwrap());
+    }
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            (StatusCode::OK, false),
+            (StatusCode::OK, false),
+            (StatusCode::OK, false),
+            (StatusCode::TOO_MANY_REQUESTS, true),
+            (StatusCode::TOO_MANY_REQUESTS, true),
+        ]
     );
 }
 
