@@ -68,12 +68,18 @@ impl LimitKey {
             // A tag and a length before each part: ("ab", "c") ≠ ("a", "bc").
             let part: Option<&[u8]> = match source {
                 KeySource::ClientIp => {
+                    // The family first: the two lengths differ.
                     match ctx.client_ip(&req.headers, &self.trusted) {
-                        std::net::IpAddr::V4(a) => h.write(&a.octets()),
-                        std::net::IpAddr::V6(a) => h.write(&a.octets()),
+                        std::net::IpAddr::V4(a) => {
+                            h.write_u8(4);
+                            h.write(&a.octets());
+                        }
+                        std::net::IpAddr::V6(a) => {
+                            h.write_u8(6);
+                            h.write(&a.octets());
+                        }
                     }
                     any = true;
-                    h.write_u8(0xff);
                     continue;
                 }
                 KeySource::Header(name) => req.headers.get(name),
@@ -86,10 +92,11 @@ impl LimitKey {
             match part {
                 Some(p) => {
                     any = true;
+                    h.write_u8(1);
                     h.write_usize(p.len());
                     h.write(p);
                 }
-                None => h.write_u8(0xfe),
+                None => h.write_u8(0),
             }
         }
         any.then(|| h.finish())
