@@ -76,13 +76,15 @@ pub use middleware::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub use proxy::error::ProxyError;
 
 /// What the criterion benches and the fuzz targets drive directly: the route
-/// table, the balancers and their endpoints. Not part of the supported API.
+/// table, the balancers and their endpoints, the limit tables. Not part of
+/// the supported API.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::balance::{
         hash_bytes, BalanceKind, Balancer, HashTable, DEFAULT_MAGLEV_TABLE_SIZE,
         DEFAULT_VIRTUAL_NODES,
     };
+    pub use crate::limit::{Acquired, ConnTable, RateTable, Verdict};
     pub use crate::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
     pub use crate::upstream::EndpointSpec;
 }

@@ -11,13 +11,13 @@ use super::{set_of, sets, Seed, Set, WAYS};
 const COUNT_MASK: u64 = u32::MAX as u64;
 
 /// A bounded table of in-flight counts, shared by every worker.
-pub(crate) struct ConnTable {
+pub struct ConnTable {
     sets: Box<[Set]>,
     seed: Seed,
 }
 
 /// What [`ConnTable::acquire`] gave.
-pub(crate) enum Acquired {
+pub enum Acquired {
     /// Counted: the guard gives the count back when dropped.
     Held(ConnGuard),
     /// The key has `max` requests in flight.
@@ -28,14 +28,16 @@ pub(crate) enum Acquired {
 }
 
 impl ConnTable {
-    pub(crate) fn new(max_keys: usize) -> Self {
+    /// A table of at least `max_keys` slots, all free.
+    pub fn new(max_keys: usize) -> Self {
         ConnTable {
             sets: sets(max_keys),
             seed: Seed::new(),
         }
     }
 
-    pub(crate) fn seed(&self) -> &Seed {
+    /// The table's keyed hash, which a key's bytes go through.
+    pub fn seed(&self) -> &Seed {
         &self.seed
     }
 
@@ -47,7 +49,7 @@ impl ConnTable {
     /// Counts a request of the key whose hash is `hash`, unless it has
     /// `max` in flight. A key with requests in flight is in one slot of its
     /// set; a slot whose count is 0 is free, whatever key it last held.
-    pub(crate) fn acquire(self: &Arc<Self>, hash: u64, max: u32) -> Acquired {
+    pub fn acquire(self: &Arc<Self>, hash: u64, max: u32) -> Acquired {
         let index = set_of(hash, self.sets.len());
         let set = &self.sets[index].0;
         // The low half: the set was picked by the high bits, so keys of
@@ -114,7 +116,7 @@ impl ConnTable {
 /// ends when the body is done or dropped (client gone, error, panic).
 /// Guards of several `connection_limit` middlewares on one route are
 /// chained (`next`: boxed, the second and later only).
-pub(crate) struct ConnGuard {
+pub struct ConnGuard {
     table: Arc<ConnTable>,
     slot: u32,
     next: Option<Box<ConnGuard>>,

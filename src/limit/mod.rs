@@ -16,8 +16,10 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU64;
 
-pub(crate) use conns::{Acquired, ConnGuard, ConnTable};
-pub(crate) use rate::{RateTable, Verdict, MAX_HORIZON_US};
+pub(crate) use conns::ConnGuard;
+pub use conns::{Acquired, ConnTable};
+pub(crate) use rate::MAX_HORIZON_US;
+pub use rate::{RateTable, Verdict};
 pub(crate) use registry::LimitTables;
 
 /// Slots per set: a key may live in any of the 4 slots of its set (32
@@ -48,7 +50,7 @@ fn set_of(hash: u64, sets: usize) -> usize {
 /// The keyed hash of a table: SipHash with a random key per table, so that
 /// a client cannot choose keys that fall in a victim's set or share its
 /// fingerprint.
-pub(crate) struct Seed(RandomState);
+pub struct Seed(RandomState);
 
 impl Seed {
     fn new() -> Self {
@@ -56,7 +58,7 @@ impl Seed {
     }
 
     /// A hasher to feed a request's key into.
-    pub(crate) fn hasher(&self) -> impl Hasher {
+    pub fn hasher(&self) -> impl Hasher {
         self.0.build_hasher()
     }
 }

@@ -27,17 +27,23 @@ pub(crate) const MAX_HORIZON_US: u64 = 30 * 86_400 * 1_000_000;
 
 /// What the table says of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Within the limit; its conforming time is `wait_us` from its start
     /// (0 unless it used the burst): `delay` mode waits that long.
-    Pass { wait_us: u64 },
+    Pass {
+        /// Microseconds from now to its conforming time.
+        wait_us: u64,
+    },
     /// Over the limit: it would conform in `retry_us`.
-    Refuse { retry_us: u64 },
+    Refuse {
+        /// Microseconds from now until a request of the key would pass.
+        retry_us: u64,
+    },
 }
 
 /// A bounded table of GCRA states: `interval_us` (T = 1 / rate) and
 /// `tolerance_us` (τ = burst × T), shared by every worker.
-pub(crate) struct RateTable {
+pub struct RateTable {
     sets: Box<[Set]>,
     seed: Seed,
     epoch: Instant,
@@ -48,7 +54,7 @@ pub(crate) struct RateTable {
 impl RateTable {
     /// `interval_us` ≥ 1 and `tolerance_us + interval_us` ≤
     /// [`MAX_HORIZON_US`] (checked at load).
-    pub(crate) fn new(max_keys: usize, interval_us: u64, tolerance_us: u64) -> Self {
+    pub fn new(max_keys: usize, interval_us: u64, tolerance_us: u64) -> Self {
         RateTable {
             sets: sets(max_keys),
             seed: Seed::new(),
@@ -58,7 +64,8 @@ impl RateTable {
         }
     }
 
-    pub(crate) fn seed(&self) -> &Seed {
+    /// The table's keyed hash, which a key's bytes go through.
+    pub fn seed(&self) -> &Seed {
         &self.seed
     }
 
@@ -83,7 +90,7 @@ impl RateTable {
     /// `at`: it passes when its TAT is at most τ ahead, and the TAT moves
     /// one interval on. A key not in its set takes a free or expired slot,
     /// else the slot whose TAT is nearest (the least limit lost).
-    pub(crate) fn check(&self, hash: u64, at: Instant) -> Verdict {
+    pub fn check(&self, hash: u64, at: Instant) -> Verdict {
         let set = &self.sets[set_of(hash, self.sets.len())].0;
         let fp = match hash & FP_MASK {
             0 => 1,
