@@ -27,7 +27,7 @@ use bumpalo::Bump;
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use ipnet::IpNet;
 
-use crate::limit::ConnGuard;
+use crate::limit::{ConnGuard, LendTables};
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
 pub(crate) use flow::plain_text;
@@ -89,6 +89,9 @@ pub struct RequestContext<'a> {
     /// dropped: handed to the response body by the epilogue, so they end
     /// with the body (`None` on every other route).
     pub(crate) held: Option<ConnGuard>,
+    /// The worker's handle of the request's snapshot, lent to the guards
+    /// of `held` (set by the prologue; `None` only where no middleware runs).
+    pub(crate) tables: Option<&'a dyn LendTables>,
     /// The client's address after `server.trusted_proxies`, once asked for
     /// ([`RequestContext::client_ip`]).
     client_ip: Option<IpAddr>,
@@ -207,6 +210,7 @@ impl<'a> RequestContext<'a> {
             body_limit: None,
             cors: CorsSeen::Nothing,
             held: None,
+            tables: None,
             client_ip: None,
             vars: BumpVec::new_in(arena),
         }

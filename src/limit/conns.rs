@@ -1,10 +1,12 @@
 //! The `connection_limit` table: per key, the requests in flight, packed
 //! with a 32-bit fingerprint of the key into one `AtomicU64`; taken with
 //! one compare-and-swap when a request enters, given back by a drop guard
-//! (one atomic subtraction) when it ends.
+//! (one atomic subtraction) when it ends. The guard reaches its table
+//! through the worker's own handle of the snapshot ([`HoldsTables`]), so
+//! holding it writes no shared reference count.
 
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::{set_of, sets, Seed, Set, WAYS};
 
@@ -18,8 +20,9 @@ pub struct ConnTable {
 
 /// What [`ConnTable::acquire`] gave.
 pub enum Acquired {
-    /// Counted: the guard gives the count back when dropped.
-    Held(ConnGuard),
+    /// Counted in this slot: [`ConnTable::release`] (through a
+    /// [`ConnGuard`]) gives the count back.
+    Held(u32),
     /// The key has `max` requests in flight.
     Full,
     /// The key's set is full of other keys' requests in flight: the
@@ -49,7 +52,7 @@ impl ConnTable {
     /// Counts a request of the key whose hash is `hash`, unless it has
     /// `max` in flight. A key with requests in flight is in one slot of its
     /// set; a slot whose count is 0 is free, whatever key it last held.
-    pub fn acquire(self: &Arc<Self>, hash: u64, max: u32) -> Acquired {
+    pub fn acquire(&self, hash: u64, max: u32) -> Acquired {
         let index = set_of(hash, self.sets.len());
         let set = &self.sets[index].0;
         // The low half: the set was picked by the high bits, so keys of
@@ -83,13 +86,17 @@ impl ConnTable {
                 .compare_exchange(old, new, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                return Acquired::Held(ConnGuard {
-                    table: self.clone(),
-                    slot: (index * WAYS + i) as u32,
-                    next: None,
-                });
+                return Acquired::Held((index * WAYS + i) as u32);
             }
         }
+    }
+
+    /// Gives back the count [`ConnTable::acquire`] took in `slot`.
+    pub fn release(&self, slot: u32) {
+        let slot = slot as usize;
+        // A slot with a count is never taken by another key, so its count
+        // is ours to lower (it stays in the slot's low bits).
+        self.sets[slot / WAYS].0[slot % WAYS].fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Requests in flight in the whole table (a scan, for /metrics).
@@ -111,18 +118,49 @@ impl ConnTable {
     }
 }
 
+/// What holds the `connection_limit` tables of a snapshot, by index: the
+/// snapshot itself (implemented where it is defined), so that a guard can
+/// reach its table without this layer knowing what a snapshot is.
+pub(crate) trait HoldsTables {
+    fn conn_table(&self, index: u16) -> &ConnTable;
+}
+
+/// A worker's handle to the tables of the snapshot a request runs on: the
+/// worker's own `Rc` of the snapshot, cloned with a plain increment on this
+/// thread (an `Arc` of the table would write one shared reference count
+/// from every worker on every request, whatever its key).
+pub(crate) type TablesRef = Rc<dyn HoldsTables>;
+
+/// What lends a request its [`TablesRef`] when it takes a count: the
+/// worker's handle of the snapshot, borrowed by the request's context.
+pub(crate) trait LendTables {
+    fn lend(&self) -> TablesRef;
+}
+
 /// One request's count at one `connection_limit` table, given back when
 /// dropped: the request's context holds it, then its response body, so it
 /// ends when the body is done or dropped (client gone, error, panic).
 /// Guards of several `connection_limit` middlewares on one route are
 /// chained (`next`: boxed, the second and later only).
-pub struct ConnGuard {
-    table: Arc<ConnTable>,
+pub(crate) struct ConnGuard {
+    tables: TablesRef,
+    /// The table's index in the snapshot, and the slot counted in.
+    table: u16,
     slot: u32,
     next: Option<Box<ConnGuard>>,
 }
 
 impl ConnGuard {
+    /// The count taken in `slot` of table `table` of `tables`.
+    pub(crate) fn new(tables: TablesRef, table: u16, slot: u32) -> Self {
+        ConnGuard {
+            tables,
+            table,
+            slot,
+            next: None,
+        }
+    }
+
     /// Chains `earlier` (a guard already held) after this one.
     pub(crate) fn chain(mut self, earlier: Option<ConnGuard>) -> ConnGuard {
         self.next = earlier.map(Box::new);
@@ -132,10 +170,7 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let slot = self.slot as usize;
-        // A slot with a count is never taken by another key, so its count
-        // is ours to lower (it stays in the slot's low bits).
-        self.table.sets[slot / WAYS].0[slot % WAYS].fetch_sub(1, Ordering::AcqRel);
+        self.tables.conn_table(self.table).release(self.slot);
     }
 }
 
@@ -145,28 +180,43 @@ mod tests {
 
     use super::*;
 
+    /// A snapshot of one table.
+    struct One(ConnTable);
+
+    impl HoldsTables for One {
+        fn conn_table(&self, _: u16) -> &ConnTable {
+            &self.0
+        }
+    }
+
     fn hash(table: &ConnTable, key: u64) -> u64 {
         let mut h = table.seed().hasher();
         h.write_u64(key);
         h.finish()
     }
 
+    /// Takes a count of `key`, held by a guard.
+    fn take(tables: &Rc<One>, key: u64, max: u32) -> Result<ConnGuard, Acquired> {
+        let t = &tables.0;
+        match t.acquire(hash(t, key), max) {
+            Acquired::Held(slot) => Ok(ConnGuard::new(tables.clone(), 0, slot)),
+            other => Err(other),
+        }
+    }
+
     #[test]
     fn max_in_flight_then_given_back() {
-        let t = Arc::new(ConnTable::new(100));
-        let (a, b) = (hash(&t, 1), hash(&t, 2));
+        let tables = Rc::new(One(ConnTable::new(100)));
+        let t = &tables.0;
         let mut held = Vec::new();
         for _ in 0..3 {
-            match t.acquire(a, 3) {
-                Acquired::Held(g) => held.push(g),
-                _ => panic!("refused under the limit"),
-            }
+            held.push(take(&tables, 1, 3).ok().expect("refused under the limit"));
         }
-        assert!(matches!(t.acquire(a, 3), Acquired::Full));
-        assert!(matches!(t.acquire(b, 3), Acquired::Held(_)));
-        assert_eq!(t.in_flight(), 3, "b's guard was dropped at once");
+        assert!(matches!(take(&tables, 1, 3), Err(Acquired::Full)));
+        assert!(take(&tables, 2, 3).is_ok());
+        assert_eq!(t.in_flight(), 3, "2's guard was dropped at once");
         held.pop();
-        assert!(matches!(t.acquire(a, 3), Acquired::Held(_)));
+        assert!(take(&tables, 1, 3).is_ok());
         // A chain gives every count back.
         let chained = held.pop().unwrap().chain(held.pop());
         assert_eq!(t.in_flight(), 2);
@@ -176,14 +226,15 @@ mod tests {
 
     #[test]
     fn the_table_stays_within_its_bound_under_100000_keys() {
-        let t = Arc::new(ConnTable::new(1000));
+        let tables = Rc::new(One(ConnTable::new(1000)));
+        let t = &tables.0;
         let mut held = Vec::new();
         let mut untracked = 0;
         for key in 0..100_000u64 {
-            match t.acquire(hash(&t, key), 1) {
-                Acquired::Held(g) => held.push(g),
-                Acquired::Untracked => untracked += 1,
-                Acquired::Full => panic!("a new key is never full"),
+            match take(&tables, key, 1) {
+                Ok(g) => held.push(g),
+                Err(Acquired::Untracked) => untracked += 1,
+                Err(_) => panic!("a new key is never full"),
             }
         }
         assert_eq!(t.slots(), 1000);
@@ -192,6 +243,6 @@ mod tests {
         drop(held);
         assert_eq!(t.in_flight(), 0);
         // Free slots are taken again by new keys.
-        assert!(matches!(t.acquire(hash(&t, 100_001), 1), Acquired::Held(_)));
+        assert!(take(&tables, 100_001, 1).is_ok());
     }
 }

@@ -16,8 +16,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU64;
 
-pub(crate) use conns::ConnGuard;
 pub use conns::{Acquired, ConnTable};
+pub(crate) use conns::{ConnGuard, HoldsTables, LendTables, TablesRef};
 pub(crate) use rate::MAX_HORIZON_US;
 pub use rate::{RateTable, Verdict};
 pub(crate) use registry::LimitTables;

@@ -12,7 +12,7 @@ use http::StatusCode;
 use super::limit_key::LimitKey;
 use super::refusal;
 use crate::context::{Flow, RequestContext, UpstreamRequest};
-use crate::limit::{Acquired, ConnTable};
+use crate::limit::{Acquired, ConnGuard, ConnTable};
 use crate::metrics::Refusal;
 
 const TOO_MANY: &str = "429 Too Many Requests: too many requests in flight on this route\n";
@@ -31,6 +31,9 @@ pub(crate) struct ConnectionLimit {
 pub(crate) struct ConnSettings {
     /// The process-wide counts (kept across reloads by the registry).
     pub(crate) table: Arc<ConnTable>,
+    /// The table's index in the snapshot's `conn_tables`, where a guard
+    /// finds it again.
+    pub(crate) index: u16,
     /// What a request counts under.
     pub(crate) key: LimitKey,
     /// The most requests of one key in flight.
@@ -52,8 +55,12 @@ impl ConnectionLimit {
             return Flow::Continue;
         };
         match s.table.acquire(hash, s.max) {
-            Acquired::Held(guard) => {
-                ctx.hold(guard);
+            Acquired::Held(slot) => {
+                match ctx.tables {
+                    Some(lender) => ctx.hold(ConnGuard::new(lender.lend(), s.index, slot)),
+                    // Never: every request that runs middlewares has them.
+                    None => s.table.release(slot),
+                }
                 Flow::Continue
             }
             Acquired::Untracked => Flow::Continue,

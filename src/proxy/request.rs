@@ -142,6 +142,7 @@ async fn run<P: Path, T: ConnTls>(
     let mut ctx = RequestContext::new(&arena, &r.state.tools, parts, host, r.client);
     ctx.tls = tls.info();
     let (state, snapshot) = (&r.state, &r.snapshot);
+    ctx.tables = Some(snapshot);
     // Moved out (a few words): fields the phases add borrow the arena, so
     // the headers' lifetime is the arena's, not the `'static` of the head.
     let mut upstream = head.upstream;
@@ -253,6 +254,7 @@ pub(crate) async fn serve_wire<'a, T: ConnTls>(
     };
     let mut ctx = RequestContext::new(arena, &state.tools, parts, host, client);
     ctx.tls = tls.info();
+    ctx.tables = Some(snapshot);
     if let Some(e) = refused {
         let mut response = refused_head(snapshot, &mut ctx, &request.upstream, e);
         epilogue(state, snapshot, &mut ctx, &mut response, tracked);

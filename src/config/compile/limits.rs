@@ -119,12 +119,14 @@ pub(super) struct RawConns<'r> {
     pub(super) status: Option<i64>,
 }
 
-/// `type = "connection_limit"` named `name`.
+/// `type = "connection_limit"` named `name`; its table is added to
+/// `snapshot_tables`, where its guards find it.
 pub(super) fn connection_limit(
     name: &str,
     raw: RawConns<'_>,
     trusted: &[IpNet],
     tables: &LimitTables,
+    snapshot_tables: &mut Vec<Arc<ConnTable>>,
     policy: u16,
 ) -> Result<Middleware, String> {
     let max = match raw.max {
@@ -142,9 +144,13 @@ pub(super) fn connection_limit(
     // `max` is not part of it: the counts in flight stay true whatever it is.
     let identity = format!("{name}\n{}\n{max_keys}", key_text(&key));
     let table = tables.conns(identity, || ConnTable::new(max_keys as usize));
+    // At most one per definition, so never near the bound.
+    let index = u16::try_from(snapshot_tables.len()).unwrap_or(u16::MAX);
+    snapshot_tables.push(table.clone());
     Ok(Middleware::ConnectionLimit(ConnectionLimit {
         settings: Arc::new(ConnSettings {
             table,
+            index,
             key,
             max,
             max_keys,

@@ -109,6 +109,7 @@ impl Compiler<'_, '_> {
                     },
                     &server.trusted_proxies,
                     self.limits,
+                    &mut self.conn_tables,
                     policy,
                 ),
                 other => self.middleware(name.get_ref(), other),

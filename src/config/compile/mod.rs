@@ -29,7 +29,7 @@ use crate::config::names::Names;
 use crate::config::parse::{humanize, parse_duration};
 use crate::config::raw::RawConfig;
 use crate::config::snapshot::Snapshot;
-use crate::limit::LimitTables;
+use crate::limit::{ConnTable, LimitTables};
 use crate::log::Sink;
 use crate::middleware::{CustomRegistry, Middleware};
 
@@ -79,6 +79,7 @@ pub(crate) fn compile(
         sinks,
         names,
         limits,
+        conn_tables: Vec::new(),
     };
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw, &server);
@@ -110,6 +111,7 @@ pub(crate) fn compile(
         stats: Default::default(),
         endpoint_states: Vec::new(),
         connect,
+        conn_tables: c.conn_tables.into(),
     })
 }
 
@@ -127,6 +129,8 @@ struct Compiler<'s, 'r> {
     names: &'r Names<'r>,
     /// The control plane's limit tables, kept across compiles.
     limits: &'r LimitTables,
+    /// The `connection_limit` tables of this snapshot, by index.
+    conn_tables: Vec<Arc<ConnTable>>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {
