@@ -28,6 +28,10 @@
 //! - `context`: what every phase sees: `RequestContext`, the arena, the
 //!   request's `Headers`, the bodies, `Flow`, `LogInfo`, `TlsInfo`, the
 //!   worker's tools.
+//! - `limit`: the process-wide tables of `rate_limit` and
+//!   `connection_limit` (one compare-and-swap per request, shared by the
+//!   workers) and the control plane's registry that keeps them across
+//!   reloads.
 //! - `http1`: HTTP/1.1 of our own: the codec (RFC 9112, on httparse: heads
 //!   checked strictly, chunked decoding and encoding, no allocation, no
 //!   copy, no I/O), the stream an upstream connection runs over, that
@@ -48,6 +52,7 @@ mod control;
 /// fuzz targets reach the codec: nothing outside the crate should call it.
 #[doc(hidden)]
 pub mod http1;
+mod limit;
 mod log;
 mod metrics;
 mod middleware;
@@ -71,13 +76,15 @@ pub use middleware::{Custom, CustomFactory, CustomRegistry, PhaseFuture};
 pub use proxy::error::ProxyError;
 
 /// What the criterion benches and the fuzz targets drive directly: the route
-/// table, the balancers and their endpoints. Not part of the supported API.
+/// table, the balancers and their endpoints, the limit tables. Not part of
+/// the supported API.
 #[doc(hidden)]
 pub mod bench {
     pub use crate::balance::{
         hash_bytes, BalanceKind, Balancer, HashTable, DEFAULT_MAGLEV_TABLE_SIZE,
         DEFAULT_VIRTUAL_NODES,
     };
+    pub use crate::limit::{Acquired, ConnTable, RateTable, Verdict};
     pub use crate::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
     pub use crate::upstream::EndpointSpec;
 }

@@ -273,6 +273,66 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(8, 1, "unknown field `allowed_origins`, expected one of `allow_origins`, `allow_methods`, `allow_headers`, `expose_headers`, `allow_credentials`, `max_age`")],
     ),
     (
+        "bad_rate_limit.toml",
+        &[
+            (
+                8,
+                1,
+                r#"middleware "a_zero_rate": rate_limit rate "0/s" is out of range: expected at least 1 request per s"#,
+            ),
+            (
+                12,
+                1,
+                r#"middleware "b_not_a_rate": rate_limit rate "abc" is invalid: expected COUNT/UNIT with a unit of s, m or h, e.g. "100/s""#,
+            ),
+            (
+                16,
+                1,
+                r#"middleware "c_unknown_unit": rate_limit rate "100/x" has an unknown unit "x": expected s, m or h, e.g. "100/s""#,
+            ),
+            (
+                20,
+                1,
+                r#"middleware "d_negative_burst": rate_limit burst = -1 is out of range: expected 0 or more (the requests allowed above the rate at once)"#,
+            ),
+            (
+                25,
+                1,
+                r#"middleware "e_delay_over_burst": rate_limit delay = 3 is out of range: expected 0 to burst = 2 (how many requests of a burst pass at once)"#,
+            ),
+            (
+                31,
+                1,
+                r#"middleware "f_unknown_key": rate_limit key "ip" is invalid: expected client_ip, route, consumer, header:NAME, cookie:NAME or claim:NAME"#,
+            ),
+            (
+                36,
+                1,
+                r#"middleware "g_no_keys": rate_limit max_keys = 0 is out of range: expected 1 to 16777216 (8 bytes a key)"#,
+            ),
+            (
+                41,
+                1,
+                r#"middleware "h_no_rate": rate_limit needs rate: expected COUNT/UNIT with a unit of s, m or h, e.g. rate = "100/s""#,
+            ),
+            (
+                45,
+                1,
+                r#"middleware "i_status": rate_limit status = 200 is invalid: expected 429 or 503"#,
+            ),
+            (
+                50,
+                1,
+                r#"middleware "j_no_max": connection_limit needs max: expected the most requests in flight per key, e.g. max = 10"#,
+            ),
+            (
+                54,
+                1,
+                r#"middleware "k_bad_header": connection_limit key "header:bad header" is invalid: expected client_ip, route, consumer, header:NAME, cookie:NAME or claim:NAME (not a header name)"#,
+            ),
+        ],
+    ),
+    (
         "bad_request_limits_key.toml",
         &[(
             8,

@@ -607,3 +607,53 @@ async fn a_pem_public_key_verifies_tokens_without_a_kid() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_can_count_by_a_claim() {
+    let origin = Origin::echo();
+    let hs = hmac();
+    let toml = format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.backend]
+endpoints = ["{}"]
+
+[middlewares.tokens]
+type = "jwt"
+secret = {SECRET:?}
+issuer = "{ISSUER}"
+audiences = ["api"]
+
+[middlewares.per_tenant]
+type = "rate_limit"
+rate = "1/h"
+key = "claim:tenant"
+
+[[routes]]
+middlewares = ["tokens", "per_tenant"]
+upstream = "backend"
+"#,
+        origin.addr
+    );
+    let gw = gateway_with(&toml, 2);
+    let tenant = |t: u64, sub: &str| {
+        let mut c = good(sub);
+        c["tenant"] = json!(t);
+        hs.sign(&c)
+    };
+    let mut client = H1::connect(gw.addr()).await;
+    let send = |token: String| request("GET", "/", &[("authorization", &bearer(&token))]);
+    // Two users of tenant 7 share its one request an hour; tenant 8 has its own.
+    assert_eq!(
+        within(client.send(send(tenant(7, "a")))).await.status,
+        StatusCode::OK
+    );
+    let r = within(client.send(send(tenant(7, "b")))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    assert_eq!(
+        within(client.send(send(tenant(8, "a")))).await.status,
+        StatusCode::OK
+    );
+}

@@ -405,6 +405,24 @@ pub(crate) enum RawMiddleware {
         fail_open: Option<bool>,
         ca_file: Option<String>,
     },
+    RateLimit {
+        /// `"COUNT/UNIT"`: `"100/s"`, `"600/m"`, `"10/h"`.
+        rate: Option<String>,
+        burst: Option<i64>,
+        /// How many requests of a burst pass at once (absent: all of them).
+        delay: Option<i64>,
+        /// One key source, or a list of them combined.
+        key: Option<toml::Value>,
+        max_keys: Option<i64>,
+        status: Option<i64>,
+    },
+    ConnectionLimit {
+        max: Option<i64>,
+        /// One key source, or a list of them combined.
+        key: Option<toml::Value>,
+        max_keys: Option<i64>,
+        status: Option<i64>,
+    },
     Custom {
         name: String,
         #[serde(default)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::balance::BalancePolicy;
+use crate::limit::{ConnTable, HoldsTables, LendTables, TablesRef};
 use crate::metrics::{HoldsStats, SnapshotStats};
 use crate::middleware::{AccessLog, Middleware};
 use crate::router::{RouteSpec, Router};
@@ -46,6 +47,10 @@ pub struct Snapshot {
     pub(crate) endpoint_states: Vec<Vec<Arc<EndpointState>>>,
     /// `[connect]`: plain CONNECT tunnelling; `None`: off (405).
     pub(crate) connect: Option<ConnectSettings>,
+    /// The `connection_limit` tables of the middlewares, by the index their
+    /// instances give their guards (which reach them through the worker's
+    /// handle of this snapshot).
+    pub(crate) conn_tables: Box<[Arc<ConnTable>]>,
 }
 
 /// The policy middlewares of a snapshot, each as its name and type.
@@ -61,6 +66,18 @@ pub(crate) type SnapshotRef = Rc<Arc<Snapshot>>;
 impl HoldsStats for Arc<Snapshot> {
     fn stats(&self) -> &SnapshotStats {
         &self.stats
+    }
+}
+
+impl HoldsTables for Arc<Snapshot> {
+    fn conn_table(&self, index: u16) -> &ConnTable {
+        &self.conn_tables[usize::from(index)]
+    }
+}
+
+impl LendTables for SnapshotRef {
+    fn lend(&self) -> TablesRef {
+        self.clone()
     }
 }
 

@@ -24,6 +24,7 @@ use std::rc::Rc;
 
 use crate::http1::conn::WireBody;
 use crate::http1::server::WireClientBody;
+use crate::limit::ConnGuard;
 use crate::log::LogTail;
 use crate::metrics::{RequestOutcome, StatsRef};
 
@@ -396,6 +397,9 @@ struct Completion {
     bytes: u64,
     /// Counted into the route's figures when hyper drops the body.
     outcome: Option<RequestOutcome>,
+    /// The request's `connection_limit` counts, given back when the body
+    /// is done or dropped.
+    held: Option<ConnGuard>,
     /// The request's count in flight: ended last, as the fields drop after
     /// `Drop::drop` has run.
     tracked: Tracked,
@@ -407,6 +411,7 @@ impl Completion {
         log: None,
         bytes: 0,
         outcome: None,
+        held: None,
         tracked: Tracked::NONE,
     };
 
@@ -419,6 +424,8 @@ impl Completion {
         if let Some(log) = self.log.take() {
             log.finish(self.bytes, completed);
         }
+        // The body is done (or gone): its requests in flight are over.
+        self.held = None;
     }
 }
 
@@ -479,6 +486,7 @@ impl ProxyBody {
                 log: None,
                 bytes: 0,
                 outcome: None,
+                held: None,
                 tracked: Tracked::NONE,
             },
         };
@@ -511,6 +519,15 @@ impl ProxyBody {
     /// dropped (its status, latency and the bytes it sent).
     pub(crate) fn set_outcome(&mut self, outcome: RequestOutcome) {
         self.done.outcome = Some(outcome);
+    }
+
+    /// Gives the request's `connection_limit` counts back when this body
+    /// is done or dropped.
+    pub(crate) fn set_held(&mut self, held: Option<ConnGuard>) {
+        self.done.held = held;
+        if self.is_end_stream() {
+            self.done.held = None;
+        }
     }
 
     /// Attaches the access-log line to be finished when the body ends.

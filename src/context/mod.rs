@@ -27,6 +27,7 @@ use bumpalo::Bump;
 use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use ipnet::IpNet;
 
+use crate::limit::{ConnGuard, LendTables};
 use crate::metrics::StatIds;
 pub use body::{BodyError, ProxyBody};
 pub(crate) use flow::plain_text;
@@ -84,10 +85,17 @@ pub struct RequestContext<'a> {
     /// What a `cors` middleware found on the request, for its response
     /// phase (`Nothing` on every other route).
     pub(crate) cors: CorsSeen<'a>,
+    /// The request's counts at `connection_limit` tables, given back when
+    /// dropped: handed to the response body by the epilogue, so they end
+    /// with the body (`None` on every other route).
+    pub(crate) held: Option<ConnGuard>,
+    /// The worker's handle of the request's snapshot, lent to the guards
+    /// of `held` (set by the prologue; `None` only where no middleware runs).
+    pub(crate) tables: Option<&'a dyn LendTables>,
     /// The client's address after `server.trusted_proxies`, once asked for
     /// ([`RequestContext::client_ip`]).
     client_ip: Option<IpAddr>,
-    vars: BumpVec<'a, (&'static str, &'a str)>,
+    vars: BumpVec<'a, (&'a str, &'a str)>,
 }
 
 /// A request body's limit, and the policy middleware that set it (its
@@ -201,6 +209,8 @@ impl<'a> RequestContext<'a> {
             ids: StatIds::default(),
             body_limit: None,
             cors: CorsSeen::Nothing,
+            held: None,
+            tables: None,
             client_ip: None,
             vars: BumpVec::new_in(arena),
         }
@@ -225,6 +235,12 @@ impl<'a> RequestContext<'a> {
         ip
     }
 
+    /// Keeps `guard` (a `connection_limit` count) for the rest of the
+    /// request, with those already held.
+    pub(crate) fn hold(&mut self, guard: ConnGuard) {
+        self.held = Some(guard.chain(self.held.take()));
+    }
+
     /// The request's arena, for per-request scratch that dies with the request.
     pub fn arena(&self) -> &'a Bump {
         self.arena
@@ -244,7 +260,7 @@ impl<'a> RequestContext<'a> {
     }
 
     /// Sets a per-request variable (for passing values between phases).
-    pub fn set_var(&mut self, key: &'static str, value: &'a str) {
+    pub fn set_var(&mut self, key: &'a str, value: &'a str) {
         if let Some(slot) = self.vars.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else {

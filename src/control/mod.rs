@@ -31,6 +31,7 @@ use crate::config::names::Names;
 pub use crate::config::names::{Resolve, SystemResolver};
 use crate::config::DetachedSinks;
 use crate::config::{self, ConfigError, ConfigErrors, Snapshot};
+use crate::limit::LimitTables;
 use crate::metrics::Metrics;
 use crate::middleware::{CustomFactory, CustomRegistry};
 use crate::worker::budget::ConnectionBudget;
@@ -115,6 +116,7 @@ pub fn check(
         registry,
         &DetachedSinks,
         &Names::fresh(&SystemResolver),
+        &LimitTables::default(),
     )
 }
 
@@ -248,8 +250,17 @@ impl GatewayBuilder {
             .resolver
             .unwrap_or_else(|| Arc::new(SystemResolver) as Arc<dyn Resolve>);
         let names = Names::fresh(&*resolver);
-        let mut snapshot = config::compile(file, source, 1, &self.registry, &*writers, &names)
-            .map_err(StartError::Config)?;
+        let limit_tables = LimitTables::default();
+        let mut snapshot = config::compile(
+            file,
+            source,
+            1,
+            &self.registry,
+            &*writers,
+            &names,
+            &limit_tables,
+        )
+        .map_err(StartError::Config)?;
         if let Some(n) = self.workers {
             snapshot.server.workers = n;
         }
@@ -385,6 +396,7 @@ impl GatewayBuilder {
             budget,
             registry: self.registry,
             writers: writers.clone(),
+            limits: limit_tables,
             workers,
             config_path: path,
             started_at: SystemTime::now(),
@@ -470,6 +482,9 @@ pub(crate) struct Control {
     pub(crate) budget: Arc<ConnectionBudget>,
     registry: CustomRegistry,
     writers: Arc<LogWriters>,
+    /// The `rate_limit` and `connection_limit` tables, found again by each
+    /// compile so that a reload keeps them (`limit/registry.rs`).
+    limits: LimitTables,
     pub(crate) workers: usize,
     /// The file reloads read, if started from one.
     pub(crate) config_path: Option<PathBuf>,

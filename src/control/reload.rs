@@ -105,8 +105,16 @@ impl Control {
     fn apply(&self, file: &str, source: &str) -> Result<u64, ReloadError> {
         // Names are resolved again; one that fails keeps its last good answer.
         let names = Names::reload(&*self.resolver, self.known_names());
-        let snapshot = config::compile(file, source, 0, &self.registry, &*self.writers, &names)
-            .map_err(ReloadError::Config)?;
+        let snapshot = config::compile(
+            file,
+            source,
+            0,
+            &self.registry,
+            &*self.writers,
+            &names,
+            &self.limits,
+        )
+        .map_err(ReloadError::Config)?;
         self.install(snapshot, file, source, Cause::Reload)
     }
 
@@ -117,16 +125,23 @@ impl Control {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let (file, source) = self.state().source.clone();
         let names = Names::known(&*self.resolver, self.known_names());
-        let snapshot =
-            match config::compile(&file, &source, 0, &self.registry, &*self.writers, &names) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(
-                        "cannot apply new DNS answers, the running configuration stays: {e}"
-                    );
-                    return None;
-                }
-            };
+        let snapshot = match config::compile(
+            &file,
+            &source,
+            0,
+            &self.registry,
+            &*self.writers,
+            &names,
+            &self.limits,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "cannot apply new DNS answers, the running configuration stays: {e}"
+                );
+                return None;
+            }
+        };
         let current = self.snapshot();
         let endpoints = |s: &config::Snapshot| -> Vec<UpstreamEndpoints> {
             s.upstreams

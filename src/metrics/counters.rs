@@ -76,7 +76,7 @@ pub(crate) struct EndpointCounters {
 
 /// One worker's refusals by one policy middleware (`ip_filter`,
 /// `request_limits`, `cors`, whose answered preflights count here too,
-/// `basic_auth`, `api_key`), by
+/// `basic_auth`, `api_key`, `rate_limit`, `connection_limit`), by
 /// reason (indexed like [`Refusal::ALL`]).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCounters {
@@ -153,10 +153,16 @@ pub(crate) enum Refusal {
     /// `forward_auth` with `fail_open`: no usable answer, and the request
     /// was let through (not a refusal; counted so that it shows).
     AuthFailedOpen,
+    /// `rate_limit`: the key is over its rate and burst (429, or the
+    /// configured status).
+    Rate,
+    /// `connection_limit`: the key has `max` requests in flight (429, or
+    /// the configured status).
+    Connections,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 30] = [
+    pub(crate) const ALL: [Refusal; 32] = [
         Refusal::Denied,
         Refusal::NotAllowed,
         Refusal::BodyTooLarge,
@@ -187,6 +193,8 @@ impl Refusal {
         Refusal::AuthDenied,
         Refusal::AuthUnavailable,
         Refusal::AuthFailedOpen,
+        Refusal::Rate,
+        Refusal::Connections,
     ];
 
     /// The metric label, and the access log's cause.
@@ -222,6 +230,8 @@ impl Refusal {
             Refusal::AuthDenied => "forward_auth_denied",
             Refusal::AuthUnavailable => "forward_auth_unavailable",
             Refusal::AuthFailedOpen => "forward_auth_failed_open",
+            Refusal::Rate => "rate_limited",
+            Refusal::Connections => "too_many_in_flight",
         }
     }
 }

@@ -142,6 +142,7 @@ async fn run<P: Path, T: ConnTls>(
     let mut ctx = RequestContext::new(&arena, &r.state.tools, parts, host, r.client);
     ctx.tls = tls.info();
     let (state, snapshot) = (&r.state, &r.snapshot);
+    ctx.tables = Some(snapshot);
     // Moved out (a few words): fields the phases add borrow the arena, so
     // the headers' lifetime is the arena's, not the `'static` of the head.
     let mut upstream = head.upstream;
@@ -149,7 +150,7 @@ async fn run<P: Path, T: ConnTls>(
     let phases = P::phases(state, snapshot, &mut ctx, parts, &mut upstream, body, taken);
     let (mut response, chain) = phases.await;
     response_filter(chain, &mut ctx, &mut response).await;
-    epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+    epilogue(&r.state, &r.snapshot, &mut ctx, &mut response, r.tracked);
     response
 }
 
@@ -162,22 +163,26 @@ fn refuse<T: ConnTls>(r: Received, tls: &T, head: Head, e: ProxyError) -> Respon
     let mut ctx = RequestContext::new(&arena, &r.state.tools, &head.parts, host, r.client);
     ctx.tls = tls.info();
     let mut response = refused(&r.snapshot, &mut ctx, &head.upstream, e);
-    epilogue(&r.state, &r.snapshot, &ctx, &mut response, r.tracked);
+    epilogue(&r.state, &r.snapshot, &mut ctx, &mut response, r.tracked);
     response
 }
 
 /// The epilogue: the answer is known; unless the request matched no route,
 /// it counts into its route's figures when its body ends, and its count in
-/// flight rides in the body too (both set after the last await of the
+/// flight (and its `connection_limit` counts) ride in the body too (both set after the last await of the
 /// request, so they add nothing to the future).
 #[inline(always)]
 fn epilogue(
     state: &ProxyState,
     snapshot: &SnapshotRef,
-    ctx: &RequestContext<'_>,
+    ctx: &mut RequestContext<'_>,
     response: &mut Response<ProxyBody>,
     tracked: Tracked,
 ) {
+    // Requests in flight at a `connection_limit` end with the body.
+    if ctx.held.is_some() {
+        response.body_mut().set_held(ctx.held.take());
+    }
     if ctx.ids.route().is_some() {
         let outcome = RequestOutcome {
             stats: snapshot.clone(),
@@ -249,15 +254,16 @@ pub(crate) async fn serve_wire<'a, T: ConnTls>(
     };
     let mut ctx = RequestContext::new(arena, &state.tools, parts, host, client);
     ctx.tls = tls.info();
+    ctx.tables = Some(snapshot);
     if let Some(e) = refused {
         let mut response = refused_head(snapshot, &mut ctx, &request.upstream, e);
-        epilogue(state, snapshot, &ctx, &mut response, tracked);
+        epilogue(state, snapshot, &mut ctx, &mut response, tracked);
         return response;
     }
     let (upstream, body) = (&mut request.upstream, &mut request.body);
     let phases = Plain::phases(state, snapshot, &mut ctx, parts, upstream, body, ());
     let (mut response, chain) = phases.await;
     response_filter(chain, &mut ctx, &mut response).await;
-    epilogue(state, snapshot, &ctx, &mut response, tracked);
+    epilogue(state, snapshot, &mut ctx, &mut response, tracked);
     response
 }

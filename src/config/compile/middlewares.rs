@@ -1,6 +1,8 @@
 //! Compiles `[middlewares.NAME]` definitions (the policy middlewares,
-//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`
-//! and `forward_auth`, with `policies`, `auth`, `jwt` and `forward_auth`), access logs (their outputs opened
+//! `ip_filter`, `request_limits`, `cors`, `basic_auth`, `api_key`, `jwt`,
+//! `forward_auth`, `compress`, `rate_limit` and `connection_limit`, with
+//! `policies`, `auth`, `jwt`, `forward_auth`, `compress` and `limits`),
+//! access logs (their outputs opened
 //! through the `SinkOpener`) and the `server.access_log` fallback, and looks
 //! middlewares up by name. Putting them into route chains is left to `routes`.
 
@@ -8,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 
+use super::limits::{self, RawConns, RawRate};
 use super::policies::{self, RawCors, RawLimits};
 use super::{auth, compress, forward_auth, jwt, span, Compiler, Defined};
 use crate::config::intern;
@@ -77,6 +80,45 @@ impl Compiler<'_, '_> {
                 raw @ RawMiddleware::ForwardAuth { .. } => {
                     forward_auth::compile(raw, &server.trusted_proxies, policy)
                 }
+                RawMiddleware::RateLimit {
+                    rate,
+                    burst,
+                    delay,
+                    key,
+                    max_keys,
+                    status,
+                } => limits::rate_limit(
+                    name.get_ref(),
+                    RawRate {
+                        rate,
+                        burst: *burst,
+                        delay: *delay,
+                        key,
+                        max_keys: *max_keys,
+                        status: *status,
+                    },
+                    &server.trusted_proxies,
+                    self.limits,
+                    policy,
+                ),
+                RawMiddleware::ConnectionLimit {
+                    max,
+                    key,
+                    max_keys,
+                    status,
+                } => limits::connection_limit(
+                    name.get_ref(),
+                    RawConns {
+                        max: *max,
+                        key,
+                        max_keys: *max_keys,
+                        status: *status,
+                    },
+                    &server.trusted_proxies,
+                    self.limits,
+                    &mut self.conn_tables,
+                    policy,
+                ),
                 other => self.middleware(name.get_ref(), other),
             };
             let built = match built {
@@ -89,6 +131,8 @@ impl Compiler<'_, '_> {
                         Middleware::ApiKey(_) => Some("api_key"),
                         Middleware::Jwt(_) => Some("jwt"),
                         Middleware::ForwardAuth(_) => Some("forward_auth"),
+                        Middleware::RateLimit(_) => Some("rate_limit"),
+                        Middleware::ConnectionLimit(_) => Some("connection_limit"),
                         _ => None,
                     };
                     if let Some(kind) = kind {
@@ -190,7 +234,9 @@ impl Compiler<'_, '_> {
             | RawMiddleware::ApiKey { .. }
             | RawMiddleware::Jwt { .. }
             | RawMiddleware::ForwardAuth { .. }
-            | RawMiddleware::Compress { .. } => {
+            | RawMiddleware::Compress { .. }
+            | RawMiddleware::RateLimit { .. }
+            | RawMiddleware::ConnectionLimit { .. } => {
                 return Err("a policy middleware must be defined under [middlewares]".into())
             }
             RawMiddleware::Custom { name, settings } => {

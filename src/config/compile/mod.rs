@@ -9,6 +9,7 @@ mod compress;
 mod forward_auth;
 mod hash;
 mod jwt;
+mod limits;
 mod listeners;
 mod middlewares;
 mod policies;
@@ -31,6 +32,7 @@ use crate::config::names::Names;
 use crate::config::parse::{humanize, parse_duration};
 use crate::config::raw::RawConfig;
 use crate::config::snapshot::Snapshot;
+use crate::limit::{ConnTable, LimitTables};
 use crate::log::Sink;
 use crate::middleware::{CustomRegistry, Middleware};
 
@@ -61,6 +63,7 @@ pub(crate) fn compile(
     registry: &CustomRegistry,
     sinks: &dyn SinkOpener,
     names: &Names<'_>,
+    limits: &LimitTables,
 ) -> Result<Snapshot, ConfigErrors> {
     let mut d = Diagnostics::new(file, source);
     let raw: RawConfig = match toml::from_str(source) {
@@ -78,6 +81,8 @@ pub(crate) fn compile(
         registry,
         sinks,
         names,
+        limits,
+        conn_tables: Vec::new(),
     };
     let server = c.server(&raw.server);
     let listeners = c.listeners(&raw, &server);
@@ -109,6 +114,7 @@ pub(crate) fn compile(
         stats: Default::default(),
         endpoint_states: Vec::new(),
         connect,
+        conn_tables: c.conn_tables.into(),
     })
 }
 
@@ -124,6 +130,10 @@ struct Compiler<'s, 'r> {
     registry: &'r CustomRegistry,
     sinks: &'r dyn SinkOpener,
     names: &'r Names<'r>,
+    /// The control plane's limit tables, kept across compiles.
+    limits: &'r LimitTables,
+    /// The `connection_limit` tables of this snapshot, by index.
+    conn_tables: Vec<Arc<ConnTable>>,
 }
 
 fn span<T>(s: &Spanned<T>) -> Range<usize> {

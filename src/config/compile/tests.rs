@@ -32,6 +32,7 @@ fn compile_text(source: &str) -> Result<Snapshot, ConfigErrors> {
         &CustomRegistry::default(),
         &DetachedSinks,
         &Names::fresh(&SystemResolver),
+        &crate::limit::LimitTables::default(),
     )
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::balance::{BalanceKind, BalancePolicy};
 use crate::config::{ConnectSettings, ConnectTarget, ServerSettings, Snapshot};
-use crate::middleware::{AccessLog, LogFormat, Middleware};
+use crate::middleware::{AccessLog, LimitKey, LogFormat, Middleware};
 use crate::router::{HeaderCond, PathSpec, RouteSpec};
 use crate::tls::server::ServerTls;
 use crate::upstream::{HealthCheckSpec, Probe, UpstreamSpec, UpstreamTls};
@@ -459,10 +459,37 @@ fn middleware(m: &Middleware) -> Value {
                 "fail_open": s.fail_open,
             })
         }
+        Middleware::RateLimit(r) => {
+            let s = &r.settings;
+            json!({
+                "type": "rate_limit",
+                "rate": format!("{}/{}", s.count, s.per.suffix()),
+                "burst": s.burst,
+                "delay": s.delay,
+                "key": limit_key(&s.key),
+                "max_keys": s.max_keys,
+                "status": s.status.as_u16(),
+            })
+        }
+        Middleware::ConnectionLimit(c) => {
+            let s = &c.settings;
+            json!({
+                "type": "connection_limit",
+                "max": s.max,
+                "key": limit_key(&s.key),
+                "max_keys": s.max_keys,
+                "status": s.status.as_u16(),
+            })
+        }
         // The compiled instance keeps neither its registered name nor its
         // settings (which may hold secrets).
         Middleware::Custom(_) => json!({ "type": "custom" }),
     }
+}
+
+/// A limit's key as its sources, as written.
+fn limit_key(key: &LimitKey) -> Vec<String> {
+    key.sources.iter().map(|s| s.text()).collect()
 }
 
 fn header_names(list: &[HeaderName]) -> Vec<&str> {

@@ -32,6 +32,10 @@ pub(super) struct Verified {
     pub(super) headers: Vec<Option<HeaderValue>>,
     /// The `exp` claim.
     pub(super) expires: Option<u64>,
+    /// `claim:NAME` and its value, for each top-level claim that is a
+    /// string, number or boolean (at most `MAX_VARS`, values at most 256
+    /// bytes): the per-request variables a `rate_limit` key reads.
+    pub(super) vars: Vec<(Box<str>, Box<str>)>,
 }
 
 /// The key set a verification used: 0 for keys given at load (they
@@ -130,6 +134,7 @@ mod tests {
             consumer: Some("a".into()),
             headers: Vec::new(),
             expires,
+            vars: Vec::new(),
         }
     }
 

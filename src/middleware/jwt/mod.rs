@@ -24,6 +24,9 @@ use crate::metrics::Refusal;
 pub(crate) use keys::ALL as ALL_ALGORITHMS;
 pub(crate) use keys::{algorithm, algorithm_name, parse_jwks, parse_pem, Key, KeySet, RemoteKeys};
 
+/// The most claims a token leaves as `claim:NAME` variables.
+const MAX_VARS: usize = 16;
+
 const UNAUTHORIZED: &str = "401 Unauthorized: this route needs a valid bearer token\n";
 
 /// Where a token may be read, in this order.
@@ -219,6 +222,10 @@ impl Jwt {
         if let Some(consumer) = verified.consumer.as_deref() {
             ctx.consumer = Some(ctx.alloc_str(consumer));
         }
+        for (name, value) in &verified.vars {
+            let (name, value) = (ctx.alloc_str(name), ctx.alloc_str(value));
+            ctx.set_var(name, value);
+        }
         Flow::Continue
     }
 
@@ -299,10 +306,25 @@ impl Jwt {
             .iter()
             .map(|(claim, _)| claims.get(&**claim).and_then(token::header_value))
             .collect();
+        let vars = claims
+            .iter()
+            .filter_map(|(name, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                (name.len() <= 64 && text.len() <= 256)
+                    .then(|| (format!("claim:{name}").into(), text.into()))
+            })
+            .take(MAX_VARS)
+            .collect();
         Ok(cache::Verified {
             consumer,
             headers,
             expires: claims.get("exp").and_then(|e| e.as_u64()),
+            vars,
         })
     }
 

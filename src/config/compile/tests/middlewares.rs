@@ -205,3 +205,59 @@ fn middleware_errors() {
         ),
     ]);
 }
+
+#[test]
+fn limit_middlewares_are_compiled_with_their_defaults() {
+    let snap = compiled(&[
+        "[middlewares.per_client]",
+        r#"type = "rate_limit""#,
+        r#"rate = "600/m""#,
+        "burst = 4",
+        "[middlewares.spaced]",
+        r#"type = "rate_limit""#,
+        r#"rate = "3/s""#,
+        "burst = 4",
+        "delay = 1",
+        r#"key = ["header:X-Tenant", "cookie:sid", "route", "consumer", "claim:sub"]"#,
+        "max_keys = 10",
+        "status = 503",
+        "[middlewares.in_flight]",
+        r#"type = "connection_limit""#,
+        "max = 3",
+        "[[routes]]",
+        r#"middlewares = ["per_client", "spaced", "in_flight"]"#,
+        r#"upstream = "base""#,
+    ]);
+    let chain = &snap.routes[0].chain;
+    let (Middleware::RateLimit(a), Middleware::RateLimit(b), Middleware::ConnectionLimit(c)) =
+        (&chain[0], &chain[1], &chain[2])
+    else {
+        panic!("the limits")
+    };
+    let a = &a.settings;
+    assert_eq!((a.count, a.burst, a.delay, a.max_keys), (600, 4, 4, 65_536));
+    assert_eq!(a.delay_us, 4 * 100_000, "nodelay: the whole burst at once");
+    assert_eq!(a.status, http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.key.sources.len(), 1);
+    assert_eq!(a.policy_value, r#""per_client";q=600;w=60"#);
+    assert_eq!(a.table.slots(), 65_536);
+    let b = &b.settings;
+    // 3/s: an interval of 333,333 µs (to the nearest microsecond).
+    assert_eq!((b.delay, b.delay_us), (1, 333_333));
+    assert_eq!(b.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    let key: Vec<String> = b.key.sources.iter().map(|s| s.text()).collect();
+    assert_eq!(
+        key,
+        [
+            "header:x-tenant",
+            "cookie:sid",
+            "route",
+            "consumer",
+            "claim:sub"
+        ]
+    );
+    assert_eq!(b.table.slots(), 12, "10 keys: 3 sets of 4");
+    let c = &c.settings;
+    assert_eq!((c.max, c.max_keys), (3, 65_536));
+    assert_eq!(c.key.sources[0].text(), "client_ip");
+}

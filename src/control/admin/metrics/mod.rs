@@ -111,6 +111,7 @@ fn encode(mut enc: DescriptorEncoder, f: &Figures<'_>) -> fmt::Result {
     let stats = &f.snapshot.stats;
     routes::encode(&mut enc, &stats.routes)?;
     policies::encode(&mut enc, &stats.policies)?;
+    policies::encode_tables(&mut enc, f.snapshot)?;
     upstreams::encode(&mut enc, &stats.upstreams)?;
     endpoints::encode(&mut enc, f.snapshot)?;
     pools::encode(&mut enc, &stats.pools)?;

@@ -68,6 +68,7 @@ fn fixture() -> (Arc<Snapshot>, Arc<Metrics>) {
         &CustomRegistry::default(),
         &DetachedSinks,
         &crate::config::names::Names::fresh(&crate::config::names::SystemResolver),
+        &crate::limit::LimitTables::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new(2));
@@ -321,6 +322,9 @@ fn every_family_is_exposed_in_its_order_and_documented() {
         "strait_route_sent_bytes_total counter",
         "strait_middleware_refusals_total counter",
         "strait_cors_preflights_total counter",
+        "strait_limit_keys gauge",
+        "strait_limit_key_slots gauge",
+        "strait_connection_limit_in_flight gauge",
         "strait_upstream_responses_total counter",
         "strait_upstream_response_duration_seconds histogram",
         "strait_upstream_connect_failures_total counter",
