@@ -29,6 +29,8 @@ fn spec(host: Option<&str>, path: PathSpec) -> RouteSpec {
         path,
         methods: Vec::new(),
         headers: Vec::new(),
+        query: Vec::new(),
+        cookies: Vec::new(),
     }
 }
 
@@ -181,6 +183,7 @@ fn input(c: &Case) -> RouteInput<'_, '_> {
         method: &c.method,
         host: c.host,
         path: c.path,
+        query: None,
         headers: &c.headers,
     }
 }

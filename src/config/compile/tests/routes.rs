@@ -35,6 +35,8 @@ fn route_match_chain_and_defaults() {
                 http::HeaderValue::from_static("test"),
             ),
         ],
+        query: Vec::new(),
+        cookies: Vec::new(),
     };
     assert_eq!(r.matcher, matcher);
     assert_eq!(&*snap.upstreams[r.upstream].name, "base");
@@ -137,7 +139,7 @@ fn route_errors() {
             ],
             &[
                 r#"6:9: route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
-                r#"7:16: route "a": middleware "rw" uses parameter {id} that the route's path_pattern does not capture"#,
+                r#"7:16: route "a": middleware "rw" uses parameter {id} that the route's path_pattern or path_regex does not capture"#,
                 r#"7:22: route "a": unknown middleware "nope": expected one of ["access_log", "request_id", "rw"] (define it under [middlewares.nope])"#,
                 r#"8:12: route "a": unknown upstream "missing": expected one of ["base"]"#,
                 r#"10:8: duplicate route name "a" (also route 1)"#,
