@@ -219,6 +219,16 @@ impl Router {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // One cache table per router: each worker's caches for the old router go
+        // together when the new one is in use.
+        let table = path_regex::new_table();
+        let regexes = routes.iter_mut().filter_map(|r| match &mut r.path {
+            PathMatcher::Regex(re) => Some(re),
+            _ => None,
+        });
+        for (index, re) in regexes.enumerate() {
+            re.place(table, index);
+        }
 
         // A stable sort on descending specificity keeps file order among equals.
         let mut order: Vec<usize> = (0..routes.len()).collect();
@@ -318,5 +328,7 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+mod match_tests;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,15 @@
 //! named groups captured into the caller's parameter list without allocating.
 //!
 //! The engine is `regex-automata`'s meta regex, the one `regex::Regex` wraps, with the
-//! same limits `RegexBuilder::size_limit` and `dfa_size_limit` set; it is used directly
-//! because its `search_slots` writes the captures into a slice on the stack, where
-//! `regex::Regex::captures` would allocate per request.
+//! same limits `RegexBuilder::size_limit` and `dfa_size_limit` set. It is used directly
+//! for two reasons: `search_slots_with` writes the captures into a slice on the stack,
+//! where `regex::Regex::captures` allocates per request; and it takes the search cache
+//! from the caller, where `regex::Regex` takes one from a pool that every thread but the
+//! first reaches through a mutex. Each worker keeps its own caches in a thread-local
+//! (`CACHES`), so matching takes no lock and shares no cache line.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bumpalo::collections::Vec as BumpVec;
 use regex_automata::util::primitives::NonMaxUsize;
@@ -21,6 +27,22 @@ pub(crate) const DFA_SIZE_LIMIT: usize = 1 << 20;
 /// Capture groups a path regex may have, the whole match counted (slots live on the stack).
 pub(crate) const MAX_GROUPS: usize = 32;
 
+/// Tables of search caches a worker keeps: the current router's and the one before, so
+/// the few requests that loaded the snapshot just before a reload do not evict the new
+/// router's caches (a third table evicts the least recently used).
+const TABLES: usize = 2;
+
+/// The next cache table: one per router built (and per regex compiled alone).
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This worker's search caches (the lazy DFA's states, the NFA simulation's
+    /// scratch), by table, then by the regex's index in it, made on first use. A worker
+    /// is one thread, so they are its own: no lock, nothing shared. Most recent first.
+    static CACHES: RefCell<Vec<(u64, Vec<Option<meta::Cache>>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
 /// A path regex that matches whole paths only.
 #[derive(Debug)]
 pub(crate) struct PathRegex {
@@ -29,6 +51,9 @@ pub(crate) struct PathRegex {
     names: Box<[(usize, Box<str>)]>,
     /// Slots `search_slots` must fill: two per group up to the last named one.
     slots: usize,
+    /// Where this regex's cache is in each worker's `CACHES`: (table, index). The
+    /// router gives all its regexes one table ([`PathRegex::place`]).
+    cache: (u64, usize),
 }
 
 impl PathRegex {
@@ -69,6 +94,33 @@ impl PathRegex {
             regex,
             names,
             slots,
+            cache: (new_table(), 0),
+        })
+    }
+
+    /// Puts this regex's cache at `index` of `table` (from [`new_table`]), so a router's
+    /// regexes share one table in each worker and a reload replaces it whole.
+    pub(crate) fn place(&mut self, table: u64, index: usize) {
+        self.cache = (table, index);
+    }
+
+    /// Runs `f` with this worker's cache for this regex.
+    fn with_cache<R>(&self, f: impl FnOnce(&mut meta::Cache) -> R) -> R {
+        let (table, index) = self.cache;
+        CACHES.with(|tables| {
+            let mut tables = tables.borrow_mut();
+            match tables.iter().position(|(t, _)| *t == table) {
+                Some(at) => tables.swap(0, at),
+                None => {
+                    tables.truncate(TABLES - 1);
+                    tables.insert(0, (table, Vec::new()));
+                }
+            }
+            let caches = &mut tables[0].1;
+            if caches.len() <= index {
+                caches.resize_with(index + 1, || None);
+            }
+            f(caches[index].get_or_insert_with(|| self.regex.create_cache()))
         })
     }
 
@@ -81,11 +133,15 @@ impl PathRegex {
     ) -> bool {
         let input = Input::new(path).anchored(Anchored::Yes);
         if self.names.is_empty() {
-            return self.regex.is_match(input);
+            let input = input.earliest(true);
+            return self.with_cache(|c| self.regex.search_half_with(c, &input).is_some());
         }
         let mut slots: [Option<NonMaxUsize>; 2 * MAX_GROUPS] = [None; 2 * MAX_GROUPS];
         let slots = &mut slots[..self.slots];
-        if self.regex.search_slots(&input, slots).is_none() {
+        if self
+            .with_cache(|c| self.regex.search_slots_with(c, &input, slots))
+            .is_none()
+        {
             return false;
         }
         for (group, name) in self.names.iter() {
@@ -97,6 +153,11 @@ impl PathRegex {
         }
         true
     }
+}
+
+/// A new cache table for [`PathRegex::place`].
+pub(crate) fn new_table() -> u64 {
+    NEXT_TABLE.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The names of the named groups, in group order, for checking `rewrite` templates at
@@ -232,7 +293,7 @@ mod tests {
         let err = |p: &str| PathRegex::compile(p).expect_err("must be rejected");
         assert_eq!(
             err("/(?P<id[0-9]+"),
-            r#"invalid path_regex "/(?P<id[0-9]+": invalid capture group character (at bytes 7..8)"#
+            r#"invalid path_regex "/(?P<id[0-9]+": invalid capture group character (at bytes 9..10)"#
         );
         assert_eq!(
             err("/(a"),

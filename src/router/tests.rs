@@ -3,7 +3,7 @@
 use super::*;
 use bumpalo::Bump;
 
-fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
+pub(super) fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
     RouteSpec {
         host: host.map(str::to_owned),
         path,
@@ -14,23 +14,23 @@ fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
     }
 }
 
-fn exact(p: &str) -> PathSpec {
+pub(super) fn exact(p: &str) -> PathSpec {
     PathSpec::Exact(p.into())
 }
 
-fn prefix(p: &str) -> PathSpec {
+pub(super) fn prefix(p: &str) -> PathSpec {
     PathSpec::Prefix(p.into())
 }
 
-fn pattern(p: &str) -> PathSpec {
+pub(super) fn pattern(p: &str) -> PathSpec {
     PathSpec::Pattern(p.into())
 }
 
-fn build(specs: Vec<RouteSpec>) -> Router {
+pub(super) fn build(specs: Vec<RouteSpec>) -> Router {
     Router::build(specs).expect("valid routes")
 }
 
-struct Req {
+pub(super) struct Req {
     method: Method,
     host: Option<&'static str>,
     path: &'static str,
@@ -39,7 +39,7 @@ struct Req {
     headers: Vec<(&'static str, &'static str)>,
 }
 
-fn req(host: Option<&'static str>, path: &'static str) -> Req {
+pub(super) fn req(host: Option<&'static str>, path: &'static str) -> Req {
     Req {
         method: Method::GET,
         host,
@@ -50,17 +50,17 @@ fn req(host: Option<&'static str>, path: &'static str) -> Req {
 }
 
 impl Req {
-    fn method(mut self, m: Method) -> Req {
+    pub(super) fn method(mut self, m: Method) -> Req {
         self.method = m;
         self
     }
 
-    fn query(mut self, q: &'static str) -> Req {
+    pub(super) fn query(mut self, q: &'static str) -> Req {
         self.query = Some(q);
         self
     }
 
-    fn header(mut self, name: &'static str, value: &'static str) -> Req {
+    pub(super) fn header(mut self, name: &'static str, value: &'static str) -> Req {
         self.headers.push((name, value));
         self
     }
@@ -68,7 +68,7 @@ impl Req {
 
 /// Route id and captures, owned so the arena can be dropped; the same
 /// whether the headers are a map or an HTTP/1.1 head's fields.
-fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>) {
+pub(super) fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>) {
     let bump = Bump::new();
     let mut map = http::HeaderMap::new();
     for (name, value) in &r.headers {
@@ -101,11 +101,11 @@ fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>)
     std::mem::take(&mut found[0])
 }
 
-fn find(router: &Router, r: Req) -> Option<usize> {
+pub(super) fn find(router: &Router, r: Req) -> Option<usize> {
     find_with(router, &r).0
 }
 
-fn assert_routes(router: &Router, cases: Vec<(Req, Option<usize>)>) {
+pub(super) fn assert_routes(router: &Router, cases: Vec<(Req, Option<usize>)>) {
     for (r, want) in cases {
         let desc = format!("{} host={:?} path={:?}", r.method, r.host, r.path);
         assert_eq!(find(router, r), want, "{desc}");
@@ -514,220 +514,4 @@ fn build_reports_every_invalid_route() {
 fn router_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Router>();
-}
-
-fn regex(r: &str) -> PathSpec {
-    PathSpec::Regex(r.into())
-}
-
-fn present(n: &str) -> PairCond {
-    PairCond::Present(n.into())
-}
-
-fn equals(n: &str, v: &str) -> PairCond {
-    PairCond::Equals(n.into(), v.into())
-}
-
-#[test]
-fn query_conditions_match_decoded_parameters() {
-    let mut v2 = route(None, prefix("/api"));
-    v2.query = vec![equals("version", "2")];
-    let mut debug = route(None, prefix("/api"));
-    debug.query = vec![present("debug")];
-    let mut both = route(None, prefix("/api"));
-    both.query = vec![equals("version", "2"), present("debug")];
-    let mut spaced = route(None, prefix("/api"));
-    spaced.query = vec![equals("q", "a b&c")];
-    let router = build(vec![route(None, prefix("/api")), v2, debug, both, spaced]);
-    assert_routes(
-        &router,
-        vec![
-            (req(None, "/api"), Some(0)),
-            (req(None, "/api").query("version=2"), Some(1)),
-            (req(None, "/api").query("a=1&version=2&b"), Some(1)),
-            (req(None, "/api").query("version=3&version=2"), Some(1)),
-            (req(None, "/api").query("%76ersion=%32"), Some(1)),
-            (req(None, "/api").query("version=2 "), Some(0)),
-            (req(None, "/api").query("Version=2"), Some(0)),
-            (req(None, "/api").query("debug"), Some(2)),
-            (req(None, "/api").query("debug="), Some(2)),
-            (req(None, "/api").query("debug=0&version=2"), Some(3)),
-            (req(None, "/api").query("q=a%20b%26c"), Some(4)),
-            (req(None, "/api").query("q=a+b%26c"), Some(0)),
-            // Hostile or malformed queries simply do not match.
-            (req(None, "/api").query(""), Some(0)),
-            (req(None, "/api").query("&&=x&==&a==b&%&%%%"), Some(0)),
-            (req(None, "/api").query("version==2"), Some(0)),
-            (req(None, "/api").query("version=%FF%fe%"), Some(0)),
-        ],
-    );
-    let huge: &'static str = Box::leak(format!("{}&version=2", "a=b&".repeat(20_000)).into());
-    assert_eq!(find(&router, req(None, "/api").query(huge)), Some(1));
-}
-
-#[test]
-fn cookie_conditions_read_every_cookie_field() {
-    let mut canary = route(None, prefix("/"));
-    canary.cookies = vec![equals("canary", "always")];
-    let mut session = route(None, prefix("/"));
-    session.cookies = vec![present("session")];
-    let router = build(vec![route(None, prefix("/")), canary, session]);
-    assert_routes(
-        &router,
-        vec![
-            (req(None, "/"), Some(0)),
-            (req(None, "/").header("cookie", "canary=always"), Some(1)),
-            (
-                req(None, "/").header("cookie", "a=1;  canary=always ;b=2"),
-                Some(1),
-            ),
-            // HTTP/2 may send one field per cookie.
-            (
-                req(None, "/")
-                    .header("cookie", "a=1")
-                    .header("cookie", "canary=always"),
-                Some(1),
-            ),
-            (req(None, "/").header("cookie", "canary=never"), Some(0)),
-            (req(None, "/").header("cookie", "Canary=always"), Some(0)),
-            (
-                req(None, "/").header("cookie", "canary=\"always\""),
-                Some(0),
-            ),
-            (req(None, "/").header("cookie", "canary=alwaysx"), Some(0)),
-            (req(None, "/").header("x-cookie", "canary=always"), Some(0)),
-            (req(None, "/").header("cookie", "session"), Some(2)),
-            (req(None, "/").header("cookie", "session="), Some(2)),
-            // Malformed fields simply do not match.
-            (
-                req(None, "/").header("cookie", ";;=;=always;canary"),
-                Some(0),
-            ),
-            (req(None, "/").header("cookie", "canary==always"), Some(0)),
-        ],
-    );
-}
-
-#[test]
-fn non_utf8_cookie_bytes_do_not_match_or_panic() {
-    let mut canary = route(None, PathSpec::Any);
-    canary.cookies = vec![equals("canary", "always")];
-    let router = build(vec![route(None, PathSpec::Any), canary]);
-    let mut map = http::HeaderMap::new();
-    map.append(
-        http::header::COOKIE,
-        HeaderValue::from_bytes(b"\xffcanary=always\xfe").unwrap(),
-    );
-    map.append(
-        http::header::COOKIE,
-        HeaderValue::from_bytes(b"x=\xff; canary=always").unwrap(),
-    );
-    let headers = Headers::from_map(map);
-    let bump = Bump::new();
-    let mut params = BumpVec::new_in(&bump);
-    let input = RouteInput {
-        method: &Method::GET,
-        host: None,
-        path: "/",
-        query: None,
-        headers: &headers,
-    };
-    assert_eq!(router.find(&input, &mut params), Some(1));
-}
-
-#[test]
-fn query_and_cookie_conditions_count_like_headers() {
-    let mut header = route(None, PathSpec::Any);
-    header.headers = vec![HeaderCond::Present(HeaderName::from_static("x-canary"))];
-    let mut cookie_and_query = route(None, PathSpec::Any);
-    cookie_and_query.cookies = vec![present("canary")];
-    cookie_and_query.query = vec![present("beta")];
-    let mut with_method = route(None, PathSpec::Any);
-    with_method.methods = vec![Method::GET];
-    let router = build(vec![header, cookie_and_query, with_method]);
-    assert_routes(
-        &router,
-        vec![
-            (
-                req(None, "/")
-                    .header("x-canary", "1")
-                    .header("cookie", "canary=1")
-                    .query("beta"),
-                Some(1),
-            ),
-            (
-                req(None, "/").method(Method::POST).header("x-canary", "1"),
-                Some(0),
-            ),
-            // A method condition still outranks any number of them.
-            (req(None, "/").header("x-canary", "1"), Some(2)),
-        ],
-    );
-}
-
-#[test]
-fn regex_ranks_after_pattern_before_prefix() {
-    let router = build(vec![
-        route(None, prefix("/")),
-        route(None, prefix("/v1")),
-        route(None, regex(r"/v[0-9]+/items/(?P<id>[0-9]+)")),
-        route(None, pattern("/v1/items/{id}")),
-        route(None, exact("/v1/items/0")),
-        route(None, regex(r"/v[0-9]+/.*")),
-    ]);
-    assert_routes(
-        &router,
-        vec![
-            (req(None, "/v1/items/0"), Some(4)),
-            (req(None, "/v1/items/7"), Some(3)),
-            (req(None, "/v2/items/7"), Some(2)),
-            // Earlier regex first; both match.
-            (req(None, "/v2/items/7/"), Some(5)),
-            (req(None, "/v1/other"), Some(5)),
-            (req(None, "/v1"), Some(1)),
-            (req(None, "/x"), Some(0)),
-        ],
-    );
-    let (id, caps) = find_with(&router, &req(None, "/v9/items/42"));
-    assert_eq!((id, caps), (Some(2), vec![("id".into(), "42".into())]));
-}
-
-#[test]
-fn exact_host_regex_beats_hostless_exact() {
-    let router = build(vec![
-        route(None, exact("/a/1")),
-        route(Some("api.example.com"), regex("/a/[0-9]")),
-    ]);
-    assert_routes(
-        &router,
-        vec![
-            (req(Some("api.example.com"), "/a/1"), Some(1)),
-            (req(Some("www.example.com"), "/a/1"), Some(0)),
-        ],
-    );
-}
-
-#[test]
-fn build_reports_bad_regexes_and_pair_conditions() {
-    let mut bad_cookie = route(None, PathSpec::Any);
-    bad_cookie.cookies = vec![present("a b")];
-    let mut bad_query = route(None, PathSpec::Any);
-    bad_query.query = vec![equals("", "1")];
-    let errors = Router::build(vec![route(None, regex("/(a")), bad_cookie, bad_query])
-        .expect_err("invalid routes");
-    let want: Vec<(usize, String)> = vec![
-        (
-            0,
-            r#"invalid path_regex "/(a": unclosed group (at bytes 1..2)"#.into(),
-        ),
-        (
-            1,
-            r#"invalid cookie name "a b": expected a token such as "canary""#.into(),
-        ),
-        (
-            2,
-            r#"empty query parameter name: expected a name like "version""#.into(),
-        ),
-    ];
-    assert_eq!(errors, want);
 }
