@@ -215,10 +215,12 @@ fn syntax_error(pattern: &str, e: &regex_syntax::Error) -> String {
         regex_syntax::Error::Translate(e) => (e.kind().to_string(), *e.span()),
         other => return format!("invalid path_regex {pattern:?}: {other}"),
     };
-    format!(
-        "invalid path_regex {pattern:?}: {what} (at bytes {}..{})",
-        span.start.offset, span.end.offset
-    )
+    let (start, end) = (span.start.offset, span.end.offset);
+    if end <= start + 1 {
+        format!("invalid path_regex {pattern:?}: {what} (at byte {start})")
+    } else {
+        format!("invalid path_regex {pattern:?}: {what} (at bytes {start}..{end})")
+    }
 }
 
 #[cfg(test)]
@@ -293,11 +295,11 @@ mod tests {
         let err = |p: &str| PathRegex::compile(p).expect_err("must be rejected");
         assert_eq!(
             err("/(?P<id[0-9]+"),
-            r#"invalid path_regex "/(?P<id[0-9]+": invalid capture group character (at bytes 9..10)"#
+            r#"invalid path_regex "/(?P<id[0-9]+": invalid capture group character (at byte 9)"#
         );
         assert_eq!(
             err("/(a"),
-            r#"invalid path_regex "/(a": unclosed group (at bytes 1..2)"#
+            r#"invalid path_regex "/(a": unclosed group (at byte 1)"#
         );
         assert_eq!(
             err("/(?P<a.b>x)"),
@@ -313,6 +315,10 @@ mod tests {
             format!(
                 "path_regex {many:?} has 32 capture groups: expected at most 31 (use (?:...) for groups that capture nothing)"
             )
+        );
+        assert_eq!(
+            err("/[z-a]"),
+            r#"invalid path_regex "/[z-a]": invalid character class range, the start must be <= the end (at bytes 2..5)"#
         );
         assert!(param_names("/(a").is_empty());
     }

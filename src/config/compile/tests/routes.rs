@@ -138,7 +138,7 @@ fn route_errors() {
                 r#"retry = { attempts = 1, on = ["404"], backoff_base = "1s", backoff_max = "100ms" }"#,
             ],
             &[
-                r#"6:9: route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
+                r#"6:9: route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern, path_regex"#,
                 r#"7:16: route "a": middleware "rw" uses parameter {id} that the route's path_pattern or path_regex does not capture"#,
                 r#"7:22: route "a": unknown middleware "nope": expected one of ["access_log", "request_id", "rw"] (define it under [middlewares.nope])"#,
                 r#"8:12: route "a": unknown upstream "missing": expected one of ["base"]"#,
