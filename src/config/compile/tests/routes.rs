@@ -162,5 +162,33 @@ fn route_errors() {
             ],
             &[r#"3:9: route "p": empty parameter name in path pattern "/u/{}""#],
         ),
+        // A rewrite may use a regex's named groups, not its numbered ones; query and
+        // cookie conditions are placed at their own entries.
+        (
+            &[
+                "[middlewares.rw]",
+                r#"type = "rewrite""#,
+                r#"path = "/v2/{id}""#,
+                "[[routes]]",
+                r#"name = "named""#,
+                r#"match = { path_regex = "/u/(?P<id>[0-9]+)" }"#,
+                r#"middlewares = ["rw"]"#,
+                r#"upstream = "base""#,
+                "[[routes]]",
+                r#"name = "numbered""#,
+                r#"match = { path_regex = "/u/([0-9]+)" }"#,
+                r#"middlewares = ["rw"]"#,
+                r#"upstream = "base""#,
+                "[[routes]]",
+                r#"name = "pairs""#,
+                r#"match = { query = [{ name = "" }], cookies = [{ name = "a", value = " b" }] }"#,
+                r#"upstream = "base""#,
+            ],
+            &[
+                r#"12:16: route "numbered": middleware "rw" uses parameter {id} that the route's path_pattern or path_regex does not capture"#,
+                r#"16:20: route "pairs": empty query parameter name: expected a name like "version""#,
+                r#"16:47: route "pairs": value " b" of cookie "a" can never match: it starts or ends with whitespace"#,
+            ],
+        ),
     ]);
 }
