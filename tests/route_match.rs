@@ -73,6 +73,14 @@ upstream = "items"
     }
 }
 
+/// One case: what it shows, the request target, its headers, who should answer.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// Who answered: a fixed origin's name, or `items <path>?<query>` as the echo saw it.
 fn answered_by(reply: &Reply) -> String {
     match reply.headers.get("x-origin") {
@@ -92,7 +100,7 @@ fn answered_by(reply: &Reply) -> String {
 async fn canaries_by_cookie_and_query_and_a_regex_with_a_rewrite() {
     let origins = Origins::start();
     let gw = gateway(&origins.config());
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         ("no condition holds: the catch-all", "/", &[], "stable"),
         ("canary cookie", "/app", &[("cookie", "canary=1")], "canary"),
         (
