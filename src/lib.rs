@@ -78,6 +78,6 @@ pub mod bench {
         hash_bytes, BalanceKind, Balancer, HashTable, DEFAULT_MAGLEV_TABLE_SIZE,
         DEFAULT_VIRTUAL_NODES,
     };
-    pub use crate::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+    pub use crate::router::{HeaderCond, PairCond, PathSpec, RouteInput, RouteSpec, Router};
     pub use crate::upstream::EndpointSpec;
 }
