@@ -15,7 +15,7 @@
 //!    condition. The forms that must match the whole path (exact, pattern, regex) beat the
 //!    one that matches a start of it (prefix), so a `/` catch-all never hides a regex
 //!    route; a regex says nothing measurable about its specificity, so it comes after the
-//!    literal whole-path forms, and among regexes the earlier route wins.
+//!    literal whole-path forms, and two regexes rank by the rules below.
 //! 3. A route with a method condition beats one without; then more header, query and
 //!    cookie conditions (counted together) beat fewer.
 //! 4. Earlier in the file wins.

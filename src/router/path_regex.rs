@@ -58,6 +58,13 @@ pub(crate) struct PathRegex {
 
 impl PathRegex {
     pub(crate) fn compile(pattern: &str) -> Result<PathRegex, String> {
+        if pattern.is_empty() {
+            // It would match only the empty path, which no request has.
+            return Err(
+                "empty path_regex: expected a regex matching whole paths, e.g. \"/v[0-9]+/items\""
+                    .into(),
+            );
+        }
         let (hir, names) = parse(pattern)?;
         let config = meta::Config::new()
             .nfa_size_limit(Some(SIZE_LIMIT))
@@ -319,6 +326,10 @@ mod tests {
         assert_eq!(
             err("/[z-a]"),
             r#"invalid path_regex "/[z-a]": invalid character class range, the start must be <= the end (at bytes 2..5)"#
+        );
+        assert_eq!(
+            err(""),
+            r#"empty path_regex: expected a regex matching whole paths, e.g. "/v[0-9]+/items""#
         );
         assert!(param_names("/(a").is_empty());
     }
