@@ -447,6 +447,8 @@ fn hostile_regexes_are_refused_at_build() {
         errors[4].1,
         r#"invalid path_regex "/(?P<a>x)(?P<a>y)": duplicate capture group name (at byte 13)"#
     );
+    // A hundred Unicode word characters are already too many (the constant's doc).
+    assert!(Router::build(vec![route(None, regex(r"/\w{100}"))]).is_err());
     // The same regex in ASCII fits.
     assert!(Router::build(vec![route(None, regex(r"/(?-u:\w{1000})"))]).is_ok());
 }
