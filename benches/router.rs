@@ -1,7 +1,8 @@
 //! Route matching: `Router::find` on a 50-route table shaped like a small
 //! gateway (5 exact hosts, 2 wildcard hosts, host-less routes), for a hit on
 //! each host class, the catch-all fallback, and a miss that walks every class.
-//! Also `Router::build` of that table, which runs once per config load.
+//! Also `Router::build` of that table, which runs once per config load, and a
+//! canary table on query, cookie and path-regex conditions beside a catch-all.
 
 // criterion_group! generates an undocumented pub fn.
 #![allow(missing_docs)]
@@ -12,7 +13,7 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::bench::{HeaderCond, PairCond, PathSpec, RouteInput, RouteSpec, Router};
 use strait::Headers;
 
 const EXACT_HOSTS: [&str; 5] = [
@@ -29,6 +30,8 @@ fn spec(host: Option<&str>, path: PathSpec) -> RouteSpec {
         path,
         methods: Vec::new(),
         headers: Vec::new(),
+        query: Vec::new(),
+        cookies: Vec::new(),
     }
 }
 
@@ -113,6 +116,7 @@ struct Case {
     method: Method,
     host: Option<&'static str>,
     path: &'static str,
+    query: Option<&'static str>,
     headers: Headers<'static>,
     want: Option<usize>,
 }
@@ -130,6 +134,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("api.example.com"),
             path: "/v1/users/42/posts/7",
+            query: None,
             headers: versioned.clone().into(),
             want: Some(2),
         },
@@ -138,6 +143,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("auth.example.com:443"),
             path: "/v1/sessions",
+            query: None,
             headers: versioned.into(),
             want: Some(4 * 7 + 4),
         },
@@ -146,6 +152,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("Tenant-7.Apps.Example.NET:8443"),
             path: "/assets/css/site.css",
+            query: None,
             headers: browser.clone().into(),
             want: Some(35 + 8),
         },
@@ -154,6 +161,7 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::GET,
             host: Some("unknown.example.org"),
             path: "/some/page/that/nobody/routes",
+            query: None,
             headers: browser.clone().into(),
             want: Some(49),
         },
@@ -162,17 +170,85 @@ fn cases(router: &Router) -> Vec<Case> {
             method: Method::DELETE,
             host: Some("www.example.com"),
             path: "/nope/not/here",
+            query: None,
             headers: browser.into(),
             want: None,
         },
     ];
-    // Guards the table above: a bench that measures the wrong route is worse than none.
+    check(router, &cases);
+    cases
+}
+
+/// Guards the tables: a bench that measures the wrong route is worse than none.
+fn check(router: &Router, cases: &[Case]) {
     let bump = Bump::new();
-    for c in &cases {
+    for c in cases {
         let mut params = BumpVec::new_in(&bump);
         let got = router.find(&input(c), &mut params);
         assert_eq!(got, c.want, "case {}", c.name);
     }
+}
+
+/// A catch-all, canaries by cookie and by query, and versioned items by regex.
+fn condition_routes() -> Vec<RouteSpec> {
+    let mut canary = spec(None, prefix("/"));
+    canary.cookies = vec![PairCond::Equals("canary".into(), "1".into())];
+    let mut v2 = spec(None, prefix("/"));
+    v2.query = vec![PairCond::Equals("version".into(), "2".into())];
+    vec![
+        spec(None, prefix("/")),
+        canary,
+        v2,
+        spec(
+            None,
+            PathSpec::Regex(r"/v[0-9]+/items/(?P<id>[0-9]+)".into()),
+        ),
+        spec(None, PathSpec::Regex(r"/static/.*\.(?:css|js)".into())),
+    ]
+}
+
+fn condition_cases(router: &Router) -> Vec<Case> {
+    let mut cookies = HeaderMap::new();
+    cookies.insert("accept", HeaderValue::from_static("text/html"));
+    cookies.insert(
+        "cookie",
+        HeaderValue::from_static("session=4f1c2b; theme=dark; canary=1; _ga=GA1.2.3"),
+    );
+    let get = |name, path, query, headers: &HeaderMap, want| Case {
+        name,
+        method: Method::GET,
+        host: Some("app.example.com"),
+        path,
+        query,
+        headers: headers.clone().into(),
+        want: Some(want),
+    };
+    let plain = HeaderMap::new();
+    let mut stable = HeaderMap::new();
+    stable.insert(
+        "cookie",
+        HeaderValue::from_static("session=4f1c2b; theme=dark; canary=0; _ga=GA1.2.3"),
+    );
+    let cases = vec![
+        get("regex_capture", "/v2/items/12345", None, &plain, 3),
+        get("cookie_canary", "/account", None, &cookies, 1),
+        get(
+            "query_canary",
+            "/search",
+            Some("q=rust+proxy&page=2&version=2"),
+            &plain,
+            2,
+        ),
+        // Every condition read to its end, none holding: the catch-all answers.
+        get(
+            "conditions_fall_back",
+            "/search",
+            Some("q=rust&page=2"),
+            &stable,
+            0,
+        ),
+    ];
+    check(router, &cases);
     cases
 }
 
@@ -181,6 +257,7 @@ fn input(c: &Case) -> RouteInput<'_, '_> {
         method: &c.method,
         host: c.host,
         path: c.path,
+        query: c.query,
         headers: &c.headers,
     }
 }
@@ -201,6 +278,21 @@ fn bench_find(cr: &mut Criterion) {
     group.finish();
 }
 
+fn bench_conditions(cr: &mut Criterion) {
+    let router = Router::build(condition_routes()).expect("bench routes are valid");
+    let cases = condition_cases(&router);
+    let mut group = cr.benchmark_group("router_find_conditions");
+    for c in &cases {
+        let bump = Bump::new();
+        let mut params = BumpVec::new_in(&bump);
+        let input = input(c);
+        group.bench_function(c.name, |b| {
+            b.iter(|| router.find(black_box(&input), &mut params))
+        });
+    }
+    group.finish();
+}
+
 fn bench_build(cr: &mut Criterion) {
     let specs = routes();
     cr.bench_function("router_build_50_routes", |b| {
@@ -208,5 +300,5 @@ fn bench_build(cr: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_find, bench_build);
+criterion_group!(benches, bench_find, bench_conditions, bench_build);
 criterion_main!(benches);

@@ -85,6 +85,6 @@ pub mod bench {
         DEFAULT_VIRTUAL_NODES,
     };
     pub use crate::limit::{Acquired, ConnTable, RateTable, Verdict};
-    pub use crate::router::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+    pub use crate::router::{HeaderCond, PairCond, PathSpec, RouteInput, RouteSpec, Router};
     pub use crate::upstream::EndpointSpec;
 }

@@ -90,7 +90,7 @@ const BROKEN: &[(&str, &[Expected])] = &[
         &[(
             10,
             9,
-            r#"route "api": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
+            r#"route "api": a route matches one path form: expected only one of path, path_prefix, path_pattern, path_regex"#,
         )],
     ),
     (
@@ -100,6 +100,45 @@ const BROKEN: &[(&str, &[Expected])] = &[
             9,
             r#"route "users": empty parameter name in path pattern "/users/{}/posts""#,
         )],
+    ),
+    (
+        "bad_route_match.toml",
+        &[
+            (
+                12,
+                9,
+                r#"route "unclosed": invalid path_regex "/items/(?P<id>[0-9]+": unclosed group (at byte 7)"#,
+            ),
+            (
+                17,
+                9,
+                r#"route "huge": path_regex "/\\w{1000}" compiles to more than the size limit of 1048576 bytes: use fewer or smaller repetitions, or ASCII classes such as (?-u:\w) instead of Unicode ones"#,
+            ),
+            (
+                22,
+                9,
+                r#"route "nested": path_regex "/((a{100}){100}){100}" compiles to more than the size limit of 1048576 bytes: use fewer or smaller repetitions, or ASCII classes such as (?-u:\w) instead of Unicode ones"#,
+            ),
+            (
+                27,
+                55,
+                r#"route "empty-query-name": empty query parameter name: expected a name like "version""#,
+            ),
+            (
+                32,
+                22,
+                r#"route "bad-cookie-name": invalid cookie name "can ary": expected a token such as "canary""#,
+            ),
+            (
+                37,
+                22,
+                r#"route "cookie-value-with-semicolon": value "1;2" of cookie "canary" can never match: it contains ';'"#,
+            ),
+        ],
+    ),
+    (
+        "bad_route_match_key.toml",
+        &[(10, 59, "unknown field `vaule`, expected `name` or `value`")],
     ),
     (
         "bad_header_name.toml",
@@ -1072,7 +1111,7 @@ const SEVERAL: &[Expected] = &[
     (
         27,
         9,
-        r#"route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
+        r#"route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern, path_regex"#,
     ),
     (
         27,

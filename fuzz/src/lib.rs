@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use strait::bench::{HeaderCond, PathSpec, RouteInput, RouteSpec, Router};
+use strait::bench::{HeaderCond, PairCond, PathSpec, RouteInput, RouteSpec, Router};
 use strait::Headers;
 
 pub mod http1_model;
@@ -55,9 +55,10 @@ pub fn http1_response(data: &[u8]) {
 
 /// `Router::find` on a fixed table with a request decoded from the bytes.
 ///
-/// The bytes are read as lines: method, host (empty for none), path, then one
-/// `name: value` header per line; invalid methods become `GET`, invalid headers
-/// are skipped, and non-UTF-8 host and path bytes are replaced, so every input
+/// The bytes are read as lines: method, host (empty for none), path (a `?` in it
+/// starts the query), then one `name: value` header per line (`cookie: ...` for
+/// the cookie conditions); invalid methods become `GET`, invalid headers are
+/// skipped, and non-UTF-8 host and path bytes are replaced, so every input
 /// reaches the router.
 pub fn router(data: &[u8]) {
     let router = fixed_router();
@@ -68,7 +69,11 @@ pub fn router(data: &[u8]) {
         .unwrap_or(Method::GET);
     let host = lines.next().unwrap_or_default();
     let host = (!host.is_empty()).then(|| String::from_utf8_lossy(host));
-    let path = String::from_utf8_lossy(lines.next().unwrap_or_default());
+    let target = String::from_utf8_lossy(lines.next().unwrap_or_default());
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (&*target, None),
+    };
     let mut headers = HeaderMap::new();
     for line in lines {
         let mut parts = line.splitn(2, |&b| b == b':');
@@ -81,16 +86,17 @@ pub fn router(data: &[u8]) {
         }
     }
     let headers = Headers::from_map(headers);
-    find_checked(router, &method, host.as_deref(), &path, &headers);
+    find_checked(router, &method, host.as_deref(), path, query, &headers);
 }
 
 /// `Router::build` with one route whose host and path come from the bytes: it
 /// must return `Ok` or `Err`, never panic. A table that builds is then asked
 /// for the route's own path and a few neighbours of it.
 ///
-/// The first byte picks the path kind (exact, prefix, pattern, any) and whether
-/// the route has a method and a header condition; the rest is `host\npath`,
-/// an empty host meaning none.
+/// The first byte picks the path kind (exact, prefix, pattern, any; bit 6: a
+/// regex instead) and whether the route has a method, a header (bit 5) and a
+/// query and a cookie condition (bit 7); the rest is `host\npath`, an empty
+/// host meaning none.
 pub fn route_spec(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else {
         return;
@@ -101,7 +107,9 @@ pub fn route_spec(data: &[u8]) {
     };
     let host = (!host.is_empty()).then(|| String::from_utf8_lossy(host).into_owned());
     let path = String::from_utf8_lossy(path).into_owned();
+    let regex = first & 0x40 != 0;
     let spec_path = match first % 4 {
+        _ if regex => PathSpec::Regex(path.clone()),
         0 => PathSpec::Exact(path.clone()),
         1 => PathSpec::Prefix(path.clone()),
         2 => PathSpec::Pattern(path.clone()),
@@ -112,12 +120,18 @@ pub fn route_spec(data: &[u8]) {
         path: spec_path,
         methods: Vec::new(),
         headers: Vec::new(),
+        query: Vec::new(),
+        cookies: Vec::new(),
     };
     if first & 0x10 != 0 {
         spec.methods = vec![Method::GET, Method::POST];
     }
     if first & 0x20 != 0 {
         spec.headers = vec![HeaderCond::Present(HeaderName::from_static("x-canary"))];
+    }
+    if first & 0x80 != 0 {
+        spec.query = vec![PairCond::Equals("v".into(), "2".into())];
+        spec.cookies = vec![PairCond::Present("canary".into())];
     }
     let specs = vec![
         spec,
@@ -130,16 +144,20 @@ pub fn route_spec(data: &[u8]) {
     assert_eq!(router.len(), 3, "a table that builds keeps every route");
     let mut headers = HeaderMap::new();
     headers.insert("x-canary", HeaderValue::from_static("1"));
+    headers.insert("cookie", HeaderValue::from_static("a=b; canary=1"));
     let headers = Headers::from_map(headers);
+    let query = Some("v=%32");
 
     // A route must match its own path (a pattern matches itself literally) from
     // a host of its own, ahead of the two fixed routes: an exact host is the only
     // route of its class; a wildcard host shares its class at most with the
     // fixed `*.example.com` + prefix "/", which loses or ties (earlier wins)
     // unless the fuzzed route has no path condition; host-less, only an exact path
-    // beats the fixed pattern. Method and header conditions are met by GET and
-    // x-canary.
+    // beats the fixed pattern. Method, header, query and cookie conditions are
+    // met by GET, x-canary, v=%32 and canary=1. A regex need not match its own
+    // text, so it is only routed, not checked for winning.
     let own_host = match &host {
+        _ if regex => None,
         None => (first % 4 == 0).then_some(None),
         Some(h) => match h.strip_prefix('*') {
             None => Some(Some(h.clone())),
@@ -154,6 +172,7 @@ pub fn route_spec(data: &[u8]) {
             method: &Method::GET,
             host: own_host.as_deref(),
             path: &path,
+            query,
             headers: &headers,
         };
         let got = router.find(&input, &mut params);
@@ -171,7 +190,7 @@ pub fn route_spec(data: &[u8]) {
     let trimmed = path.trim_end_matches('/');
     for p in [path.as_str(), &with_slash, &with_segment, trimmed, "/", ""] {
         for h in [host.as_deref(), None, Some("a.example.com:80")] {
-            find_checked(&router, &Method::GET, h, p, &headers);
+            find_checked(&router, &Method::GET, h, p, query, &headers);
         }
     }
 }
@@ -182,6 +201,7 @@ fn find_checked(
     method: &Method,
     host: Option<&str>,
     path: &str,
+    query: Option<&str>,
     headers: &Headers<'_>,
 ) {
     let bump = Bump::new();
@@ -191,6 +211,7 @@ fn find_checked(
         method,
         host,
         path,
+        query,
         headers,
     };
     match router.find(&input, &mut params) {
@@ -214,6 +235,8 @@ fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
         path,
         methods: Vec::new(),
         headers: Vec::new(),
+        query: Vec::new(),
+        cookies: Vec::new(),
     }
 }
 
@@ -260,6 +283,24 @@ fn fixed_router() -> &'static Router {
         deletes.methods = vec![Method::DELETE];
         deletes.headers = vec![HeaderCond::Present(canary)];
         specs.push(deletes);
+        let regex = |r: &str| PathSpec::Regex(r.into());
+        specs.push(route(
+            Some("api.example.com"),
+            regex(r"/v[0-9]+/items/(?P<id>[0-9]+)(?:\.(?P<format>json|xml))?"),
+        ));
+        specs.push(route(None, regex(r"(?i)/static/.*\.(css|js)")));
+        let mut by_query = route(None, prefix("/"));
+        by_query.query = vec![
+            PairCond::Equals("version".into(), "2".into()),
+            PairCond::Present("debug".into()),
+        ];
+        specs.push(by_query);
+        let mut by_cookie = route(None, regex("/app/.*"));
+        by_cookie.cookies = vec![
+            PairCond::Equals("canary".into(), "1".into()),
+            PairCond::Present("session".into()),
+        ];
+        specs.push(by_cookie);
         Router::build(specs).expect("the fuzz router's table is valid")
     })
 }

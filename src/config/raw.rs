@@ -150,13 +150,19 @@ pub(crate) struct RawMatch {
     pub(crate) path: Option<Spanned<String>>,
     pub(crate) path_prefix: Option<Spanned<String>>,
     pub(crate) path_pattern: Option<Spanned<String>>,
+    pub(crate) path_regex: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) methods: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) headers: Vec<Spanned<RawHeaderMatch>>,
+    #[serde(default)]
+    pub(crate) query: Vec<Spanned<RawHeaderMatch>>,
+    #[serde(default)]
+    pub(crate) cookies: Vec<Spanned<RawHeaderMatch>>,
 }
 
-/// One header condition: present (no `value`) or equal to `value`.
+/// One header, query-parameter or cookie condition: present (no `value`) or equal to
+/// `value`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHeaderMatch {

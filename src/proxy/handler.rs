@@ -124,6 +124,7 @@ pub(super) fn route<'a>(
         method: ctx.method,
         host: ctx.host,
         path: ctx.path,
+        query: ctx.query,
         headers: &upstream.headers,
     };
     let route_id = snap.router.find(&input, &mut ctx.params)?;

@@ -11,16 +11,25 @@
 //!    conditions, the next class is tried, so an exact-host route for `/admin` does not
 //!    hide a host-less catch-all for other paths.
 //! 2. Path: exact > pattern (more literal segments first, then more segments, a trailing
-//!    `{*rest}` counting as a segment) > prefix (longer prefix first) > no path condition.
-//! 3. A route with a method condition beats one without; then more header conditions beat
-//!    fewer.
+//!    `{*rest}` counting as a segment) > regex > prefix (longer prefix first) > no path
+//!    condition. The forms that must match the whole path (exact, pattern, regex) beat the
+//!    one that matches a start of it (prefix), so a `/` catch-all never hides a regex
+//!    route; a regex says nothing measurable about its specificity, so it comes after the
+//!    literal whole-path forms, and two regexes rank by the rules below.
+//! 3. A route with a method condition beats one without; then more header, query and
+//!    cookie conditions (counted together) beat fewer.
 //! 4. Earlier in the file wins.
 //!
-//! Matching uses the raw path as received (no percent-decoding, no query). Hosts match
-//! case-insensitively after dropping the port and one trailing dot. Header `Equals`
-//! holds when any value of that header equals the given value byte for byte.
+//! Matching uses the raw path as received (no percent-decoding, no query). A regex must
+//! match the whole path, as if written `\A(?:...)\z`. Hosts match case-insensitively
+//! after dropping the port and one trailing dot. Header `Equals` holds when any value of
+//! that header equals the given value byte for byte. Query and cookie conditions are
+//! described in `pairs.rs`: query parameters compare percent-decoded, cookies as sent;
+//! `Equals` holds when any parameter or cookie of that name has that value.
 
 mod host;
+mod pairs;
+mod path_regex;
 mod pattern;
 
 use std::cmp::Reverse;
@@ -31,6 +40,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::context::Headers;
 use host::{HostMatcher, MAX_HOST_LEN};
+use pairs::PairMatcher;
 use pattern::PathMatcher;
 
 /// One configured route; its position in the list given to [`Router::build`] is its id.
@@ -45,6 +55,10 @@ pub struct RouteSpec {
     pub methods: Vec<Method>,
     /// All must hold.
     pub headers: Vec<HeaderCond>,
+    /// Query-parameter conditions; all must hold.
+    pub query: Vec<PairCond>,
+    /// Cookie conditions; all must hold.
+    pub cookies: Vec<PairCond>,
 }
 
 /// The path condition of a route.
@@ -63,6 +77,26 @@ pub enum PathSpec {
     /// `"/users/{id}/files/{*rest}"`. `"/files/{*rest}"` also matches `/files` with an empty
     /// `rest`; a path with a trailing slash has an extra, empty segment.
     Pattern(String),
+    /// A regular expression (the `regex` crate's syntax) that must match the whole path,
+    /// e.g. `"/v[0-9]+/items/(?P<id>[0-9]+)"`; named groups capture parameters like a
+    /// pattern's `{id}`, a group that took no part capturing `""`.
+    Regex(String),
+}
+
+impl PathSpec {
+    /// The parameters a match captures, in order: a pattern's `{name}`s, a regex's named
+    /// groups. An invalid spec has none (building the router reports it).
+    pub fn param_names(&self) -> Vec<String> {
+        match self {
+            PathSpec::Pattern(p) => p
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .map(|n| n.trim_start_matches('*').to_string())
+                .collect(),
+            PathSpec::Regex(r) => path_regex::param_names(r),
+            PathSpec::Any | PathSpec::Exact(_) | PathSpec::Prefix(_) => Vec::new(),
+        }
+    }
 }
 
 /// A header condition of a route.
@@ -74,6 +108,15 @@ pub enum HeaderCond {
     Equals(HeaderName, HeaderValue),
 }
 
+/// A query-parameter or cookie condition of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairCond {
+    /// Holds when a parameter (cookie) of this name is present, whatever its value.
+    Present(String),
+    /// Holds when a parameter (cookie) of this name has this value.
+    Equals(String, String),
+}
+
 /// The parts of a request the router looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteInput<'p, 'h> {
@@ -83,7 +126,9 @@ pub struct RouteInput<'p, 'h> {
     pub host: Option<&'p str>,
     /// The raw path without the query.
     pub path: &'p str,
-    /// The request headers (for header conditions).
+    /// The raw query as received, without `?` (for query conditions).
+    pub query: Option<&'p str>,
+    /// The request headers (for header and cookie conditions).
     pub headers: &'h Headers<'h>,
 }
 
@@ -104,6 +149,8 @@ struct Route {
     path: PathMatcher,
     methods: Box<[Method]>,
     headers: Box<[HeaderCond]>,
+    query: Box<[PairMatcher]>,
+    cookies: Box<[PairMatcher]>,
 }
 
 impl Route {
@@ -112,11 +159,12 @@ impl Route {
         (
             self.path.specificity(),
             !self.methods.is_empty(),
-            self.headers.len(),
+            self.headers.len() + self.query.len() + self.cookies.len(),
         )
     }
 
-    fn matches_method_and_headers(&self, input: &RouteInput<'_, '_>) -> bool {
+    /// Everything but the path; empty condition lists cost one length check each.
+    fn matches_conditions(&self, input: &RouteInput<'_, '_>) -> bool {
         (self.methods.is_empty() || self.methods.contains(input.method))
             && self.headers.iter().all(|cond| match cond {
                 HeaderCond::Present(name) => input.headers.contains(name),
@@ -124,6 +172,11 @@ impl Route {
                     input.headers.get_all(name).any(|v| v == value.as_bytes())
                 }
             })
+            && self.query.iter().all(|cond| cond.query_holds(input.query))
+            && self
+                .cookies
+                .iter()
+                .all(|cond| cond.cookie_holds(input.headers))
     }
 }
 
@@ -140,17 +193,41 @@ impl Router {
             let path = PathMatcher::compile(&spec.path)
                 .map_err(|e| errors.push((id, e)))
                 .ok();
+            let mut pairs = |conds: &[PairCond], compile: fn(&PairCond) -> Result<_, _>| {
+                let mut ok = Vec::with_capacity(conds.len());
+                for cond in conds {
+                    match compile(cond) {
+                        Ok(m) => ok.push(m),
+                        Err(e) => errors.push((id, e)),
+                    }
+                }
+                ok.into_boxed_slice()
+            };
+            let query = pairs(&spec.query, PairMatcher::query);
+            let cookies = pairs(&spec.cookies, PairMatcher::cookie);
             if let (Some(host), Some(path)) = (host, path) {
                 hosts.push(host);
                 routes.push(Route {
                     path,
                     methods: spec.methods.into(),
                     headers: spec.headers.into(),
+                    query,
+                    cookies,
                 });
             }
         }
         if !errors.is_empty() {
             return Err(errors);
+        }
+        // One cache table per router: each worker's caches for the old router go
+        // together when the new one is in use.
+        let table = path_regex::new_table();
+        let regexes = routes.iter_mut().filter_map(|r| match &mut r.path {
+            PathMatcher::Regex(re) => Some(re),
+            _ => None,
+        });
+        for (index, re) in regexes.enumerate() {
+            re.place(table, index);
         }
 
         // A stable sort on descending specificity keeps file order among equals.
@@ -219,7 +296,7 @@ impl Router {
         for &id in candidates {
             let route = &self.routes[id];
             // Cheap checks first so the path only captures for viable candidates.
-            if !route.matches_method_and_headers(input) {
+            if !route.matches_conditions(input) {
                 continue;
             }
             if route.path.matches(input.path, params) {
@@ -228,6 +305,16 @@ impl Router {
             params.clear();
         }
         None
+    }
+
+    /// Whether a query condition can be built, with the message [`Router::build`] gives.
+    pub fn check_query(cond: &PairCond) -> Result<(), String> {
+        PairMatcher::query(cond).map(drop)
+    }
+
+    /// Whether a cookie condition can be built, with the message [`Router::build`] gives.
+    pub fn check_cookie(cond: &PairCond) -> Result<(), String> {
+        PairMatcher::cookie(cond).map(drop)
     }
 
     /// Number of routes in the table.
@@ -241,5 +328,7 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+mod match_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,10 @@
 //! Path conditions of a route: validating exact paths, prefixes and `{param}` patterns at
-//! build time, and matching them against the raw request path at request time.
+//! build time, and matching them against the raw request path at request time (regexes
+//! are `path_regex`'s).
 
 use bumpalo::collections::Vec as BumpVec;
 
+use super::path_regex::PathRegex;
 use super::PathSpec;
 
 /// A validated path condition, ready to match without allocating.
@@ -12,6 +14,7 @@ pub(crate) enum PathMatcher {
     Exact(Box<str>),
     Prefix(Box<str>),
     Pattern(Pattern),
+    Regex(PathRegex),
 }
 
 #[derive(Debug)]
@@ -39,14 +42,16 @@ impl PathMatcher {
                 Ok(PathMatcher::Prefix(p.as_str().into()))
             }
             PathSpec::Pattern(p) => Pattern::parse(p).map(PathMatcher::Pattern),
+            PathSpec::Regex(r) => PathRegex::compile(r).map(PathMatcher::Regex),
         }
     }
 
     /// Sort key for precedence: a higher key is more specific.
     pub(crate) fn specificity(&self) -> (u8, usize, usize) {
         match self {
-            PathMatcher::Exact(_) => (3, 0, 0),
-            PathMatcher::Pattern(p) => (2, p.literal_count(), p.segments.len()),
+            PathMatcher::Exact(_) => (4, 0, 0),
+            PathMatcher::Pattern(p) => (3, p.literal_count(), p.segments.len()),
+            PathMatcher::Regex(_) => (2, 0, 0),
             PathMatcher::Prefix(p) => (1, p.len(), 0),
             PathMatcher::Any => (0, 0, 0),
         }
@@ -64,6 +69,7 @@ impl PathMatcher {
             PathMatcher::Exact(p) => path == &**p,
             PathMatcher::Prefix(p) => prefix_matches(p, path),
             PathMatcher::Pattern(p) => p.matches(path, params),
+            PathMatcher::Regex(r) => r.matches(path, params),
         }
     }
 }

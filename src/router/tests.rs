@@ -3,55 +3,64 @@
 use super::*;
 use bumpalo::Bump;
 
-fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
+pub(super) fn route(host: Option<&str>, path: PathSpec) -> RouteSpec {
     RouteSpec {
         host: host.map(str::to_owned),
         path,
         methods: Vec::new(),
         headers: Vec::new(),
+        query: Vec::new(),
+        cookies: Vec::new(),
     }
 }
 
-fn exact(p: &str) -> PathSpec {
+pub(super) fn exact(p: &str) -> PathSpec {
     PathSpec::Exact(p.into())
 }
 
-fn prefix(p: &str) -> PathSpec {
+pub(super) fn prefix(p: &str) -> PathSpec {
     PathSpec::Prefix(p.into())
 }
 
-fn pattern(p: &str) -> PathSpec {
+pub(super) fn pattern(p: &str) -> PathSpec {
     PathSpec::Pattern(p.into())
 }
 
-fn build(specs: Vec<RouteSpec>) -> Router {
+pub(super) fn build(specs: Vec<RouteSpec>) -> Router {
     Router::build(specs).expect("valid routes")
 }
 
-struct Req {
+pub(super) struct Req {
     method: Method,
     host: Option<&'static str>,
     path: &'static str,
+    query: Option<&'static str>,
     /// As sent: routed once from a map and once from an HTTP/1.1 head.
     headers: Vec<(&'static str, &'static str)>,
 }
 
-fn req(host: Option<&'static str>, path: &'static str) -> Req {
+pub(super) fn req(host: Option<&'static str>, path: &'static str) -> Req {
     Req {
         method: Method::GET,
         host,
         path,
+        query: None,
         headers: Vec::new(),
     }
 }
 
 impl Req {
-    fn method(mut self, m: Method) -> Req {
+    pub(super) fn method(mut self, m: Method) -> Req {
         self.method = m;
         self
     }
 
-    fn header(mut self, name: &'static str, value: &'static str) -> Req {
+    pub(super) fn query(mut self, q: &'static str) -> Req {
+        self.query = Some(q);
+        self
+    }
+
+    pub(super) fn header(mut self, name: &'static str, value: &'static str) -> Req {
         self.headers.push((name, value));
         self
     }
@@ -59,7 +68,7 @@ impl Req {
 
 /// Route id and captures, owned so the arena can be dropped; the same
 /// whether the headers are a map or an HTTP/1.1 head's fields.
-fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>) {
+pub(super) fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>) {
     let bump = Bump::new();
     let mut map = http::HeaderMap::new();
     for (name, value) in &r.headers {
@@ -78,6 +87,7 @@ fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>)
             method: &r.method,
             host: r.host,
             path: r.path,
+            query: r.query,
             headers,
         };
         let id = router.find(&input, &mut params);
@@ -91,11 +101,11 @@ fn find_with(router: &Router, r: &Req) -> (Option<usize>, Vec<(String, String)>)
     std::mem::take(&mut found[0])
 }
 
-fn find(router: &Router, r: Req) -> Option<usize> {
+pub(super) fn find(router: &Router, r: Req) -> Option<usize> {
     find_with(router, &r).0
 }
 
-fn assert_routes(router: &Router, cases: Vec<(Req, Option<usize>)>) {
+pub(super) fn assert_routes(router: &Router, cases: Vec<(Req, Option<usize>)>) {
     for (r, want) in cases {
         let desc = format!("{} host={:?} path={:?}", r.method, r.host, r.path);
         assert_eq!(find(router, r), want, "{desc}");
@@ -200,6 +210,7 @@ fn params_are_cleared_after_failed_candidates_and_on_miss() {
         method: &method,
         host: None,
         path: "/users/42/comments",
+        query: None,
         headers: &headers,
     };
     assert_eq!(router.find(&input, &mut params), None);

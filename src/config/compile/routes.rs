@@ -11,13 +11,13 @@ use toml::Spanned;
 use super::{span, Compiler, Defined, DEFAULT_TUNNEL_IDLE_TIMEOUT};
 use crate::config::intern;
 use crate::config::parse::is_token;
-use crate::config::raw::{RawMatch, RawRetry, RawRoute};
+use crate::config::raw::{RawHeaderMatch, RawMatch, RawRetry, RawRoute};
 use crate::config::snapshot::Route;
 use crate::config::snapshot::{
     RetryPolicy, CONDITIONS, DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX,
     DEFAULT_REPLAY_LIMIT,
 };
-use crate::router::{HeaderCond, PathSpec, RouteSpec, Router};
+use crate::router::{HeaderCond, PairCond, PathSpec, RouteSpec, Router};
 
 impl Compiler<'_, '_> {
     pub(super) fn routes(
@@ -72,7 +72,7 @@ impl Compiler<'_, '_> {
                                     self.d.at(
                                         span(m),
                                         format!(
-                                            "route {name:?}: middleware {:?} uses parameter {{{p}}} that the route's path_pattern does not capture",
+                                            "route {name:?}: middleware {:?} uses parameter {{{p}}} that the route's path_pattern or path_regex does not capture",
                                             m.get_ref()
                                         ),
                                     );
@@ -141,20 +141,23 @@ impl Compiler<'_, '_> {
             path: PathSpec::Any,
             methods: Vec::new(),
             headers: Vec::new(),
+            query: Vec::new(),
+            cookies: Vec::new(),
         };
-        let mut params = Vec::new();
-        let Some(m) = m else { return (spec, params) };
+        let Some(m) = m else {
+            return (spec, Vec::new());
+        };
         let at = span(m);
         let m = m.get_ref();
         spec.host = m.host.as_ref().map(|h| h.get_ref().clone());
-        let paths = [&m.path, &m.path_prefix, &m.path_pattern]
+        let paths = [&m.path, &m.path_prefix, &m.path_pattern, &m.path_regex]
             .iter()
             .filter(|p| p.is_some())
             .count();
         if paths > 1 {
             self.d.at(
                 at.clone(),
-                format!("route {route:?}: a route matches one path form: expected only one of path, path_prefix, path_pattern"),
+                format!("route {route:?}: a route matches one path form: expected only one of path, path_prefix, path_pattern, path_regex"),
             );
         }
         if let Some(p) = &m.path {
@@ -163,8 +166,10 @@ impl Compiler<'_, '_> {
             spec.path = PathSpec::Prefix(p.get_ref().clone());
         } else if let Some(p) = &m.path_pattern {
             spec.path = PathSpec::Pattern(p.get_ref().clone());
-            params = pattern_params(p.get_ref());
+        } else if let Some(p) = &m.path_regex {
+            spec.path = PathSpec::Regex(p.get_ref().clone());
         }
+        let params = spec.path.param_names();
         for method in &m.methods {
             let upper = method.get_ref().to_ascii_uppercase();
             match Method::from_bytes(upper.as_bytes()) {
@@ -201,7 +206,33 @@ impl Compiler<'_, '_> {
                 },
             }
         }
+        spec.query = self.pairs(route, &m.query, Router::check_query);
+        spec.cookies = self.pairs(route, &m.cookies, Router::check_cookie);
         (spec, params)
+    }
+
+    /// `query = [...]` or `cookies = [...]` of a match: the names and values are
+    /// checked by the router (its messages, prefixed with the route); here they only
+    /// get their own locations.
+    fn pairs(
+        &mut self,
+        route: &str,
+        raw: &[Spanned<RawHeaderMatch>],
+        check: fn(&PairCond) -> Result<(), String>,
+    ) -> Vec<PairCond> {
+        let mut out = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let r = entry.get_ref();
+            let cond = match &r.value {
+                None => PairCond::Present(r.name.clone()),
+                Some(v) => PairCond::Equals(r.name.clone(), v.clone()),
+            };
+            match check(&cond) {
+                Ok(()) => out.push(cond),
+                Err(msg) => self.d.at(span(entry), format!("route {route:?}: {msg}")),
+            }
+        }
+        out
     }
 
     fn retry(&mut self, route: &str, r: &RawRetry) -> RetryPolicy {
@@ -301,13 +332,4 @@ impl Compiler<'_, '_> {
         }
         out.into()
     }
-}
-
-/// `{name}` and `{*name}` captures of a path pattern (validity is the router's job).
-fn pattern_params(pattern: &str) -> Vec<String> {
-    pattern
-        .split('/')
-        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-        .map(|n| n.trim_start_matches('*').to_string())
-        .collect()
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::balance::{BalanceKind, BalancePolicy};
 use crate::config::{ConnectSettings, ConnectTarget, ServerSettings, Snapshot};
 use crate::middleware::{AccessLog, LimitKey, LogFormat, Middleware};
-use crate::router::{HeaderCond, PathSpec, RouteSpec};
+use crate::router::{HeaderCond, PairCond, PathSpec, RouteSpec};
 use crate::tls::server::ServerTls;
 use crate::upstream::{HealthCheckSpec, Probe, UpstreamSpec, UpstreamTls};
 
@@ -279,6 +279,9 @@ fn matcher(m: &RouteSpec) -> Value {
         PathSpec::Pattern(p) => {
             v.insert("path_pattern".into(), p.as_str().into());
         }
+        PathSpec::Regex(p) => {
+            v.insert("path_regex".into(), p.as_str().into());
+        }
     }
     if !m.methods.is_empty() {
         let methods: Vec<&str> = m.methods.iter().map(|m| m.as_str()).collect();
@@ -297,7 +300,25 @@ fn matcher(m: &RouteSpec) -> Value {
             .collect();
         v.insert("headers".into(), headers.into());
     }
+    for (key, conds) in [("query", &m.query), ("cookies", &m.cookies)] {
+        if !conds.is_empty() {
+            let list: Vec<Value> = conds.iter().map(pair).collect();
+            v.insert(key.into(), list.into());
+        }
+    }
     Value::Object(v)
+}
+
+/// A query or cookie condition as configured; a value whose name looks like a
+/// credential (`session`, `api_key`, ...) is redacted as a header's would be.
+fn pair(c: &PairCond) -> Value {
+    match c {
+        PairCond::Present(name) => json!({ "name": name }),
+        PairCond::Equals(name, _) if is_secret_header(name) => {
+            json!({ "name": name, "value": REDACTED })
+        }
+        PairCond::Equals(name, value) => json!({ "name": name, "value": value }),
+    }
 }
 
 fn middleware(m: &Middleware) -> Value {

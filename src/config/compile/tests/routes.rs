@@ -35,6 +35,8 @@ fn route_match_chain_and_defaults() {
                 http::HeaderValue::from_static("test"),
             ),
         ],
+        query: Vec::new(),
+        cookies: Vec::new(),
     };
     assert_eq!(r.matcher, matcher);
     assert_eq!(&*snap.upstreams[r.upstream].name, "base");
@@ -136,8 +138,8 @@ fn route_errors() {
                 r#"retry = { attempts = 1, on = ["404"], backoff_base = "1s", backoff_max = "100ms" }"#,
             ],
             &[
-                r#"6:9: route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern"#,
-                r#"7:16: route "a": middleware "rw" uses parameter {id} that the route's path_pattern does not capture"#,
+                r#"6:9: route "a": a route matches one path form: expected only one of path, path_prefix, path_pattern, path_regex"#,
+                r#"7:16: route "a": middleware "rw" uses parameter {id} that the route's path_pattern or path_regex does not capture"#,
                 r#"7:22: route "a": unknown middleware "nope": expected one of ["access_log", "request_id", "rw"] (define it under [middlewares.nope])"#,
                 r#"8:12: route "a": unknown upstream "missing": expected one of ["base"]"#,
                 r#"10:8: duplicate route name "a" (also route 1)"#,
@@ -159,6 +161,34 @@ fn route_errors() {
                 r#"upstream = "base""#,
             ],
             &[r#"3:9: route "p": empty parameter name in path pattern "/u/{}""#],
+        ),
+        // A rewrite may use a regex's named groups, not its numbered ones; query and
+        // cookie conditions are placed at their own entries.
+        (
+            &[
+                "[middlewares.rw]",
+                r#"type = "rewrite""#,
+                r#"path = "/v2/{id}""#,
+                "[[routes]]",
+                r#"name = "named""#,
+                r#"match = { path_regex = "/u/(?P<id>[0-9]+)" }"#,
+                r#"middlewares = ["rw"]"#,
+                r#"upstream = "base""#,
+                "[[routes]]",
+                r#"name = "numbered""#,
+                r#"match = { path_regex = "/u/([0-9]+)" }"#,
+                r#"middlewares = ["rw"]"#,
+                r#"upstream = "base""#,
+                "[[routes]]",
+                r#"name = "pairs""#,
+                r#"match = { query = [{ name = "" }], cookies = [{ name = "a", value = " b" }] }"#,
+                r#"upstream = "base""#,
+            ],
+            &[
+                r#"12:16: route "numbered": middleware "rw" uses parameter {id} that the route's path_pattern or path_regex does not capture"#,
+                r#"16:20: route "pairs": empty query parameter name: expected a name like "version""#,
+                r#"16:47: route "pairs": value " b" of cookie "a" can never match: it starts or ends with whitespace"#,
+            ],
         ),
     ]);
 }
