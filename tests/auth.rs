@@ -54,55 +54,9 @@ fn htpasswd_text() -> String {
     format!("# made by the test\nalice:{alice}\n\nbob:{bob}\ncarol:{carol}\n")
 }
 
-/// One route, `/open`, without authentication, and the rest behind the
-/// middleware `auth` defined by `def`, logged as JSON to `log`.
+/// The gateway of these tests: the middleware `auth` defined by `def`.
 fn config(origin: SocketAddr, def: &str, log: &Path) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{origin}"]
-connect_timeout = "1s"
-response_header_timeout = "5s"
-
-[middlewares.auth]
-{def}
-
-[middlewares.log]
-type = "access_log"
-format = "json"
-output = {log:?}
-
-[[routes]]
-name = "open"
-match = {{ path_prefix = "/open" }}
-middlewares = ["log"]
-upstream = "backend"
-
-[[routes]]
-name = "closed"
-middlewares = ["log", "auth"]
-upstream = "backend"
-"#
-    )
-}
-
-fn log_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// The log line of the request to `path`.
-fn line_of<'l>(lines: &'l [serde_json::Value], path: &str) -> &'l serde_json::Value {
-    lines
-        .iter()
-        .find(|l| l["path"] == path)
-        .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"))
+    guarded_config(origin, &format!("[middlewares.auth]\n{def}"), "auth", log)
 }
 
 #[tokio::test]
@@ -208,15 +162,15 @@ async fn basic_auth_admits_each_hash_family_and_refuses_the_rest_with_reasons() 
     assert!(!shown.text().contains("$2y$"), "a hash in /config");
     gw.shutdown();
 
-    let lines = log_lines(&log);
+    let lines = json_log(&log);
     for (path, _, reason) in refused {
-        let l = line_of(&lines, path);
+        let l = log_line(&lines, path);
         assert_eq!(l["status"], 401, "{l}");
         assert_eq!(l["cause"], *reason, "{l}");
         assert!(l["consumer"].is_null(), "{l}");
     }
-    assert_eq!(line_of(&lines, "/ok/1")["consumer"], "bob");
-    assert!(line_of(&lines, "/ok/1")["cause"].is_null());
+    assert_eq!(log_line(&lines, "/ok/1")["consumer"], "bob");
+    assert!(log_line(&lines, "/ok/1")["cause"].is_null());
 }
 
 #[tokio::test]
@@ -421,10 +375,10 @@ async fn api_keys_from_a_header_or_the_query_name_their_consumer() {
         "a hash in /config"
     );
     gw.shutdown();
-    let lines = log_lines(&log);
-    assert_eq!(line_of(&lines, "/h")["consumer"], "alice");
-    assert_eq!(line_of(&lines, "/wrong")["cause"], "unknown_key");
-    assert_eq!(line_of(&lines, "/none")["cause"], "credentials_missing");
+    let lines = json_log(&log);
+    assert_eq!(log_line(&lines, "/h")["consumer"], "alice");
+    assert_eq!(log_line(&lines, "/wrong")["cause"], "unknown_key");
+    assert_eq!(log_line(&lines, "/none")["cause"], "credentials_missing");
 }
 
 #[tokio::test]

@@ -131,59 +131,13 @@ fn good(sub: &str) -> Value {
            "iat": now(), "scope": ["read", "write"], "tenant": 7})
 }
 
-/// One route, `/open`, without the middleware, and the rest behind `jwt`
-/// defined by `keys` and `extra`, logged as JSON to `log`.
+/// The gateway of these tests: the `jwt` middleware `tokens` with `keys`
+/// and `extra`, its issuer, audience and claim headers.
 fn config(origin: SocketAddr, keys: &str, extra: &str, log: &Path) -> String {
-    format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[upstreams.backend]
-endpoints = ["{origin}"]
-connect_timeout = "1s"
-response_header_timeout = "5s"
-
-[middlewares.tokens]
-type = "jwt"
-{keys}
-issuer = "{ISSUER}"
-audiences = ["api"]
-claims_to_headers = {{ sub = "x-user", scope = "x-scope", tenant = "x-tenant" }}
-{extra}
-
-[middlewares.log]
-type = "access_log"
-format = "json"
-output = {log:?}
-
-[[routes]]
-name = "open"
-match = {{ path_prefix = "/open" }}
-middlewares = ["log"]
-upstream = "backend"
-
-[[routes]]
-name = "closed"
-middlewares = ["log", "tokens"]
-upstream = "backend"
-"#
-    )
-}
-
-fn log_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-fn line_of<'l>(lines: &'l [Value], path: &str) -> &'l Value {
-    lines
-        .iter()
-        .find(|l| l["path"] == path)
-        .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"))
+    let def = format!(
+        "[middlewares.tokens]\ntype = \"jwt\"\n{keys}\nissuer = \"{ISSUER}\"\naudiences = [\"api\"]\nclaims_to_headers = {{ sub = \"x-user\", scope = \"x-scope\", tenant = \"x-tenant\" }}\n{extra}"
+    );
+    guarded_config(origin, &def, "tokens", log)
 }
 
 fn bearer(token: &str) -> String {
@@ -249,8 +203,8 @@ async fn every_algorithm_family_verifies_and_names_its_consumer() {
     assert_eq!(tokens["issuer"], json!([ISSUER]));
     assert!(!shown.text().contains(SECRET), "the secret in /config");
     gw.shutdown();
-    let lines = log_lines(&log);
-    assert_eq!(line_of(&lines, "/ok/2")["consumer"], "user-2");
+    let lines = json_log(&log);
+    assert_eq!(log_line(&lines, "/ok/2")["consumer"], "user-2");
 }
 
 #[tokio::test]
@@ -428,10 +382,10 @@ async fn every_wrong_token_is_refused_with_its_reason() {
         r#"strait_middleware_refusals_total{middleware="tokens",type="jwt",reason="jwt_claim"}"#;
     assert_eq!(within(metric_becomes(admin, claim, 2.0, LIMIT)).await, 2.0);
     gw.shutdown();
-    let lines = log_lines(&log);
+    let lines = json_log(&log);
     for (path, _, reason, _) in &cases {
         if !reason.is_empty() {
-            assert_eq!(line_of(&lines, path)["cause"], *reason, "{path}");
+            assert_eq!(log_line(&lines, path)["cause"], *reason, "{path}");
         }
     }
 }

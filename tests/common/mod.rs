@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -684,4 +684,57 @@ pub fn logged(text: &str) -> Vec<String> {
         .filter(|l| l.contains(text))
         .map(str::to_string)
         .collect()
+}
+
+/// A gateway in front of `origin` with two routes, both logged as JSON to
+/// `log`: `/open` through nothing else, and every other path through the
+/// middleware named `guard`, defined (with any others) by `defs`, the TOML
+/// of `[middlewares.NAME]` tables.
+pub fn guarded_config(origin: SocketAddr, defs: &str, guard: &str, log: &Path) -> String {
+    format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.backend]
+endpoints = ["{origin}"]
+connect_timeout = "1s"
+response_header_timeout = "5s"
+
+{defs}
+
+[middlewares.log]
+type = "access_log"
+format = "json"
+output = {log:?}
+
+[[routes]]
+name = "open"
+match = {{ path_prefix = "/open" }}
+middlewares = ["log"]
+upstream = "backend"
+
+[[routes]]
+name = "closed"
+middlewares = ["log", "{guard}"]
+upstream = "backend"
+"#
+    )
+}
+
+/// The lines of a JSON access log, parsed.
+pub fn json_log(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The JSON access log line of the request to `path`.
+pub fn log_line<'l>(lines: &'l [serde_json::Value], path: &str) -> &'l serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["path"] == path)
+        .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"))
 }

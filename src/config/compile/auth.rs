@@ -27,8 +27,9 @@ const MAX_BCRYPT_COST: u32 = 17;
 const SHA_CRYPT_ROUNDS: std::ops::RangeInclusive<u64> = 1_000..=1_000_000;
 const DEFAULT_MAX_VERIFICATIONS: i64 = 16;
 const MAX_NAME: usize = 128;
-/// Names a consumer header may not take: the proxy's own or the credentials'.
-const RESERVED: [&str; 9] = [
+/// Names a header an authentication middleware sets upstream (a consumer,
+/// a claim) may not take: the proxy's own or the credentials'.
+pub(super) const RESERVED: [&str; 9] = [
     "host",
     "authorization",
     "proxy-authorization",

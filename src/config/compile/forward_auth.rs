@@ -72,14 +72,7 @@ pub(super) fn compile(
         HeaderValue::from_str(authority).map_err(|_| bad("its host cannot be a Host header"))?;
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let tls = if https {
-        let settings = crate::tls::client::ClientSettings {
-            ca_file: ca_file.as_deref(),
-            client_auth: None,
-            insecure_skip_verify: false,
-            alpn: vec![b"http/1.1".to_vec()],
-        };
-        let config = crate::tls::client::client_config(&settings)
-            .map_err(|e| format!("forward_auth ca_file: {}", e.message))?;
+        let config = super::tls::https_client(ca_file.as_deref(), "forward_auth ca_file")?;
         let name = crate::tls::client::server_name(bare)
             .map_err(|e| format!("forward_auth url {url:?}: {e}"))?;
         Some((config, name))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use super::auth::RESERVED;
 use crate::config::intern;
 use crate::config::parse::parse_duration;
 use crate::config::raw::RawMiddleware;
@@ -23,18 +24,6 @@ const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// An HMAC secret's least length: RFC 7518 §3.2 asks for a key as long
 /// as the hash (32 bytes for HS256).
 const MIN_SECRET: usize = 32;
-/// Names a claim header may not take: the proxy's own or the credentials'.
-const RESERVED: [&str; 9] = [
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-    "cookie",
-];
 
 /// `type = "jwt"`.
 pub(super) fn compile(raw: &RawMiddleware, policy: u16) -> Result<Middleware, String> {
@@ -124,15 +113,10 @@ pub(super) fn compile(raw: &RawMiddleware, policy: u16) -> Result<Middleware, St
             let asymmetric: Vec<Algorithm> =
                 allowed.iter().copied().filter(|a| !is_hmac(*a)).collect();
             let tls = if url.starts_with("https:") {
-                let settings = crate::tls::client::ClientSettings {
-                    ca_file: jwks_ca_file.as_deref(),
-                    client_auth: None,
-                    insecure_skip_verify: false,
-                    alpn: vec![b"http/1.1".to_vec()],
-                };
-                let config = crate::tls::client::client_config(&settings)
-                    .map_err(|e| format!("jwt jwks_ca_file: {}", e.message))?;
-                Some(config)
+                Some(super::tls::https_client(
+                    jwks_ca_file.as_deref(),
+                    "jwt jwks_ca_file",
+                )?)
             } else {
                 None
             };

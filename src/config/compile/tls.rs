@@ -388,3 +388,19 @@ impl Compiler<'_, '_> {
         (Some(Box::new(tls)), cleartext)
     }
 }
+
+/// The TLS client configuration of a control-plane or middleware HTTPS
+/// client (a JWKS fetch, an auth service): HTTP/1.1, the public roots or
+/// `ca_file`'s, no client certificate; errors start with `what`.
+pub(super) fn https_client(
+    ca_file: Option<&str>,
+    what: &str,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let settings = crate::tls::client::ClientSettings {
+        ca_file,
+        client_auth: None,
+        insecure_skip_verify: false,
+        alpn: vec![b"http/1.1".to_vec()],
+    };
+    crate::tls::client::client_config(&settings).map_err(|e| format!("{what}: {}", e.message))
+}
