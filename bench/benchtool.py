@@ -1210,6 +1210,24 @@ def policies_report(results_path, info_path):
             f"| {policy} | {cell(s)} | {plus(s, base_s)} | {ng or '—'} | "
             f"{cell(n) if ng else '—'} | {plus(n, base_n) if ng else '—'} |"
         )
+    mib = {}
+    for line in open(results_path):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            if r["metric"] == "gzip_mib_per_core":
+                mib[r["proxy"]] = r["value"]
+    if mib:
+        s, n = mib.get("strait-compress"), mib.get("nginx-compress")
+        out += [
+            "",
+            "Compression throughput (gzip level 5, a 256 KiB text response, wrk with 8 "
+            "connections): MiB of text compressed per second of the proxy's CPU.",
+            "",
+            "| strait | nginx | strait/nginx |",
+            "| ---: | ---: | ---: |",
+            f"| {s or 0:.1f} | {n or 0:.1f} | {(s / n) if s and n else 0:.2f} |",
+        ]
     out += ["", "How each was asked for is in bench/policies.sh (the same request to both proxies)."]
     print("\n".join(out))
 

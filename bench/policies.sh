@@ -41,6 +41,38 @@ PY
   sig=$(printf '%s.%s' "$header" "$claims" |
     openssl dgst -sha256 -sign "$ROOT/tests/fixtures/jwt/rsa_private.pem" -binary | b64url)
   BENCH_JWT="$header.$claims.$sig"
+  # the compression throughput's body: this project's own prose, 256 KiB
+  # of it (text that compresses as real pages do, not one repeated byte)
+  local text=$TMP/origin/text.txt
+  : >"$text"
+  while (($(stat -c %s "$text") < 262144)); do cat "$ROOT/docs/configuration.md" >>"$text"; done
+  truncate -s 262144 "$text"
+}
+
+# phase_gzip_throughput: strait-compress and nginx-compress (gzip, level 5)
+# each under wrk with Accept-Encoding: gzip for DURATION on the 256 KiB
+# text; the MiB of text compressed per second of the proxy's CPU
+phase_gzip_throughput() {
+  local name port pid pids t0 t1 f reqs
+  for name in strait-compress nginx-compress; do
+    port=$(freeport)
+    start_proxy "$name" native "$port"
+    pid=$STARTED_PID
+    read -ra pids <<<"$(pidtree "$pid")"
+    f=$RAW/wrk.$name.gzip.txt
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c8 -d2s -H "Accept-Encoding: gzip" \
+      "http://127.0.0.1:$port/__bench/text" >/dev/null 2>&1
+    t0=$(cputicks "${pids[@]}")
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c8 -d"$DURATION" -H "Accept-Encoding: gzip" \
+      "http://127.0.0.1:$port/__bench/text" >"$f" 2>&1 || die "wrk failed against $name: $(tail -3 "$f")"
+    t1=$(cputicks "${pids[@]}")
+    read -r _ _ _ reqs _ <<<"$("${BT[@]}" wrk "$f")"
+    ((reqs > 0)) || die "wrk completed no request against $name; see $f"
+    emit "$name" gzip_mib_per_core "$(calc "$reqs * 0.25 / (($t1 - $t0) / $CLK_TCK)")"
+    log "gzip throughput $name: $reqs requests of 256 KiB, proxy $((t1 - t0)) ticks"
+    stop_pid "$pid" 10
+    forget_pid "$pid"
+  done
 }
 
 # strait_policy_conf POLICY PORT FILE

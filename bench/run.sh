@@ -1254,6 +1254,7 @@ if [[ $MODE == policies ]]; then
   NGINX_HTTP_EXTRA="" NGINX_SERVER_EXTRA="" NGINX_LOCATION_EXTRA=""
   log "policies: rows ${PROXIES[*]}"
   phase_callgrind
+  [[ " $POLICIES " == *" compress "* ]] && phase_gzip_throughput
   REPORT=$RESULTS_DIR/policies.md
   "${BT[@]}" policies-report "$RESULTS" "$INFO" >"$REPORT"
   cat "$REPORT"

@@ -287,3 +287,44 @@ async fn a_64_mib_response_streams_through_in_flat_memory() {
         assert!(plain.starts_with(b"The quick brown fox"));
     }
 }
+
+#[tokio::test]
+async fn curl_compressed_gets_the_text_back() {
+    // The README's `curl --compressed`: skipped where curl is not installed.
+    let Ok(version) = std::process::Command::new("curl").arg("--version").output() else {
+        eprintln!("skipped: no curl on this host");
+        return;
+    };
+    let o = origin();
+    let gw = gateway(&config(o.addr, ""));
+    let url = format!("http://{}/html", gw.addr());
+    let out = within(tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "10",
+                "--compressed",
+                "--dump-header",
+                "-",
+            ])
+            .arg(&url)
+            .output()
+            .expect("curl runs")
+    }))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8_lossy(&out.stdout);
+    let (head, body) = got.split_once("\r\n\r\n").expect("a head and a body");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-encoding:"), "{head}");
+    assert!(!head.contains("content-length:"), "{head}");
+    let curl = String::from_utf8_lossy(&version.stdout);
+    assert!(body.as_bytes() == text(5000), "{curl}");
+}
