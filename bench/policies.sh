@@ -47,6 +47,9 @@ PY
   : >"$text"
   while (($(stat -c %s "$text") < 262144)); do cat "$ROOT/docs/configuration.md" >>"$text"; done
   truncate -s 262144 "$text"
+  # the origin's workers are not root: they must reach the file
+  chmod a+rx "$TMP" "$TMP/origin"
+  chmod a+r "$text"
 }
 
 # phase_gzip_throughput: strait-compress and nginx-compress (gzip, level 5)
@@ -63,7 +66,7 @@ phase_gzip_throughput() {
     ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c8 -d2s -H "Accept-Encoding: gzip" \
       "http://127.0.0.1:$port/__bench/text" >/dev/null 2>&1
     t0=$(cputicks "${pids[@]}")
-    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c8 -d"$DURATION" -H "Accept-Encoding: gzip" \
+    ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c8 -d"$DURATION" --latency -H "Accept-Encoding: gzip" \
       "http://127.0.0.1:$port/__bench/text" >"$f" 2>&1 || die "wrk failed against $name: $(tail -3 "$f")"
     t1=$(cputicks "${pids[@]}")
     read -r _ _ _ reqs _ <<<"$("${BT[@]}" wrk "$f")"
