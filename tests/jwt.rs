@@ -198,7 +198,7 @@ async fn every_algorithm_family_verifies_and_names_its_consumer() {
     assert_eq!(origin.requests(), 7);
     let shown = within(get(gw.admin_addr().unwrap(), "/config", &[])).await;
     let tokens = &shown.json()["middlewares"]["tokens"];
-    assert_eq!(tokens["secret"], "<redacted>");
+    assert_eq!(tokens["secret"], "[redacted]");
     assert_eq!(tokens["keys"], 4);
     assert_eq!(tokens["issuer"], json!([ISSUER]));
     assert!(!shown.text().contains(SECRET), "the secret in /config");

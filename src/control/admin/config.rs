@@ -431,7 +431,7 @@ fn middleware(m: &Middleware) -> Value {
                 "type": "jwt",
                 "key_files": s.key_files.iter().map(|f| &**f).collect::<Vec<_>>(),
                 "keys": s.local.keys.len(),
-                "secret": s.has_secret.then_some("<redacted>"),
+                "secret": s.has_secret.then_some("[redacted]"),
                 "jwks_url": remote,
                 "algorithms": algorithms,
                 "issuer": s.issuers.iter().map(|i| &**i).collect::<Vec<_>>(),
