@@ -367,6 +367,7 @@ async fn every_endpoint_answers_with_its_documented_shape() {
             "max_connections": null,
             "max_pending": null,
             "retry_budget": { "percent": 20, "min_per_second": 3 },
+            "connect_failover": true,
             "outlier_detection": null,
             "dns_refresh": "30s",
             "dns_family": "any",

@@ -80,7 +80,9 @@ async fn bodies_over_the_replay_limit_and_non_idempotent_methods_are_not_retried
     let gw = start(&config(
         &[dead, echo.addr],
         "attempts = 2, replay_limit = 64, on = [\"connect_failure\"], backoff_base = \"1ms\"",
-        "retry_budget = { percent = 100, min_per_second = 1000 }\n",
+        // The route's policy alone: without the upstream's failover on a
+        // failed connection (tests/failover.rs), which would save these.
+        "retry_budget = { percent = 100, min_per_second = 1000 }\nconnect_failover = false\n",
     ));
     let mut statuses = Vec::new();
     // POST is not idempotent: the request that meets the dead endpoint fails.
@@ -210,7 +212,8 @@ async fn a_post_over_the_replay_limit_is_not_retried_even_when_posts_may_be() {
     let gw = start(&config(
         &[dead_addr(), echo.addr],
         "attempts = 2, non_idempotent = true, replay_limit = 64, on = [\"connect_failure\"], backoff_base = \"1ms\"",
-        "retry_budget = { percent = 100, min_per_second = 1000 }\n",
+        // The route's policy alone, as above.
+        "retry_budget = { percent = 100, min_per_second = 1000 }\nconnect_failover = false\n",
     ));
     // Over the limit: the request that meets the dead endpoint fails.
     let mut statuses = Vec::new();

@@ -131,9 +131,12 @@ async fn the_ejection_share_is_never_exceeded() {
 async fn connect_failures_eject_a_dead_endpoint() {
     let good = Origin::fixed("good", 200, "good");
     let dead = dead_addr();
+    let outlier = "\n[upstreams.app.outlier_detection]\nconsecutive_connect_failures = 2\nbase_ejection_time = \"30s\"\n";
+    // Failover off, so that each failed connection is an answer the
+    // client sees.
     let toml = upstream_config(
         &[good.addr, dead],
-        "\n[upstreams.app.outlier_detection]\nconsecutive_connect_failures = 2\nbase_ejection_time = \"30s\"\n",
+        &format!("connect_failover = false\n{outlier}"),
     );
     let gw = start(&toml, 1);
     let mut failed = 0;
@@ -143,6 +146,13 @@ async fn connect_failures_eject_a_dead_endpoint() {
         }
     }
     assert_eq!(failed, 2, "two connect failures in a row, then ejected");
+    // With it (the default), the client sees none of them, and the dead
+    // endpoint is ejected all the same.
+    let gw = start(&upstream_config(&[good.addr, dead], outlier), 1);
+    for _ in 0..40 {
+        assert_eq!(get(gw.addr(), "/", &[]).await.status, 200);
+    }
+    assert_eq!(metric_sum(&gw, "strait_endpoint_ejected", &[]).await, 1.0);
 }
 
 #[tokio::test]

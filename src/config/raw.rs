@@ -195,6 +195,9 @@ pub(crate) struct RawUpstream {
     pub(crate) max_pending: Option<Spanned<i64>>,
     pub(crate) outlier_detection: Option<Spanned<RawOutlierDetection>>,
     pub(crate) retry_budget: Option<Spanned<RawRetryBudget>>,
+    /// A request whose connection could not be made goes to another
+    /// endpoint (default `true`).
+    pub(crate) connect_failover: Option<bool>,
     pub(crate) dns_refresh: Option<Spanned<String>>,
     pub(crate) dns_family: Option<Spanned<String>>,
     /// `"http1"`, `"h2c"`, `"h2"` or `"auto"`.

@@ -72,7 +72,7 @@ pub(super) async fn forward<'a>(
         }
     }
     let timeout = spec.response_header_timeout;
-    attempt(
+    let result = attempt(
         state,
         snap,
         &target,
@@ -82,7 +82,120 @@ pub(super) async fn forward<'a>(
         0,
         timeout,
     )
-    .await
+    .await;
+    // Failover: the connection could not be made, so nothing was sent (the
+    // body is still the client's, untaken) and another endpoint may take
+    // the request as it came, whatever its method. Boxed: the rare path,
+    // kept out of every request's future (only the error crosses into it).
+    let failover = spec.connect_failover && spec.endpoints.len() > 1 && body.is_some();
+    // The error is taken out first, so that the result (a response's
+    // size) is not kept across the await below.
+    let e = {
+        let result = result;
+        match result {
+            Err(e) if failover && e.is_connect_failure() => e,
+            other => return other,
+        }
+    };
+    // Boxed in a statement of its own, so that the unboxed future is not a
+    // temporary of the statement that awaits.
+    let rest = Box::pin(fail_over(
+        state, snap, &target, ctx, headers, body, e, timeout,
+    ));
+    rest.await
+}
+
+/// The attempts after `first`, whose connection failed: each to an
+/// endpoint not tried yet, while there is one and the retry budget allows.
+#[allow(clippy::too_many_arguments)]
+async fn fail_over<'a>(
+    state: &Rc<ProxyState>,
+    snap: &'a SnapshotRef,
+    target: &Target<'a>,
+    ctx: &mut RequestContext<'a>,
+    headers: &mut Headers<'a>,
+    body: &mut Option<ClientBody>,
+    first: ProxyError,
+    timeout: Duration,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let spec = target.spec;
+    let mut result = Err(first);
+    let mut tried: u64 = 0;
+    let mut n = 1;
+    loop {
+        let failed_to_connect = matches!(&result, Err(e) if e.is_connect_failure());
+        if !failed_to_connect || body.is_none() {
+            return result;
+        }
+        let Some(id) = ctx.ids.endpoint() else {
+            return result;
+        };
+        tried |= 1u64 << (id.1 % 64);
+        let untried = (0..spec.endpoints.len()).any(|i| tried & (1u64 << (i % 64)) == 0);
+        if !untried || n >= spec.endpoints.len() || !retry_allowed(state, snap, target) {
+            return result;
+        }
+        end_attempt(state, snap, target, ctx, id, &result);
+        n += 1;
+        ctx.log.attempts = n as u8;
+        result = attempt(
+            state,
+            snap,
+            target,
+            ctx,
+            headers,
+            Payload::Client(body),
+            tried,
+            timeout,
+        )
+        .await;
+    }
+}
+
+/// Whether the upstream's retry budget lets one more attempt go (counted
+/// as a retry when it does, as a refusal when it does not).
+fn retry_allowed(state: &ProxyState, snap: &Snapshot, target: &Target<'_>) -> bool {
+    let Some(u) = snap.stats.upstream(target.id, state.tools.id) else {
+        return false;
+    };
+    let now_ms = state.tools.clock.monotonic_ms();
+    if !retry::withdraw(u, target.spec.retry_budget, snap.server.workers, now_ms) {
+        u.retry_budget_exhausted.inc();
+        return false;
+    }
+    u.retries.inc();
+    true
+}
+
+/// An attempt that another follows: its in-flight counts end here (not
+/// with the response), its failure is counted, and outlier detection hears
+/// what it showed.
+fn end_attempt(
+    state: &ProxyState,
+    snap: &Snapshot,
+    target: &Target<'_>,
+    ctx: &RequestContext<'_>,
+    id: (usize, usize),
+    result: &Result<Response<ProxyBody>, ProxyError>,
+) {
+    let worker = state.tools.id;
+    if let Some(e) = snap.stats.endpoint(id, worker) {
+        e.in_flight.dec();
+    }
+    if let Some(u) = snap.stats.upstream(target.id, worker) {
+        u.in_flight.dec();
+    }
+    if let Err(e) = result {
+        count_failure(snap, worker, target.id, ctx, *e);
+    }
+    outlier::observe(
+        &snap.stats,
+        &snap.endpoint_states,
+        target.spec,
+        worker,
+        id,
+        observed(result),
+    );
 }
 
 /// Upstream `id` of the snapshot as the exchange sees it: its spec, its
@@ -160,31 +273,10 @@ async fn forward_with_retries<'a>(
         if !policy.retries(&result) || n >= policy.attempts {
             return result;
         }
-        let Some(u) = snap.stats.upstream(target.id, worker) else {
-            return result;
-        };
-        let now_ms = state.tools.clock.monotonic_ms();
-        if !retry::withdraw(u, spec.retry_budget, snap.server.workers, now_ms) {
-            u.retry_budget_exhausted.inc();
+        if !retry_allowed(state, snap, target) {
             return result;
         }
-        u.retries.inc();
-        // This attempt is over: its counts end here, not with the response.
-        if let Some(e) = snap.stats.endpoint(id, worker) {
-            e.in_flight.dec();
-        }
-        u.in_flight.dec();
-        if let Err(e) = &result {
-            count_failure(snap, worker, target.id, ctx, *e);
-        }
-        outlier::observe(
-            &snap.stats,
-            &snap.endpoint_states,
-            spec,
-            worker,
-            id,
-            observed(&result),
-        );
+        end_attempt(state, snap, target, ctx, id, &result);
         drop(result);
         n += 1;
         let random = RandomState::new().hash_one((worker, n, Instant::now()));
@@ -217,12 +309,14 @@ pub(super) async fn attempt<'a>(
     let index = upstream_peer(state, snap, target, ctx, headers, tried)?;
     let spec = target.spec;
     let endpoint = &spec.endpoints[index];
-    headers::prepare_headers(headers, ctx, &snap.server, endpoint);
     let uri = headers::upstream_uri(ctx)?;
 
     // Connect: a pooled connection, or a new one (and when that began: an
     // idle HTTP/1.1 connection is taken at once, without a clock reading).
+    // Before the headers are prepared for the endpoint, so that a request
+    // whose connection failed goes to another one as it came.
     let (conn, reused, started) = exchange::acquire(&state.pool, target, index).await?;
+    headers::prepare_headers(headers, ctx, &snap.server, endpoint);
     // The exchange's clock starts here: what follows until the head is
     // written is synchronous.
     let sent = Instant::now();

@@ -59,6 +59,11 @@ pub(crate) struct UpstreamSpec {
     pub(crate) outlier: Option<OutlierSpec>,
     /// How many retries the upstream accepts.
     pub(crate) retry_budget: RetryBudget,
+    /// Whether a request whose connection to an endpoint could not be made
+    /// (nothing was sent) goes to another endpoint, whatever its method
+    /// and route (`connect_failover`, on by default, as nginx's
+    /// `proxy_next_upstream error timeout`).
+    pub(crate) connect_failover: bool,
     /// The endpoints given as `host:port`, each with the addresses it expanded
     /// to in `endpoints` (empty when every endpoint is an IP).
     pub(crate) names: Box<[NameSpec]>,

@@ -676,11 +676,13 @@ mod future_size {
         // connection, the encoded head and the body, where hyper's client
         // kept a sender and a response future), in a debug and a release
         // build alike; 3,016 B before the `connection_limit` guards and the
-        // snapshot's lender went into the context, 3,064 B since (measured
-        // in a debug build). It is hyper's server's, kept per connection: TLS
-        // connections and upgrades; plain HTTP/1.1 is served by
-        // `worker/http1.rs`, whose request future exists only while a
+        // snapshot's lender went into the context, 3,064 B since, 3,136 B
+        // with the upstream's connect failover (the attempts after a failed
+        // connection are boxed; what the boxed future borrows stays beside
+        // it) (measured in a debug build). It is hyper's server's, kept per
+        // connection: TLS connections and upgrades; plain HTTP/1.1 is served
+        // by `worker/http1.rs`, whose request future exists only while a
         // request is in flight.
-        assert!(size <= 3_096, "the request future grew to {size} B");
+        assert!(size <= 3_136, "the request future grew to {size} B");
     }
 }

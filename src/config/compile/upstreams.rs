@@ -216,6 +216,7 @@ impl Compiler<'_, '_> {
                     }
                 }
             },
+            connect_failover: up.connect_failover.unwrap_or(true),
             names: names.into(),
             dns,
             protocol,

@@ -222,6 +222,7 @@ fn upstream(u: &UpstreamSpec, b: &BalancePolicy) -> Value {
             "percent": u.retry_budget.percent,
             "min_per_second": u.retry_budget.min_per_second,
         }),
+        "connect_failover": u.connect_failover,
         "outlier_detection": u.outlier.as_ref().map(|o| json!({
             "consecutive_5xx": o.consecutive_5xx,
             "consecutive_connect_failures": o.consecutive_connect_failures,
