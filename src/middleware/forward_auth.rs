@@ -217,13 +217,15 @@ impl ForwardAuth {
             X_FORWARDED_METHOD.clone(),
             HeaderValue::from_str(ctx.method.as_str()).map_err(http::Error::from)?,
         );
+        // The path and query as received: the request target's own bytes
+        // when it is in origin form, else joined in the arena.
         let uri = match ctx.query {
-            Some(q) => format!("{}?{q}", ctx.path),
-            None => ctx.path.to_string(),
+            Some(q) => bumpalo::format!(in ctx.arena(), "{}?{}", ctx.path, q).into_bump_str(),
+            None => ctx.path,
         };
         h.insert(
             X_FORWARDED_URI.clone(),
-            HeaderValue::from_str(&uri).map_err(http::Error::from)?,
+            HeaderValue::from_str(uri).map_err(http::Error::from)?,
         );
         if let Some(host) = ctx.host {
             h.insert(

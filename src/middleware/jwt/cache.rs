@@ -65,7 +65,8 @@ struct Entry {
     verified: Rc<Verified>,
 }
 
-type Key = (u64, [u8; 32]);
+/// A token's entry: its instance and the SHA-256 of the token.
+pub(super) type Key = (u64, [u8; 32]);
 
 thread_local! {
     static VERIFIED: RefCell<FxHashMap<Key, Entry>> = RefCell::new(FxHashMap::default());
@@ -77,17 +78,18 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn key(instance: u64, token: &str) -> Key {
+/// Taken once per request: a miss's `store` reuses it.
+pub(super) fn key(instance: u64, token: &str) -> Key {
     let mut k = [0u8; 32];
     k.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
     (instance, k)
 }
 
 /// What this worker found for `token` under `instance`, if it still holds.
-pub(super) fn lookup(instance: u64, token: &str, generation: Generation) -> Option<Rc<Verified>> {
+pub(super) fn lookup(key: &Key, generation: Generation) -> Option<Rc<Verified>> {
     VERIFIED.with(|v| {
         let v = v.borrow();
-        let e = v.get(&key(instance, token))?;
+        let e = v.get(key)?;
         (e.generation == generation && e.until > now()).then(|| e.verified.clone())
     })
 }
@@ -95,8 +97,7 @@ pub(super) fn lookup(instance: u64, token: &str, generation: Generation) -> Opti
 /// Remembers what `token`'s check found, until its `exp` plus `leeway`
 /// (or [`TTL`]).
 pub(super) fn store(
-    instance: u64,
-    token: &str,
+    key: Key,
     generation: Generation,
     leeway: u64,
     verified: Verified,
@@ -120,7 +121,7 @@ pub(super) fn store(
             until,
             verified: verified.clone(),
         };
-        v.insert(key(instance, token), entry);
+        v.insert(key, entry);
     });
     verified
 }
@@ -141,18 +142,21 @@ mod tests {
     #[test]
     fn a_token_is_remembered_per_instance_generation_and_expiry() {
         let g = Generation(7);
-        store(1, "t", g, 0, verified(Some(now() + 100)));
-        assert!(lookup(1, "t", g).is_some());
-        assert!(lookup(2, "t", g).is_none(), "another instance");
-        assert!(lookup(1, "u", g).is_none(), "another token");
-        assert!(lookup(1, "t", Generation(8)).is_none(), "the keys changed");
+        store(key(1, "t"), g, 0, verified(Some(now() + 100)));
+        assert!(lookup(&key(1, "t"), g).is_some());
+        assert!(lookup(&key(2, "t"), g).is_none(), "another instance");
+        assert!(lookup(&key(1, "u"), g).is_none(), "another token");
+        assert!(
+            lookup(&key(1, "t"), Generation(8)).is_none(),
+            "the keys changed"
+        );
         // Expired (even within the TTL), unless the leeway covers it.
-        store(1, "old", g, 0, verified(Some(now() - 1)));
-        assert!(lookup(1, "old", g).is_none());
-        store(1, "old", g, 60, verified(Some(now() - 1)));
-        assert!(lookup(1, "old", g).is_some());
+        store(key(1, "old"), g, 0, verified(Some(now() - 1)));
+        assert!(lookup(&key(1, "old"), g).is_none());
+        store(key(1, "old"), g, 60, verified(Some(now() - 1)));
+        assert!(lookup(&key(1, "old"), g).is_some());
         for i in 0..ENTRIES * 2 {
-            store(3, &i.to_string(), g, 0, verified(None));
+            store(key(3, &i.to_string()), g, 0, verified(None));
         }
         assert!(VERIFIED.with(|v| v.borrow().len()) <= ENTRIES);
     }

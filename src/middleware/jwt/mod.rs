@@ -200,10 +200,11 @@ impl Jwt {
         };
         let instance = self.shared.instance;
         let generation = self.generation();
-        let verified = match cache::lookup(instance, found.token, generation) {
+        let key = cache::key(instance, found.token);
+        let verified = match cache::lookup(&key, generation) {
             Some(v) => v,
             None => match self.verify(found.token) {
-                Ok(v) => cache::store(instance, found.token, generation, s.leeway, v),
+                Ok(v) => cache::store(key, generation, s.leeway, v),
                 Err(reason) => return self.refused(ctx, reason),
             },
         };
